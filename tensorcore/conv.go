@@ -64,7 +64,9 @@ func Conv2D(p *Pool, g ConvGeom, x, w, bias, y []float32) { conv2DRef(g, x, w, b
 
 // Conv2DBackwardData computes gx = dL/dx from gy = dL/dy; gx is
 // overwritten. It is also the forward pass of a transposed convolution.
-func Conv2DBackwardData(p *Pool, g ConvGeom, gy, w, gx []float32) { conv2DBackwardDataRef(g, gy, w, gx) }
+func Conv2DBackwardData(p *Pool, g ConvGeom, gy, w, gx []float32) {
+	conv2DBackwardDataRef(g, gy, w, gx)
+}
 
 // Conv2DBackwardWeight computes gw = dL/dw and, when gb is not nil, gb =
 // dL/dbias, from x and gy; both are overwritten.
