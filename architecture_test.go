@@ -1,0 +1,105 @@
+package ringtrain_test
+
+import (
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/ringtrain/ringtrain/"
+
+// allowedImports is the package map of ARCHITECTURE.md: for each package,
+// the project packages and outside modules its non-test code may import.
+// Imports only go down: tensorcore knows nothing of networks, models nothing
+// of the wire, allreduce nothing of models, and the coordinator and worker
+// never import each other. Standard-library imports are always allowed.
+var allowedImports = map[string][]string{
+	"tensorcore":  {"golang.org/x/sys/cpu"},
+	"safetensors": {},
+	"job":         {"sigs.k8s.io/yaml"},
+	"models":      {module + "tensorcore"},
+	"dataset":     {module + "tensorcore"},
+	"allreduce":   {module + "allreduce", "google.golang.org/grpc", "google.golang.org/protobuf", "github.com/klauspost/compress", "golang.org/x/sys/cpu"},
+	"checkpoint":  {module + "safetensors", "go.etcd.io/etcd/"},
+	"coordinator": {module + "api", module + "dataset", module + "checkpoint", module + "job", "go.etcd.io/etcd/",
+		"github.com/hashicorp/memberlist", "google.golang.org/grpc", "github.com/prometheus/client_golang"},
+	"worker": {module + "tensorcore", module + "models", module + "dataset", module + "allreduce",
+		module + "checkpoint", module + "safetensors", module + "job", module + "api", "github.com/hashicorp/memberlist", "google.golang.org/grpc"},
+}
+
+func TestImportsGoDown(t *testing.T) {
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != "." && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || name == "testdata" || name == "bench") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		top := strings.Split(filepath.ToSlash(path), "/")[0]
+		allowed, ruled := allowedImports[top]
+		if !ruled {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		for _, imp := range f.Imports {
+			p := strings.Trim(imp.Path.Value, `"`)
+			if isStdlib(p) || hasAnyPrefix(p, allowed) {
+				continue
+			}
+			t.Errorf("%s imports %s, which %s/ may not import (see ARCHITECTURE.md)", path, p, top)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func isStdlib(path string) bool {
+	first, _, _ := strings.Cut(path, "/")
+	return !strings.Contains(first, ".")
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestRuleCatchesForbiddenImport checks that the rule table rejects what it
+// must, so the walk above cannot pass by accident.
+func TestRuleCatchesForbiddenImport(t *testing.T) {
+	for _, tc := range []struct {
+		pkg, imp string
+		ok       bool
+	}{
+		{"tensorcore", module + "models", false},
+		{"tensorcore", "google.golang.org/grpc", false},
+		{"models", module + "allreduce", false},
+		{"allreduce", module + "models", false},
+		{"worker", module + "coordinator", false},
+		{"models", module + "tensorcore", true},
+		{"tensorcore", "golang.org/x/sys/cpu", true},
+		{"safetensors", "encoding/json", true},
+	} {
+		got := isStdlib(tc.imp) || hasAnyPrefix(tc.imp, allowedImports[tc.pkg])
+		if got != tc.ok {
+			t.Errorf("%s importing %s: allowed = %v, want %v", tc.pkg, tc.imp, got, tc.ok)
+		}
+	}
+}

@@ -1,0 +1,203 @@
+// Package job defines the job file: the one description of a training run
+// (model, data set, optimizer, schedule, batch size, epochs, seed, cluster
+// size) that `ringtrain train` runs on a laptop and the coordinator runs on
+// a cluster, unchanged. It parses YAML strictly, applies defaults, validates,
+// and hashes the fields that make two runs the same job.
+package job
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Spec is a job file. Field names are the YAML keys.
+type Spec struct {
+	// Name labels the run in logs and metrics.
+	Name string `json:"name,omitempty"`
+	// Model is a model zoo name (see `ringtrain models`).
+	Model string `json:"model"`
+	// Dataset is a data set name; "mnist" is the real MNIST.
+	Dataset string `json:"dataset"`
+	// DataDir is where the data set's files are (or are fetched to).
+	DataDir string `json:"data_dir,omitempty"`
+
+	Epochs    int    `json:"epochs"`
+	BatchSize int    `json:"batch_size"`
+	Seed      uint64 `json:"seed"`
+
+	Optimizer Optimizer `json:"optimizer"`
+	Schedule  Schedule  `json:"schedule"`
+
+	// Threads is the number of compute threads (0: all cores).
+	Threads int `json:"threads,omitempty"`
+	// CheckpointEvery is the number of steps between checkpoints (0: at
+	// the end of every epoch only).
+	CheckpointEvery int `json:"checkpoint_every,omitempty"`
+	// KeepCheckpoints is how many committed checkpoints are kept.
+	KeepCheckpoints int `json:"keep_checkpoints,omitempty"`
+
+	// Workers is the number of data-parallel workers (1: single process).
+	Workers    int `json:"workers,omitempty"`
+	MinWorkers int `json:"min_workers,omitempty"`
+	MaxWorkers int `json:"max_workers,omitempty"`
+}
+
+// Optimizer names the optimizer and its hyper-parameters.
+type Optimizer struct {
+	Name        string  `json:"name"`
+	LR          float64 `json:"lr"`
+	Momentum    float64 `json:"momentum,omitempty"`
+	Nesterov    bool    `json:"nesterov,omitempty"`
+	WeightDecay float64 `json:"weight_decay,omitempty"`
+	Beta1       float64 `json:"beta1,omitempty"`
+	Beta2       float64 `json:"beta2,omitempty"`
+	Eps         float64 `json:"eps,omitempty"`
+}
+
+// Schedule is the learning-rate schedule.
+type Schedule struct {
+	// Name is constant, step or cosine.
+	Name string `json:"name"`
+	// WarmupSteps ramps the rate linearly from 0 over this many steps.
+	WarmupSteps int `json:"warmup_steps,omitempty"`
+	// StepEpochs and Gamma: multiply by Gamma every StepEpochs epochs.
+	StepEpochs int     `json:"step_epochs,omitempty"`
+	Gamma      float64 `json:"gamma,omitempty"`
+	// MinLR is the floor of the cosine schedule.
+	MinLR float64 `json:"min_lr,omitempty"`
+}
+
+// Default returns the spec that `ringtrain train` starts from: LeNet-5 on
+// MNIST, 3 epochs of SGD with momentum at batch 64.
+func Default() Spec {
+	return Spec{
+		Model:           "lenet5",
+		Dataset:         "mnist",
+		Epochs:          3,
+		BatchSize:       64,
+		Seed:            1,
+		Optimizer:       Optimizer{Name: "sgd", LR: 0.05, Momentum: 0.9},
+		Schedule:        Schedule{Name: "cosine"},
+		KeepCheckpoints: 3,
+		Workers:         1,
+	}
+}
+
+// Parse reads a YAML (or JSON) job file over the defaults. Unknown keys are
+// errors, so a typo never silently falls back to a default.
+func Parse(data []byte, name string) (Spec, error) {
+	s := Default()
+	if len(bytes.TrimSpace(data)) == 0 {
+		return s, fmt.Errorf("job: %s: empty job file", name)
+	}
+	if err := yaml.UnmarshalStrict(data, &s); err != nil {
+		return s, fmt.Errorf("job: %s: %v", name, cleanYAMLError(err))
+	}
+	return s, nil
+}
+
+// Load reads and parses a job file.
+func Load(path string) (Spec, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Spec{}, fmt.Errorf("job: %w", err)
+	}
+	return Parse(data, path)
+}
+
+func cleanYAMLError(err error) string {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "error unmarshaling JSON: while decoding JSON: ")
+	return msg
+}
+
+// Validate checks the spec for values no run can use. Names (model, data
+// set, optimizer) are checked by the packages that own them.
+func (s Spec) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if s.Model == "" {
+		bad("model is empty")
+	}
+	if s.Dataset == "" {
+		bad("dataset is empty")
+	}
+	if s.Epochs < 1 {
+		bad("epochs must be at least 1, got %d", s.Epochs)
+	}
+	if s.BatchSize < 1 {
+		bad("batch_size must be at least 1, got %d", s.BatchSize)
+	}
+	if !(s.Optimizer.LR > 0) {
+		bad("optimizer.lr must be positive, got %g", s.Optimizer.LR)
+	}
+	if s.Optimizer.Momentum < 0 || s.Optimizer.Momentum >= 1 {
+		bad("optimizer.momentum must be in [0, 1), got %g", s.Optimizer.Momentum)
+	}
+	if s.Optimizer.WeightDecay < 0 {
+		bad("optimizer.weight_decay must not be negative, got %g", s.Optimizer.WeightDecay)
+	}
+	switch s.Schedule.Name {
+	case "", "constant", "cosine":
+	case "step":
+		if s.Schedule.StepEpochs < 1 {
+			bad("schedule.step_epochs must be at least 1 for the step schedule")
+		}
+	default:
+		bad("schedule.name %q is unknown (constant, step, cosine)", s.Schedule.Name)
+	}
+	if s.Schedule.WarmupSteps < 0 {
+		bad("schedule.warmup_steps must not be negative")
+	}
+	if s.Threads < 0 {
+		bad("threads must not be negative, got %d", s.Threads)
+	}
+	if s.CheckpointEvery < 0 {
+		bad("checkpoint_every must not be negative")
+	}
+	if s.KeepCheckpoints < 1 {
+		bad("keep_checkpoints must be at least 1, got %d", s.KeepCheckpoints)
+	}
+	if s.Workers < 1 {
+		bad("workers must be at least 1, got %d", s.Workers)
+	}
+	if s.MinWorkers < 0 || s.MaxWorkers < 0 || (s.MaxWorkers > 0 && s.MinWorkers > s.MaxWorkers) {
+		bad("min_workers %d and max_workers %d do not make a range", s.MinWorkers, s.MaxWorkers)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("job: %w", err)
+	}
+	return nil
+}
+
+// Hash identifies the job: two processes with the same hash train the same
+// model on the same data with the same hyper-parameters, so a worker may
+// join the other's cluster and a checkpoint of one may resume the other.
+// Fields that do not change the mathematics (name, data directory, threads,
+// checkpoint cadence, cluster size) are left out.
+func (s Spec) Hash() string {
+	key := struct {
+		Model, Dataset string
+		Epochs         int
+		BatchSize      int
+		Seed           uint64
+		Optimizer      Optimizer
+		Schedule       Schedule
+	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule}
+	b, _ := json.Marshal(key) // a struct of plain values always marshals
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// YAML renders the spec as a job file.
+func (s Spec) YAML() ([]byte, error) {
+	return yaml.Marshal(s)
+}

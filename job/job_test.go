@@ -1,0 +1,103 @@
+package job
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseOverridesDefaults(t *testing.T) {
+	s, err := Parse([]byte("model: mlp\nepochs: 7\noptimizer:\n  name: adam\n  lr: 0.001\n"), "job.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Model != "mlp" || s.Epochs != 7 || s.Optimizer.Name != "adam" || s.Optimizer.LR != 0.001 {
+		t.Fatalf("parsed %+v", s)
+	}
+	if s.Dataset != "mnist" || s.BatchSize != 64 {
+		t.Fatalf("defaults lost: %+v", s)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"modle: lenet5\n", "modle"},
+		{"epochs: three\n", "epochs"},
+		{"", "empty"},
+		{"model: [\n", "job.yaml"},
+	} {
+		_, err := Parse([]byte(tc.in), "job.yaml")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) = %v, want an error mentioning %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		edit func(*Spec)
+		want string
+	}{
+		{func(s *Spec) { s.Epochs = 0 }, "epochs"},
+		{func(s *Spec) { s.BatchSize = -1 }, "batch_size"},
+		{func(s *Spec) { s.Optimizer.LR = 0 }, "optimizer.lr"},
+		{func(s *Spec) { s.Optimizer.Momentum = 1 }, "momentum"},
+		{func(s *Spec) { s.Schedule.Name = "zigzag" }, "zigzag"},
+		{func(s *Spec) { s.Schedule = Schedule{Name: "step"} }, "step_epochs"},
+		{func(s *Spec) { s.MinWorkers, s.MaxWorkers = 4, 2 }, "min_workers"},
+	} {
+		s := Default()
+		tc.edit(&s)
+		err := s.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate = %v, want an error mentioning %q", err, tc.want)
+		}
+	}
+	if err := Default().Validate(); err != nil {
+		t.Fatalf("default spec invalid: %v", err)
+	}
+}
+
+func TestHash(t *testing.T) {
+	a, b := Default(), Default()
+	b.Name, b.Threads, b.Workers, b.DataDir = "other", 2, 4, "/data"
+	if a.Hash() != b.Hash() {
+		t.Fatal("fields that do not change the mathematics changed the hash")
+	}
+	b.Optimizer.LR = 0.1
+	if a.Hash() == b.Hash() {
+		t.Fatal("a different learning rate kept the hash")
+	}
+}
+
+func TestYAMLRoundTrip(t *testing.T) {
+	s := Default()
+	s.Model, s.Schedule.WarmupSteps = "vgg", 100
+	out, err := s.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(out, "rendered")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Hash() != s.Hash() || back.Model != "vgg" {
+		t.Fatalf("round trip changed the spec:\n%s", out)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("model: lenet5\nepochs: 3\n"))
+	f.Add([]byte("optimizer: {name: sgd, lr: 0.1}\n"))
+	f.Add([]byte("{\"model\": \"mlp\"}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := Parse(data, "fuzz.yaml")
+		if err != nil {
+			return
+		}
+		_ = s.Validate()
+		_ = s.Hash()
+	})
+}
