@@ -1,0 +1,108 @@
+package runlog
+
+import (
+	"fmt"
+	"image/color"
+	"os"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// WritePlot draws the loss and accuracy curves of the records (training
+// windows as lines, test evaluations as points) into curves.png.
+func WritePlot(dir, title string, records []Record) error {
+	var trainLoss, trainAcc, evalLoss, evalAcc plotter.XYs
+	for _, r := range records {
+		switch r.Kind {
+		case "train":
+			trainLoss = append(trainLoss, plotter.XY{X: r.Progress, Y: r.Loss})
+			trainAcc = append(trainAcc, plotter.XY{X: r.Progress, Y: 100 * r.Accuracy})
+		case "eval":
+			evalLoss = append(evalLoss, plotter.XY{X: r.Progress, Y: r.Loss})
+			evalAcc = append(evalAcc, plotter.XY{X: r.Progress, Y: 100 * r.Accuracy})
+		}
+	}
+	loss := plot.New()
+	loss.Title.Text = title + ": loss"
+	loss.X.Label.Text = "epoch"
+	loss.Y.Label.Text = "cross-entropy"
+	acc := plot.New()
+	acc.Title.Text = title + ": accuracy"
+	acc.X.Label.Text = "epoch"
+	acc.Y.Label.Text = "%"
+	blue := color.RGBA{R: 31, G: 119, B: 180, A: 255}
+	orange := color.RGBA{R: 255, G: 127, B: 14, A: 255}
+	for _, c := range []struct {
+		p           *plot.Plot
+		train, test plotter.XYs
+		trainLegend string
+		evalLegend  string
+	}{
+		{loss, trainLoss, evalLoss, "train", "test"},
+		{acc, trainAcc, evalAcc, "train", "test"},
+	} {
+		if len(c.train) > 0 {
+			l, err := plotter.NewLine(c.train)
+			if err != nil {
+				return fmt.Errorf("runlog: plot: %w", err)
+			}
+			l.Color = blue
+			c.p.Add(l)
+			c.p.Legend.Add(c.trainLegend, l)
+		}
+		if len(c.test) > 0 {
+			l, s, err := plotter.NewLinePoints(c.test)
+			if err != nil {
+				return fmt.Errorf("runlog: plot: %w", err)
+			}
+			l.Color, s.Color = orange, orange
+			s.Shape = draw.CircleGlyph{}
+			c.p.Add(l, s)
+			c.p.Legend.Add(c.evalLegend, l, s)
+		}
+		c.p.Add(plotter.NewGrid())
+	}
+	acc.Legend.Left, acc.Legend.Top = false, false
+	loss.Legend.Top = true
+
+	const w, h = 10 * vg.Inch, 4 * vg.Inch
+	img := vgimg.New(w, h)
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Millimeter * 4, PadY: vg.Millimeter * 2, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
+	canvases := plot.Align([][]*plot.Plot{{loss, acc}}, tiles, dc)
+	loss.Draw(canvases[0][0])
+	acc.Draw(canvases[0][1])
+	path := filepath.Join(dir, PlotFile)
+	tmp := path + ".tmp"
+	if err := savePNG(img, tmp); err != nil {
+		return err
+	}
+	return renameFile(tmp, path)
+}
+
+func savePNG(img *vgimg.Canvas, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("runlog: %w", err)
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return fmt.Errorf("runlog: %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("runlog: %w", err)
+	}
+	return nil
+}
+
+func renameFile(from, to string) error {
+	if err := os.Rename(from, to); err != nil {
+		return fmt.Errorf("runlog: %w", err)
+	}
+	return nil
+}

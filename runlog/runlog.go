@@ -1,0 +1,219 @@
+// Package runlog writes what a training run leaves in its run directory for
+// people and tools to read: metrics as JSON lines, a PNG plot of the loss
+// and accuracy curves, and summary.json.
+package runlog
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Record is one line of metrics.jsonl. Kind is "train" (a window of
+// training steps) or "eval" (a test-set evaluation at the end of an epoch).
+type Record struct {
+	Kind  string    `json:"kind"`
+	Time  time.Time `json:"time"`
+	Step  int       `json:"step"`
+	Epoch int       `json:"epoch"`
+	// Progress is the fractional epoch (epoch + share of it done), the x
+	// axis of the plot.
+	Progress        float64 `json:"progress"`
+	LR              float64 `json:"lr,omitempty"`
+	Loss            float64 `json:"loss"`
+	Accuracy        float64 `json:"accuracy"`
+	ImagesPerSecond float64 `json:"images_per_second,omitempty"`
+}
+
+// Summary is summary.json: the outcome of a run.
+type Summary struct {
+	Model           string  `json:"model"`
+	Dataset         string  `json:"dataset"`
+	Epochs          int     `json:"epochs"`
+	BatchSize       int     `json:"batch_size"`
+	Seed            uint64  `json:"seed"`
+	Threads         int     `json:"threads"`
+	Steps           int     `json:"steps"`
+	TestAccuracy    float64 `json:"test_accuracy"`
+	TestLoss        float64 `json:"test_loss"`
+	TrainLoss       float64 `json:"train_loss"`
+	ImagesPerSecond float64 `json:"images_per_second"`
+	WallSeconds     float64 `json:"wall_seconds"`
+	// SecondsTo99 is the wall time from launch to the first evaluation at
+	// or above 99% test accuracy; 0 if never reached.
+	SecondsTo99  float64 `json:"seconds_to_99,omitempty"`
+	PeakRSSBytes int64   `json:"peak_rss_bytes"`
+	Resumed      bool    `json:"resumed,omitempty"`
+	Interrupted  bool    `json:"interrupted,omitempty"`
+	Checkpoint   string  `json:"checkpoint,omitempty"`
+}
+
+// Log appends metric records to metrics.jsonl in a run directory and keeps
+// them for the plot. It is not safe for concurrent use.
+type Log struct {
+	dir     string
+	f       *os.File
+	w       *bufio.Writer
+	records []Record
+	err     error
+}
+
+// MetricsFile, PlotFile and SummaryFile are the names of the files a run
+// directory holds.
+const (
+	MetricsFile = "metrics.jsonl"
+	PlotFile    = "curves.png"
+	SummaryFile = "summary.json"
+)
+
+// Open opens the run directory's metrics log for appending, creating the
+// directory. Records already in the file (a resumed run) are read back so
+// the plot shows the whole run; a torn last line (a crash mid-write) is
+// dropped.
+func Open(dir string) (*Log, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("runlog: %w", err)
+	}
+	path := filepath.Join(dir, MetricsFile)
+	old, err := readRecords(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("runlog: %w", err)
+	}
+	l := &Log{dir: dir, f: f, w: bufio.NewWriter(f)}
+	for _, r := range old {
+		l.Add(r)
+	}
+	return l, l.Flush()
+}
+
+func readRecords(path string) ([]Record, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("runlog: %w", err)
+	}
+	defer f.Close()
+	var out []Record
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		var r Record
+		if json.Unmarshal(sc.Bytes(), &r) != nil {
+			break // a torn line ends what is trusted
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Add appends one record. Errors are kept and reported by Flush and Close.
+func (l *Log) Add(r Record) {
+	l.records = append(l.records, r)
+	if l.err != nil {
+		return
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		l.err = fmt.Errorf("runlog: %w", err)
+		return
+	}
+	if _, err := l.w.Write(append(b, '\n')); err != nil {
+		l.err = fmt.Errorf("runlog: %w", err)
+	}
+}
+
+// TruncateAfter drops the records past a step (a resumed run repeats the
+// steps after its checkpoint, and their records are written again).
+func (l *Log) TruncateAfter(step int) error {
+	keep := l.records[:0]
+	for _, r := range l.records {
+		if r.Step <= step {
+			keep = append(keep, r)
+		}
+	}
+	l.records = nil
+	if err := l.f.Truncate(0); err != nil {
+		return fmt.Errorf("runlog: %w", err)
+	}
+	if _, err := l.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("runlog: %w", err)
+	}
+	l.w.Reset(l.f)
+	for _, r := range keep {
+		l.Add(r)
+	}
+	return l.Flush()
+}
+
+// Records returns the records so far (the caller must not modify them).
+func (l *Log) Records() []Record { return l.records }
+
+// Flush writes buffered records to the file.
+func (l *Log) Flush() error {
+	if l.err != nil {
+		return l.err
+	}
+	if err := l.w.Flush(); err != nil {
+		l.err = fmt.Errorf("runlog: %w", err)
+	}
+	return l.err
+}
+
+// Close flushes and closes the log.
+func (l *Log) Close() error {
+	err := l.Flush()
+	if cerr := l.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("runlog: %w", cerr)
+	}
+	return err
+}
+
+// WriteSummary writes summary.json atomically (temp file, then rename).
+func WriteSummary(dir string, s Summary) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("runlog: %w", err)
+	}
+	tmp := filepath.Join(dir, SummaryFile+".tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("runlog: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, SummaryFile)); err != nil {
+		return fmt.Errorf("runlog: %w", err)
+	}
+	return nil
+}
+
+// ReadSummary reads a run directory's summary.json.
+func ReadSummary(dir string) (Summary, error) {
+	var s Summary
+	b, err := os.ReadFile(filepath.Join(dir, SummaryFile))
+	if err != nil {
+		return s, fmt.Errorf("runlog: %w", err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("runlog: %s: %w", filepath.Join(dir, SummaryFile), err)
+	}
+	return s, nil
+}
+
+// PeakRSS is the process's peak resident set size in bytes.
+func PeakRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return int64(ru.Maxrss) * 1024 // Linux reports KiB
+}

@@ -1,0 +1,96 @@
+package runlog
+
+import (
+	"bytes"
+	"image/png"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func rec(kind string, step int, loss float64) Record {
+	return Record{Kind: kind, Time: time.Unix(int64(step), 0).UTC(), Step: step, Progress: float64(step) / 10, Loss: loss, Accuracy: 1 - loss/10}
+}
+
+func TestLogPersistsAndResumes(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s := 1; s <= 5; s++ {
+		l.Add(rec("train", s, float64(10-s)))
+	}
+	l.Add(rec("eval", 5, 4.5))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A crash mid-write leaves a torn last line.
+	f, _ := os.OpenFile(filepath.Join(dir, MetricsFile), os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"kind":"train","st`)
+	f.Close()
+
+	l, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(l.Records()); got != 6 {
+		t.Fatalf("reopened log has %d records, want 6", got)
+	}
+	if err := l.TruncateAfter(3); err != nil {
+		t.Fatal(err)
+	}
+	l.Add(rec("train", 4, 1))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	back, err := readRecords(filepath.Join(dir, MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back) != 4 || back[3].Step != 4 || back[3].Loss != 1 || back[2].Step != 3 {
+		t.Fatalf("records on disk after resume: %+v", back)
+	}
+}
+
+func TestPlotWritesPNG(t *testing.T) {
+	dir := t.TempDir()
+	var rs []Record
+	for s := 0; s < 30; s++ {
+		rs = append(rs, rec("train", s, 3/float64(s+1)))
+	}
+	rs = append(rs, rec("eval", 10, 0.3), rec("eval", 20, 0.2))
+	if err := WritePlot(dir, "lenet5", rs); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, PlotFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := img.Bounds(); r.Dx() < 500 || r.Dy() < 200 {
+		t.Fatalf("plot is %v", r)
+	}
+}
+
+func TestSummaryRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	s := Summary{Model: "lenet5", Dataset: "mnist", Epochs: 3, BatchSize: 64, Seed: 7, TestAccuracy: 0.991, PeakRSSBytes: PeakRSS()}
+	if s.PeakRSSBytes <= 0 {
+		t.Fatal("PeakRSS is not positive")
+	}
+	if err := WriteSummary(dir, s); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadSummary(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back != s {
+		t.Fatalf("read %+v, wrote %+v", back, s)
+	}
+}
