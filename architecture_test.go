@@ -20,6 +20,7 @@ var allowedImports = map[string][]string{
 	"tensorcore":  {"golang.org/x/sys/cpu"},
 	"safetensors": {},
 	"job":         {"sigs.k8s.io/yaml"},
+	"runlog":      {"gonum.org/v1/plot"},
 	"models":      {module + "tensorcore"},
 	"dataset":     {module + "tensorcore"},
 	"allreduce":   {module + "allreduce", "google.golang.org/grpc", "google.golang.org/protobuf", "github.com/klauspost/compress", "golang.org/x/sys/cpu"},
@@ -27,7 +28,7 @@ var allowedImports = map[string][]string{
 	"coordinator": {module + "api", module + "dataset", module + "checkpoint", module + "job", "go.etcd.io/etcd/",
 		"github.com/hashicorp/memberlist", "google.golang.org/grpc", "github.com/prometheus/client_golang"},
 	"worker": {module + "tensorcore", module + "models", module + "dataset", module + "allreduce",
-		module + "checkpoint", module + "safetensors", module + "job", module + "api", "github.com/hashicorp/memberlist", "google.golang.org/grpc"},
+		module + "checkpoint", module + "safetensors", module + "job", module + "runlog", module + "api", "github.com/hashicorp/memberlist", "google.golang.org/grpc"},
 }
 
 func TestImportsGoDown(t *testing.T) {

@@ -10,7 +10,12 @@ import (
 // created it: Close stops its goroutines. No kernel spawns goroutines of its
 // own; work too small to be worth splitting runs on the calling goroutine.
 //
-// A nil *Pool is valid and runs everything on the calling goroutine.
+// A Pool also owns one scratch area per worker (packed GEMM panels,
+// convolution buffers), grown on first use and reused afterwards, so kernels
+// run without allocating in steady state.
+//
+// A nil *Pool is valid and runs everything on the calling goroutine; its
+// scratch comes from a process-wide free list.
 //
 // For may be called from one goroutine at a time per Pool; kernels called
 // from inside a For body must be given a nil Pool.
@@ -18,12 +23,31 @@ type Pool struct {
 	workers int
 	jobs    chan poolJob
 	wg      sync.WaitGroup
+	done    sync.WaitGroup
+	scratch []*scratch
+
+	// gemm and dotw are the job descriptors of the product in flight;
+	// kept here so that handing them to the workers does not allocate.
+	gemm gemmJob
+	dotw dotWJob
 }
 
+// poolTask is one parallel job: run is called once per part with the part
+// index (which is also the index of the worker scratch it may use) and the
+// part's range.
+type poolTask interface {
+	run(part, lo, hi int)
+}
+
+// funcTask adapts a plain range function to poolTask.
+type funcTask func(lo, hi int)
+
+func (f funcTask) run(_, lo, hi int) { f(lo, hi) }
+
 type poolJob struct {
-	fn     func(lo, hi int)
-	lo, hi int
-	done   *sync.WaitGroup
+	t            poolTask
+	part, lo, hi int
+	done         *sync.WaitGroup
 }
 
 // NewPool starts a pool of the given number of workers (the caller counts as
@@ -32,13 +56,16 @@ func NewPool(workers int) *Pool {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{workers: workers, jobs: make(chan poolJob)}
+	p := &Pool{workers: workers, jobs: make(chan poolJob), scratch: make([]*scratch, workers)}
+	for i := range p.scratch {
+		p.scratch[i] = new(scratch)
+	}
 	for i := 1; i < workers; i++ {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
 			for j := range p.jobs {
-				j.fn(j.lo, j.hi)
+				j.t.run(j.part, j.lo, j.hi)
 				j.done.Done()
 			}
 		}()
@@ -70,6 +97,13 @@ func (p *Pool) Close() {
 // Workers(), so a kernel whose ranges write disjoint outputs is
 // deterministic.
 func (p *Pool) For(n, grain int, fn func(lo, hi int)) {
+	p.forTask(n, grain, funcTask(fn))
+}
+
+// forTask is For for a poolTask; part i of the split gets [i*n/parts,
+// (i+1)*n/parts) and may use p.scratchFor(i). It allocates nothing when t
+// is a pointer.
+func (p *Pool) forTask(n, grain int, t poolTask) {
 	if n <= 0 {
 		return
 	}
@@ -81,14 +115,57 @@ func (p *Pool) For(n, grain int, fn func(lo, hi int)) {
 		parts = maxParts
 	}
 	if parts <= 1 {
-		fn(0, n)
+		t.run(0, 0, n)
 		return
 	}
-	var done sync.WaitGroup
-	done.Add(parts - 1)
+	p.done.Add(parts - 1)
 	for i := 1; i < parts; i++ {
-		p.jobs <- poolJob{fn: fn, lo: i * n / parts, hi: (i + 1) * n / parts, done: &done}
+		p.jobs <- poolJob{t: t, part: i, lo: i * n / parts, hi: (i + 1) * n / parts, done: &p.done}
 	}
-	fn(0, n/parts)
-	done.Wait()
+	t.run(0, 0, n/parts)
+	p.done.Wait()
+}
+
+// scratch is one worker's reusable memory. Buffers only grow.
+type scratch struct {
+	packA, packB []float32
+	tile         [gemmMaxMR * gemmMaxNR]float32
+	conv         []float32 // convolution-level buffers (transformed weights, columns)
+	convX, convY []float32 // padded input and grid output of a stride-1 convolution
+	convK        []int     // offsets of the im2col rows in a padded input
+	cols         []int     // per-column offsets for im2col packing
+}
+
+// nilPoolScratch is the free list of scratch areas used by a nil Pool.
+var nilPoolScratch = sync.Pool{New: func() any { return new(scratch) }}
+
+// scratchFor returns the scratch area of part i (i < Workers()) and a
+// function-free way to give it back: callers pair it with releaseScratch.
+func (p *Pool) scratchFor(i int) *scratch {
+	if p == nil {
+		return nilPoolScratch.Get().(*scratch)
+	}
+	return p.scratch[i]
+}
+
+func (p *Pool) releaseScratch(s *scratch) {
+	if p == nil {
+		nilPoolScratch.Put(s)
+	}
+}
+
+// grow returns buf resized to n elements, reallocating only when its
+// capacity is short. The contents are unspecified.
+func grow(buf []float32, n int) []float32 {
+	if cap(buf) < n {
+		return make([]float32, n, n+n/8)
+	}
+	return buf[:n]
+}
+
+func growInts(buf []int, n int) []int {
+	if cap(buf) < n {
+		return make([]int, n, n+n/8)
+	}
+	return buf[:n]
 }

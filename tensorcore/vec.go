@@ -7,31 +7,33 @@ package tensorcore
 // len(y) where they take several slices; the caller checks shapes.
 
 // vecAxpy computes y[i] += alpha*x[i].
-func vecAxpy(alpha float32, x, y []float32) { vecAxpyRef(alpha, x, y) }
+func vecAxpy(alpha float32, x, y []float32) { kern.axpy(alpha, x, y) }
 
 // vecAdd computes dst[i] = a[i] + b[i]. dst may alias a or b.
-func vecAdd(dst, a, b []float32) { vecAddRef(dst, a, b) }
+func vecAdd(dst, a, b []float32) { kern.add(dst, a, b) }
 
 // vecMul computes dst[i] = a[i] * b[i]. dst may alias a or b.
-func vecMul(dst, a, b []float32) { vecMulRef(dst, a, b) }
+func vecMul(dst, a, b []float32) { kern.mul(dst, a, b) }
 
 // vecScale computes dst[i] = alpha * x[i]. dst may alias x.
-func vecScale(dst []float32, alpha float32, x []float32) { vecScaleRef(dst, alpha, x) }
+func vecScale(dst []float32, alpha float32, x []float32) { kern.scale(dst, alpha, x) }
 
-// vecDot returns the sum of x[i]*y[i].
-func vecDot(x, y []float32) float32 { return vecDotRef(x, y) }
+// vecDot returns the sum of x[i]*y[i]. The summation order is fixed by the
+// kernel set (lanes, then tail), so equal inputs give equal results; it may
+// differ from the sequential reference by rounding.
+func vecDot(x, y []float32) float32 { return kern.dot(x, y) }
 
-// vecSum returns the sum of x[i].
-func vecSum(x []float32) float32 { return vecSumRef(x) }
+// vecSum returns the sum of x[i], in a fixed order like vecDot.
+func vecSum(x []float32) float32 { return kern.sum(x) }
 
 // vecMax returns the largest x[i] (NaN if any x[i] is NaN); x must not be empty.
-func vecMax(x []float32) float32 { return vecMaxRef(x) }
+func vecMax(x []float32) float32 { return kern.max(x) }
 
 // vecRelu computes dst[i] = max(x[i], 0), propagating NaN. dst may alias x.
-func vecRelu(dst, x []float32) { vecReluRef(dst, x) }
+func vecRelu(dst, x []float32) { kern.relu(dst, x) }
 
 // vecReluGrad computes dst[i] = gy[i] if x[i] > 0, else 0. dst may alias gy.
-func vecReluGrad(dst, gy, x []float32) { vecReluGradRef(dst, gy, x) }
+func vecReluGrad(dst, gy, x []float32) { kern.reluGrad(dst, gy, x) }
 
 func vecAxpyRef(alpha float32, x, y []float32) {
 	for i, v := range x {

@@ -1,0 +1,297 @@
+package tensorcore
+
+import "fmt"
+
+// Var is a value recorded on a Tape. Value is the forward result. Grad is
+// the gradient of the loss with respect to Value: for a Param it is the
+// buffer given to Param (or one the tape made), into which Backward
+// accumulates; for an op's output it is nil until the first Backward that
+// reaches it, and is then owned by the tape (valid until the next
+// Backward). A Const never gets a Grad.
+//
+// The ops are methods of Tape (tp.Add(a, b), tp.Conv2D(x, w, b, cp), ...);
+// each checks shapes, panics naming them when they do not fit, computes its
+// output and records itself. NaN and Inf propagate through every op.
+//
+// A Var belongs to the tape that made it and is valid until the tape records
+// over it after Reset; it must not be used across tapes.
+type Var struct {
+	Value, Grad *Tensor
+
+	needGrad bool   // some Param lies upstream
+	param    bool   // leaf whose Grad is accumulated into
+	ownGrad  bool   // a Param whose Grad the tape allocated (grad nil)
+	gradGen  uint64 // == tape.gen when Grad holds this Backward's gradient
+}
+
+// Tape records a sequence of primitive ops and runs them backwards.
+//
+// Buffer reuse: Reset forgets the recorded ops but keeps every output,
+// gradient and scratch buffer, indexed by the op's position in the sequence.
+// When the next step records the same ops with the same shapes, each op
+// reuses the Var and buffers of the op at its position, so a training step
+// allocates nothing once warm. Because of this, a Var (and its Value and
+// Grad) returned before Reset is overwritten by the op recorded at the same
+// position after it: copy what must survive.
+//
+// A Tape is not safe for concurrent use. Its ops run their heavy kernels on
+// the Pool given to NewTape (nil: the calling goroutine).
+type Tape struct {
+	pool   *Pool
+	nodes  []*node // recorded ops; nodes[:n] are live
+	n      int
+	leaves []*Var // Param/Const vars; leaves[:nl] are live
+	nl     int
+	gen    uint64
+}
+
+// NewTape returns an empty tape whose kernels run on p (nil: the caller).
+func NewTape(p *Pool) *Tape { return &Tape{pool: p} }
+
+// Pool returns the pool the tape's kernels run on.
+func (tp *Tape) Pool() *Pool { return tp.pool }
+
+func (tp *Tape) leaf() *Var {
+	if tp.nl < len(tp.leaves) {
+		v := tp.leaves[tp.nl]
+		tp.nl++
+		return v
+	}
+	v := &Var{}
+	tp.leaves = append(tp.leaves, v)
+	tp.nl++
+	return v
+}
+
+// Param records a trainable leaf. Backward accumulates d loss/d value into
+// grad, which must have value's length (usually a view into the caller's
+// flat gradient arena, zeroed by the caller before the step). A nil grad
+// makes the tape allocate one, reachable as the Var's Grad; it is zeroed
+// when allocated and, like any grad, accumulated into across steps (the
+// Param recorded at the same position after Reset gets the same buffer).
+func (tp *Tape) Param(value, grad *Tensor) *Var {
+	v := tp.leaf()
+	own := false
+	if grad == nil {
+		own = true
+		if v.ownGrad && len(v.Grad.Data) == len(value.Data) {
+			grad = v.Grad // the buffer this position allocated last step
+		} else {
+			grad = New(value.Shape...)
+		}
+	}
+	if len(grad.Data) != len(value.Data) {
+		panic(fmt.Sprintf("tensorcore: Param: value %v and grad %v differ in length", value.Shape, grad.Shape))
+	}
+	*v = Var{Value: value, Grad: grad, needGrad: true, param: true, ownGrad: own}
+	return v
+}
+
+// Const records a leaf that gets no gradient.
+func (tp *Tape) Const(value *Tensor) *Var {
+	v := tp.leaf()
+	*v = Var{Value: value}
+	return v
+}
+
+// Reset forgets the recorded ops and leaves but keeps their buffers for the
+// next step (see Tape).
+func (tp *Tape) Reset() {
+	tp.n = 0
+	tp.nl = 0
+}
+
+// Backward computes the gradient of loss, which must hold one element, with
+// respect to every Param recorded on the tape, accumulating into the Params'
+// Grad buffers. Gradients of intermediate Vars are available in their Grad
+// until the next Backward or until they are recorded over.
+func (tp *Tape) Backward(loss *Var) {
+	if len(loss.Value.Data) != 1 {
+		panic(fmt.Sprintf("tensorcore: Backward: loss has shape %v, want one element", loss.Value.Shape))
+	}
+	tp.gen++
+	if !loss.needGrad {
+		return
+	}
+	g := tp.gradAcc(loss)
+	g[0]++
+	for i := tp.n - 1; i >= 0; i-- {
+		nd := tp.nodes[i]
+		if nd.out.gradGen != tp.gen {
+			continue // no gradient reached this op's output
+		}
+		backward(tp, nd)
+	}
+}
+
+// gradAcc returns v's gradient buffer for accumulation: zeroed on the first
+// touch in this Backward (or the caller's Param buffer, as is).
+func (tp *Tape) gradAcc(v *Var) []float32 {
+	if v.param {
+		v.gradGen = tp.gen
+		return v.Grad.Data
+	}
+	if v.gradGen != tp.gen {
+		tp.ensureGrad(v)
+		clear(v.Grad.Data)
+		v.gradGen = tp.gen
+	}
+	return v.Grad.Data
+}
+
+// gradOut returns v's gradient buffer and whether the caller must add to it
+// (acc) rather than overwrite all of it: kernels that overwrite their
+// destination write straight into a fresh intermediate gradient.
+func (tp *Tape) gradOut(v *Var) (g []float32, acc bool) {
+	if v.param {
+		v.gradGen = tp.gen
+		return v.Grad.Data, true
+	}
+	if v.gradGen != tp.gen {
+		tp.ensureGrad(v)
+		v.gradGen = tp.gen
+		return v.Grad.Data, false
+	}
+	return v.Grad.Data, true
+}
+
+func (tp *Tape) ensureGrad(v *Var) {
+	if v.Grad == nil || len(v.Grad.Data) != len(v.Value.Data) {
+		v.Grad = New(v.Value.Shape...)
+	} else if !sameShape(v.Grad.Shape, v.Value.Shape) {
+		v.Grad.Shape = append(v.Grad.Shape[:0], v.Value.Shape...)
+	}
+}
+
+// opKind names a primitive op; backward (autograd_grad.go) holds the one
+// gradient rule of each.
+type opKind uint8
+
+const (
+	opInvalid opKind = iota
+	opMatMul
+	opLinear
+	opConv2D
+	opConvT2D
+	opMaxPool2D
+	opAvgPool2D
+	opAdd
+	opSub
+	opMul
+	opDiv
+	opAddScalar
+	opMulScalar
+	opReLU
+	opLeakyReLU
+	opTanh
+	opSigmoid
+	opSoftplus
+	opExp
+	opLog
+	opNeg
+	opSquare
+	opSqrt
+	opAbs
+	opSoftmax
+	opLogSoftmax
+	opSum // also Mean, SumAll, MeanAll (scale in f[0])
+	opMax
+	opReshape
+	opTranspose
+	opConcat
+	opSlice
+	opPad2D
+	opBatchNorm
+	opDropout
+	opGather
+	opIndexSelect
+	opCrossEntropy
+	opMSE
+	opBCEWithLogits
+)
+
+// node is one recorded op: its inputs, output and whatever the backward rule
+// needs. Nodes are reused position by position after Reset, so every slice
+// here keeps its capacity across steps.
+type node struct {
+	kind    opKind
+	out     *Var
+	a, b, c *Var
+	xs      []*Var     // Concat inputs (owned copy)
+	i       [6]int     // integer arguments
+	f       [3]float32 // float arguments
+	flag    [2]bool
+	geom    ConvGeom
+	bc      bcast
+	idx     []int // borrowed indices (labels); must not change before Backward
+	aux     []float32
+	aux2    []float32
+	iaux    []int32
+	scratch []float32
+	rm, rv  *Tensor
+
+	phase parPhase  // what run does when the node is handed to the pool
+	pg    []float32 // the input gradient run writes in backward phases
+	pg2   []float32 // more of them, for ops with several inputs
+	pg3   []float32
+}
+
+// push records an op of the given kind with inputs a, b, c (nil when
+// absent) and output shape, reusing the node at the current position when
+// it has the same kind and output shape. view means the output shares the
+// input's data (the caller sets out.Value.Data) and gets no buffer.
+func (tp *Tape) push(kind opKind, a, b, c *Var, shape []int, view bool) *node {
+	var nd *node
+	if tp.n < len(tp.nodes) {
+		nd = tp.nodes[tp.n]
+		if nd.kind != kind || !sameShape(nd.out.Value.Shape, shape) || (!view && len(nd.out.Value.Data) != shapeLen(shape)) {
+			nd = nil
+		}
+	}
+	if nd == nil {
+		nd = &node{kind: kind, out: &Var{}}
+		if view {
+			nd.out.Value = &Tensor{Shape: append([]int(nil), shape...)}
+		} else {
+			nd.out.Value = New(shape...)
+		}
+		if tp.n < len(tp.nodes) {
+			tp.nodes[tp.n] = nd
+		} else {
+			tp.nodes = append(tp.nodes, nd)
+		}
+	}
+	tp.n++
+	nd.a, nd.b, nd.c = a, b, c
+	nd.idx = nil
+	nd.rm, nd.rv = nil, nil
+	need := (a != nil && a.needGrad) || (b != nil && b.needGrad) || (c != nil && c.needGrad)
+	g := nd.out.Grad
+	*nd.out = Var{Value: nd.out.Value, Grad: g, needGrad: need}
+	return nd
+}
+
+// growF returns buf resized to n elements, reusing its capacity.
+func growF(buf []float32, n int) []float32 {
+	if cap(buf) < n {
+		return make([]float32, n)
+	}
+	return buf[:n]
+}
+
+// growI returns buf resized to n elements, reusing its capacity.
+func growI(buf []int32, n int) []int32 {
+	if cap(buf) < n {
+		return make([]int32, n)
+	}
+	return buf[:n]
+}
+
+// addTo adds src into dst (acc) or copies it (!acc).
+func addTo(dst, src []float32, acc bool) {
+	if acc {
+		vecAxpy(1, src, dst)
+	} else {
+		copy(dst, src)
+	}
+}

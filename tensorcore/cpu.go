@@ -1,0 +1,65 @@
+package tensorcore
+
+// kernelSet is one implementation of the innermost loops: the SGEMM
+// micro-kernel and the vector kernels. The drivers (Sgemm, the convolutions,
+// the vec* dispatchers) are shared; only these leaves differ. Tests run the
+// same suite against every set in availableKernels.
+type kernelSet struct {
+	name string
+
+	// gemm computes C[0:rows, 0:nr] = alpha*Ap*Bp + beta*C, where Ap is
+	// kc groups of mr floats (a column of an mr-row panel each) and Bp is
+	// kc groups of nr floats, C has row stride ldc and 1 <= rows <= mr.
+	// When beta is 0, C is not read. All pointers must address enough
+	// memory. mr divides gemmMC, nr divides gemmNC, mr <= gemmMaxMR and
+	// nr <= gemmMaxNR.
+	gemm   func(kc int, a, b, c *float32, ldc, rows int, alpha, beta float32)
+	mr, nr int
+
+	// dotTile adds to out[r*ldo+c] the dot product over j < n of
+	// a[r*lda+j] and b[boffs[c]+j], for r < dtR and c < dtC: a tile of
+	// C = A·Bᵀ with both operands contiguous in the reduction. n is a
+	// positive multiple of 16. Each sum is taken in a fixed lane order.
+	dotTile  func(n int, a *float32, lda int, b *float32, boffs *int, out *float32, ldo int)
+	dtR, dtC int
+
+	axpy     func(alpha float32, x, y []float32)
+	add      func(dst, a, b []float32)
+	mul      func(dst, a, b []float32)
+	scale    func(dst []float32, alpha float32, x []float32)
+	dot      func(x, y []float32) float32
+	sum      func(x []float32) float32
+	max      func(x []float32) float32
+	relu     func(dst, x []float32)
+	reluGrad func(dst, gy, x []float32)
+}
+
+// goKernels is the plain-Go kernel set, used when the CPU lacks AVX2 and FMA
+// or the build has the noasm tag.
+var goKernels = &kernelSet{
+	name:     "go",
+	gemm:     sgemmKernel6x16Go,
+	mr:       6,
+	nr:       16,
+	dotTile:  dotTile4x4Go,
+	dtR:      4,
+	dtC:      4,
+	axpy:     vecAxpyRef,
+	add:      vecAddRef,
+	mul:      vecMulRef,
+	scale:    vecScaleRef,
+	dot:      vecDotRef,
+	sum:      vecSumRef,
+	max:      vecMaxRef,
+	relu:     vecReluRef,
+	reluGrad: vecReluGradRef,
+}
+
+// kern is the fastest kernel set this CPU supports, chosen once at start.
+var kern = bestKernels()
+
+// availableKernels lists every kernel set that runs on this CPU, plain Go
+// first.
+func availableKernels() []*kernelSet {
+	return append([]*kernelSet{goKernels}, asmKernels()...)
+}
