@@ -1,0 +1,195 @@
+package models
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+
+	"github.com/ringtrain/ringtrain/tensorcore"
+)
+
+// Model is a network built by the zoo: its layers, the arena its parameters
+// live in, the shape of one input image (C, H, W) and the number of classes
+// its logits score.
+type Model struct {
+	Name       string
+	Net        Module
+	Arena      *Arena
+	InputShape []int // (C, H, W)
+	NumClasses int
+	// RNG is what Dropout draws from in training passes. Build seeds it from
+	// the model's seed on a stream of its own; a data-parallel job may
+	// replace it (e.g. one stream per rank, reseeded per step for exact
+	// resumption).
+	RNG *rand.Rand
+}
+
+// Forward records the network on tp for a batch x of shape (N, C, H, W)
+// and returns the logits (N, NumClasses).
+func (m *Model) Forward(tp *tensorcore.Tape, x *tensorcore.Var, training bool) *tensorcore.Var {
+	return m.Net.Forward(Ctx{Tape: tp, Training: training, RNG: m.RNG}, x)
+}
+
+// zoo maps each model name to its constructor and a one-line description.
+var zoo = map[string]struct {
+	about string
+	build func(b *Builder) (net Module, input []int)
+}{
+	"mlp":         {"784-300-100-10 ReLU multilayer perceptron (LeCun et al. 1998)", buildMLP},
+	"lenet1":      {"LeNet-1 (LeCun et al. 1998): 4 and 12 5×5 tanh maps with 2×2 average pooling, 28×28", buildLeNet1},
+	"lenet5":      {"LeNet-5 with ReLU and max-pooling, PyTorch layer names c1 c2 f1 f2 f3, 28×28", buildLeNet5},
+	"lenet5-1998": {"LeNet-5 as in 1998: scaled tanh, average-pool subsampling, C5 as a 5×5 convolution, 28×28", buildLeNet51998},
+	"convnet1990": {"1990 ConvNet: filters-tanh → pooling → filters-tanh → pooling → filters, 16×16", buildConvNet1990},
+	"vgg":         {"small VGG-style net: [32,32,M,64,64,M] 3×3 conv+BN+ReLU, FC 128, 28×28", buildVGG},
+	"resnet8":     {"small ResNet: 3×3 stem of 16, three basic residual blocks (16, 32/2, 64/2), global average pool, 28×28", buildResNet8},
+}
+
+// Names returns the names of the zoo's models, sorted.
+func Names() []string {
+	names := make([]string, 0, len(zoo))
+	for n := range zoo {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// About returns a one-line description of the named model ("" if unknown).
+func About(name string) string { return zoo[name].about }
+
+// Build constructs the named model with parameters drawn from seed. The same
+// name and seed always give bit-identical parameters. The parameter order of
+// the arena is the construction order of the layers, input to output.
+func Build(name string, seed uint64) (*Model, error) {
+	z, ok := zoo[name]
+	if !ok {
+		return nil, fmt.Errorf("models: unknown model %q (known: %s)", name, strings.Join(Names(), ", "))
+	}
+	b := NewBuilder(rand.New(rand.NewPCG(seed, 0x6d6f64656c73))) // stream "models"
+	net, input := z.build(b)
+	a, err := b.Build()
+	if err != nil {
+		return nil, err
+	}
+	return &Model{
+		Name: name, Net: net, Arena: a, InputShape: input, NumClasses: 10,
+		RNG: rand.New(rand.NewPCG(seed, 0x64726f706f7574)), // stream "dropout"
+	}, nil
+}
+
+func pad(p int) tensorcore.ConvParams { return tensorcore.ConvParams{PadH: p, PadW: p} }
+
+// buildMLP: 784-300-100-10 with ReLU (the 1998 paper's nets used sigmoid
+// units; ReLU with PyTorch's initialization trains faster to the same error).
+// Names: f1, f2, f3.
+func buildMLP(b *Builder) (Module, []int) {
+	var d LayerInit
+	return Sequential{
+		Flatten{},
+		NewLinear(b, "f1", 784, 300, d), ReLU{},
+		NewLinear(b, "f2", 300, 100, d), ReLU{},
+		NewLinear(b, "f3", 100, 10, d),
+	}, []int{1, 28, 28}
+}
+
+// buildLeNet1: 28×28 → c1 4@5×5 (24×24) → tanh → avg 2 (12×12) → c2 12@5×5
+// (8×8) → tanh → avg 2 (4×4) → f 192→10. The paper's partial connection
+// between the 4 and 12 maps is replaced by full connection.
+func buildLeNet1(b *Builder) (Module, []int) {
+	init := LayerInit{Weight: LeCunUniform()}
+	return Sequential{
+		NewConv2d(b, "c1", 1, 4, 5, tensorcore.ConvParams{}, init), Tanh{}, AvgPool2d{K: 2},
+		NewConv2d(b, "c2", 4, 12, 5, tensorcore.ConvParams{}, init), Tanh{}, AvgPool2d{K: 2},
+		Flatten{},
+		NewLinear(b, "f", 12*4*4, 10, init),
+	}, []int{1, 28, 28}
+}
+
+// buildLeNet5 is the golden LeNet-5: c1 1→6 5×5 pad 2, ReLU, max 2, c2 6→16
+// 5×5, ReLU, max 2, f1 400→120, ReLU, f2 120→84, ReLU, f3 84→10, PyTorch's
+// default initialization. 61,706 parameters.
+func buildLeNet5(b *Builder) (Module, []int) {
+	var d LayerInit
+	return Sequential{
+		NewConv2d(b, "c1", 1, 6, 5, pad(2), d), ReLU{}, MaxPool2d{K: 2},
+		NewConv2d(b, "c2", 6, 16, 5, tensorcore.ConvParams{}, d), ReLU{}, MaxPool2d{K: 2},
+		Flatten{},
+		NewLinear(b, "f1", 400, 120, d), ReLU{},
+		NewLinear(b, "f2", 120, 84, d), ReLU{},
+		NewLinear(b, "f3", 84, 10, d),
+	}, []int{1, 28, 28}
+}
+
+// buildLeNet51998 follows the 1998 paper with these differences: the 32×32
+// input is the 28×28 image padded by 2 in C1; S2 and S4 are plain 2×2
+// average pooling (the paper's trainable coefficient and bias per map are
+// left out); C3 connects every S2 map (not the paper's table of 60
+// connections); the output layer is a linear layer giving logits for
+// cross-entropy (not Euclidean RBF units). Units use 1.7159·tanh(2x/3) and
+// LeCun-uniform initialization. Names: c1, c3, c5, f6, out.
+func buildLeNet51998(b *Builder) (Module, []int) {
+	init := LayerInit{Weight: LeCunUniform()}
+	return Sequential{
+		NewConv2d(b, "c1", 1, 6, 5, pad(2), init), ScaledTanh{}, AvgPool2d{K: 2},
+		NewConv2d(b, "c3", 6, 16, 5, tensorcore.ConvParams{}, init), ScaledTanh{}, AvgPool2d{K: 2},
+		NewConv2d(b, "c5", 16, 120, 5, tensorcore.ConvParams{}, init), ScaledTanh{},
+		Flatten{},
+		NewLinear(b, "f6", 120, 84, init), ScaledTanh{},
+		NewLinear(b, "out", 84, 10, init),
+	}, []int{1, 28, 28}
+}
+
+// buildConvNet1990: the 1990 NIPS net's filters-tanh → pooling →
+// filters-tanh → pooling → filters shape on a 16×16 image: c1 4@5×5 pad 2
+// (16×16), tanh, avg 2 (8×8), c2 12@5×5 pad 2 (8×8), tanh, avg 2 (4×4), c3
+// 10@4×4 (1×1). The last filters give the 10 logits directly (no squashing,
+// since they feed cross-entropy).
+func buildConvNet1990(b *Builder) (Module, []int) {
+	init := LayerInit{Weight: LeCunUniform()}
+	return Sequential{
+		NewConv2d(b, "c1", 1, 4, 5, pad(2), init), Tanh{}, AvgPool2d{K: 2},
+		NewConv2d(b, "c2", 4, 12, 5, pad(2), init), Tanh{}, AvgPool2d{K: 2},
+		NewConv2d(b, "c3", 12, 10, 4, tensorcore.ConvParams{}, init),
+		Flatten{},
+	}, []int{1, 16, 16}
+}
+
+// buildVGG: conv3×3(32)-BN-ReLU ×2, max 2, conv3×3(64)-BN-ReLU ×2, max 2,
+// FC 3136→128, ReLU, FC 128→10. Convolutions before a BatchNorm have no
+// bias. Names: conv1…conv4, bn1…bn4, fc1, fc2.
+func buildVGG(b *Builder) (Module, []int) {
+	conv := LayerInit{Weight: KaimingNormal(0, FanOut), NoBias: true}
+	var net Sequential
+	in, i := 1, 1
+	for _, v := range []int{32, 32, 0, 64, 64, 0} {
+		if v == 0 {
+			net = append(net, MaxPool2d{K: 2})
+			continue
+		}
+		name := fmt.Sprint(i)
+		net = append(net, NewConv2d(b, "conv"+name, in, v, 3, pad(1), conv), NewBatchNorm(b, "bn"+name, v), ReLU{})
+		in, i = v, i+1
+	}
+	var d LayerInit
+	net = append(net, Flatten{},
+		NewLinear(b, "fc1", 64*7*7, 128, d), ReLU{},
+		NewLinear(b, "fc2", 128, 10, d))
+	return net, []int{1, 28, 28}
+}
+
+// buildResNet8: stem conv3×3(16)-BN-ReLU, residual blocks 16→16, 16→32
+// (stride 2), 32→64 (stride 2), global 7×7 average pool, FC 64→10.
+func buildResNet8(b *Builder) (Module, []int) {
+	conv := LayerInit{Weight: KaimingNormal(0, FanOut), NoBias: true}
+	var d LayerInit
+	return Sequential{
+		NewConv2d(b, "conv1", 1, 16, 3, pad(1), conv), NewBatchNorm(b, "bn1", 16), ReLU{},
+		NewResidual(b, "layer1", 16, 16, 1, conv),
+		NewResidual(b, "layer2", 16, 32, 2, conv),
+		NewResidual(b, "layer3", 32, 64, 2, conv),
+		AvgPool2d{K: 7},
+		Flatten{},
+		NewLinear(b, "fc", 64, 10, d),
+	}, []int{1, 28, 28}
+}

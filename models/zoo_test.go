@@ -1,0 +1,204 @@
+package models
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/ringtrain/ringtrain/tensorcore"
+)
+
+// wantParams is the number of trainable scalars of each zoo model.
+var wantParams = map[string]int{
+	"mlp":         784*300 + 300 + 300*100 + 100 + 100*10 + 10, // 266,610
+	"lenet1":      (4*25 + 4) + (12*4*25 + 12) + (192*10 + 10), // 3,246
+	"lenet5":      61706,
+	"lenet5-1998": 61706,
+	"convnet1990": (4*25 + 4) + (12*4*25 + 12) + (10*12*16 + 10), // 3,246
+	"vgg":         9*(32+32*32+32*64+64*64) + 2*(32+32+64+64) + (3136*128 + 128) + (128*10 + 10),
+	"resnet8": 16*9 + 32 + // stem
+		2*(16*16*9+32) + // layer1
+		(16*32*9 + 64 + 32*32*9 + 64 + 16*32 + 64) + // layer2
+		(32*64*9 + 128 + 64*64*9 + 128 + 32*64 + 128) + // layer3
+		64*10 + 10,
+}
+
+func TestZooNames(t *testing.T) {
+	names := Names()
+	if len(names) != len(wantParams) {
+		t.Errorf("Names() = %v", names)
+	}
+	for _, n := range names {
+		if _, ok := wantParams[n]; !ok {
+			t.Errorf("model %q has no expected parameter count", n)
+		}
+		if About(n) == "" {
+			t.Errorf("model %q has no description", n)
+		}
+	}
+	_, err := Build("lenet7", 1)
+	if err == nil || !strings.Contains(err.Error(), "lenet5-1998") || !strings.HasPrefix(err.Error(), "models: unknown model") {
+		t.Errorf("Build(lenet7) error = %v", err)
+	}
+}
+
+func randomBatch(m *Model, n int, seed uint64) (*tensorcore.Tensor, []int) {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	x := tensorcore.New(append([]int{n}, m.InputShape...)...)
+	for i := range x.Data {
+		x.Data[i] = float32(rng.NormFloat64())
+	}
+	labels := make([]int, n)
+	for i := range labels {
+		labels[i] = rng.IntN(m.NumClasses)
+	}
+	return x, labels
+}
+
+func TestZooModels(t *testing.T) {
+	for _, name := range Names() {
+		t.Run(name, func(t *testing.T) {
+			m, err := Build(name, 42)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Name != name || m.NumClasses != 10 || len(m.InputShape) != 3 {
+				t.Errorf("model header %q %d %v", m.Name, m.NumClasses, m.InputShape)
+			}
+			if got := m.Arena.NumParams(); got != wantParams[name] {
+				t.Errorf("%d parameters, want %d", got, wantParams[name])
+			}
+			off := 0
+			for _, p := range m.Arena.Params {
+				if p.Offset != off {
+					t.Errorf("%s at offset %d, want %d", p.Name, p.Offset, off)
+				}
+				off += p.Len()
+			}
+
+			// Same seed, same parameters; another seed, others.
+			m2, _ := Build(name, 42)
+			m3, _ := Build(name, 43)
+			same, differ := true, false
+			for i := range m.Arena.Data {
+				same = same && m.Arena.Data[i] == m2.Arena.Data[i]
+				differ = differ || m.Arena.Data[i] != m3.Arena.Data[i]
+			}
+			if !same || !differ {
+				t.Errorf("seeding: same seed identical %v, other seed differs %v", same, differ)
+			}
+
+			// Forward shapes, in evaluation and training.
+			x, labels := randomBatch(m, 6, 7)
+			tp := tensorcore.NewTape(nil)
+			for _, training := range []bool{false, true} {
+				tp.Reset()
+				out := m.Forward(tp, tp.Const(x), training)
+				if !equalInts(out.Value.Shape, []int{6, 10}) {
+					t.Fatalf("training=%v: logits shape %v, want [6 10]", training, out.Value.Shape)
+				}
+				if tensorcore.HasNaNOrInf(out.Value.Data) {
+					t.Fatalf("training=%v: logits not finite", training)
+				}
+			}
+
+			// A few SGD steps on one fixed batch lower its loss.
+			opt, _ := NewSGD(m.Arena.Data, m.Arena.Grad, SGDConfig{Momentum: 0.9})
+			var first, last float32
+			for step := 0; step < 8; step++ {
+				tp.Reset()
+				m.Arena.ZeroGrad()
+				loss := CrossEntropy(tp, m.Forward(tp, tp.Const(x), true), labels)
+				tp.Backward(loss)
+				opt.Step(0.05)
+				if step == 0 {
+					first = loss.Value.Data[0]
+				}
+				last = loss.Value.Data[0]
+			}
+			if !(last < 0.9*first) {
+				t.Errorf("loss %v → %v after 8 steps, want a drop of 10%%", first, last)
+			}
+		})
+	}
+}
+
+// Training from the same seed on the same batches is bit-identical.
+func TestZooTrainingDeterministic(t *testing.T) {
+	run := func() []float32 {
+		m, err := Build("vgg", 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, labels := randomBatch(m, 4, 9)
+		opt, _ := NewAdam(m.Arena.Data, m.Arena.Grad, DefaultAdam())
+		tp := tensorcore.NewTape(nil)
+		for step := 0; step < 3; step++ {
+			tp.Reset()
+			m.Arena.ZeroGrad()
+			tp.Backward(CrossEntropy(tp, m.Forward(tp, tp.Const(x), true), labels))
+			opt.Step(1e-3)
+		}
+		return append(append([]float32(nil), m.Arena.Data...), m.Arena.Buffers...)
+	}
+	a, b := run(), run()
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("runs differ at %d: %v vs %v", i, a[i], b[i])
+		}
+	}
+}
+
+// Once warm, a whole training step (forward, loss, backward, optimizer)
+// allocates nothing.
+func TestTrainingStepAllocatesNothing(t *testing.T) {
+	for _, name := range []string{"lenet5", "vgg"} {
+		m, err := Build(name, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, labels := randomBatch(m, 2, 3)
+		opt, _ := NewSGD(m.Arena.Data, m.Arena.Grad, SGDConfig{Momentum: 0.9})
+		tp := tensorcore.NewTape(nil)
+		step := func() {
+			tp.Reset()
+			m.Arena.ZeroGrad()
+			tp.Backward(CrossEntropy(tp, m.Forward(tp, tp.Const(x), true), labels))
+			opt.Step(0.01)
+		}
+		step()
+		if n := testing.AllocsPerRun(3, step); n != 0 {
+			t.Errorf("%s: a training step allocates %v times", name, n)
+		}
+	}
+}
+
+// BenchmarkTrainStep times one training step (forward, cross-entropy,
+// backward, SGD with momentum) at batch 64 on a GOMAXPROCS pool.
+func BenchmarkTrainStep(b *testing.B) {
+	for _, name := range []string{"lenet5", "mlp", "lenet5-1998", "lenet1", "convnet1990"} {
+		b.Run(name, func(b *testing.B) {
+			m, err := Build(name, 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			x, labels := randomBatch(m, 64, 3)
+			opt, _ := NewSGD(m.Arena.Data, m.Arena.Grad, SGDConfig{Momentum: 0.9})
+			pool := tensorcore.NewPool(0)
+			defer pool.Close()
+			tp := tensorcore.NewTape(pool)
+			step := func() {
+				tp.Reset()
+				m.Arena.ZeroGrad()
+				tp.Backward(CrossEntropy(tp, m.Forward(tp, tp.Const(x), true), labels))
+				opt.Step(0.01)
+			}
+			step() // the tape allocates its buffers on the first step
+			b.ReportAllocs()
+			for b.Loop() {
+				step()
+			}
+			b.ReportMetric(float64(b.N*64)/b.Elapsed().Seconds(), "img/s")
+		})
+	}
+}

@@ -1,0 +1,218 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/dataset"
+	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/runlog"
+)
+
+var (
+	mnistOnce sync.Once
+	mnistDir  string
+	mnistErr  error
+)
+
+// realMNIST makes the real MNIST available once for the package's tests.
+func realMNIST(t *testing.T) string {
+	t.Helper()
+	mnistOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ringtrain-worker-mnist")
+		if err != nil {
+			mnistErr = err
+			return
+		}
+		mnistDir = dir
+		mnistErr = dataset.EnsureMNIST(context.Background(), dir, t.Logf)
+	})
+	if mnistErr != nil {
+		t.Fatal(mnistErr)
+	}
+	return mnistDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if mnistDir != "" {
+		os.RemoveAll(mnistDir)
+	}
+	os.Exit(code)
+}
+
+func smallSpec(t *testing.T, model string) job.Spec {
+	s := job.Default()
+	s.Model, s.DataDir, s.Epochs, s.BatchSize, s.Seed, s.Threads = model, realMNIST(t), 2, 32, 11, 2
+	s.Optimizer.LR = 0.05
+	return s
+}
+
+func run(t *testing.T, ctx context.Context, spec job.Spec, dir string, resume bool, p Progress) (runlog.Summary, error) {
+	t.Helper()
+	return Train(ctx, Options{Spec: spec, RunDir: dir, Resume: resume, Progress: p, TrainLimit: 1000, TestLimit: 500, Logf: t.Logf})
+}
+
+func TestTrainLearnsAndWritesRunDir(t *testing.T) {
+	dir := t.TempDir()
+	sum, err := run(t, context.Background(), smallSpec(t, "lenet5"), dir, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2 epochs of 1000 real digits: far above chance (10%).
+	if sum.TestAccuracy < 0.75 {
+		t.Errorf("test accuracy %.3f after 2 epochs of 1000 digits", sum.TestAccuracy)
+	}
+	if sum.Steps != 2*32 || sum.Model != "lenet5" || sum.PeakRSSBytes <= 0 || sum.ImagesPerSecond <= 0 {
+		t.Errorf("summary %+v", sum)
+	}
+	for _, f := range []string{runlog.MetricsFile, runlog.PlotFile, runlog.SummaryFile, "checkpoints/latest"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	back, err := runlog.ReadSummary(dir)
+	if err != nil || back.TestAccuracy != sum.TestAccuracy {
+		t.Errorf("summary.json = %+v, %v", back, err)
+	}
+	// A second run into the same directory must not clobber the first.
+	if _, err := run(t, context.Background(), smallSpec(t, "lenet5"), dir, false, nil); err == nil || !strings.Contains(err.Error(), "--resume") {
+		t.Errorf("second run into a used directory: %v", err)
+	}
+}
+
+// stopAfter cancels the run after a number of steps.
+type stopAfter struct {
+	n      int
+	cancel context.CancelFunc
+}
+
+func (s *stopAfter) EpochStart(int, int, int, int) {}
+func (s *stopAfter) EpochEnd(EvalStats)            {}
+func (s *stopAfter) Step(st StepStats) {
+	if st.Step == s.n {
+		s.cancel()
+	}
+}
+
+func modelBytes(t *testing.T, runDir string) []byte {
+	t.Helper()
+	st, err := checkpoint.Open(filepath.Join(runDir, "checkpoints"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, err := st.Latest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(runDir, "checkpoints", name, modelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestResumeIsBitIdentical interrupts a run mid-epoch, resumes it, and
+// checks that it ends with exactly the parameters of an uninterrupted run.
+func TestResumeIsBitIdentical(t *testing.T) {
+	spec := smallSpec(t, "mlp")
+	whole := t.TempDir()
+	want, err := run(t, context.Background(), spec, whole, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	split := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err = run(t, ctx, spec, split, false, &stopAfter{n: 45, cancel: cancel})
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("interrupted run returned %v", err)
+	}
+	got, err := run(t, context.Background(), spec, split, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Resumed || got.Steps != want.Steps {
+		t.Fatalf("resumed run: %+v", got)
+	}
+	if got.TestLoss != want.TestLoss || got.TestAccuracy != want.TestAccuracy {
+		t.Errorf("resumed run ends at loss %v acc %v, uninterrupted %v %v", got.TestLoss, got.TestAccuracy, want.TestLoss, want.TestAccuracy)
+	}
+	if string(modelBytes(t, whole)) != string(modelBytes(t, split)) {
+		t.Error("final parameters of the resumed run differ from the uninterrupted run")
+	}
+}
+
+func TestSameSeedSameCurve(t *testing.T) {
+	spec := smallSpec(t, "mlp")
+	spec.Epochs = 1
+	var curves [2][]float64
+	for i := range curves {
+		dir := t.TempDir()
+		if _, err := run(t, context.Background(), spec, dir, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		l, err := runlog.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range l.Records() {
+			curves[i] = append(curves[i], r.Loss)
+		}
+		l.Close()
+	}
+	if len(curves[0]) == 0 || len(curves[0]) != len(curves[1]) {
+		t.Fatalf("curves %v and %v", curves[0], curves[1])
+	}
+	for i := range curves[0] {
+		if curves[0][i] != curves[1][i] {
+			t.Fatalf("loss %d: %v then %v with the same seed", i, curves[0][i], curves[1][i])
+		}
+	}
+}
+
+func TestBadJobsFailClearly(t *testing.T) {
+	for _, tc := range []struct {
+		edit func(*job.Spec)
+		want string
+	}{
+		{func(s *job.Spec) { s.Model = "lenet6" }, "lenet6"},
+		{func(s *job.Spec) { s.Dataset = "cifar" }, "cifar"},
+		{func(s *job.Spec) { s.Optimizer.Name = "sdg" }, "sdg"},
+		{func(s *job.Spec) { s.Epochs = 0 }, "epochs"},
+	} {
+		s := smallSpec(t, "mlp")
+		tc.edit(&s)
+		_, err := run(t, context.Background(), s, t.TempDir(), false, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v", tc.want, err)
+		}
+	}
+}
+
+func TestSpansCoverSourceEvenly(t *testing.T) {
+	for _, c := range [][2]int{{28, 16}, {28, 28}, {28, 14}, {5, 3}} {
+		sp := spans(c[0], c[1])
+		total := float32(0)
+		for _, s := range sp {
+			var w float32
+			for i := s.lo; i <= s.hi; i++ {
+				w += s.weight(i)
+			}
+			if d := w*s.scale - 1; d > 1e-5 || d < -1e-5 {
+				t.Errorf("%d→%d: a span weighs %v of an output pixel", c[0], c[1], w*s.scale)
+			}
+			total += w
+		}
+		if d := total - float32(c[0]); d > 1e-4 || d < -1e-4 {
+			t.Errorf("%d→%d: spans cover %v source pixels", c[0], c[1], total)
+		}
+	}
+}
