@@ -29,6 +29,10 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.AddCommand(newTrainCmd())
+	root.AddCommand(newCheckpointCmd())
+	root.AddCommand(newModelsCmd())
+	root.AddCommand(newDataCmd())
 	root.AddCommand(newBenchCmd())
 	return root
 }

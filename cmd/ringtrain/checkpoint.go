@@ -1,0 +1,129 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ringtrain/ringtrain/checkpoint"
+)
+
+func newCheckpointCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "checkpoint",
+		Short: "List, inspect and verify the checkpoints of a run",
+	}
+	var dir string
+	cmd.PersistentFlags().StringVar(&dir, "dir", "", "run directory (or its checkpoints/ folder)")
+	open := func() (*checkpoint.Store, error) {
+		if dir == "" {
+			return nil, fmt.Errorf("checkpoint: --dir is required (a run directory such as runs/lenet5)")
+		}
+		d := dir
+		if filepath.Base(d) != "checkpoints" {
+			d = filepath.Join(d, "checkpoints")
+		}
+		return checkpoint.Open(d)
+	}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List committed checkpoints, oldest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := open()
+			if err != nil {
+				return err
+			}
+			names, err := s.List()
+			if err != nil {
+				return err
+			}
+			if len(names) == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "no committed checkpoints in %s\n", s.Dir())
+				return nil
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tSTEP\tEPOCH\tPOSITION\tTEST ACC\tCREATED")
+			for _, n := range names {
+				m, err := s.ReadManifest(n)
+				if err != nil {
+					fmt.Fprintf(w, "%s\t(unreadable: %v)\n", n, err)
+					continue
+				}
+				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.2f%%\t%s\n", n, m.Step, m.Epoch+1, m.Position, 100*m.Metrics.TestAccuracy, m.Created.Format("2006-01-02 15:04:05"))
+			}
+			return w.Flush()
+		},
+	}
+	inspect := &cobra.Command{
+		Use:   "inspect [NAME]",
+		Short: "Print a checkpoint's manifest (the latest by default)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := open()
+			if err != nil {
+				return err
+			}
+			name, err := pick(s, args)
+			if err != nil {
+				return err
+			}
+			m, err := s.ReadManifest(name)
+			if err != nil {
+				return err
+			}
+			b, _ := json.MarshalIndent(m, "", "  ")
+			fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			return nil
+		},
+	}
+	verify := &cobra.Command{
+		Use:   "verify [NAME]",
+		Short: "Check a checkpoint's files against their SHA-256 sums (all by default)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := open()
+			if err != nil {
+				return err
+			}
+			names := args
+			if len(names) == 0 {
+				if names, err = s.List(); err != nil {
+					return err
+				}
+			}
+			bad := 0
+			for _, n := range names {
+				if _, err := s.Verify(n); err != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: FAILED: %v\n", n, err)
+					bad++
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", n)
+			}
+			if bad > 0 {
+				return fmt.Errorf("checkpoint: %d of %d checkpoints failed verification", bad, len(names))
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(list, inspect, verify)
+	return cmd
+}
+
+func pick(s *checkpoint.Store, args []string) (string, error) {
+	if len(args) == 1 {
+		return args[0], nil
+	}
+	name, err := s.Latest()
+	if err != nil {
+		return "", err
+	}
+	if name == "" {
+		return "", fmt.Errorf("checkpoint: no committed checkpoints in %s", s.Dir())
+	}
+	return name, nil
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/worker"
+)
+
+func newTrainCmd() *cobra.Command {
+	var (
+		file   string
+		out    string
+		resume bool
+		spec   = job.Default()
+	)
+	cmd := &cobra.Command{
+		Use:   "train",
+		Short: "Train a model on this machine",
+		Long: `Train a model on this machine (single-node mode).
+
+The job is described by flags, or by a YAML job file (-f job.yaml) that the
+flags override; the same job file runs unchanged on a cluster. The run
+directory (--out) receives metrics.jsonl, curves.png, summary.json and
+checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
+--resume continues it.`,
+		Example: `  ringtrain train --model lenet5 --dataset mnist --epochs 3 --out runs/lenet5
+  ringtrain train -f job.yaml --epochs 12
+  ringtrain train --out runs/lenet5 --resume`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s := spec
+			if file != "" {
+				fromFile, err := job.Load(file)
+				if err != nil {
+					return err
+				}
+				s = overrideChanged(cmd, fromFile, spec)
+			}
+			if out == "" {
+				out = filepath.Join("runs", s.Model)
+			}
+			stdout := cmd.OutOrStdout()
+			progress := newProgress(stdout)
+			sum, err := worker.Train(cmd.Context(), worker.Options{
+				Spec: s, RunDir: out, Resume: resume, Progress: progress,
+				Logf: func(f string, a ...any) { progress.notice(fmt.Sprintf(f, a...)) },
+			})
+			progress.finish()
+			if err != nil {
+				if errors.Is(err, worker.ErrInterrupted) {
+					fmt.Fprintf(stdout, "stopped; continue with: ringtrain train --out %s --resume\n", out)
+				}
+				return err
+			}
+			fmt.Fprintf(stdout, "done: test accuracy %.2f%%, test loss %.4f, %.0f images/s, %.1f s; run in %s\n",
+				100*sum.TestAccuracy, sum.TestLoss, sum.ImagesPerSecond, sum.WallSeconds, out)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&file, "file", "f", "", "job file (YAML); flags given as well override it")
+	f.StringVar(&out, "out", "", "run directory (default runs/<model>)")
+	f.BoolVar(&resume, "resume", false, "continue from the run directory's last committed checkpoint")
+	f.StringVar(&spec.Model, "model", spec.Model, "model zoo name (see `ringtrain models`)")
+	f.StringVar(&spec.Dataset, "dataset", spec.Dataset, "data set name")
+	f.StringVar(&spec.DataDir, "data-dir", "", "where the data set's files are (default: the ringtrain cache)")
+	f.IntVar(&spec.Epochs, "epochs", spec.Epochs, "number of epochs")
+	f.IntVar(&spec.BatchSize, "batch-size", spec.BatchSize, "images per step")
+	f.Uint64Var(&spec.Seed, "seed", spec.Seed, "random seed (initialization and data order)")
+	f.StringVar(&spec.Optimizer.Name, "optimizer", spec.Optimizer.Name, "sgd, adam, adamw or rmsprop")
+	f.Float64Var(&spec.Optimizer.LR, "lr", spec.Optimizer.LR, "learning rate")
+	f.Float64Var(&spec.Optimizer.Momentum, "momentum", spec.Optimizer.Momentum, "momentum (sgd, rmsprop)")
+	f.BoolVar(&spec.Optimizer.Nesterov, "nesterov", false, "Nesterov momentum (sgd)")
+	f.Float64Var(&spec.Optimizer.WeightDecay, "weight-decay", 0, "weight decay")
+	f.StringVar(&spec.Schedule.Name, "schedule", spec.Schedule.Name, "learning-rate schedule: constant, step or cosine")
+	f.IntVar(&spec.Schedule.WarmupSteps, "warmup-steps", 0, "linear learning-rate warm-up steps")
+	f.IntVar(&spec.Threads, "threads", 0, "compute threads (0: all cores)")
+	f.IntVar(&spec.CheckpointEvery, "checkpoint-every", 0, "steps between checkpoints (0: every epoch)")
+	f.IntVar(&spec.KeepCheckpoints, "keep-checkpoints", spec.KeepCheckpoints, "committed checkpoints to keep")
+	return cmd
+}
+
+// overrideChanged returns the job file's spec with the fields whose flags
+// were given on the command line taken from the flags.
+func overrideChanged(cmd *cobra.Command, file, flags job.Spec) job.Spec {
+	set := func(name string, apply func()) {
+		if cmd.Flags().Changed(name) {
+			apply()
+		}
+	}
+	set("model", func() { file.Model = flags.Model })
+	set("dataset", func() { file.Dataset = flags.Dataset })
+	set("data-dir", func() { file.DataDir = flags.DataDir })
+	set("epochs", func() { file.Epochs = flags.Epochs })
+	set("batch-size", func() { file.BatchSize = flags.BatchSize })
+	set("seed", func() { file.Seed = flags.Seed })
+	set("optimizer", func() { file.Optimizer.Name = flags.Optimizer.Name })
+	set("lr", func() { file.Optimizer.LR = flags.Optimizer.LR })
+	set("momentum", func() { file.Optimizer.Momentum = flags.Optimizer.Momentum })
+	set("nesterov", func() { file.Optimizer.Nesterov = flags.Optimizer.Nesterov })
+	set("weight-decay", func() { file.Optimizer.WeightDecay = flags.Optimizer.WeightDecay })
+	set("schedule", func() { file.Schedule.Name = flags.Schedule.Name })
+	set("warmup-steps", func() { file.Schedule.WarmupSteps = flags.Schedule.WarmupSteps })
+	set("threads", func() { file.Threads = flags.Threads })
+	set("checkpoint-every", func() { file.CheckpointEvery = flags.CheckpointEvery })
+	set("keep-checkpoints", func() { file.KeepCheckpoints = flags.KeepCheckpoints })
+	return file
+}
+
+// progress shows a run: a progress bar on a terminal, plain log lines
+// otherwise (a pipe, a file, a container log).
+type progress struct {
+	w        io.Writer
+	tty      bool
+	bar      *progressbar.ProgressBar
+	steps    int
+	lastLine time.Time
+	epoch    int
+	epochs   int
+}
+
+func newProgress(w io.Writer) *progress {
+	p := &progress{w: w}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.tty = true
+	}
+	return p
+}
+
+func (p *progress) EpochStart(epoch, epochs, steps, done int) {
+	p.epoch, p.epochs, p.steps = epoch, epochs, steps
+	if !p.tty {
+		fmt.Fprintf(p.w, "epoch %d/%d: %d steps\n", epoch+1, epochs, steps)
+		p.lastLine = time.Now()
+		return
+	}
+	p.bar = progressbar.NewOptions(steps,
+		progressbar.OptionSetWriter(p.w),
+		progressbar.OptionSetDescription(fmt.Sprintf("epoch %d/%d", epoch+1, epochs)),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionUseANSICodes(true),
+		progressbar.OptionSetRenderBlankState(true),
+	)
+	p.bar.Set(done)
+}
+
+func (p *progress) Step(s worker.StepStats) {
+	desc := fmt.Sprintf("epoch %d/%d loss %.4f acc %.2f%% %6.0f img/s", s.Epoch+1, p.epochs, s.Loss, 100*s.Accuracy, s.ImagesPerSecond)
+	if p.tty {
+		p.bar.Describe(desc)
+		p.bar.Set(s.EpochStep)
+		return
+	}
+	if time.Since(p.lastLine) >= 5*time.Second || s.EpochStep == p.steps {
+		fmt.Fprintf(p.w, "%s step %d/%d lr %.4g\n", desc, s.EpochStep, p.steps, s.LR)
+		p.lastLine = time.Now()
+	}
+}
+
+func (p *progress) EpochEnd(e worker.EvalStats) {
+	p.finish()
+	fmt.Fprintf(p.w, "epoch %d/%d: test accuracy %.2f%%, test loss %.4f (%.1f s)\n", e.Epoch+1, p.epochs, 100*e.Accuracy, e.Loss, e.Seconds)
+}
+
+func (p *progress) notice(msg string) {
+	if p.bar != nil {
+		p.bar.Clear()
+	}
+	fmt.Fprintln(p.w, msg)
+}
+
+func (p *progress) finish() {
+	if p.bar != nil {
+		p.bar.Finish()
+		fmt.Fprintln(p.w)
+		p.bar = nil
+	}
+}
