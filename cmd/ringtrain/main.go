@@ -43,5 +43,6 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure ringtrain's hot paths",
 	}
+	cmd.AddCommand(newBenchTrainCmd())
 	return cmd
 }
