@@ -18,6 +18,7 @@ import (
 func WritePlot(dir, title string, records []Record) error {
 	var trainLoss, trainAcc, evalLoss, evalAcc plotter.XYs
 	for _, r := range records {
+		r.Loss = max(r.Loss, 1e-6) // the loss axis is logarithmic
 		switch r.Kind {
 		case "train":
 			trainLoss = append(trainLoss, plotter.XY{X: r.Progress, Y: r.Loss})
@@ -30,7 +31,9 @@ func WritePlot(dir, title string, records []Record) error {
 	loss := plot.New()
 	loss.Title.Text = title + ": loss"
 	loss.X.Label.Text = "epoch"
-	loss.Y.Label.Text = "cross-entropy"
+	loss.Y.Label.Text = "cross-entropy (log scale)"
+	loss.Y.Scale = plot.LogScale{}
+	loss.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	acc := plot.New()
 	acc.Title.Text = title + ": accuracy"
 	acc.X.Label.Text = "epoch"

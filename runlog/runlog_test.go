@@ -60,7 +60,7 @@ func TestPlotWritesPNG(t *testing.T) {
 	for s := 0; s < 30; s++ {
 		rs = append(rs, rec("train", s, 3/float64(s+1)))
 	}
-	rs = append(rs, rec("eval", 10, 0.3), rec("eval", 20, 0.2))
+	rs = append(rs, rec("eval", 10, 0.3), rec("eval", 20, 0.2), rec("train", 31, 0))
 	if err := WritePlot(dir, "lenet5", rs); err != nil {
 		t.Fatal(err)
 	}

@@ -159,7 +159,7 @@ func (l *loop) trainStep(x []float32, y []int) (float64, int, error) {
 // evaluate measures loss and accuracy on the whole test set.
 func (l *loop) evaluate(epoch int) EvalStats {
 	start := l.now()
-	const eb = 500
+	const eb = 250 // small enough that evaluation buffers stay well under the training ones
 	idx := make([]int, eb)
 	x := make([]float32, eb*l.in.size())
 	y := make([]int, eb)
