@@ -17,13 +17,15 @@ import (
 // A nil *Pool is valid and runs everything on the calling goroutine; its
 // scratch comes from a process-wide free list.
 //
-// For may be called from one goroutine at a time per Pool; kernels called
-// from inside a For body must be given a nil Pool.
+// For, and every kernel given a Pool (Sgemm, the convolutions), may be
+// called from one goroutine at a time per Pool; kernels called from inside
+// a For body must be given a nil Pool. Kernels given a nil Pool may run
+// concurrently.
 type Pool struct {
 	workers int
 	jobs    chan poolJob
 	wg      sync.WaitGroup
-	done    sync.WaitGroup
+	done    chan struct{} // one token per finished job
 	scratch []*scratch
 
 	// gemm and dotw are the job descriptors of the product in flight;
@@ -47,7 +49,6 @@ func (f funcTask) run(_, lo, hi int) { f(lo, hi) }
 type poolJob struct {
 	t            poolTask
 	part, lo, hi int
-	done         *sync.WaitGroup
 }
 
 // NewPool starts a pool of the given number of workers (the caller counts as
@@ -56,21 +57,49 @@ func NewPool(workers int) *Pool {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{workers: workers, jobs: make(chan poolJob), scratch: make([]*scratch, workers)}
+	p := &Pool{workers: workers, jobs: make(chan poolJob), done: make(chan struct{}, workers), scratch: make([]*scratch, workers)}
 	for i := range p.scratch {
 		p.scratch[i] = new(scratch)
 	}
 	for i := 1; i < workers; i++ {
 		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			for j := range p.jobs {
-				j.t.run(j.part, j.lo, j.hi)
-				j.done.Done()
-			}
-		}()
+		go p.worker()
 	}
 	return p
+}
+
+// poolSpin is how many times a worker polls for its next job, and the
+// caller for its workers' completions, before blocking. Kernels come in
+// quick succession (the GEMMs of one training step), and a blocked thread
+// that is woken must wait for a core again on a busy machine; polling a
+// little first keeps back-to-back hand-offs cheap.
+const poolSpin = 256
+
+func (p *Pool) worker() {
+	defer p.wg.Done()
+	for {
+		var (
+			j  poolJob
+			ok bool
+		)
+	poll:
+		for range poolSpin {
+			select {
+			case j, ok = <-p.jobs:
+				break poll
+			default:
+				runtime.Gosched()
+			}
+		}
+		if j.t == nil && !ok {
+			j, ok = <-p.jobs
+		}
+		if !ok {
+			return
+		}
+		j.t.run(j.part, j.lo, j.hi)
+		p.done <- struct{}{}
+	}
 }
 
 // Workers reports how many goroutines (the caller included) For may use.
@@ -118,12 +147,26 @@ func (p *Pool) forTask(n, grain int, t poolTask) {
 		t.run(0, 0, n)
 		return
 	}
-	p.done.Add(parts - 1)
 	for i := 1; i < parts; i++ {
-		p.jobs <- poolJob{t: t, part: i, lo: i * n / parts, hi: (i + 1) * n / parts, done: &p.done}
+		p.jobs <- poolJob{t: t, part: i, lo: i * n / parts, hi: (i + 1) * n / parts}
 	}
 	t.run(0, 0, n/parts)
-	p.done.Wait()
+	for left := parts - 1; left > 0; left-- {
+		got := false
+		for range poolSpin {
+			select {
+			case <-p.done:
+				got = true
+			default:
+				runtime.Gosched()
+				continue
+			}
+			break
+		}
+		if !got {
+			<-p.done
+		}
+	}
 }
 
 // scratch is one worker's reusable memory. Buffers only grow.

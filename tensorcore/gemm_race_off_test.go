@@ -1,0 +1,5 @@
+//go:build !race
+
+package tensorcore
+
+const raceEnabled = false
