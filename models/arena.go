@@ -173,6 +173,9 @@ type Builder struct {
 	names  map[string]bool
 	err    error
 	built  bool
+	// shareData, when set, is the parameter slice Build lays the values
+	// out in (a replica's); no initializer runs.
+	shareData []float32
 }
 
 type pending struct {
@@ -230,7 +233,7 @@ func (b *Builder) Param(name string, shape []int, init Initializer) (value, grad
 	if !b.claim("parameter", name, shape) {
 		return value, grad
 	}
-	if init != nil {
+	if init != nil && b.shareData == nil {
 		init(value.Data, value.Shape, b.rng)
 	}
 	b.params = append(b.params, pending{name: name, value: value, grad: grad})
@@ -275,29 +278,35 @@ func (b *Builder) Build() (*Arena, error) {
 	}
 	b.built = true
 	a := &Arena{index: make(map[string]int, len(b.params)), bufIndex: make(map[string]int, len(b.bufs))}
-	a.Params, a.Data = layout(b.params, a.index)
+	a.Params, a.Data = layout(b.params, a.index, b.shareData)
 	a.Grad = make([]float32, len(a.Data))
 	for i, p := range b.params {
 		info := a.Params[i]
 		p.grad.Data = a.Grad[info.Offset : info.Offset+info.Len() : info.Offset+info.Len()]
 	}
-	a.BufferInfo, a.Buffers = layout(b.bufs, a.bufIndex)
+	a.BufferInfo, a.Buffers = layout(b.bufs, a.bufIndex, nil)
 	return a, nil
 }
 
-// layout copies the pending tensors into one new flat slice, repoints their
-// values at it and returns their infos.
-func layout(ps []pending, index map[string]int) ([]ParamInfo, []float32) {
+// layout copies the pending tensors into one new flat slice (or, when
+// shared is not nil, points them into shared without copying), repoints
+// their values at it and returns their infos.
+func layout(ps []pending, index map[string]int, shared []float32) ([]ParamInfo, []float32) {
 	total := 0
 	for _, p := range ps {
 		total += len(p.value.Data)
 	}
-	flat := make([]float32, total)
+	flat := shared
+	if flat == nil || len(flat) != total {
+		flat = make([]float32, total)
+	}
 	infos := make([]ParamInfo, len(ps))
 	off := 0
 	for i, p := range ps {
 		n := len(p.value.Data)
-		copy(flat[off:], p.value.Data)
+		if shared == nil {
+			copy(flat[off:], p.value.Data)
+		}
 		p.value.Data = flat[off : off+n : off+n]
 		infos[i] = ParamInfo{Name: p.name, Shape: append([]int(nil), p.value.Shape...), Offset: off}
 		index[p.name] = i

@@ -58,6 +58,35 @@ func Names() []string {
 // About returns a one-line description of the named model ("" if unknown).
 func About(name string) string { return zoo[name].about }
 
+// Replica builds a second instance of m that shares m's parameter values
+// (the replica's Arena.Data is m's, so an optimizer step on m updates both)
+// and has gradients and buffers of its own. Replicas let several cores each
+// run forward and backward on a slice of one batch, with their gradients
+// summed afterwards. A replica's buffers (BatchNorm running statistics) are
+// a copy of m's at the time of the call; its dropout RNG is stream index of
+// the model's seed.
+func (m *Model) Replica(seed uint64, index int) (*Model, error) {
+	z, ok := zoo[m.Name]
+	if !ok {
+		return nil, fmt.Errorf("models: replica of unknown model %q", m.Name)
+	}
+	b := NewBuilder(nil)
+	b.shareData = m.Arena.Data
+	net, input := z.build(b)
+	a, err := b.Build()
+	if err != nil {
+		return nil, err
+	}
+	if err := a.CheckLayout(m.Arena); err != nil {
+		return nil, err
+	}
+	copy(a.Buffers, m.Arena.Buffers)
+	return &Model{
+		Name: m.Name, Net: net, Arena: a, InputShape: input, NumClasses: m.NumClasses,
+		RNG: rand.New(rand.NewPCG(seed, 0x64726f706f7574+uint64(index))),
+	}, nil
+}
+
 // Build constructs the named model with parameters drawn from seed. The same
 // name and seed always give bit-identical parameters. The parameter order of
 // the arena is the construction order of the layers, input to output.

@@ -202,3 +202,49 @@ func BenchmarkTrainStep(b *testing.B) {
 		})
 	}
 }
+
+func TestReplicaSharesValuesNotGradients(t *testing.T) {
+	for _, name := range []string{"lenet5", "vgg"} {
+		m, err := Build(name, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := m.Replica(3, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if &r.Arena.Data[0] != &m.Arena.Data[0] || &r.Arena.Grad[0] == &m.Arena.Grad[0] {
+			t.Fatalf("%s: replica must share Data and own Grad", name)
+		}
+		if len(m.Arena.Buffers) > 0 && &r.Arena.Buffers[0] == &m.Arena.Buffers[0] {
+			t.Fatalf("%s: replica shares buffers", name)
+		}
+		x := tensorcore.New(2, 1, 28, 28)
+		for i := range x.Data {
+			x.Data[i] = float32(i%13) / 13
+		}
+		logits := func(mm *Model) []float32 {
+			tp := tensorcore.NewTape(nil)
+			out := mm.Forward(tp, tp.Const(x), false)
+			loss := tp.CrossEntropy(out, []int{1, 2})
+			mm.Arena.ZeroGrad()
+			tp.Backward(loss)
+			return append([]float32(nil), out.Value.Data...)
+		}
+		want, got := logits(m), logits(r)
+		for i := range want {
+			if want[i] != got[i] {
+				t.Fatalf("%s: replica logit %d = %v, model %v", name, i, got[i], want[i])
+			}
+		}
+		for i := range m.Arena.Grad {
+			if m.Arena.Grad[i] != r.Arena.Grad[i] {
+				t.Fatalf("%s: gradient %d differs between model and replica", name, i)
+			}
+		}
+		m.Arena.Data[0] += 1 // an update of the model is seen by the replica
+		if r.Arena.Value(m.Arena.Params[0].Name).Data[0] != m.Arena.Data[0] {
+			t.Fatalf("%s: replica does not see the model's update", name)
+		}
+	}
+}

@@ -62,10 +62,15 @@ func Bench(ctx context.Context, spec job.Spec, steps, repeats int, logf func(str
 	}
 	pool := tensorcore.NewPool(threads)
 	defer pool.Close()
+	comp, err := newCompute(model, pool, threads, spec.BatchSize, spec.Seed, in)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	defer comp.Close()
 	l := &loop{
 		spec: spec, model: model, opt: opt, sched: models.ConstantLR{Base: spec.Optimizer.LR},
 		train: train, in: in, sampler: dataset.NewSampler(train.N, spec.Seed, true),
-		tape: tensorcore.NewTape(pool), now: time.Now,
+		compute: comp, now: time.Now,
 	}
 	b := spec.BatchSize
 	idx := make([]int, b)

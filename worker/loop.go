@@ -25,7 +25,8 @@ type loop struct {
 	train, test    *dataset.MNIST
 	in             *input
 	sampler        *dataset.Sampler
-	tape, evalTape *tensorcore.Tape
+	compute        *compute
+	evalTape       *tensorcore.Tape
 	progress       Progress
 	now            func() time.Time
 	stepsPerEpoch  int
@@ -140,20 +141,13 @@ func (t *epochTally) add(n, correct int, loss, secs float64) {
 // trainStep runs forward, backward and the optimizer step on one batch and
 // returns the batch's mean loss and its number of correct predictions.
 func (l *loop) trainStep(x []float32, y []int) (float64, int, error) {
-	tp := l.tape
-	tp.Reset()
-	xv := tp.Const(tensorcore.FromSlice(x, l.in.shape(len(y))...))
-	logits := l.model.Forward(tp, xv, true)
-	loss := tp.CrossEntropy(logits, y)
-	lv := float64(loss.Value.Data[0])
+	lv, correct := l.compute.step(x, y)
 	if !isFinite(lv) {
 		return 0, 0, fmt.Errorf("worker: training diverged at step %d: loss is %v; lower the learning rate", l.step+1, lv)
 	}
-	l.model.Arena.ZeroGrad()
-	tp.Backward(loss)
 	l.opt.Step(l.sched.LR(l.step))
 	l.step++
-	return lv, models.CountCorrect(logits.Value, y), nil
+	return lv, correct, nil
 }
 
 // evaluate measures loss and accuracy on the whole test set.

@@ -152,10 +152,15 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 
 	pool := tensorcore.NewPool(threads)
 	defer pool.Close()
+	comp, err := newCompute(model, pool, threads, spec.BatchSize, spec.Seed, in)
+	if err != nil {
+		return runlog.Summary{}, err
+	}
+	defer comp.Close()
 	l := &loop{
 		spec: spec, runDir: o.RunDir, model: model, opt: opt, sched: sched, store: store, rlog: rlog,
 		train: train, test: test, in: in, sampler: sampler, step: step,
-		tape: tensorcore.NewTape(pool), evalTape: tensorcore.NewTape(pool),
+		compute: comp, evalTape: tensorcore.NewTape(pool),
 		progress: o.Progress, now: o.Now, stepsPerEpoch: stepsPerEpoch,
 	}
 	sum := runlog.Summary{
