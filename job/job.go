@@ -116,6 +116,7 @@ func Load(path string) (Spec, error) {
 func cleanYAMLError(err error) string {
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "error unmarshaling JSON: while decoding JSON: ")
+	msg = strings.TrimPrefix(msg, "json: ")
 	return msg
 }
 

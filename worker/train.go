@@ -95,7 +95,7 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 	}
 	model, err := models.Build(spec.Model, spec.Seed)
 	if err != nil {
-		return runlog.Summary{}, fmt.Errorf("worker: %w", err)
+		return runlog.Summary{}, err
 	}
 	train, test, err := loadData(ctx, spec, o.Logf)
 	if err != nil {
