@@ -29,6 +29,9 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())
+	})
 	root.AddCommand(newTrainCmd())
 	root.AddCommand(newCheckpointCmd())
 	root.AddCommand(newModelsCmd())
@@ -44,5 +47,6 @@ func newBenchCmd() *cobra.Command {
 		Short: "Measure ringtrain's hot paths",
 	}
 	cmd.AddCommand(newBenchTrainCmd())
+	cmd.AddCommand(newBenchAllreduceCmd())
 	return cmd
 }

@@ -1,0 +1,36 @@
+// Package allreduce sums []float32 buffers across the ranks of a ring.
+//
+// The package is layered so that each layer can be tested on its own:
+//
+//   - Schedules (RingSchedule, NaiveSchedule, BroadcastSchedule) are pure
+//     functions of (ranks, rank, length, chunk) that say which spans of the
+//     buffer are sent to the right neighbour and received from the left one,
+//     and which receive each send waits for. Tests execute them without a
+//     network.
+//   - A Transport moves framed byte payloads to the right neighbour and from
+//     the left one. MemNetwork is the in-memory twin used by tests (a
+//     16-rank ring runs inside one test); GRPCTransport runs each link as a
+//     bidirectional gRPC stream with a raw-bytes codec, so tensor payloads
+//     are never copied into protobuf messages.
+//   - A Codec turns float32 spans into wire bytes (FP32, BF16, FP16, and a
+//     lossless zstd/s2 wrapper around any of them). The ring never inspects
+//     the bytes. PowerSGD, which is not element-wise, is a hook built on top
+//     of Comm.AllReduce.
+//   - Comm drives schedules over a Transport: one owned goroutine (Run)
+//     executes queued operations in order, so a bucket can be reduced while
+//     the caller computes the next one (Start / Handle.Wait).
+//
+// Every frame carries the job, the generation and a per-link sequence
+// number; stale, foreign, truncated or oversized frames are errors. A dead
+// or stalled neighbour is reported as a *PeerError within the configured
+// timeout, and the failing rank sends both neighbours an abort notice naming
+// the failed rank before closing its links, so that the error spreads around
+// the ring instead of leaving survivors waiting. A rank waiting for a frame
+// pings its right neighbour, which then waits up to one more timeout for the
+// notice rather than blaming it.
+//
+// Reductions happen in a fixed order (each segment is summed rank after rank
+// along the ring, and the owner's result is then copied around), so every
+// rank ends with bit-identical sums, for lossy codecs too: the owner rounds
+// its own segment through the codec before sending it.
+package allreduce

@@ -1,0 +1,198 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// func encodeBF16AVX2(dst *uint16, src *float32, n int)
+// n is a positive multiple of 16. Per element (see F32ToBF16):
+//   NaN:   (b | 0x00400000) >> 16
+//   else:  (b + 0x7fff + ((b >> 16) & 1)) >> 16
+TEXT ·encodeBF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $4, CX
+	JZ   encdone
+	MOVL $0x7fff, AX
+	MOVL AX, X10
+	VPBROADCASTD X10, Y10
+	MOVL $1, AX
+	MOVL AX, X11
+	VPBROADCASTD X11, Y11
+	MOVL $0x7fffffff, AX
+	MOVL AX, X12
+	VPBROADCASTD X12, Y12
+	MOVL $0x7f800000, AX
+	MOVL AX, X13
+	VPBROADCASTD X13, Y13
+	MOVL $0x00400000, AX
+	MOVL AX, X14
+	VPBROADCASTD X14, Y14
+
+encloop:
+	VMOVDQU (SI), Y0
+	VMOVDQU 32(SI), Y1
+
+	VPSRLD    $16, Y0, Y2
+	VPAND     Y11, Y2, Y2
+	VPADDD    Y10, Y2, Y2
+	VPADDD    Y0, Y2, Y2
+	VPAND     Y12, Y0, Y3
+	VPCMPGTD  Y13, Y3, Y3
+	VPOR      Y14, Y0, Y4
+	VPBLENDVB Y3, Y4, Y2, Y2
+	VPSRLD    $16, Y2, Y2
+
+	VPSRLD    $16, Y1, Y5
+	VPAND     Y11, Y5, Y5
+	VPADDD    Y10, Y5, Y5
+	VPADDD    Y1, Y5, Y5
+	VPAND     Y12, Y1, Y6
+	VPCMPGTD  Y13, Y6, Y6
+	VPOR      Y14, Y1, Y7
+	VPBLENDVB Y6, Y7, Y5, Y5
+	VPSRLD    $16, Y5, Y5
+
+	VPACKUSDW Y5, Y2, Y8
+	VPERMQ    $0xD8, Y8, Y8
+	VMOVDQU   Y8, (DI)
+
+	ADDQ $64, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ  encloop
+
+encdone:
+	VZEROUPPER
+	RET
+
+// func decodeBF16AVX2(dst *float32, src *uint16, n int, add bool)
+// n is a positive multiple of 16: dst[i] (+)= float32frombits(src[i] << 16).
+TEXT ·decodeBF16AVX2(SB), NOSPLIT, $0-25
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVBLZX add+24(FP), DX
+	SHRQ $4, CX
+	JZ   decdone
+	TESTQ DX, DX
+	JZ   decset
+
+decadd:
+	VPMOVZXWD (SI), Y0
+	VPMOVZXWD 16(SI), Y1
+	VPSLLD    $16, Y0, Y0
+	VPSLLD    $16, Y1, Y1
+	VADDPS    (DI), Y0, Y0
+	VADDPS    32(DI), Y1, Y1
+	VMOVUPS   Y0, (DI)
+	VMOVUPS   Y1, 32(DI)
+	ADDQ $32, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  decadd
+	JMP  decdone
+
+decset:
+	VPMOVZXWD (SI), Y0
+	VPMOVZXWD 16(SI), Y1
+	VPSLLD    $16, Y0, Y0
+	VPSLLD    $16, Y1, Y1
+	VMOVUPS   Y0, (DI)
+	VMOVUPS   Y1, 32(DI)
+	ADDQ $32, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  decset
+
+decdone:
+	VZEROUPPER
+	RET
+
+// func addToAVX2(dst, src *float32, n int)
+// n is a positive multiple of 16: dst[i] += src[i].
+TEXT ·addToAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $4, CX
+	JZ   adddone
+
+addloop:
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VADDPS  (SI), Y0, Y0
+	VADDPS  32(SI), Y1, Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  addloop
+
+adddone:
+	VZEROUPPER
+	RET
+
+// func encodeF16F16C(dst *uint16, src *float32, n int)
+// n is a positive multiple of 16; rounds to nearest even (imm 0).
+TEXT ·encodeF16F16C(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $4, CX
+	JZ   f16edone
+
+f16eloop:
+	VMOVUPS   (SI), Y0
+	VMOVUPS   32(SI), Y1
+	VCVTPS2PH $0, Y0, X2
+	VCVTPS2PH $0, Y1, X3
+	VMOVDQU   X2, (DI)
+	VMOVDQU   X3, 16(DI)
+	ADDQ $64, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ  f16eloop
+
+f16edone:
+	VZEROUPPER
+	RET
+
+// func decodeF16F16C(dst *float32, src *uint16, n int, add bool)
+// n is a positive multiple of 16: dst[i] (+)= widen(src[i]).
+TEXT ·decodeF16F16C(SB), NOSPLIT, $0-25
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVBLZX add+24(FP), DX
+	SHRQ $4, CX
+	JZ   f16ddone
+	TESTQ DX, DX
+	JZ   f16dset
+
+f16dadd:
+	VCVTPH2PS (SI), Y0
+	VCVTPH2PS 16(SI), Y1
+	VADDPS    (DI), Y0, Y0
+	VADDPS    32(DI), Y1, Y1
+	VMOVUPS   Y0, (DI)
+	VMOVUPS   Y1, 32(DI)
+	ADDQ $32, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  f16dadd
+	JMP  f16ddone
+
+f16dset:
+	VCVTPH2PS (SI), Y0
+	VCVTPH2PS 16(SI), Y1
+	VMOVUPS   Y0, (DI)
+	VMOVUPS   Y1, 32(DI)
+	ADDQ $32, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  f16dset
+
+f16ddone:
+	VZEROUPPER
+	RET

@@ -1,0 +1,13 @@
+//go:build !amd64 || purego
+
+package allreduce
+
+func encodeBF16(dst []uint16, src []float32)    { encodeBF16Go(dst, src) }
+func decodeBF16(dst []float32, src []uint16)    { decodeBF16Go(dst, src) }
+func decodeAddBF16(dst []float32, src []uint16) { decodeAddBF16Go(dst, src) }
+func addTo(dst, src []float32)                  { addToGo(dst, src) }
+
+func encodeF16(dst []uint16, src []float32) { encodeF16Go(dst, src) }
+func decodeF16(dst []float32, src []uint16, table *[1 << 16]float32, add bool) {
+	decodeF16Go(dst, src, table, add)
+}
