@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ringtrain/ringtrain/dataset"
+	"github.com/ringtrain/ringtrain/runlog"
+)
+
+// runCLI runs the command tree in-process and returns its output and error.
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRootCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func TestCLIErrorsAreOneLineAndSayWhatToDo(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("modle: lenet5\n"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"train", "--epoch", "3"}, "--help"},
+		{[]string{"train", "--model", "lenet6", "--out", t.TempDir()}, "known: "},
+		{[]string{"train", "-f", bad}, `unknown field "modle"`},
+		{[]string{"train", "-f", filepath.Join(t.TempDir(), "none.yaml")}, "no such file"},
+		{[]string{"train", "--epochs", "0"}, "epochs must be at least 1"},
+		{[]string{"data", "get", "cifar"}, "known: mnist"},
+		{[]string{"checkpoint", "list"}, "--dir is required"},
+		{[]string{"bench", "train", "--steps", "0"}, "at least one step"},
+	} {
+		_, err := runCLI(t, tc.args...)
+		if err == nil {
+			t.Errorf("%v: no error", tc.args)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
+			t.Errorf("%v: error %q, want one line containing %q", tc.args, msg, tc.want)
+		}
+	}
+}
+
+func TestModelsListsTheZoo(t *testing.T) {
+	out, err := runCLI(t, "models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"mlp", "lenet1", "lenet5", "lenet5-1998", "convnet1990", "vgg"} {
+		if !strings.Contains(out, name) {
+			t.Errorf("models output lacks %s:\n%s", name, out)
+		}
+	}
+	if !strings.Contains(out, "61706") {
+		t.Errorf("lenet5 should list 61706 parameters:\n%s", out)
+	}
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	cliDataDir   string
+	buildErr  error
+)
+
+// binary builds the ringtrain binary once and prepares MNIST for it.
+func binary(t *testing.T) (bin, data string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ringtrain-cli")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "ringtrain")
+		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = err
+			t.Logf("%s", out)
+			return
+		}
+		cliDataDir = filepath.Join(dir, "data")
+		buildErr = dataset.EnsureMNIST(context.Background(), filepath.Join(cliDataDir, "mnist"), t.Logf)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath, cliDataDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// TestCtrlCCheckpointsAndResumes interrupts a real training process with
+// SIGINT, checks that it leaves a verified checkpoint and says how to
+// resume, and resumes it to the end.
+func TestCtrlCCheckpointsAndResumes(t *testing.T) {
+	bin, data := binary(t)
+	out := filepath.Join(t.TempDir(), "run")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "train", "--model", "mlp", "--epochs", "2", "--out", out)
+	cmd.Env = append(os.Environ(), "RINGTRAIN_DATA="+data)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if strings.HasPrefix(sc.Text(), "epoch 1/2:") {
+			cmd.Process.Signal(syscall.SIGINT)
+		}
+	}
+	err = cmd.Wait()
+	if err == nil {
+		t.Fatalf("interrupted run exited 0:\n%s", strings.Join(lines, "\n"))
+	}
+	if !strings.Contains(strings.Join(lines, "\n"), "--resume") || !strings.Contains(stderr.String(), "interrupted") {
+		t.Fatalf("no resume hint after Ctrl-C:\n%s\n%s", strings.Join(lines, "\n"), stderr.String())
+	}
+	if o, err := runCLI(t, "checkpoint", "verify", "--dir", out); err != nil || !strings.Contains(o, ": ok") {
+		t.Fatalf("checkpoint after Ctrl-C does not verify: %v\n%s", err, o)
+	}
+
+	cmd = exec.CommandContext(ctx, bin, "train", "--out", out, "--resume", "--model", "mlp", "--epochs", "2")
+	cmd.Env = append(os.Environ(), "RINGTRAIN_DATA="+data)
+	if o, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("resume failed: %v\n%s", err, o)
+	}
+	sum, err := runlog.ReadSummary(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.Resumed || sum.Steps != 2*938 || sum.TestAccuracy < 0.95 {
+		t.Fatalf("resumed run summary %+v", sum)
+	}
+}
+
+// TestMainJob runs the README's main job as a user does and checks its
+// promise: LeNet-5 at 99% test accuracy after 3 epochs, with a complete run
+// directory.
+func TestMainJob(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains LeNet-5 for 3 epochs")
+	}
+	bin, data := binary(t)
+	out := filepath.Join(t.TempDir(), "lenet5")
+	cmd := exec.Command(bin, "train", "--model", "lenet5", "--dataset", "mnist", "--epochs", "3", "--out", out)
+	cmd.Env = append(os.Environ(), "RINGTRAIN_DATA="+data)
+	o, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	b, err := os.ReadFile(filepath.Join(out, runlog.SummaryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum map[string]any
+	if err := json.Unmarshal(b, &sum); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"model", "dataset", "epochs", "batch_size", "seed", "test_accuracy", "test_loss", "images_per_second", "wall_seconds", "peak_rss_bytes"} {
+		if _, ok := sum[k]; !ok {
+			t.Errorf("summary.json lacks %s", k)
+		}
+	}
+	if acc := sum["test_accuracy"].(float64); acc < 0.99 {
+		t.Errorf("LeNet-5 test accuracy after 3 epochs: %.4f, want ≥ 0.99\n%s", acc, o)
+	}
+	for _, f := range []string{runlog.MetricsFile, runlog.PlotFile, "checkpoints/latest"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Logf("summary: %s", b)
+}
