@@ -73,10 +73,10 @@ func TestModelsListsTheZoo(t *testing.T) {
 }
 
 var (
-	buildOnce sync.Once
-	binPath   string
-	cliDataDir   string
-	buildErr  error
+	buildOnce  sync.Once
+	binPath    string
+	cliDataDir string
+	buildErr   error
 )
 
 // binary builds the ringtrain binary once and prepares MNIST for it.
