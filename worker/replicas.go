@@ -33,7 +33,9 @@ type compute struct {
 	// the batch of the step in progress, read by runPart
 	x       []float32
 	y       []int
+	n       int
 	runPart func(lo, hi int)
+	sumPart func(lo, hi int)
 }
 
 type replica struct {
@@ -67,6 +69,7 @@ func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch int, 
 			c.replicas[r].run(c)
 		}
 	}
+	c.sumPart = c.sumGradients
 	return c, nil
 }
 
@@ -95,26 +98,34 @@ func (c *compute) step(x []float32, y []int) (loss float64, correct int) {
 	for i, r := range c.replicas {
 		r.lo, r.hi = i*n/parts, (i+1)*n/parts
 	}
-	c.x, c.y = x, y
+	c.x, c.y, c.n = x, y, n
 	c.pool.For(parts, 1, c.runPart)
-	// Sum the gradients into the model's arena in replica order, each
-	// weighted by its share of the batch (the loss is a batch mean).
-	g := c.model.Arena.Grad
-	first := c.replicas[0]
-	scale(g, float32(first.hi-first.lo)/float32(n))
-	loss = first.loss * float64(first.hi-first.lo)
-	correct = first.correct
-	for _, r := range c.replicas[1:] {
-		w := float32(r.hi-r.lo) / float32(n)
-		for i, v := range r.model.Arena.Grad {
-			g[i] += w * v
-		}
+	c.pool.For(len(c.model.Arena.Grad), 1<<14, c.sumPart)
+	for _, r := range c.replicas {
 		loss += r.loss * float64(r.hi-r.lo)
 		correct += r.correct
+	}
+	for _, r := range c.replicas[1:] {
 		// Replicas see the model's running statistics, not their own.
 		copy(r.model.Arena.Buffers, c.model.Arena.Buffers)
 	}
 	return loss / float64(n), correct
+}
+
+// sumGradients sums elements [lo, hi) of the replicas' gradients into the
+// model's arena in replica order, each weighted by its share of the batch
+// (the loss is a batch mean). Each element's sum has the same order
+// however the range is split, so the result is deterministic.
+func (c *compute) sumGradients(lo, hi int) {
+	g := c.model.Arena.Grad[lo:hi]
+	first := c.replicas[0]
+	scale(g, float32(first.hi-first.lo)/float32(c.n))
+	for _, r := range c.replicas[1:] {
+		w := float32(r.hi-r.lo) / float32(c.n)
+		for i, v := range r.model.Arena.Grad[lo:hi] {
+			g[i] += w * v
+		}
+	}
 }
 
 func scale(xs []float32, a float32) {
