@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	"github.com/ringtrain/ringtrain/tensorcore"
@@ -133,24 +134,12 @@ func sameInfos(kind string, a, b []ParamInfo) error {
 		return fmt.Errorf("models: arena layouts differ: %d vs %d %ss", len(a), len(b), kind)
 	}
 	for i := range a {
-		if a[i].Name != b[i].Name || a[i].Offset != b[i].Offset || !equalInts(a[i].Shape, b[i].Shape) {
+		if a[i].Name != b[i].Name || a[i].Offset != b[i].Offset || !slices.Equal(a[i].Shape, b[i].Shape) {
 			return fmt.Errorf("models: arena layouts differ at %s %d: %s %v @%d vs %s %v @%d",
 				kind, i, a[i].Name, a[i].Shape, a[i].Offset, b[i].Name, b[i].Shape, b[i].Offset)
 		}
 	}
 	return nil
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func view(flat []float32, p ParamInfo) *tensorcore.Tensor {

@@ -2,6 +2,7 @@ package models
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -26,7 +27,7 @@ func TestArenaLayout(t *testing.T) {
 		t.Fatalf("Params = %v", a.Params)
 	}
 	for i, p := range a.Params {
-		if p.Name != wantInfos[i].Name || p.Offset != wantInfos[i].Offset || !equalInts(p.Shape, wantInfos[i].Shape) {
+		if p.Name != wantInfos[i].Name || p.Offset != wantInfos[i].Offset || !slices.Equal(p.Shape, wantInfos[i].Shape) {
 			t.Errorf("Params[%d] = %+v, want %+v", i, p, wantInfos[i])
 		}
 	}
@@ -58,10 +59,10 @@ func TestArenaLayout(t *testing.T) {
 	if bias.Data[1] != 7 || gw.Data[1] != 3 || rv.Data[1] != 9 || w2.Data[5] != 5 {
 		t.Error("layer tensors are not views of the arena")
 	}
-	if v := a.Value("l1.bias"); v.Data[1] != 7 || !equalInts(v.Shape, []int{3}) {
+	if v := a.Value("l1.bias"); v.Data[1] != 7 || !slices.Equal(v.Shape, []int{3}) {
 		t.Errorf("Value(l1.bias) = %v", v)
 	}
-	if g := a.Gradient("l1.weight"); g.Data[1] != 3 || !equalInts(g.Shape, []int{3, 4}) {
+	if g := a.Gradient("l1.weight"); g.Data[1] != 3 || !slices.Equal(g.Shape, []int{3, 4}) {
 		t.Errorf("Gradient(l1.weight) = %v", g)
 	}
 	if v := a.Buffer("bn.running_var"); v.Data[1] != 9 {

@@ -2,6 +2,7 @@ package models
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/ringtrain/ringtrain/safetensors"
@@ -60,7 +61,7 @@ func loadGoldenParams(t *testing.T, g golden) *Model {
 	}
 	for _, p := range m.Arena.Params {
 		v, shape := g.f64("param." + p.Name)
-		if !equalInts(shape, p.Shape) {
+		if !slices.Equal(shape, p.Shape) {
 			t.Fatalf("%s: golden shape %v, zoo shape %v", p.Name, shape, p.Shape)
 		}
 		dst := m.Arena.Value(p.Name).Data

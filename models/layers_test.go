@@ -3,6 +3,7 @@ package models
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/ringtrain/ringtrain/tensorcore"
@@ -64,7 +65,7 @@ func TestLayerParamNames(t *testing.T) {
 		t.Fatalf("%d params, want %d: %v", len(a.Params), len(want), a.Params)
 	}
 	for i, p := range a.Params {
-		if p.Name != want[i].Name || !equalInts(p.Shape, want[i].Shape) {
+		if p.Name != want[i].Name || !slices.Equal(p.Shape, want[i].Shape) {
 			t.Errorf("param %d = %s %v, want %s %v", i, p.Name, p.Shape, want[i].Name, want[i].Shape)
 		}
 	}
@@ -122,21 +123,21 @@ func TestPoolsFlattenShapes(t *testing.T) {
 	for i := range x.Value.Data {
 		x.Value.Data[i] = float32(i)
 	}
-	if s := (MaxPool2d{K: 2}).Forward(c, x).Value.Shape; !equalInts(s, []int{2, 3, 4, 3}) {
+	if s := (MaxPool2d{K: 2}).Forward(c, x).Value.Shape; !slices.Equal(s, []int{2, 3, 4, 3}) {
 		t.Errorf("MaxPool2d shape %v", s)
 	}
-	if s := (MaxPool2d{K: 3, Stride: 2, Pad: 1}).Forward(c, x).Value.Shape; !equalInts(s, []int{2, 3, 4, 3}) {
+	if s := (MaxPool2d{K: 3, Stride: 2, Pad: 1}).Forward(c, x).Value.Shape; !slices.Equal(s, []int{2, 3, 4, 3}) {
 		t.Errorf("MaxPool2d k3 s2 p1 shape %v", s)
 	}
 	avg := (AvgPool2d{K: 2}).Forward(c, x)
-	if s := avg.Value.Shape; !equalInts(s, []int{2, 3, 4, 3}) {
+	if s := avg.Value.Shape; !slices.Equal(s, []int{2, 3, 4, 3}) {
 		t.Errorf("AvgPool2d shape %v", s)
 	}
 	if v := avg.Value.Data[0]; v != (0+1+6+7)/4.0 {
 		t.Errorf("AvgPool2d first = %v", v)
 	}
 	f := (Flatten{}).Forward(c, x)
-	if s := f.Value.Shape; !equalInts(s, []int{2, 144}) || &f.Value.Data[0] != &x.Value.Data[0] {
+	if s := f.Value.Shape; !slices.Equal(s, []int{2, 144}) || &f.Value.Data[0] != &x.Value.Data[0] {
 		t.Errorf("Flatten shape %v (or copied)", s)
 	}
 }

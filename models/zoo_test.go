@@ -2,6 +2,7 @@ package models
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -94,7 +95,7 @@ func TestZooModels(t *testing.T) {
 			for _, training := range []bool{false, true} {
 				tp.Reset()
 				out := m.Forward(tp, tp.Const(x), training)
-				if !equalInts(out.Value.Shape, []int{6, 10}) {
+				if !slices.Equal(out.Value.Shape, []int{6, 10}) {
 					t.Fatalf("training=%v: logits shape %v, want [6 10]", training, out.Value.Shape)
 				}
 				if tensorcore.HasNaNOrInf(out.Value.Data) {

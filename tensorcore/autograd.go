@@ -1,6 +1,9 @@
 package tensorcore
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Var is a value recorded on a Tape. Value is the forward result. Grad is
 // the gradient of the loss with respect to Value: for a Param it is the
@@ -158,7 +161,7 @@ func (tp *Tape) gradOut(v *Var) (g []float32, acc bool) {
 func (tp *Tape) ensureGrad(v *Var) {
 	if v.Grad == nil || len(v.Grad.Data) != len(v.Value.Data) {
 		v.Grad = New(v.Value.Shape...)
-	} else if !sameShape(v.Grad.Shape, v.Value.Shape) {
+	} else if !slices.Equal(v.Grad.Shape, v.Value.Shape) {
 		v.Grad.Shape = append(v.Grad.Shape[:0], v.Value.Shape...)
 	}
 }
@@ -244,7 +247,7 @@ func (tp *Tape) push(kind opKind, a, b, c *Var, shape []int, view bool) *node {
 	var nd *node
 	if tp.n < len(tp.nodes) {
 		nd = tp.nodes[tp.n]
-		if nd.kind != kind || !sameShape(nd.out.Value.Shape, shape) || (!view && len(nd.out.Value.Data) != shapeLen(shape)) {
+		if nd.kind != kind || !slices.Equal(nd.out.Value.Shape, shape) || (!view && len(nd.out.Value.Data) != shapeLen(shape)) {
 			nd = nil
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 )
 
 // BatchNorm normalizes x, (N, C) or (N, C, H, W), per channel over N (and
@@ -177,7 +178,7 @@ func (tp *Tape) CrossEntropy(logits *Var, labels []int) *Var {
 
 // MSE returns the mean of (a-b)², shape (1); a and b must have one shape.
 func (tp *Tape) MSE(a, b *Var) *Var {
-	if !sameShape(a.Value.Shape, b.Value.Shape) {
+	if !slices.Equal(a.Value.Shape, b.Value.Shape) {
 		panic(fmt.Sprintf("tensorcore: MSE: shapes %v and %v differ", a.Value.Shape, b.Value.Shape))
 	}
 	shape := [1]int{1}
@@ -196,7 +197,7 @@ func (tp *Tape) MSE(a, b *Var) *Var {
 // the sigmoid of logits x, shape (1), computed stably as
 // max(x,0) - x*y + log(1+exp(-|x|)); x and y must have one shape.
 func (tp *Tape) BCEWithLogits(x, y *Var) *Var {
-	if !sameShape(x.Value.Shape, y.Value.Shape) {
+	if !slices.Equal(x.Value.Shape, y.Value.Shape) {
 		panic(fmt.Sprintf("tensorcore: BCEWithLogits: shapes %v and %v differ", x.Value.Shape, y.Value.Shape))
 	}
 	shape := [1]int{1}

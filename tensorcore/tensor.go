@@ -94,18 +94,6 @@ func inferShape(s []int, n int, old []int) {
 	}
 }
 
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // heapShape copies a shape for a panic message, so that shapes built in
 // stack arrays on hot paths do not escape to the heap.
 func heapShape(s []int) []int { return append([]int(nil), s...) }

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/ringtrain/ringtrain/checkpoint"
@@ -109,7 +110,7 @@ func loadModel(ck *checkpoint.Checkpoint, model *models.Model) error {
 			if !ok {
 				return fmt.Errorf("worker: checkpoint %s: %s lacks %s", ck.Manifest.Name, modelFile, p.Name)
 			}
-			if !equalShape(t.Shape, p.Shape) {
+			if !slices.Equal(t.Shape, p.Shape) {
 				return fmt.Errorf("worker: checkpoint %s: %s has shape %v, the model %v", ck.Manifest.Name, p.Name, t.Shape, p.Shape)
 			}
 			xs, err := t.Float32s()
@@ -124,16 +125,4 @@ func loadModel(ck *checkpoint.Checkpoint, model *models.Model) error {
 		return err
 	}
 	return load(a.BufferInfo, a.Buffers)
-}
-
-func equalShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
