@@ -41,7 +41,7 @@ var zoo = map[string]struct {
 	"lenet5":      {"LeNet-5 with ReLU and max-pooling, PyTorch layer names c1 c2 f1 f2 f3, 28×28", buildLeNet5},
 	"lenet5-1998": {"LeNet-5 as in 1998: scaled tanh, average-pool subsampling, C5 as a 5×5 convolution, 28×28", buildLeNet51998},
 	"convnet1990": {"1990 ConvNet: filters-tanh → pooling → filters-tanh → pooling → filters, 16×16", buildConvNet1990},
-	"vgg":         {"small VGG-style net: [32,32,M,64,64,M] 3×3 conv+BN+ReLU, FC 128, 28×28", buildVGG},
+	"vgg":         {"small VGG-style net: [32,32,M,64,64,M] 3×3 conv+BN+ReLU, FC 128 with dropout 0.3, 28×28", buildVGG},
 	"resnet8":     {"small ResNet: 3×3 stem of 16, three basic residual blocks (16, 32/2, 64/2), global average pool, 28×28", buildResNet8},
 }
 
@@ -202,7 +202,7 @@ func buildVGG(b *Builder) (Module, []int) {
 	}
 	var d LayerInit
 	net = append(net, Flatten{},
-		NewLinear(b, "fc1", 64*7*7, 128, d), ReLU{},
+		NewLinear(b, "fc1", 64*7*7, 128, d), ReLU{}, Dropout{P: 0.3},
 		NewLinear(b, "fc2", 128, 10, d))
 	return net, []int{1, 28, 28}
 }

@@ -141,7 +141,7 @@ func (t *epochTally) add(n, correct int, loss, secs float64) {
 // trainStep runs forward, backward and the optimizer step on one batch and
 // returns the batch's mean loss and its number of correct predictions.
 func (l *loop) trainStep(x []float32, y []int) (float64, int, error) {
-	lv, correct := l.compute.step(x, y)
+	lv, correct := l.compute.step(l.step, x, y)
 	if !isFinite(lv) {
 		return 0, 0, fmt.Errorf("worker: training diverged at step %d: loss is %v; lower the learning rate", l.step+1, lv)
 	}

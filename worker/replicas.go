@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"math/rand/v2"
 
 	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/tensorcore"
@@ -23,6 +24,8 @@ const minReplicaBatch = 8
 // many small kernels, which scale poorly across cores; whole slices do.
 // Both ways are deterministic for a given thread count.
 type compute struct {
+	seed     uint64
+	rngs     []*rand.PCG // the dropout streams of model (index 0) and the replicas
 	model    *models.Model
 	pool     *tensorcore.Pool
 	tape     *tensorcore.Tape // the single-tape way
@@ -48,7 +51,8 @@ type replica struct {
 }
 
 func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch int, seed uint64, in *input) (*compute, error) {
-	c := &compute{model: model, pool: pool, shape: in.shape, size: in.size()}
+	c := &compute{seed: seed, model: model, pool: pool, shape: in.shape, size: in.size()}
+	c.rngs = []*rand.PCG{useStream(model)}
 	if threads < 2 || batch < threads*minReplicaBatch {
 		c.tape = tensorcore.NewTape(pool)
 		return c, nil
@@ -60,6 +64,7 @@ func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch int, 
 			if m, err = model.Replica(seed, r); err != nil {
 				return nil, fmt.Errorf("worker: %w", err)
 			}
+			c.rngs = append(c.rngs, useStream(m))
 		}
 		p := tensorcore.NewPool(1)
 		c.replicas = append(c.replicas, &replica{model: m, pool: p, tape: tensorcore.NewTape(p)})
@@ -80,10 +85,22 @@ func (c *compute) Close() {
 	}
 }
 
-// step runs forward and backward on x (len(y) images), leaving the
-// batch-mean gradient in the model's arena, and returns the batch's mean
-// loss and its number of correct predictions.
-func (c *compute) step(x []float32, y []int) (loss float64, correct int) {
+// useStream gives m a dropout RNG whose state the worker sets each step.
+func useStream(m *models.Model) *rand.PCG {
+	src := rand.NewPCG(0, 0)
+	m.RNG = rand.New(src)
+	return src
+}
+
+// step runs forward and backward of training step number step on x
+// (len(y) images), leaving the batch-mean gradient in the model's arena,
+// and returns the batch's mean loss and its number of correct predictions.
+// The dropout streams are seeded from (seed, step, replica), so a run
+// resumed at any step draws the same masks as one that never stopped.
+func (c *compute) step(step int, x []float32, y []int) (loss float64, correct int) {
+	for r, src := range c.rngs {
+		src.Seed(c.seed, uint64(step)<<8|uint64(r))
+	}
 	if c.tape != nil {
 		tp := c.tape
 		tp.Reset()

@@ -43,7 +43,7 @@ func TestSplitBatchGradientEqualsWholeBatch(t *testing.T) {
 			}
 			x, y := make([]float32, batch*in.size()), make([]int, batch)
 			in.batch(train, idx, x, y)
-			loss, _ := c.step(x, y)
+			loss, _ := c.step(0, x, y)
 			grads[threads] = append([]float32(nil), m.Arena.Grad...)
 			losses[threads] = loss
 			c.Close()

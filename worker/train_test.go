@@ -121,32 +121,38 @@ func modelBytes(t *testing.T, runDir string) []byte {
 // TestResumeIsBitIdentical interrupts a run mid-epoch, resumes it, and
 // checks that it ends with exactly the parameters of an uninterrupted run.
 func TestResumeIsBitIdentical(t *testing.T) {
-	spec := smallSpec(t, "mlp")
-	whole := t.TempDir()
-	want, err := run(t, context.Background(), spec, whole, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// mlp: the plain case; vgg: dropout masks and BatchNorm running
+	// statistics must resume exactly too.
+	for _, name := range []string{"mlp", "vgg"} {
+		t.Run(name, func(t *testing.T) {
+			spec := smallSpec(t, name)
+			whole := t.TempDir()
+			want, err := run(t, context.Background(), spec, whole, false, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
 
-	split := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	_, err = run(t, ctx, spec, split, false, &stopAfter{n: 45, cancel: cancel})
-	if !errors.Is(err, ErrInterrupted) {
-		t.Fatalf("interrupted run returned %v", err)
-	}
-	got, err := run(t, context.Background(), spec, split, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !got.Resumed || got.Steps != want.Steps {
-		t.Fatalf("resumed run: %+v", got)
-	}
-	if got.TestLoss != want.TestLoss || got.TestAccuracy != want.TestAccuracy {
-		t.Errorf("resumed run ends at loss %v acc %v, uninterrupted %v %v", got.TestLoss, got.TestAccuracy, want.TestLoss, want.TestAccuracy)
-	}
-	if string(modelBytes(t, whole)) != string(modelBytes(t, split)) {
-		t.Error("final parameters of the resumed run differ from the uninterrupted run")
+			split := t.TempDir()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			_, err = run(t, ctx, spec, split, false, &stopAfter{n: 45, cancel: cancel})
+			if !errors.Is(err, ErrInterrupted) {
+				t.Fatalf("interrupted run returned %v", err)
+			}
+			got, err := run(t, context.Background(), spec, split, true, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.Resumed || got.Steps != want.Steps {
+				t.Fatalf("resumed run: %+v", got)
+			}
+			if got.TestLoss != want.TestLoss || got.TestAccuracy != want.TestAccuracy {
+				t.Errorf("resumed run ends at loss %v acc %v, uninterrupted %v %v", got.TestLoss, got.TestAccuracy, want.TestLoss, want.TestAccuracy)
+			}
+			if string(modelBytes(t, whole)) != string(modelBytes(t, split)) {
+				t.Error("final parameters of the resumed run differ from the uninterrupted run")
+			}
+		})
 	}
 }
 
