@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -67,6 +68,10 @@ type EvalStats struct {
 	Loss, Accuracy float64
 	Seconds        float64
 }
+
+// JobFile is the name of the job file a run directory keeps: the spec the
+// run was started with, which --resume continues.
+const JobFile = "job.yaml"
 
 // ErrInterrupted is returned (wrapped) when the context ends a run early;
 // the run's position is checkpointed first, so --resume continues it.
@@ -141,6 +146,9 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 		}
 		return runlog.Summary{}, fmt.Errorf("worker: %s already holds a run (checkpoint %s); pass --resume to continue it or choose another --out", o.RunDir, latest)
 	}
+	if err := writeJobFile(o.RunDir, spec); err != nil {
+		return runlog.Summary{}, err
+	}
 	rlog, err := runlog.Open(o.RunDir)
 	if err != nil {
 		return runlog.Summary{}, err
@@ -202,6 +210,25 @@ func loadData(ctx context.Context, spec job.Spec, logf func(string, ...any)) (tr
 		return nil, nil, err
 	}
 	return train, test, nil
+}
+
+// writeJobFile records the run's job spec in its directory.
+func writeJobFile(dir string, spec job.Spec) error {
+	b, err := spec.YAML()
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	tmp := filepath.Join(dir, JobFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, JobFile)); err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	return nil
 }
 
 // head is d limited to its first n samples (all of them when n <= 0).

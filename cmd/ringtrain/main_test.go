@@ -151,7 +151,8 @@ func TestCtrlCCheckpointsAndResumes(t *testing.T) {
 		t.Fatalf("checkpoint after Ctrl-C does not verify: %v\n%s", err, o)
 	}
 
-	cmd = exec.CommandContext(ctx, bin, "train", "--out", out, "--resume", "--model", "mlp", "--epochs", "2")
+	// Exactly what the hint says: the run directory remembers its job.
+	cmd = exec.CommandContext(ctx, bin, "train", "--out", out, "--resume")
 	cmd.Env = append(os.Environ(), "RINGTRAIN_DATA="+data)
 	if o, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("resume failed: %v\n%s", err, o)

@@ -39,6 +39,15 @@ checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s := spec
+			if resume && file == "" {
+				if out == "" {
+					out = filepath.Join("runs", spec.Model)
+				}
+				// Continue the job the run directory recorded, unless told otherwise.
+				if saved := filepath.Join(out, worker.JobFile); fileExists(saved) {
+					file = saved
+				}
+			}
 			if file != "" {
 				fromFile, err := job.Load(file)
 				if err != nil {
@@ -88,6 +97,11 @@ checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
 	f.IntVar(&spec.CheckpointEvery, "checkpoint-every", 0, "steps between checkpoints (0: every epoch)")
 	f.IntVar(&spec.KeepCheckpoints, "keep-checkpoints", spec.KeepCheckpoints, "committed checkpoints to keep")
 	return cmd
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // overrideChanged returns the job file's spec with the fields whose flags
