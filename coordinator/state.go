@@ -1,0 +1,538 @@
+// Package coordinator turns the membership of a training job into numbered
+// generations of the ring: who is in it, in which order, from which step and
+// data position it resumes, and which samples each rank visits.
+//
+// The protocol core is Coordinator, a synchronous state machine in the style
+// of etcd raft's RawNode: it reads no clock, opens no socket and starts no
+// goroutine. A driver feeds it inputs (Join, Leave, Dead, Heartbeat, Tick),
+// asks Ready what to do, does it (tell workers, log, update status) and calls
+// Advance. Time advances only through Tick. The policy functions RingOrder,
+// AssignShard and AdvancePosition are pure.
+//
+// Every generation carries where the ring resumes: the step, the member
+// whose model state it starts from, and the data Position at that step.
+// Each rank then computes its samples for the rest of the epoch with
+// AssignShard; the split keeps the consumed part of an epoch a prefix of
+// its order, so re-sharding after any membership change visits every
+// remaining sample exactly once.
+//
+// The scenarios in testdata/*.txt are transcripts of inputs and the outputs
+// expected (see transcript_test.go for the commands); run
+// go test -run Transcripts -update to rewrite the expected outputs after a
+// deliberate change, and review the diff.
+package coordinator
+
+import (
+	"cmp"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Errors a driver can test for with errors.Is.
+var (
+	// ErrRefused: a Join with the wrong token or job hash, or a bad name.
+	ErrRefused = errors.New("join refused")
+	// ErrFull: a Join while MaxWorkers workers are members. Nothing is
+	// queued; the worker should retry later (a slot frees when a member
+	// leaves or dies).
+	ErrFull = errors.New("job full")
+	// ErrNotMember: a Heartbeat from a worker that is not a member (never
+	// joined, left, or declared dead). It is ignored entirely.
+	ErrNotMember = errors.New("not a member")
+	// ErrStaleGeneration: a Heartbeat from a ring member that names an
+	// earlier generation than the current one. Its liveness is recorded,
+	// its step ignored; the driver should send the worker the current
+	// generation.
+	ErrStaleGeneration = errors.New("stale generation")
+)
+
+// Config is a job's membership policy. Durations are in ticks of the
+// driver's clock.
+type Config struct {
+	MinWorkers int // the ring runs only with at least this many; ≥ 1
+	MaxWorkers int // joins beyond this many members are refused; ≥ MinWorkers
+
+	JoinToken string // shared secret every Join must present; non-empty
+	JobHash   string // hash of the job file; a worker built for another job is refused
+
+	// HeartbeatTicks is how often workers must heartbeat; it is passed to
+	// them in every Generation. ≥ 1.
+	HeartbeatTicks int
+	// DeadTicks: a member not heard from (Join or Heartbeat) for this many
+	// ticks is declared dead. > HeartbeatTicks.
+	DeadTicks int
+	// SettleTicks is the settling window. The first membership change
+	// (join, re-join, leave, death) after the last decision opens it at
+	// tick t; every change until tick t+SettleTicks is coalesced, and the
+	// Tick that reaches t+SettleTicks decides once for all of them: a new
+	// generation of the current members, a pause if they are fewer than
+	// MinWorkers, or nothing if they are exactly the running ring (a join
+	// and a leave of one worker cancel out; a re-join never does). A
+	// window is fixed, not extended by later changes, so steady churn
+	// cannot postpone a generation forever. 0 decides at the end of every
+	// input. One input never publishes more than one generation. ≥ 0.
+	SettleTicks int
+
+	Samples        int // samples per epoch; ≥ 1
+	BatchPerWorker int // samples each rank takes per step; ≥ 1
+
+	// StartStep and StartPosition are where the first generation begins: 0
+	// and the zero Position for a new job, a checkpoint's for a resumed one.
+	StartStep     int64
+	StartPosition Position
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.MinWorkers < 1:
+		return fmt.Errorf("coordinator: config: MinWorkers %d, want ≥ 1", c.MinWorkers)
+	case c.MaxWorkers < c.MinWorkers:
+		return fmt.Errorf("coordinator: config: MaxWorkers %d below MinWorkers %d", c.MaxWorkers, c.MinWorkers)
+	case c.JoinToken == "":
+		return errors.New("coordinator: config: empty JoinToken")
+	case c.HeartbeatTicks < 1:
+		return fmt.Errorf("coordinator: config: HeartbeatTicks %d, want ≥ 1", c.HeartbeatTicks)
+	case c.DeadTicks <= c.HeartbeatTicks:
+		return fmt.Errorf("coordinator: config: DeadTicks %d, want > HeartbeatTicks %d", c.DeadTicks, c.HeartbeatTicks)
+	case c.SettleTicks < 0:
+		return fmt.Errorf("coordinator: config: SettleTicks %d, want ≥ 0", c.SettleTicks)
+	case c.Samples < 1:
+		return fmt.Errorf("coordinator: config: Samples %d, want ≥ 1", c.Samples)
+	case c.BatchPerWorker < 1:
+		return fmt.Errorf("coordinator: config: BatchPerWorker %d, want ≥ 1", c.BatchPerWorker)
+	case c.StartStep < 0:
+		return fmt.Errorf("coordinator: config: StartStep %d, want ≥ 0", c.StartStep)
+	case c.StartPosition.Epoch < 0 || c.StartPosition.Consumed < 0 || c.StartPosition.Consumed > c.Samples:
+		return fmt.Errorf("coordinator: config: StartPosition %v outside epochs of %d samples", c.StartPosition, c.Samples)
+	}
+	return nil
+}
+
+// Member is a worker as ring ordering sees it.
+type Member struct {
+	Name      string
+	JoinIndex uint64 // order of admission; a re-join keeps its index
+}
+
+// RingOrder returns the members' names in ring order: by JoinIndex, then by
+// name. It depends only on the set given, not on its order, so survivors
+// keep their relative order across generations and newcomers go last.
+func RingOrder(members []Member) []string {
+	s := slices.Clone(members)
+	slices.SortFunc(s, func(a, b Member) int {
+		return cmp.Or(cmp.Compare(a.JoinIndex, b.JoinIndex), strings.Compare(a.Name, b.Name))
+	})
+	names := make([]string, len(s))
+	for i, m := range s {
+		names[i] = m.Name
+	}
+	return names
+}
+
+// Generation is one configuration of the ring. Every worker in Ring must be
+// told it; a worker acts only on the highest Number it has seen.
+type Generation struct {
+	Number uint64         // ≥ 1; strictly grows from one generation to the next
+	Ring   []string       // ring order; a worker's rank is its index
+	Ranks  map[string]int // name → index in Ring
+
+	// ResumeStep is the step the ring continues from, Position the data
+	// position at that step; each rank's samples are
+	// AssignShard(ShardSpec{…, Position, World: len(Ring)}, rank).
+	ResumeStep int64
+	Position   Position
+
+	// Source is the member whose model state the ring starts from: the
+	// survivor of the previous ring that reported the highest step (the
+	// earliest in that ring's order on a tie). Members ahead of ResumeStep
+	// drop their extra steps by loading Source's state. Source is empty for
+	// the first generation (start from Config's start) and when no member of
+	// the previous ring survives: the ring must then restore the last
+	// committed checkpoint, and the driver replaces ResumeStep and Position
+	// by the checkpoint's.
+	Source string
+
+	HeartbeatTicks int // how often each worker must heartbeat
+}
+
+// Removal records a member that left the job.
+type Removal struct {
+	Name   string
+	Reason string // "left", "dead" (memberlist) or "silent for N ticks"
+}
+
+// Ready is what the driver must do now, in this order: forget Removed
+// members (a member declared silent-dead should also be evicted from
+// memberlist), tell each worker in Pause to stop and wait, tell each worker
+// in Generation.Ring the new generation, and publish Status. Generation and
+// Pause are never both set.
+type Ready struct {
+	Removed    []Removal
+	Pause      []string    // members of the stopped ring: below MinWorkers, the job waits
+	Generation *Generation // a new ring to start; nil if none
+	Status     string      // non-empty when the job's status changed, e.g. "waiting: 2 of min 3 workers"
+}
+
+// Empty reports whether r asks for nothing.
+func (r Ready) Empty() bool {
+	return len(r.Removed) == 0 && len(r.Pause) == 0 && r.Generation == nil && r.Status == ""
+}
+
+// member is the coordinator's record of one worker.
+type member struct {
+	name      string
+	joinIndex uint64
+	lastHeard int64  // tick of the last Join or Heartbeat
+	inRing    uint64 // first generation that included it since it (re)joined; 0 if none
+	step      int64  // highest step reported in generation stepGen
+	stepGen   uint64
+}
+
+// Coordinator is the generation state machine. It is not safe for
+// concurrent use: one driver goroutine owns it.
+type Coordinator struct {
+	cfg      Config
+	now      int64 // ticks since New
+	nextJoin uint64
+	members  []*member // alive members in admission order
+
+	gen     Generation // the last published generation; Number 0 before the first
+	running bool       // gen is running (not paused for lack of workers)
+
+	pending      bool  // membership changed since gen was published
+	pendingSince int64 // tick of the first such change
+	forced       bool  // a re-join requires a new generation even if the set is unchanged
+
+	out         Ready  // outputs not yet acknowledged by Advance
+	shownStatus string // the status the driver last acknowledged
+	given       Ready  // what the last Ready call returned
+}
+
+// New returns a coordinator with no members, waiting for MinWorkers joins.
+func New(cfg Config) (*Coordinator, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	c := &Coordinator{cfg: cfg, nextJoin: 1}
+	c.updateStatus()
+	return c, nil
+}
+
+// Now returns the number of ticks since New.
+func (c *Coordinator) Now() int64 { return c.now }
+
+// Generation returns a copy of the last published generation (Number 0
+// before the first) and whether it is running (false while paused).
+func (c *Coordinator) Generation() (Generation, bool) {
+	g := c.gen
+	g.Ring, g.Ranks = slices.Clone(g.Ring), maps.Clone(g.Ranks)
+	return g, c.running
+}
+
+// Members returns the current members' names in admission order, including
+// those not yet in a generation.
+func (c *Coordinator) Members() []string {
+	names := make([]string, len(c.members))
+	for i, m := range c.members {
+		names[i] = m.name
+	}
+	return names
+}
+
+// Join admits worker name. It fails, changing nothing, with ErrRefused if
+// the name is empty or the token or job hash is wrong, and with ErrFull if
+// MaxWorkers workers are members.
+//
+// A Join from a current member is a re-join: the process may have restarted
+// and lost its state, so it is no longer a source of model state and a new
+// generation follows even if the member set is unchanged. It keeps its place
+// in the ring order.
+func (c *Coordinator) Join(name, token, jobHash string) error {
+	switch {
+	case name == "" || strings.ContainsAny(name, " \t\r\n"):
+		return fmt.Errorf("coordinator: join %q: %w: bad worker name", name, ErrRefused)
+	case subtle.ConstantTimeCompare([]byte(token), []byte(c.cfg.JoinToken)) != 1:
+		return fmt.Errorf("coordinator: join %s: %w: wrong join token", name, ErrRefused)
+	case jobHash != c.cfg.JobHash:
+		return fmt.Errorf("coordinator: join %s: %w: job hash %q, this job is %q", name, ErrRefused, jobHash, c.cfg.JobHash)
+	}
+	if m := c.find(name); m != nil {
+		m.lastHeard = c.now
+		m.inRing, m.step, m.stepGen = 0, 0, 0
+		c.forced = true
+		c.changed()
+		c.settle()
+		return nil
+	}
+	if len(c.members) >= c.cfg.MaxWorkers {
+		return fmt.Errorf("coordinator: join %s: %w: %d of max %d workers", name, ErrFull, len(c.members), c.cfg.MaxWorkers)
+	}
+	c.members = append(c.members, &member{name: name, joinIndex: c.nextJoin, lastHeard: c.now})
+	c.nextJoin++
+	c.changed()
+	c.settle()
+	return nil
+}
+
+// Leave removes member name, which left on purpose. Unknown names are
+// ignored, so Leave and Dead may both report the same worker.
+func (c *Coordinator) Leave(name string) {
+	c.remove(name, "left")
+	c.settle()
+}
+
+// Dead removes member name, which memberlist declared dead. Unknown names
+// are ignored.
+func (c *Coordinator) Dead(name string) {
+	c.remove(name, "dead")
+	c.settle()
+}
+
+// Heartbeat records that worker name is alive and, if generation is the
+// current one and it is in its ring, has finished step. Steps reported in
+// the current generation decide where the next generation resumes.
+//
+// It returns ErrNotMember (nothing recorded) for a non-member, such as a
+// worker declared dead whose heartbeat arrives late, and
+// ErrStaleGeneration (liveness recorded, step ignored) for a ring member
+// naming an earlier generation. A member not yet in the ring is only kept
+// alive. A generation not yet published is refused with an error, liveness
+// recorded. A step lower than one the member already reported in this
+// generation is refused with an error, liveness recorded.
+func (c *Coordinator) Heartbeat(name string, generation uint64, step int64) error {
+	m := c.find(name)
+	if m == nil {
+		return fmt.Errorf("coordinator: heartbeat from %s: %w (never joined, left or declared dead)", name, ErrNotMember)
+	}
+	m.lastHeard = c.now
+	if _, ok := c.gen.Ranks[name]; !ok || m.inRing == 0 {
+		return nil
+	}
+	if generation > c.gen.Number {
+		return fmt.Errorf("coordinator: heartbeat from %s: generation %d not yet published (current is %d)", name, generation, c.gen.Number)
+	}
+	if generation < c.gen.Number {
+		return fmt.Errorf("coordinator: heartbeat from %s: %w %d, current is %d", name, ErrStaleGeneration, generation, c.gen.Number)
+	}
+	if m.stepGen == generation && step < m.step {
+		return fmt.Errorf("coordinator: heartbeat from %s: step %d after step %d in generation %d", name, step, m.step, generation)
+	}
+	if step < c.gen.ResumeStep {
+		return fmt.Errorf("coordinator: heartbeat from %s: step %d before generation %d's resume step %d", name, step, generation, c.gen.ResumeStep)
+	}
+	m.step, m.stepGen = step, generation
+	return nil
+}
+
+// Tick advances time by one tick: members silent for DeadTicks are declared
+// dead, and a settling window that has run out produces a new generation,
+// or pauses the ring if fewer than MinWorkers remain.
+func (c *Coordinator) Tick() {
+	c.now++
+	for i := 0; i < len(c.members); {
+		if m := c.members[i]; c.now-m.lastHeard >= int64(c.cfg.DeadTicks) {
+			c.remove(m.name, fmt.Sprintf("silent for %d ticks", c.now-m.lastHeard))
+			continue // remove shifted the next member to i
+		}
+		i++
+	}
+	c.settle()
+}
+
+// HasReady reports whether Ready has anything to do.
+func (c *Coordinator) HasReady() bool { return !c.out.Empty() }
+
+// Ready returns what the driver must do now (see Ready). It changes nothing:
+// calling it again before Advance returns the same, plus any outputs of
+// inputs given in between.
+func (c *Coordinator) Ready() Ready {
+	r := Ready{
+		Removed:    slices.Clone(c.out.Removed),
+		Pause:      slices.Clone(c.out.Pause),
+		Generation: c.out.Generation,
+		Status:     c.out.Status,
+	}
+	c.given = r
+	return r
+}
+
+// Advance acknowledges the last Ready: the driver has acted on it. Outputs
+// produced by inputs after that Ready stay for the next one; a Generation or
+// Pause superseded meanwhile is not acknowledged by it.
+func (c *Coordinator) Advance() {
+	c.out.Removed = c.out.Removed[len(c.given.Removed):]
+	if len(c.out.Removed) == 0 {
+		c.out.Removed = nil
+	}
+	if c.given.Generation != nil && c.out.Generation == c.given.Generation {
+		c.out.Generation = nil
+	}
+	if slices.Equal(c.out.Pause, c.given.Pause) {
+		c.out.Pause = nil
+	}
+	if c.given.Status != "" {
+		c.shownStatus = c.given.Status
+	}
+	c.given = Ready{}
+	c.updateStatus()
+}
+
+func (c *Coordinator) find(name string) *member {
+	for _, m := range c.members {
+		if m.name == name {
+			return m
+		}
+	}
+	return nil
+}
+
+func (c *Coordinator) remove(name, reason string) {
+	i := slices.IndexFunc(c.members, func(m *member) bool { return m.name == name })
+	if i < 0 {
+		return
+	}
+	c.members = slices.Delete(c.members, i, i+1)
+	if j := slices.Index(c.out.Pause, name); j >= 0 {
+		c.out.Pause = slices.Delete(slices.Clone(c.out.Pause), j, j+1)
+		if len(c.out.Pause) == 0 {
+			c.out.Pause = nil
+		}
+	}
+	c.out.Removed = append(c.out.Removed, Removal{Name: name, Reason: reason})
+	c.changed()
+}
+
+// changed notes a membership change: it opens the settling window if none
+// is open.
+func (c *Coordinator) changed() {
+	if !c.pending {
+		c.pending, c.pendingSince = true, c.now
+	}
+}
+
+// settle ends every input: it decides if the settling window has run out
+// (at once when SettleTicks is 0), so one input publishes at most one
+// generation, and refreshes the status.
+func (c *Coordinator) settle() {
+	if c.pending && c.now-c.pendingSince >= int64(c.cfg.SettleTicks) {
+		c.decide()
+	}
+	c.updateStatus()
+}
+
+// decide closes the settling window: it publishes a new generation for the
+// current members, pauses the ring if they are too few, or does nothing if
+// the ring is running with exactly these members already.
+func (c *Coordinator) decide() {
+	c.pending = false
+	if len(c.members) < c.cfg.MinWorkers {
+		if c.running {
+			c.running = false
+			var pause []string
+			for _, name := range c.gen.Ring {
+				if m := c.find(name); m != nil && m.inRing != 0 {
+					pause = append(pause, name)
+				}
+			}
+			c.out.Generation = nil
+			c.out.Pause = pause
+		}
+		return
+	}
+	if c.running && !c.forced && len(c.members) == len(c.gen.Ring) && c.allInRing() {
+		return
+	}
+	c.forced = false
+	c.publish()
+}
+
+// allInRing reports whether every member has been in the ring continuously
+// since it was published.
+func (c *Coordinator) allInRing() bool {
+	for _, m := range c.members {
+		if _, ok := c.gen.Ranks[m.name]; !ok || m.inRing == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// publish makes the current members the next generation.
+func (c *Coordinator) publish() {
+	resume, pos, source := c.cfg.StartStep, c.cfg.StartPosition, ""
+	if c.gen.Number > 0 {
+		// Survivors: members of the previous ring with state since then.
+		resume, source = c.gen.ResumeStep, ""
+		for _, name := range c.gen.Ring {
+			m := c.find(name)
+			if m == nil || m.inRing == 0 {
+				continue
+			}
+			step := c.gen.ResumeStep
+			if m.stepGen == c.gen.Number {
+				step = m.step
+			}
+			if source == "" || step > resume {
+				resume, source = step, name
+			}
+		}
+		pos = AdvancePosition(c.gen.Position, c.cfg.Samples, len(c.gen.Ring), c.cfg.BatchPerWorker, resume-c.gen.ResumeStep)
+	} else if pos.Consumed == c.cfg.Samples {
+		pos = Position{Epoch: pos.Epoch + 1}
+	}
+	ms := make([]Member, len(c.members))
+	for i, m := range c.members {
+		ms[i] = Member{Name: m.name, JoinIndex: m.joinIndex}
+	}
+	ring := RingOrder(ms)
+	ranks := make(map[string]int, len(ring))
+	for i, name := range ring {
+		ranks[name] = i
+	}
+	c.gen = Generation{
+		Number:         c.gen.Number + 1,
+		Ring:           ring,
+		Ranks:          ranks,
+		ResumeStep:     resume,
+		Position:       pos,
+		Source:         source,
+		HeartbeatTicks: c.cfg.HeartbeatTicks,
+	}
+	for _, m := range c.members {
+		if m.inRing == 0 {
+			m.inRing = c.gen.Number
+		}
+	}
+	c.running = true
+	g := c.gen
+	g.Ring, g.Ranks = slices.Clone(ring), maps.Clone(ranks)
+	c.out.Generation = &g
+	c.out.Pause = nil
+}
+
+// status describes the job now.
+func (c *Coordinator) status() string {
+	n := len(c.members)
+	switch {
+	case n < c.cfg.MinWorkers:
+		return fmt.Sprintf("waiting: %d of min %d workers", n, c.cfg.MinWorkers)
+	case c.pending:
+		return fmt.Sprintf("settling: %d workers, next generation at tick %d", n, c.pendingSince+int64(c.cfg.SettleTicks))
+	case c.running:
+		return fmt.Sprintf("running: generation %d, %d workers", c.gen.Number, len(c.gen.Ring))
+	}
+	return fmt.Sprintf("idle: %d workers", n)
+}
+
+// updateStatus puts the status in the outputs if it differs from the one
+// the driver last acknowledged.
+func (c *Coordinator) updateStatus() {
+	c.out.Status = ""
+	if s := c.status(); s != c.shownStatus {
+		c.out.Status = s
+	}
+}
