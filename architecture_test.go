@@ -25,6 +25,7 @@ var allowedImports = map[string][]string{
 	"dataset":     {module + "tensorcore"},
 	"allreduce":   {module + "allreduce", "google.golang.org/grpc", "google.golang.org/protobuf", "github.com/klauspost/compress", "golang.org/x/sys/cpu"},
 	"checkpoint":  {module + "safetensors", "go.etcd.io/etcd/"},
+	"etcdtest":    {"go.etcd.io/etcd/"},
 	"coordinator": {module + "api", module + "dataset", module + "checkpoint", module + "job", "go.etcd.io/etcd/",
 		"github.com/hashicorp/memberlist", "google.golang.org/grpc", "github.com/prometheus/client_golang"},
 	"worker": {module + "tensorcore", module + "models", module + "dataset", module + "allreduce",

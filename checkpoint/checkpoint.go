@@ -131,6 +131,22 @@ func NameForStep(step int) string { return fmt.Sprintf("%s%012d", dirPrefix, ste
 // (moves `latest` to it). The manifest's Name, Version, Created and Files
 // are filled in; the committed manifest is returned.
 func (s *Store) Save(m Manifest, parts []Part) (Manifest, error) {
+	m, err := s.Write(m, parts)
+	if err != nil {
+		return m, err
+	}
+	if err := s.setLatest(m.Name); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// Write does all that Save does except moving the local `latest` pointer:
+// the checkpoint's directory gets its final name, but the store does not
+// count it as committed. It is for stores whose commits live elsewhere (see
+// EtcdCommitter). The manifest's Name, Version, Created and Files are filled
+// in and the written manifest is returned.
+func (s *Store) Write(m Manifest, parts []Part) (Manifest, error) {
 	m.Version = FormatVersion
 	m.Name = NameForStep(m.Step)
 	if m.Created.IsZero() {
@@ -183,9 +199,6 @@ func (s *Store) Save(m Manifest, parts []Part) (Manifest, error) {
 		return m, fmt.Errorf("checkpoint: %w", err)
 	}
 	if err := syncDir(s.dir); err != nil {
-		return m, err
-	}
-	if err := s.setLatest(m.Name); err != nil {
 		return m, err
 	}
 	return m, nil
