@@ -8,16 +8,18 @@ import (
 // Blocking of the SGEMM driver (BLIS-style). The micro-kernel computes an
 // mr×nr tile of C (6×16 with AVX2, 12×32 with AVX-512) from an A
 // micro-panel (mr rows, packed column by column) and a B micro-panel (nr
-// columns, packed row by row). A gemmKC-deep B micro-panel (12 or 24 KiB)
+// columns, packed row by row). A gemmKC-deep B micro-panel (16 or 32 KiB)
 // stays in L1 while the A micro-panels stream past it, a gemmMC×gemmKC
-// block of packed A (108 KiB) stays in L2, and a gemmKC×gemmNC panel of
-// packed B (at most 3 MiB) in L3. gemmKC = 192 measured better than 128
-// and 256 at n >= 1024 on the 12×32 kernel (bench/openblas, same run).
+// block of packed A (240 KiB) stays in L2, and a gemmKC×gemmNC panel of
+// packed B (at most 4 MiB) in L3. On the 12×32 kernel with a 1 MiB L2,
+// kc 256 / mc 240 measured 5–17% faster than 192 / 144 at n = 1024–2048
+// and about the same at 512; 384 / 192 was in between (bench/openblas,
+// -minflop 2e10, same run). gemmMC is a multiple of both kernels' mr.
 const (
 	gemmMaxMR = 16
 	gemmMaxNR = 32
-	gemmKC    = 192
-	gemmMC    = 144
+	gemmKC    = 256
+	gemmMC    = 240
 	gemmNC    = 4096
 
 	// gemmSerialFlops is the size (m*n*k) under which a product runs on
