@@ -552,13 +552,9 @@ func gradAvgPool(gx, gy []float32, xs, ys []int, k, stride, pad int) {
 	for p := 0; p < planes; p++ {
 		base := p * h * w
 		for i := 0; i < oh; i++ {
-			h0 := i*stride - pad
-			h1 := min(h0+k, h)
-			h0 = max(h0, 0)
+			h0, h1 := poolWindow(i, k, stride, pad, h)
 			for j := 0; j < ow; j++ {
-				w0 := j*stride - pad
-				w1 := min(w0+k, w)
-				w0 = max(w0, 0)
+				w0, w1 := poolWindow(j, k, stride, pad, w)
 				g := gy[(p*oh+i)*ow+j] * inv
 				for r := h0; r < h1; r++ {
 					row := gx[base+r*w+w0 : base+r*w+w1]

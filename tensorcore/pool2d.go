@@ -78,13 +78,9 @@ func maxPoolForward(x, y []float32, arg []int32, p0, p1, h, w, oh, ow, k, stride
 	for p := p0; p < p1; p++ {
 		base := p * h * w
 		for i := 0; i < oh; i++ {
-			h0 := i*stride - pad
-			h1 := min(h0+k, h)
-			h0 = max(h0, 0)
+			h0, h1 := poolWindow(i, k, stride, pad, h)
 			for j := 0; j < ow; j++ {
-				w0 := j*stride - pad
-				w1 := min(w0+k, w)
-				w0 = max(w0, 0)
+				w0, w1 := poolWindow(j, k, stride, pad, w)
 				m, bi := negInf, base+h0*w+w0
 				for r := h0; r < h1; r++ {
 					for c := w0; c < w1; c++ {
@@ -120,13 +116,9 @@ func (tp *Tape) AvgPool2D(x *Var, k, stride, pad int) *Var {
 	for p := 0; p < planes; p++ {
 		base := p * h * w
 		for i := 0; i < oh; i++ {
-			h0 := i*stride - pad
-			h1 := min(h0+k, h)
-			h0 = max(h0, 0)
+			h0, h1 := poolWindow(i, k, stride, pad, h)
 			for j := 0; j < ow; j++ {
-				w0 := j*stride - pad
-				w1 := min(w0+k, w)
-				w0 = max(w0, 0)
+				w0, w1 := poolWindow(j, k, stride, pad, w)
 				var s float32
 				for r := h0; r < h1; r++ {
 					for c := w0; c < w1; c++ {
@@ -138,4 +130,12 @@ func (tp *Tape) AvgPool2D(x *Var, k, stride, pad int) *Var {
 		}
 	}
 	return nd.out
+}
+
+// poolWindow is the input range [lo, hi) along one axis that output index i
+// of a k-wide window moved by stride, with padding pad, covers inside an
+// axis of length n.
+func poolWindow(i, k, stride, pad, n int) (lo, hi int) {
+	lo = i*stride - pad
+	return max(lo, 0), min(lo+k, n)
 }
