@@ -1,10 +1,9 @@
 package runlog
 
 import (
+	"bytes"
 	"fmt"
 	"image/color"
-	"os"
-	"path/filepath"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -80,32 +79,9 @@ func WritePlot(dir, title string, records []Record) error {
 	canvases := plot.Align([][]*plot.Plot{{loss, acc}}, tiles, dc)
 	loss.Draw(canvases[0][0])
 	acc.Draw(canvases[0][1])
-	path := filepath.Join(dir, PlotFile)
-	tmp := path + ".tmp"
-	if err := savePNG(img, tmp); err != nil {
-		return err
+	var png bytes.Buffer
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&png); err != nil {
+		return fmt.Errorf("runlog: plot: %w", err)
 	}
-	return renameFile(tmp, path)
-}
-
-func savePNG(img *vgimg.Canvas, path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("runlog: %w", err)
-	}
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
-		f.Close()
-		return fmt.Errorf("runlog: %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("runlog: %w", err)
-	}
-	return nil
-}
-
-func renameFile(from, to string) error {
-	if err := os.Rename(from, to); err != nil {
-		return fmt.Errorf("runlog: %w", err)
-	}
-	return nil
+	return WriteFile(dir, PlotFile, png.Bytes())
 }

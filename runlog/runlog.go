@@ -180,17 +180,27 @@ func (l *Log) Close() error {
 	return err
 }
 
-// WriteSummary writes summary.json atomically (temp file, then rename).
+// WriteSummary writes summary.json atomically.
 func WriteSummary(dir string, s Summary) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return fmt.Errorf("runlog: %w", err)
 	}
-	tmp := filepath.Join(dir, SummaryFile+".tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+	return WriteFile(dir, SummaryFile, append(b, '\n'))
+}
+
+// WriteFile replaces the file name in the run directory dir with data
+// atomically (a temporary file, then a rename), so a reader never sees a
+// half-written summary, plot or job file.
+func WriteFile(dir, name string, data []byte) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("runlog: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, SummaryFile)); err != nil {
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path+".tmp", data, 0o644); err != nil {
+		return fmt.Errorf("runlog: %w", err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
 		return fmt.Errorf("runlog: %w", err)
 	}
 	return nil

@@ -3,14 +3,12 @@ package worker
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"sort"
 	"time"
 
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/models"
-	"github.com/ringtrain/ringtrain/tensorcore"
 )
 
 // BenchResult is the training throughput of a model measured by Bench.
@@ -40,37 +38,16 @@ func Bench(ctx context.Context, spec job.Spec, steps, repeats int, logf func(str
 	if steps < 1 || repeats < 1 {
 		return BenchResult{}, fmt.Errorf("worker: bench needs at least one step and one repeat, got %d and %d", steps, repeats)
 	}
-	threads := spec.Threads
-	if threads == 0 {
-		threads = runtime.GOMAXPROCS(0)
-	}
-	model, err := models.Build(spec.Model, spec.Seed)
-	if err != nil {
-		return BenchResult{}, fmt.Errorf("worker: %w", err)
-	}
-	train, _, err := loadData(ctx, spec, logf)
+	su, err := newSetup(ctx, spec, logf, 0, 0)
 	if err != nil {
 		return BenchResult{}, err
 	}
-	in, err := newInput(model.InputShape, train)
-	if err != nil {
-		return BenchResult{}, err
-	}
-	opt, err := newOptimizer(spec.Optimizer, model.Arena)
-	if err != nil {
-		return BenchResult{}, err
-	}
-	pool := tensorcore.NewPool(threads)
-	defer pool.Close()
-	comp, err := newCompute(model, pool, threads, spec.BatchSize, spec.Seed, in)
-	if err != nil {
-		return BenchResult{}, err
-	}
-	defer comp.Close()
+	defer su.Close()
+	train, in := su.train, su.in
 	l := &loop{
-		spec: spec, model: model, opt: opt, sched: models.ConstantLR{Base: spec.Optimizer.LR},
+		spec: spec, model: su.model, opt: su.opt, sched: models.ConstantLR{Base: spec.Optimizer.LR},
 		train: train, in: in, sampler: dataset.NewSampler(train.N, spec.Seed, true),
-		compute: comp, now: time.Now,
+		compute: su.compute, now: time.Now,
 	}
 	b := spec.BatchSize
 	idx := make([]int, b)
@@ -90,7 +67,7 @@ func Bench(ctx context.Context, spec job.Spec, steps, repeats int, logf func(str
 			return BenchResult{}, err
 		}
 	}
-	res := BenchResult{Model: spec.Model, BatchSize: b, Threads: threads, Steps: steps, Repeats: repeats}
+	res := BenchResult{Model: spec.Model, BatchSize: b, Threads: su.threads, Steps: steps, Repeats: repeats}
 	for r := 0; r < repeats; r++ {
 		if err := ctx.Err(); err != nil {
 			return res, err

@@ -10,9 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -94,27 +92,12 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 	if err := spec.Validate(); err != nil {
 		return runlog.Summary{}, err
 	}
-	threads := spec.Threads
-	if threads == 0 {
-		threads = runtime.GOMAXPROCS(0)
-	}
-	model, err := models.Build(spec.Model, spec.Seed)
+	su, err := newSetup(ctx, spec, o.Logf, o.TrainLimit, o.TestLimit)
 	if err != nil {
 		return runlog.Summary{}, err
 	}
-	train, test, err := loadData(ctx, spec, o.Logf)
-	if err != nil {
-		return runlog.Summary{}, err
-	}
-	train, test = head(train, o.TrainLimit), head(test, o.TestLimit)
-	in, err := newInput(model.InputShape, train)
-	if err != nil {
-		return runlog.Summary{}, err
-	}
-	opt, err := newOptimizer(spec.Optimizer, model.Arena)
-	if err != nil {
-		return runlog.Summary{}, err
-	}
+	defer su.Close()
+	model, train, opt := su.model, su.train, su.opt
 	stepsPerEpoch := (train.N + spec.BatchSize - 1) / spec.BatchSize
 	sched := newSchedule(spec, stepsPerEpoch)
 
@@ -158,22 +141,15 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 		return runlog.Summary{}, err
 	}
 
-	pool := tensorcore.NewPool(threads)
-	defer pool.Close()
-	comp, err := newCompute(model, pool, threads, spec.BatchSize, spec.Seed, in)
-	if err != nil {
-		return runlog.Summary{}, err
-	}
-	defer comp.Close()
 	l := &loop{
 		spec: spec, runDir: o.RunDir, model: model, opt: opt, sched: sched, store: store, rlog: rlog,
-		train: train, test: test, in: in, sampler: sampler, step: step,
-		compute: comp, evalTape: tensorcore.NewTape(pool),
+		train: train, test: su.test, in: su.in, sampler: sampler, step: step,
+		compute: su.compute, evalTape: tensorcore.NewTape(su.pool),
 		progress: o.Progress, now: o.Now, stepsPerEpoch: stepsPerEpoch,
 	}
 	sum := runlog.Summary{
 		Model: spec.Model, Dataset: spec.Dataset, Epochs: spec.Epochs, BatchSize: spec.BatchSize,
-		Seed: spec.Seed, Threads: threads, Resumed: resumed,
+		Seed: spec.Seed, Threads: su.threads, Resumed: resumed,
 	}
 	runErr := l.run(ctx, launch, &sum)
 	sum.Steps = l.step
@@ -218,17 +194,7 @@ func writeJobFile(dir string, spec job.Spec) error {
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("worker: %w", err)
-	}
-	tmp := filepath.Join(dir, JobFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("worker: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, JobFile)); err != nil {
-		return fmt.Errorf("worker: %w", err)
-	}
-	return nil
+	return runlog.WriteFile(dir, JobFile, b)
 }
 
 // head is d limited to its first n samples (all of them when n <= 0).
