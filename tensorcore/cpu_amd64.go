@@ -27,24 +27,13 @@ var avx2Kernels = &kernelSet{
 
 // avx512Kernels add a 12×32 SGEMM micro-kernel on ZMM registers (AVX-512F)
 // to the AVX2 vector kernels.
-var avx512Kernels = &kernelSet{
-	name:     "avx512",
-	gemm:     sgemmKernel12x32AVX512,
-	mr:       12,
-	nr:       32,
-	dotTile:  dotTile4x4AVX512,
-	dtR:      4,
-	dtC:      4,
-	axpy:     vecAxpyAVX2,
-	add:      vecAddAVX2,
-	mul:      vecMulAVX2,
-	scale:    vecScaleAVX2,
-	dot:      vecDotAVX2,
-	sum:      vecSumAVX2,
-	max:      vecMaxAVX2,
-	relu:     vecReluAVX2,
-	reluGrad: vecReluGradAVX2,
-}
+var avx512Kernels = func() *kernelSet {
+	ks := *avx2Kernels
+	ks.name = "avx512"
+	ks.gemm, ks.mr, ks.nr = sgemmKernel12x32AVX512, 12, 32
+	ks.dotTile, ks.dtR, ks.dtC = dotTile4x4AVX512, 4, 4
+	return &ks
+}()
 
 func hasAVX2() bool   { return cpu.X86.HasAVX2 && cpu.X86.HasFMA }
 func hasAVX512() bool { return hasAVX2() && cpu.X86.HasAVX512F }

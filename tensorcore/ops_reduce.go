@@ -59,27 +59,15 @@ func (tp *Tape) reduce(x *Var, dims []int, keepdim, mean bool) *Var {
 		red[normDim("Sum", xs, d)] = true
 	}
 	var keep, outShape, xst, kst [maxDims]int
-	r := 0
 	count := 1
 	for d, n := range xs {
 		keep[d] = n
 		if red[d] {
 			keep[d] = 1
 			count *= n
-			if keepdim {
-				outShape[r] = 1
-				r++
-			}
-			continue
 		}
-		outShape[r] = n
-		r++
 	}
-	os := outShape[:r]
-	if r == 0 {
-		outShape[0] = 1
-		os = outShape[:1]
-	}
+	os := reducedShape(&outShape, xs, &red, keepdim)
 	nd := tp.push(opSum, x, nil, nil, os, false)
 	contiguousStrides(xs, xst[:len(xs)])
 	contiguousStrides(keep[:len(xs)], kst[:len(xs)])
@@ -122,23 +110,9 @@ func (tp *Tape) Max(x *Var, dim int, keepdim bool) *Var {
 	xs := x.Value.Shape
 	dim = normDim("Max", xs, dim)
 	var shape [maxDims]int
-	r := 0
-	for d, n := range xs {
-		if d == dim {
-			if keepdim {
-				shape[r] = 1
-				r++
-			}
-			continue
-		}
-		shape[r] = n
-		r++
-	}
-	s := shape[:r]
-	if r == 0 {
-		shape[0] = 1
-		s = shape[:1]
-	}
+	var red [maxDims]bool
+	red[dim] = true
+	s := reducedShape(&shape, xs, &red, keepdim)
 	nd := tp.push(opMax, x, nil, nil, s, false)
 	outer, size, inner := splitAt(xs, dim)
 	nd.i = [6]int{outer, size, inner}
@@ -212,4 +186,27 @@ func softmaxForward(x, y []float32, outer, size, inner int, logOut bool) {
 			}
 		}
 	}
+}
+
+// reducedShape writes into dst the shape of xs reduced over the dimensions
+// marked in red (kept as size 1 when keepdim) and returns it; a reduction
+// that leaves no dimension has shape (1).
+func reducedShape(dst *[maxDims]int, xs []int, red *[maxDims]bool, keepdim bool) []int {
+	r := 0
+	for d, n := range xs {
+		switch {
+		case !red[d]:
+			dst[r] = n
+		case keepdim:
+			dst[r] = 1
+		default:
+			continue
+		}
+		r++
+	}
+	if r == 0 {
+		dst[0] = 1
+		r = 1
+	}
+	return dst[:r]
 }
