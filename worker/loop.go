@@ -75,11 +75,12 @@ func (l *loop) run(ctx context.Context, launch time.Time, sum *runlog.Summary) e
 			secs := l.now().Sub(start).Seconds()
 			t.add(n, correct, loss, secs)
 			done++
+			lr := float64(l.sched.LR(l.step - 1)) // the rate the step just taken used
 			if t.wImages >= logWindow*b || done == l.stepsPerEpoch {
 				l.rlog.Add(runlog.Record{
 					Kind: "train", Time: l.now().UTC(), Step: l.step, Epoch: epoch,
 					Progress: float64(epoch) + float64(done)/float64(l.stepsPerEpoch),
-					LR:       float64(l.sched.LR(l.step - 1)),
+					LR:       lr,
 					Loss:     t.wLoss / float64(t.wImages), Accuracy: float64(t.wCorrect) / float64(t.wImages),
 					ImagesPerSecond: float64(t.wImages) / t.wSeconds,
 				})
@@ -87,7 +88,7 @@ func (l *loop) run(ctx context.Context, launch time.Time, sum *runlog.Summary) e
 			}
 			if l.progress != nil {
 				l.progress.Step(StepStats{
-					Epoch: epoch, Step: l.step, EpochStep: done, LR: float64(l.sched.LR(l.step - 1)),
+					Epoch: epoch, Step: l.step, EpochStep: done, LR: lr,
 					Loss: t.lossSum / float64(t.images), Accuracy: float64(t.correct) / float64(t.images),
 					ImagesPerSecond: float64(t.images) / t.seconds,
 				})
