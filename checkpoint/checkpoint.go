@@ -305,7 +305,7 @@ func (s *Store) List() ([]string, error) {
 	var names []string
 	for _, e := range entries {
 		n := e.Name()
-		if e.IsDir() && strings.HasPrefix(n, dirPrefix) && !strings.HasSuffix(n, tmpSuffix) && n <= latest {
+		if e.IsDir() && strings.HasPrefix(n, dirPrefix) && !isStaging(n) && n <= latest {
 			names = append(names, n)
 		}
 	}

@@ -359,7 +359,8 @@ func (c *EtcdCommitter) Retain(ctx context.Context, keep int, leaderKey string, 
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if e.IsDir() && validCheckpointName(n) == nil && n < oldestKept {
+		base := strings.TrimSuffix(n, partsSuffix) // shards never sealed go with their step
+		if e.IsDir() && validCheckpointName(base) == nil && base < oldestKept {
 			if err := os.RemoveAll(filepath.Join(c.store.dir, n)); err != nil {
 				return fmt.Errorf("checkpoint: %w", err)
 			}
@@ -372,7 +373,7 @@ func (c *EtcdCommitter) Retain(ctx context.Context, keep int, leaderKey string, 
 // and no path separators or dot segments.
 func validCheckpointName(name string) error {
 	if !strings.HasPrefix(name, dirPrefix) || len(name) == len(dirPrefix) ||
-		strings.ContainsAny(name, "/\\\x00") || strings.Contains(name, "..") || strings.HasSuffix(name, tmpSuffix) {
+		strings.ContainsAny(name, "/\\\x00") || strings.Contains(name, "..") || isStaging(name) {
 		return fmt.Errorf("%q is not a checkpoint name", name)
 	}
 	return nil

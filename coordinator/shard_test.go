@@ -15,10 +15,12 @@ func TestRingOrder(t *testing.T) {
 		want    []string
 	}{
 		{"empty", nil, []string{}},
-		{"by join index", []Member{{"c", 3}, {"a", 1}, {"b", 2}}, []string{"a", "b", "c"}},
-		{"index over name", []Member{{"a", 9}, {"z", 1}, {"m", 5}}, []string{"z", "m", "a"}},
-		{"ties by name", []Member{{"w2", 1}, {"w10", 1}, {"w1", 1}}, []string{"w1", "w10", "w2"}},
-		{"survivors keep order, newcomers last", []Member{{"w7", 8}, {"w1", 1}, {"w3", 3}}, []string{"w1", "w3", "w7"}},
+		{"by name", []Member{{"c", 3}, {"a", 1}, {"b", 2}}, []string{"a", "b", "c"}},
+		{"name over join index", []Member{{"a", 9}, {"z", 1}, {"m", 5}}, []string{"a", "m", "z"}},
+		{"numbers by value", []Member{{"w2", 1}, {"w10", 1}, {"w1", 1}}, []string{"w1", "w2", "w10"}},
+		{"pod names", []Member{{"worker-11", 1}, {"worker-9", 2}, {"worker-0", 3}, {"worker-1", 4}}, []string{"worker-0", "worker-1", "worker-9", "worker-11"}},
+		{"leading zeros", []Member{{"w01", 1}, {"w1", 2}, {"w001", 3}, {"w2", 4}}, []string{"w1", "w01", "w001", "w2"}},
+		{"mixed runs", []Member{{"a10b2", 1}, {"a10b10", 2}, {"a9z", 3}, {"a", 4}, {"b", 5}}, []string{"a", "a9z", "a10b2", "a10b10", "b"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := RingOrder(tc.members)

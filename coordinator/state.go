@@ -84,6 +84,11 @@ type Config struct {
 	// and the zero Position for a new job, a checkpoint's for a resumed one.
 	StartStep     int64
 	StartPosition Position
+	// StartGeneration is the number of the last generation of the job
+	// published before (by a previous or deposed coordinator); the first
+	// generation published is StartGeneration+1, so numbers keep growing
+	// across coordinators.
+	StartGeneration uint64
 }
 
 func (c Config) validate() error {
@@ -115,17 +120,19 @@ func (c Config) validate() error {
 // Member is a worker as ring ordering sees it.
 type Member struct {
 	Name      string
-	JoinIndex uint64 // order of admission; a re-join keeps its index
+	JoinIndex uint64 // order of admission; a re-join keeps its index (informational)
 }
 
-// RingOrder returns the members' names in ring order: by JoinIndex, then by
-// name. It depends only on the set given, not on its order, so survivors
-// keep their relative order across generations and newcomers go last.
+// RingOrder returns the members' names in ring order: by name, with runs of
+// digits compared as numbers (worker-2 before worker-10). It depends only on
+// the set of names, not on the order or the history of admissions, so the
+// same workers form the same ring after any restart: with the reduction
+// order fixed along the ring, a job resumed at the same world size repeats
+// an uninterrupted run bit for bit. Survivors keep their relative order
+// across generations.
 func RingOrder(members []Member) []string {
 	s := slices.Clone(members)
-	slices.SortFunc(s, func(a, b Member) int {
-		return cmp.Or(cmp.Compare(a.JoinIndex, b.JoinIndex), strings.Compare(a.Name, b.Name))
-	})
+	slices.SortFunc(s, func(a, b Member) int { return naturalCompare(a.Name, b.Name) })
 	names := make([]string, len(s))
 	for i, m := range s {
 		names[i] = m.Name
@@ -192,6 +199,36 @@ type member struct {
 	stepGen   uint64
 }
 
+// naturalCompare orders strings with runs of ASCII digits compared by
+// value, then by length (so "w01" and "w1" still differ), and the rest
+// byte-wise.
+func naturalCompare(a, b string) int {
+	for a != "" && b != "" {
+		da, db := digitRun(a), digitRun(b)
+		if da > 0 && db > 0 {
+			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if c := cmp.Or(cmp.Compare(len(na), len(nb)), strings.Compare(na, nb), cmp.Compare(da, db)); c != 0 {
+				return c
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if c := cmp.Compare(a[0], b[0]); c != 0 {
+			return c
+		}
+		a, b = a[1:], b[1:]
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+func digitRun(s string) int {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return i
+}
+
 // Coordinator is the generation state machine. It is not safe for
 // concurrent use: one driver goroutine owns it.
 type Coordinator struct {
@@ -218,6 +255,7 @@ func New(cfg Config) (*Coordinator, error) {
 		return nil, err
 	}
 	c := &Coordinator{cfg: cfg, nextJoin: 1}
+	c.gen.Number = cfg.StartGeneration
 	c.updateStatus()
 	return c, nil
 }
@@ -326,6 +364,27 @@ func (c *Coordinator) Heartbeat(name string, generation uint64, step int64) erro
 	}
 	m.step, m.stepGen = step, generation
 	return nil
+}
+
+// Broken records that ring member name found the ring of generation
+// broken (a peer died or stalled, as the all-reduce saw it) before
+// membership noticed anything. Like a membership change it opens the
+// settling window, and the decision then publishes a new generation even if
+// the members are unchanged; name stays a source of model state. Reports
+// about an earlier generation, and from workers not in the running ring,
+// are ignored: a newer generation already replaced that ring.
+func (c *Coordinator) Broken(name string, generation uint64) {
+	m := c.find(name)
+	if m == nil || !c.running || generation != c.gen.Number || m.inRing == 0 {
+		return
+	}
+	if _, ok := c.gen.Ranks[name]; !ok {
+		return
+	}
+	m.lastHeard = c.now
+	c.forced = true
+	c.changed()
+	c.settle()
 }
 
 // Tick advances time by one tick: members silent for DeadTicks are declared
@@ -464,7 +523,7 @@ func (c *Coordinator) allInRing() bool {
 // publish makes the current members the next generation.
 func (c *Coordinator) publish() {
 	resume, pos, source := c.cfg.StartStep, c.cfg.StartPosition, ""
-	if c.gen.Number > 0 {
+	if len(c.gen.Ring) > 0 {
 		// Survivors: members of the previous ring with state since then.
 		resume, source = c.gen.ResumeStep, ""
 		for _, name := range c.gen.Ring {

@@ -24,10 +24,11 @@ var update = flag.Bool("update", false, "rewrite the expected output of testdata
 //
 // Commands:
 //
-//	new key=value …          a new Coordinator (min max token hash heartbeat dead settle samples batch seed shuffle start-step start-epoch start-consumed)
+//	new key=value …          a new Coordinator (min max token hash heartbeat dead settle samples batch seed shuffle start-step start-epoch start-consumed start-gen)
 //	join [NAME] [token=T] [hash=H]   defaults: the configured token and hash
 //	leave NAME | dead NAME
 //	heartbeat NAME gen=G step=S
+//	broken NAME gen=G        NAME's all-reduce found the ring of generation G broken
 //	progress step=S          every member of the current ring heartbeats the current generation at step S
 //	tick [N]                 N ticks (default 1); prints the time
 //	ready                    prints Ready, then Advance
@@ -176,7 +177,8 @@ func (tr *transcript) run(cmd string) []string {
 			HeartbeatTicks: int(num("heartbeat", 1)), DeadTicks: int(num("dead", 5)), SettleTicks: int(num("settle", 0)),
 			Samples: int(num("samples", 100)), BatchPerWorker: int(num("batch", 4)),
 			StartStep:     num("start-step", 0),
-			StartPosition: Position{Epoch: int(num("start-epoch", 0)), Consumed: int(num("start-consumed", 0))},
+			StartPosition:   Position{Epoch: int(num("start-epoch", 0)), Consumed: int(num("start-consumed", 0))},
+			StartGeneration: uint64(num("start-gen", 0)),
 		}
 		if v, ok := kv["token"]; ok {
 			tr.cfg.JoinToken = v
@@ -209,6 +211,9 @@ func (tr *transcript) run(cmd string) []string {
 		return []string{"ok"}
 	case "dead":
 		tr.c.Dead(arg(0))
+		return []string{"ok"}
+	case "broken":
+		tr.c.Broken(arg(0), uint64(num("gen", 0)))
 		return []string{"ok"}
 	case "heartbeat":
 		return errOut(tr.c.Heartbeat(arg(0), uint64(num("gen", 0)), num("step", 0)))

@@ -1,0 +1,131 @@
+package checkpoint
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ringtrain/ringtrain/safetensors"
+)
+
+// partsSuffix names the staging directory where the workers of a ring
+// write their shards of one checkpoint before the coordinator seals it.
+const partsSuffix = ".parts"
+
+// WriteShard writes one file of checkpoint name (see NameForStep) into the
+// store's staging directory for it, with write-temp, fsync and rename, and
+// returns its size and SHA-256. The workers of a ring call it in parallel
+// on a shared store, each with file names of its own; Seal then finishes
+// the checkpoint. Writing the same file again (a retry) replaces it.
+func (s *Store) WriteShard(name string, p Part) (FileInfo, error) {
+	if err := validCheckpointName(name); err != nil {
+		return FileInfo{}, err
+	}
+	if err := validFileName(p.Name); err != nil {
+		return FileInfo{}, err
+	}
+	dir := filepath.Join(s.dir, name+partsSuffix)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return FileInfo{}, fmt.Errorf("checkpoint: %w", err)
+	}
+	// The temporary name is unique to the part, so writers of different
+	// parts never meet; a leftover of a crashed writer is replaced.
+	tmp := filepath.Join(dir, "."+p.Name+tmpSuffix)
+	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
+		return FileInfo{}, fmt.Errorf("checkpoint: %w", err)
+	}
+	fi, err := writeFileSync(tmp, func(w io.Writer) error { return safetensors.Write(w, p.Tensors, p.Metadata) })
+	if err != nil {
+		os.Remove(tmp)
+		return FileInfo{}, fmt.Errorf("checkpoint: %s/%s: %w", name, p.Name, err)
+	}
+	fi.Name = p.Name
+	if err := os.Rename(tmp, filepath.Join(dir, p.Name)); err != nil {
+		return FileInfo{}, fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return FileInfo{}, err
+	}
+	return fi, nil
+}
+
+// Seal finishes checkpoint m, whose Files the workers wrote with
+// WriteShard: it checks every file against its size and SHA-256, writes the
+// manifest and gives the directory its final name. Like Write it does not
+// move the local `latest` pointer: the checkpoint counts once committed
+// (EtcdCommitter.Commit). m's Name must be NameForStep(m.Step); Version and
+// Created are filled in and the sealed manifest is returned.
+func (s *Store) Seal(m Manifest) (Manifest, error) {
+	m.Version = FormatVersion
+	if want := NameForStep(m.Step); m.Name != want {
+		return m, fmt.Errorf("checkpoint: seal: manifest named %q for step %d (want %q)", m.Name, m.Step, want)
+	}
+	if m.Created.IsZero() {
+		m.Created = time.Now().UTC()
+	}
+	if len(m.Files) == 0 {
+		return m, fmt.Errorf("checkpoint: seal %s: no files", m.Name)
+	}
+	staging := filepath.Join(s.dir, m.Name+partsSuffix)
+	seen := make(map[string]bool, len(m.Files))
+	for _, f := range m.Files {
+		if err := validFileName(f.Name); err != nil {
+			return m, err
+		}
+		if seen[f.Name] {
+			return m, fmt.Errorf("checkpoint: seal %s: file %s listed twice", m.Name, f.Name)
+		}
+		seen[f.Name] = true
+		if err := verifyFile(filepath.Join(staging, f.Name), f); err != nil {
+			return m, fmt.Errorf("checkpoint: seal %s: %w", m.Name, err)
+		}
+	}
+	// Files nobody reported (a worker of a broken ring) do not belong.
+	entries, err := os.ReadDir(staging)
+	if err != nil {
+		return m, fmt.Errorf("checkpoint: %w", err)
+	}
+	for _, e := range entries {
+		if !seen[e.Name()] {
+			if err := os.RemoveAll(filepath.Join(staging, e.Name())); err != nil {
+				return m, fmt.Errorf("checkpoint: %w", err)
+			}
+		}
+	}
+	man, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return m, fmt.Errorf("checkpoint: %w", err)
+	}
+	mp := filepath.Join(staging, manifestNam)
+	os.Remove(mp)
+	if _, err := writeFileSync(mp, func(w io.Writer) error {
+		_, err := w.Write(append(man, '\n'))
+		return err
+	}); err != nil {
+		return m, fmt.Errorf("checkpoint: %s: %w", m.Name, err)
+	}
+	if err := syncDir(staging); err != nil {
+		return m, err
+	}
+	final := filepath.Join(s.dir, m.Name)
+	if err := os.RemoveAll(final); err != nil {
+		return m, fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := os.Rename(staging, final); err != nil {
+		return m, fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// isStaging reports whether a directory entry is unfinished work: a Write
+// in progress or a checkpoint's shards not yet sealed.
+func isStaging(name string) bool {
+	return strings.HasSuffix(name, tmpSuffix) || strings.HasSuffix(name, partsSuffix)
+}

@@ -1,0 +1,144 @@
+package checkpoint
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ringtrain/ringtrain/safetensors"
+)
+
+// writeShards writes rank r's shard of a world-2 checkpoint at step, as two
+// workers of a ring would, and returns the manifest the coordinator builds
+// from their reports.
+func writeShards(t *testing.T, s *Store, step int, v float32) Manifest {
+	t.Helper()
+	name := NameForStep(step)
+	m := Manifest{Name: name, JobHash: "h", Model: "mlp", Step: step, WorldSize: 2, Generation: 1}
+	for r := range 2 {
+		fi, err := s.WriteShard(name, Part{
+			Name:    []string{"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"}[r],
+			Tensors: map[string]safetensors.Tensor{[]string{"a", "b"}[r]: safetensors.F32([]int{2}, []float32{v, float32(r)})},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Files = append(m.Files, fi)
+	}
+	return m
+}
+
+func TestWriteShardSealCommit(t *testing.T) {
+	e := newEtcdEnv(t)
+	m := writeShards(t, e.store, 10, 1.5)
+	// Unsealed shards are not a checkpoint.
+	if names, err := e.store.List(); err != nil || len(names) != 0 {
+		t.Fatalf("List before seal = %v, %v", names, err)
+	}
+	// A stray file nobody reported is dropped by Seal.
+	stray := filepath.Join(e.store.Dir(), m.Name+partsSuffix, "model-00003-of-00003.safetensors")
+	if err := os.WriteFile(stray, []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := e.store.Seal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(e.store.Dir(), m.Name, "model-00003-of-00003.safetensors")); !os.IsNotExist(err) {
+		t.Errorf("stray file survived Seal: %v", err)
+	}
+	if err := e.c.Commit(e.ctx, sealed, e.lead.key, e.lead.rev, 1); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := e.c.LoadLatest(e.ctx, nil)
+	if err != nil || ck == nil {
+		t.Fatalf("LoadLatest = %v, %v", ck, err)
+	}
+	if len(ck.Files) != 2 || ck.Manifest.WorldSize != 2 {
+		t.Fatalf("loaded %d files, world %d", len(ck.Files), ck.Manifest.WorldSize)
+	}
+	tb, ok := ck.Files["model-00002-of-00002.safetensors"].Tensor("b")
+	if !ok {
+		t.Fatal("tensor b missing")
+	}
+	if xs, _ := tb.Float32s(); xs[0] != 1.5 || xs[1] != 1 {
+		t.Errorf("b = %v", xs)
+	}
+}
+
+func TestSealRefusesBadShards(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := writeShards(t, s, 20, 2)
+	for _, tc := range []struct {
+		name   string
+		modify func(Manifest) Manifest
+		want   string
+	}{
+		{"wrong name", func(m Manifest) Manifest { m.Name = NameForStep(21); return m }, "want"},
+		{"no files", func(m Manifest) Manifest { m.Files = nil; return m }, "no files"},
+		{"twice", func(m Manifest) Manifest { m.Files = append(m.Files, m.Files[0]); return m }, "twice"},
+		{"bad checksum", func(m Manifest) Manifest {
+			m.Files = append([]FileInfo(nil), m.Files...)
+			m.Files[1].SHA256 = strings.Repeat("0", 64)
+			return m
+		}, "SHA-256"},
+		{"missing", func(m Manifest) Manifest {
+			m.Files = append(append([]FileInfo(nil), m.Files...), FileInfo{Name: "optimizer.safetensors", Size: 1, SHA256: "x"})
+			return m
+		}, "no such file"},
+		{"bad file name", func(m Manifest) Manifest {
+			m.Files = append(append([]FileInfo(nil), m.Files...), FileInfo{Name: "../x"})
+			return m
+		}, "invalid part name"},
+	} {
+		if _, err := s.Seal(tc.modify(m)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Seal error %v, want one containing %q", tc.name, err, tc.want)
+		}
+	}
+	if _, err := s.WriteShard("../evil", Part{Name: "x"}); err == nil {
+		t.Error("WriteShard accepted a bad checkpoint name")
+	}
+	if _, err := s.WriteShard(NameForStep(1), Part{Name: "../x"}); err == nil {
+		t.Error("WriteShard accepted a bad part name")
+	}
+	// After all the refusals the shards still seal.
+	if _, err := s.Seal(m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Verify(m.Name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRetainRemovesOldStaging(t *testing.T) {
+	e := newEtcdEnv(t)
+	writeShards(t, e.store, 5, 1) // a ring broke before sealing step 5
+	for _, step := range []int{10, 20} {
+		sealed, err := e.store.Seal(writeShards(t, e.store, step, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.c.Commit(e.ctx, sealed, e.lead.key, e.lead.rev, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeShards(t, e.store, 30, 1) // being written now: must survive
+	if err := e.c.Retain(e.ctx, 1, e.lead.key, e.lead.rev, 1); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{
+		NameForStep(5) + partsSuffix:  false,
+		NameForStep(10):               false,
+		NameForStep(20):               true,
+		NameForStep(30) + partsSuffix: true,
+	} {
+		_, err := os.Stat(filepath.Join(e.store.Dir(), name))
+		if got := err == nil; got != want {
+			t.Errorf("%s exists = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -1,0 +1,255 @@
+// Package membership tells ringtrain's processes who is alive, with
+// hashicorp/memberlist's SWIM gossip, tuned to notice a dead worker within a
+// couple of seconds on a LAN.
+//
+// Every coordinator and worker runs one Member. The coordinator turns the
+// events (a member joined, left on purpose, or was declared dead) into
+// generations of the ring; workers only take part, so that every process
+// probes and is probed by its peers and a silent death is noticed even if
+// the coordinator itself is busy.
+package membership
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// EventKind says what happened to a member.
+type EventKind int
+
+const (
+	Joined EventKind = iota + 1 // a member appeared (or came back)
+	// Gone: it left or stopped answering probes. memberlist reports both
+	// through one callback without telling them apart reliably (the node
+	// state it passes is not updated), so a voluntary departure is also
+	// announced on the control plane (api Leave) where it matters.
+	Gone
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case Joined:
+		return "joined"
+	case Gone:
+		return "gone"
+	}
+	return "unknown"
+}
+
+// Event is one change of membership.
+type Event struct {
+	Name string
+	Addr string // host:port of its gossip listener
+	Kind EventKind
+	Meta []byte
+}
+
+// Config configures a Member.
+type Config struct {
+	Name string // unique in the cluster
+	// Bind is the host:port to listen on (TCP and UDP); port 0 picks one.
+	Bind string
+	// Advertise is the host others reach this member at; empty uses the
+	// bound address.
+	Advertise string
+	// Meta is small data every member sees (e.g. the process's role).
+	Meta []byte
+	// Secret, when set, encrypts and authenticates all gossip with a key
+	// derived from it (the job's join token), so processes of other jobs
+	// cannot join or be joined.
+	Secret string
+	// Probe is the failure-detection period (0: 200 ms). A dead member is
+	// declared after about SuspicionMult·log(N+1) periods.
+	Probe time.Duration
+	// LogOutput receives memberlist's log (nil: discarded).
+	LogOutput io.Writer
+}
+
+// Member is this process's membership in the cluster.
+type Member struct {
+	ml     *memberlist.Memberlist
+	events chan Event
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// eventBuffer is how many events wait for a slow reader before the oldest
+// delivery blocks memberlist; membership changes are rare.
+const eventBuffer = 256
+
+// Start creates the member and starts listening. It joins nobody: call Join.
+func Start(cfg Config) (*Member, error) {
+	host, portStr, err := net.SplitHostPort(cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("membership: bind address %q: %w", cfg.Bind, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("membership: bind address %q: bad port", cfg.Bind)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	if cfg.Name == "" {
+		return nil, fmt.Errorf("membership: empty member name")
+	}
+	probe := cfg.Probe
+	if probe <= 0 {
+		probe = 200 * time.Millisecond
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.Name
+	mc.BindAddr = host
+	mc.BindPort = port
+	mc.AdvertisePort = port
+	if cfg.Advertise != "" {
+		mc.AdvertiseAddr = cfg.Advertise
+	}
+	mc.ProbeInterval = probe
+	mc.ProbeTimeout = probe / 2
+	mc.GossipInterval = probe / 2
+	mc.SuspicionMult = 2
+	mc.SuspicionMaxTimeoutMult = 3
+	mc.PushPullInterval = 10 * time.Second
+	mc.TCPTimeout = 2 * time.Second
+	// A restarted process (a replacement pod) may come back under the same
+	// name at another address.
+	mc.DeadNodeReclaimTime = time.Second
+	if cfg.Secret != "" {
+		k := sha256.Sum256([]byte("ringtrain gossip\x00" + cfg.Secret))
+		mc.SecretKey = k[:]
+	}
+	out := cfg.LogOutput
+	if out == nil {
+		out = io.Discard
+	}
+	mc.LogOutput = nil
+	mc.Logger = log.New(out, "memberlist: ", log.LstdFlags)
+	m := &Member{events: make(chan Event, eventBuffer)}
+	mc.Events = &delegate{m: m}
+	mc.Delegate = &metaDelegate{meta: cfg.Meta}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("membership: %s: %w", cfg.Bind, err)
+	}
+	m.ml = ml
+	return m, nil
+}
+
+// Join contacts the given members (host:port) and joins their cluster. It
+// succeeds if at least one answered.
+func (m *Member) Join(seeds []string) error {
+	if len(seeds) == 0 {
+		return nil
+	}
+	if _, err := m.ml.Join(seeds); err != nil {
+		return fmt.Errorf("membership: join %v: %w", seeds, err)
+	}
+	return nil
+}
+
+// Events delivers membership changes, including this member's own join.
+func (m *Member) Events() <-chan Event { return m.events }
+
+// Addr is the host:port others reach this member at.
+func (m *Member) Addr() string {
+	n := m.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// Alive returns the names of the members currently believed alive.
+func (m *Member) Alive() []string {
+	var names []string
+	for _, n := range m.ml.Members() {
+		names = append(names, n.Name)
+	}
+	return names
+}
+
+// Leave announces a voluntary departure (waiting at most timeout for it to
+// spread) and shuts the member down.
+func (m *Member) Leave(timeout time.Duration) error {
+	if !m.markClosed() {
+		return nil
+	}
+	err := m.ml.Leave(timeout)
+	if serr := m.ml.Shutdown(); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("membership: leave: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops the member without announcing anything: to the others it
+// looks dead.
+func (m *Member) Shutdown() error {
+	if !m.markClosed() {
+		return nil
+	}
+	if err := m.ml.Shutdown(); err != nil {
+		return fmt.Errorf("membership: shutdown: %w", err)
+	}
+	return nil
+}
+
+func (m *Member) markClosed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.closed = true
+	return true
+}
+
+type delegate struct{ m *Member }
+
+func (d *delegate) send(n *memberlist.Node, k EventKind) {
+	ev := Event{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), Kind: k, Meta: append([]byte(nil), n.Meta...)}
+	select {
+	case d.m.events <- ev:
+	default:
+		// A reader that stopped reading must not stall gossip; the oldest
+		// events are the least useful.
+		select {
+		case <-d.m.events:
+		default:
+		}
+		select {
+		case d.m.events <- ev:
+		default:
+		}
+	}
+}
+
+func (d *delegate) NotifyJoin(n *memberlist.Node) { d.send(n, Joined) }
+
+func (d *delegate) NotifyLeave(n *memberlist.Node) { d.send(n, Gone) }
+
+func (d *delegate) NotifyUpdate(*memberlist.Node) {}
+
+// metaDelegate hands memberlist the member's metadata; it carries no user
+// messages.
+type metaDelegate struct{ meta []byte }
+
+func (d *metaDelegate) NodeMeta(limit int) []byte {
+	if len(d.meta) > limit {
+		return d.meta[:limit]
+	}
+	return d.meta
+}
+func (d *metaDelegate) NotifyMsg([]byte)                           {}
+func (d *metaDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *metaDelegate) LocalState(join bool) []byte                { return nil }
+func (d *metaDelegate) MergeRemoteState(buf []byte, join bool)     {}
