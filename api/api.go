@@ -202,10 +202,10 @@ type StatusRequest struct{}
 
 // StatusReply is what `ringtrain status` shows.
 type StatusReply struct {
-	Job        string `json:"job"`
-	JobHash    string `json:"job_hash"`
-	Model      string `json:"model"`
-	Dataset    string `json:"dataset"`
+	Job         string `json:"job"`
+	JobHash     string `json:"job_hash"`
+	Model       string `json:"model"`
+	Dataset     string `json:"dataset"`
 	Coordinator string `json:"coordinator"` // the leader's name
 	// State is waiting, running, paused or done; Reason says why in words.
 	State      string         `json:"state"`
@@ -218,8 +218,8 @@ type StatusReply struct {
 	Epoch      int            `json:"epoch"`
 	Workers    []WorkerStatus `json:"workers"`
 	// LastCheckpoint is the newest checkpoint committed in etcd.
-	LastCheckpoint string  `json:"last_checkpoint,omitempty"`
-	LastEval       *Eval   `json:"last_eval,omitempty"`
+	LastCheckpoint  string  `json:"last_checkpoint,omitempty"`
+	LastEval        *Eval   `json:"last_eval,omitempty"`
 	ImagesPerSecond float64 `json:"images_per_second"`
 }
 

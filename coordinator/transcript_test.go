@@ -176,7 +176,7 @@ func (tr *transcript) run(cmd string) []string {
 			JoinToken: "secret", JobHash: "job1",
 			HeartbeatTicks: int(num("heartbeat", 1)), DeadTicks: int(num("dead", 5)), SettleTicks: int(num("settle", 0)),
 			Samples: int(num("samples", 100)), BatchPerWorker: int(num("batch", 4)),
-			StartStep:     num("start-step", 0),
+			StartStep:       num("start-step", 0),
 			StartPosition:   Position{Epoch: int(num("start-epoch", 0)), Consumed: int(num("start-consumed", 0))},
 			StartGeneration: uint64(num("start-gen", 0)),
 		}
