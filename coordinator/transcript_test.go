@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ringtrain/ringtrain/dataset"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected output of testdata/*.txt transcripts")
@@ -302,11 +304,11 @@ func (tr *transcript) shards() []string {
 		return []string{"no running generation"}
 	}
 	spec := ShardSpec{Samples: tr.cfg.Samples, Seed: tr.seed, Shuffle: tr.shuffle, Position: g.Position, World: len(g.Ring)}
-	order, err := EpochOrder(spec)
+	order, err := dataset.EpochOrder(spec)
 	if err != nil {
 		tr.t.Fatal(err)
 	}
-	shards, err := AssignShards(spec)
+	shards, err := dataset.AssignShards(spec)
 	if err != nil {
 		tr.t.Fatal(err)
 	}
