@@ -26,10 +26,13 @@ var allowedImports = map[string][]string{
 	"allreduce":   {module + "allreduce", "google.golang.org/grpc", "google.golang.org/protobuf", "github.com/klauspost/compress", "golang.org/x/sys/cpu"},
 	"checkpoint":  {module + "safetensors", "go.etcd.io/etcd/"},
 	"etcdtest":    {"go.etcd.io/etcd/"},
-	"coordinator": {module + "api", module + "dataset", module + "checkpoint", module + "job", "go.etcd.io/etcd/",
-		"github.com/hashicorp/memberlist", "google.golang.org/grpc", "github.com/prometheus/client_golang"},
+	"api":         {"google.golang.org/grpc"},
+	"membership":  {"github.com/hashicorp/memberlist"},
+	"coordinator": {module + "api", module + "dataset", module + "checkpoint", module + "job", module + "runlog", module + "membership",
+		"go.etcd.io/etcd/", "google.golang.org/grpc", "github.com/prometheus/client_golang"},
 	"worker": {module + "tensorcore", module + "models", module + "dataset", module + "allreduce",
-		module + "checkpoint", module + "safetensors", module + "job", module + "runlog", module + "api", "github.com/hashicorp/memberlist", "google.golang.org/grpc"},
+		module + "checkpoint", module + "safetensors", module + "job", module + "runlog", module + "api", module + "membership",
+		"google.golang.org/grpc", "github.com/prometheus/client_golang"},
 }
 
 func TestImportsGoDown(t *testing.T) {

@@ -202,3 +202,26 @@ func (s Spec) Hash() string {
 func (s Spec) YAML() ([]byte, error) {
 	return yaml.Marshal(s)
 }
+
+// BatchPerWorker is the batch each worker of a ring takes per step: the
+// global batch_size split over the job's workers, rounded up. With every
+// worker present a step sees the same batch_size samples as single-node
+// training; with fewer, a step sees fewer.
+func (s Spec) BatchPerWorker() int {
+	w := max(s.Workers, 1)
+	return (s.BatchSize + w - 1) / w
+}
+
+// WorkerRange returns how many workers the ring needs to run (min_workers,
+// default workers) and admits at most (max_workers, default workers, never
+// below the minimum).
+func (s Spec) WorkerRange() (lo, hi int) {
+	lo, hi = s.MinWorkers, s.MaxWorkers
+	if lo == 0 {
+		lo = max(s.Workers, 1)
+	}
+	if hi == 0 {
+		hi = max(s.Workers, 1)
+	}
+	return lo, max(hi, lo)
+}

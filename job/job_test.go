@@ -101,3 +101,26 @@ func FuzzParse(f *testing.F) {
 		_ = s.Hash()
 	})
 }
+
+func TestClusterSizes(t *testing.T) {
+	for _, tc := range []struct {
+		batch, workers, min, max int
+		per, lo, hi             int
+	}{
+		{64, 1, 0, 0, 64, 1, 1},
+		{64, 4, 0, 0, 16, 4, 4},
+		{64, 3, 0, 0, 22, 3, 3},
+		{64, 4, 2, 6, 16, 2, 6},
+		{64, 4, 5, 0, 16, 5, 5},
+		{10, 16, 0, 0, 1, 16, 16},
+	} {
+		s := Default()
+		s.BatchSize, s.Workers, s.MinWorkers, s.MaxWorkers = tc.batch, tc.workers, tc.min, tc.max
+		if got := s.BatchPerWorker(); got != tc.per {
+			t.Errorf("%+v: BatchPerWorker = %d, want %d", tc, got, tc.per)
+		}
+		if lo, hi := s.WorkerRange(); lo != tc.lo || hi != tc.hi {
+			t.Errorf("%+v: WorkerRange = %d, %d, want %d, %d", tc, lo, hi, tc.lo, tc.hi)
+		}
+	}
+}

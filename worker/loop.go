@@ -154,30 +154,34 @@ func (l *loop) trainStep(x []float32, y []int) (float64, int, error) {
 // evaluate measures loss and accuracy on the whole test set.
 func (l *loop) evaluate(epoch int) EvalStats {
 	start := l.now()
-	const eb = 250 // small enough that evaluation buffers stay well under the training ones
-	idx := make([]int, eb)
-	x := make([]float32, eb*l.in.size())
-	y := make([]int, eb)
-	var lossSum float64
-	correct := 0
-	for lo := 0; lo < l.test.N; lo += eb {
-		n := min(eb, l.test.N-lo)
-		for i := 0; i < n; i++ {
-			idx[i] = lo + i
-		}
-		l.in.batch(l.test, idx[:n], x, y)
-		tp := l.evalTape
-		tp.Reset()
-		xv := tp.Const(tensorcore.FromSlice(x[:n*l.in.size()], l.in.shape(n)...))
-		logits := l.model.Forward(tp, xv, false)
-		loss := tp.CrossEntropy(logits, y[:n])
-		lossSum += float64(loss.Value.Data[0]) * float64(n)
-		correct += models.CountCorrect(logits.Value, y[:n])
-	}
+	lossSum, correct := evalRange(l.model, l.evalTape, l.in, l.test, 0, l.test.N)
 	return EvalStats{
 		Epoch: epoch, Loss: lossSum / float64(l.test.N), Accuracy: float64(correct) / float64(l.test.N),
 		Seconds: l.now().Sub(start).Seconds(),
 	}
+}
+
+// evalRange runs the model in inference mode on samples [lo, hi) of d and
+// returns the summed loss and the number of correct predictions.
+func evalRange(model *models.Model, tp *tensorcore.Tape, in *input, d *dataset.MNIST, lo, hi int) (lossSum float64, correct int) {
+	const eb = 250 // small enough that evaluation buffers stay well under the training ones
+	idx := make([]int, eb)
+	x := make([]float32, eb*in.size())
+	y := make([]int, eb)
+	for ; lo < hi; lo += eb {
+		n := min(eb, hi-lo)
+		for i := 0; i < n; i++ {
+			idx[i] = lo + i
+		}
+		in.batch(d, idx[:n], x, y)
+		tp.Reset()
+		xv := tp.Const(tensorcore.FromSlice(x[:n*in.size()], in.shape(n)...))
+		logits := model.Forward(tp, xv, false)
+		loss := tp.CrossEntropy(logits, y[:n])
+		lossSum += float64(loss.Value.Data[0]) * float64(n)
+		correct += models.CountCorrect(logits.Value, y[:n])
+	}
+	return lossSum, correct
 }
 
 // interrupt checkpoints the position reached so --resume continues from it.

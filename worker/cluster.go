@@ -1,0 +1,451 @@
+package worker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/ringtrain/ringtrain/api"
+	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/membership"
+)
+
+// ClusterOptions configure one worker process of a cluster.
+type ClusterOptions struct {
+	// Name identifies the worker in the job (e.g. its pod name); names
+	// order the ring.
+	Name string
+	// Coordinators are the control addresses (host:port) of the job's
+	// coordinators; the worker talks to whichever is the leader.
+	Coordinators []string
+	Token        string
+	// Spec, when set, is the job this worker was started for: a
+	// coordinator running another job refuses it. When nil the worker
+	// trains the coordinator's job.
+	Spec *job.Spec
+
+	// DataListen is the address the all-reduce listener binds
+	// (e.g. ":7080"); DataAdvertise the host:port its ring neighbours dial.
+	DataListen, DataAdvertise string
+	// GossipBind is the memberlist address (host:port); GossipAdvertise
+	// the host others reach it at (empty: the bound address).
+	GossipBind, GossipAdvertise string
+	// HTTPAddr is advertised to the coordinator for status (optional).
+	HTTPAddr string
+
+	// StoreDir overrides the checkpoint store the coordinator advertises;
+	// DataDir overrides the job's data directory; Threads its threads.
+	StoreDir, DataDir string
+	Threads           int
+
+	// ControlDial are extra dial options for the control plane (e.g.
+	// transport credentials; default plaintext). ServerTLS and ClientTLS
+	// secure the all-reduce links (both nil: plaintext).
+	ControlDial          []grpc.DialOption
+	ServerTLS, ClientTLS *tls.Config
+
+	// Timeout bounds every wait for a ring neighbour and every control
+	// call (0: 3s).
+	Timeout time.Duration
+
+	Logf func(format string, args ...any)
+	// TrainLimit and TestLimit, when positive, use only the first that
+	// many samples of each split (tests).
+	TrainLimit, TestLimit int
+	// AfterStep, when set, is called after every optimizer step with the
+	// step number and the parameters (tests compare runs with it).
+	AfterStep func(step int64, params []float32)
+}
+
+// fatalError marks an error the worker cannot recover from by joining a
+// new generation (bad job, diverged replica, diverged training).
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+func fatal(err error) error { return &fatalError{err} }
+
+// ErrDiverged is wrapped by the error a worker returns when its parameters
+// differ from rank 0's: replicas must stay bit-identical.
+var ErrDiverged = errors.New("replica diverged")
+
+// control calls the job's coordinators, following the leader.
+type control struct {
+	conns   []*grpc.ClientConn
+	clients []*api.ControlClient
+	addrs   []string
+	timeout time.Duration
+
+	mu  sync.Mutex
+	cur int // the coordinator that answered last
+}
+
+func newControl(addrs []string, timeout time.Duration, opts []grpc.DialOption) (*control, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("worker: no coordinator address")
+	}
+	c := &control{addrs: addrs, timeout: timeout}
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	for _, a := range addrs {
+		cc, err := grpc.NewClient("passthrough:///"+a, opts...)
+		if err != nil {
+			c.close()
+			return nil, fmt.Errorf("worker: coordinator %s: %w", a, err)
+		}
+		c.conns = append(c.conns, cc)
+		c.clients = append(c.clients, api.NewControlClient(cc))
+	}
+	return c, nil
+}
+
+func (c *control) close() {
+	for _, cc := range c.conns {
+		cc.Close()
+	}
+}
+
+// call runs fn against the leader: it starts with the coordinator that
+// answered last and moves on while they answer Unavailable (a standby, or
+// down). The error is the last coordinator's.
+func (c *control) call(ctx context.Context, fn func(context.Context, *api.ControlClient) error) error {
+	c.mu.Lock()
+	start := c.cur
+	c.mu.Unlock()
+	var err error
+	for i := range c.clients {
+		k := (start + i) % len(c.clients)
+		cctx, cancel := context.WithTimeout(ctx, c.timeout)
+		err = fn(cctx, c.clients[k])
+		cancel()
+		if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
+			c.mu.Lock()
+			c.cur = k
+			c.mu.Unlock()
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return err
+}
+
+// ClusterWorker is one worker process of a cluster: it joins the job, runs
+// each generation of the ring it is given, and checkpoints its shard.
+type ClusterWorker struct {
+	o    ClusterOptions
+	logf func(string, ...any)
+	ctl  *control
+
+	mu       sync.Mutex
+	reply    *api.HeartbeatReply // the newest heartbeat reply
+	changed  chan struct{}       // closed and replaced when reply changes
+	prog     progress
+	joinRep  *api.JoinReply
+	kick     chan struct{} // asks the heartbeat loop for an immediate beat
+	rejoined chan struct{}
+
+	metrics *workerMetrics
+}
+
+// progress is what the heartbeat reports, written by the training loop.
+type progress struct {
+	generation uint64
+	step       int64
+	broken     bool
+	done       bool
+	inRing     bool
+	stats      api.WorkerStats
+}
+
+// NewClusterWorker checks the options and connects to the coordinators
+// (lazily: nothing is dialled until Run).
+func NewClusterWorker(o ClusterOptions) (*ClusterWorker, error) {
+	if o.Name == "" || strings.ContainsAny(o.Name, " \t\r\n/") {
+		return nil, fmt.Errorf("worker: bad worker name %q", o.Name)
+	}
+	if o.Token == "" {
+		return nil, errors.New("worker: no join token (set --token-file or RINGTRAIN_JOIN_TOKEN)")
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 3 * time.Second
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	if o.DataAdvertise == "" {
+		o.DataAdvertise = o.DataListen
+	}
+	if _, _, err := net.SplitHostPort(o.DataAdvertise); err != nil {
+		return nil, fmt.Errorf("worker: data address %q: %w", o.DataAdvertise, err)
+	}
+	ctl, err := newControl(o.Coordinators, o.Timeout, o.ControlDial)
+	if err != nil {
+		return nil, err
+	}
+	return &ClusterWorker{
+		o: o, logf: o.Logf, ctl: ctl,
+		changed: make(chan struct{}), kick: make(chan struct{}, 1), rejoined: make(chan struct{}, 1),
+		metrics: newWorkerMetrics(),
+	}, nil
+}
+
+// Run joins the job and trains until the coordinator says the job is
+// complete (nil), ctx ends (the worker leaves the job and returns ctx's
+// error), or a fatal error.
+func (w *ClusterWorker) Run(ctx context.Context) error {
+	defer w.ctl.close()
+	rep, err := w.join(ctx)
+	if err != nil {
+		return err
+	}
+	spec, err := job.Parse([]byte(rep.Job), "the coordinator's job")
+	if err != nil {
+		return fatal(err)
+	}
+	if err := spec.Validate(); err != nil {
+		return fatal(err)
+	}
+	if spec.Hash() != rep.JobHash {
+		return fatal(fmt.Errorf("worker: the coordinator's job hashes to %s but it announced %s", spec.Hash(), rep.JobHash))
+	}
+	if w.o.DataDir != "" {
+		spec.DataDir = w.o.DataDir
+	}
+	if w.o.Threads > 0 {
+		spec.Threads = w.o.Threads
+	}
+	storeDir := rep.StoreDir
+	if w.o.StoreDir != "" {
+		storeDir = w.o.StoreDir
+	}
+	if storeDir == "" {
+		return fatal(errors.New("worker: no checkpoint store: the coordinator advertises none and --store is not set"))
+	}
+	store, err := checkpoint.Open(storeDir)
+	if err != nil {
+		return fatal(err)
+	}
+
+	gossip, err := membership.Start(membership.Config{
+		Name: w.o.Name, Bind: w.o.GossipBind, Advertise: w.o.GossipAdvertise,
+		Secret: w.o.Token, Meta: []byte("worker"),
+	})
+	if err != nil {
+		return fatal(err)
+	}
+	if err := gossip.Join(rep.Gossip); err != nil {
+		w.logf("warning: %v (membership will rely on heartbeats)", err)
+	}
+	defer gossip.Shutdown()
+
+	r, err := newRingTrainer(ctx, w, spec, store, rep.JobID)
+	if err != nil {
+		return fatal(err)
+	}
+	defer r.close()
+
+	hbCtx, stopHB := context.WithCancel(ctx)
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		w.heartbeats(hbCtx, time.Duration(max(rep.HeartbeatMillis, 10))*time.Millisecond)
+	}()
+	defer func() { stopHB(); <-hbDone }()
+
+	err = w.loop(ctx, r)
+	if ctx.Err() != nil || err == nil {
+		// Leaving on purpose: the coordinator re-forms the ring at once
+		// instead of waiting for gossip to declare this worker dead.
+		lctx, cancel := context.WithTimeout(context.Background(), w.o.Timeout)
+		w.ctl.call(lctx, func(c context.Context, cl *api.ControlClient) error {
+			_, err := cl.Leave(c, &api.LeaveRequest{Name: w.o.Name, Token: w.o.Token})
+			return err
+		})
+		cancel()
+		gossip.Leave(time.Second)
+	}
+	return err
+}
+
+// join registers with the coordinator, retrying while it is unreachable,
+// a standby or full; a refusal is final.
+func (w *ClusterWorker) join(ctx context.Context) (*api.JoinReply, error) {
+	req := &api.JoinRequest{
+		Name: w.o.Name, Token: w.o.Token, DataAddr: w.o.DataAdvertise,
+		GossipAddr: w.o.GossipBind, HTTPAddr: w.o.HTTPAddr,
+	}
+	if w.o.Spec != nil {
+		req.JobHash = w.o.Spec.Hash()
+	}
+	delay := 100 * time.Millisecond
+	var last string
+	for {
+		var rep *api.JoinReply
+		err := w.ctl.call(ctx, func(c context.Context, cl *api.ControlClient) error {
+			var err error
+			rep, err = cl.Join(c, req)
+			return err
+		})
+		if err == nil {
+			w.mu.Lock()
+			w.joinRep = rep
+			w.mu.Unlock()
+			w.logf("joined the job at %s", strings.Join(w.o.Coordinators, ","))
+			return rep, nil
+		}
+		switch status.Code(err) {
+		case codes.PermissionDenied, codes.FailedPrecondition, codes.InvalidArgument:
+			return nil, fatal(fmt.Errorf("worker: the coordinator refused %s: %s", w.o.Name, status.Convert(err).Message()))
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if msg := status.Convert(err).Message(); msg != last {
+			w.logf("waiting to join: %s", msg)
+			last = msg
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}
+
+// heartbeats reports progress every interval (and at once when kicked)
+// and keeps the newest reply. A coordinator that no longer knows the
+// worker (a new leader, or it declared the worker dead) gets a new Join.
+func (w *ClusterWorker) heartbeats(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		w.mu.Lock()
+		p := w.prog
+		w.mu.Unlock()
+		stats := p.stats
+		req := &api.HeartbeatRequest{
+			Name: w.o.Name, Token: w.o.Token, Generation: p.generation, Step: p.step,
+			Broken: p.broken, Done: p.done, Stats: &stats,
+		}
+		var rep *api.HeartbeatReply
+		err := w.ctl.call(ctx, func(c context.Context, cl *api.ControlClient) error {
+			var err error
+			rep, err = cl.Heartbeat(c, req)
+			return err
+		})
+		w.metrics.heartbeat(err == nil)
+		switch {
+		case err == nil:
+			w.setReply(rep)
+		case status.Code(err) == codes.NotFound:
+			w.logf("the coordinator does not know this worker (%s): joining again", status.Convert(err).Message())
+			if _, err := w.join(ctx); err != nil && ctx.Err() == nil {
+				w.logf("warning: join again: %v", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-w.kick:
+		}
+	}
+}
+
+func (w *ClusterWorker) setReply(r *api.HeartbeatReply) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.reply = r
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// beat asks for a heartbeat now.
+func (w *ClusterWorker) beat() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (w *ClusterWorker) setProgress(fn func(p *progress)) {
+	w.mu.Lock()
+	fn(&w.prog)
+	w.mu.Unlock()
+}
+
+// waitReply blocks until the newest reply satisfies ok, or ctx ends.
+func (w *ClusterWorker) waitReply(ctx context.Context, ok func(*api.HeartbeatReply) bool) (*api.HeartbeatReply, error) {
+	for {
+		w.mu.Lock()
+		r, ch := w.reply, w.changed
+		w.mu.Unlock()
+		if r != nil && ok(r) {
+			return r, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// loop runs the generations it is given until the job is complete.
+func (w *ClusterWorker) loop(ctx context.Context, r *ringTrainer) error {
+	var last uint64
+	announced := ""
+	for {
+		rep, err := w.waitReply(ctx, func(rep *api.HeartbeatReply) bool {
+			if rep.Stop {
+				return true
+			}
+			if rep.Status != announced {
+				announced = rep.Status
+				w.logf("coordinator: %s", rep.Status)
+			}
+			g := rep.Generation
+			return !rep.Paused && g != nil && g.Number > last && g.Rank(w.o.Name) >= 0
+		})
+		if err != nil {
+			return err
+		}
+		if rep.Stop {
+			w.logf("the job is complete")
+			return nil
+		}
+		g := rep.Generation
+		last = g.Number
+		err = r.runGeneration(ctx, g)
+		switch {
+		case err == nil:
+			w.setProgress(func(p *progress) { p.done, p.inRing = true, false })
+			w.beat()
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.As(err, new(*fatalError)):
+			return err
+		default:
+			w.metrics.ringFailures.Inc()
+			w.logf("generation %d ended: %v; waiting for the next", g.Number, err)
+			w.setProgress(func(p *progress) { p.broken, p.inRing = true, false })
+			w.beat()
+		}
+	}
+}

@@ -1,0 +1,319 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ringtrain/ringtrain/api"
+	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/membership"
+)
+
+// fakeCoordinator is the in-memory twin of the coordinator's control
+// service: it forms one ring of the first world joiners (optionally
+// restoring a checkpoint), seals checkpoints every rank reported, and stops
+// the job after the final one. The real coordinator is tested in its own
+// package and end to end in cmd/ringtrain.
+type fakeCoordinator struct {
+	spec   job.Spec
+	token  string
+	world  int
+	store  *checkpoint.Store
+	gossip *membership.Member
+	first  api.Generation // template of the first generation: position, Restore
+
+	mu      sync.Mutex
+	members map[string]string // name → data address
+	gen     *api.Generation
+	reports map[string][]*api.CheckpointReport
+	sealed  []checkpoint.Manifest
+	done    bool
+}
+
+func (f *fakeCoordinator) Join(_ context.Context, r *api.JoinRequest) (*api.JoinReply, error) {
+	if r.Token != f.token {
+		return nil, status.Error(codes.PermissionDenied, "wrong join token")
+	}
+	if r.JobHash != "" && r.JobHash != f.spec.Hash() {
+		return nil, status.Errorf(codes.FailedPrecondition, "job hash %s, this job is %s", r.JobHash, f.spec.Hash())
+	}
+	y, err := f.spec.YAML()
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.members[r.Name] = r.DataAddr
+	if len(f.members) == f.world && f.gen == nil {
+		g := f.first
+		g.Number = 1
+		for _, name := range slices.Sorted(mapKeys(f.members)) {
+			g.Ring = append(g.Ring, api.Peer{Name: name, DataAddr: f.members[name]})
+		}
+		f.gen = &g
+	}
+	return &api.JoinReply{Job: string(y), JobHash: f.spec.Hash(), JobID: 7, Gossip: []string{f.gossip.Addr()}, HeartbeatMillis: 20, StoreDir: f.store.Dir()}, nil
+}
+
+func mapKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func (f *fakeCoordinator) Heartbeat(_ context.Context, r *api.HeartbeatRequest) (*api.HeartbeatReply, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.members[r.Name]; !ok {
+		return nil, status.Error(codes.NotFound, "not a member")
+	}
+	return &api.HeartbeatReply{Generation: f.gen, Status: "running", Stop: f.done}, nil
+}
+
+func (f *fakeCoordinator) ReportCheckpoint(_ context.Context, r *api.CheckpointReport) (*api.CheckpointAck, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reports[r.Checkpoint] = append(f.reports[r.Checkpoint], r)
+	reps := f.reports[r.Checkpoint]
+	if len(reps) < r.World {
+		return &api.CheckpointAck{}, nil
+	}
+	m := checkpoint.Manifest{
+		Name: r.Checkpoint, JobHash: f.spec.Hash(), Model: f.spec.Model, Step: int(r.Step), Epoch: r.Epoch,
+		Position: r.Consumed, Seed: f.spec.Seed, WorldSize: r.World, Generation: int(r.Generation),
+	}
+	for _, rep := range reps {
+		for _, fi := range rep.Files {
+			m.Files = append(m.Files, checkpoint.FileInfo{Name: fi.Name, Size: fi.Size, SHA256: fi.SHA256})
+		}
+	}
+	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Name < m.Files[j].Name })
+	m, err := f.store.Seal(m)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	f.sealed = append(f.sealed, m)
+	if r.Epoch == f.spec.Epochs && r.Consumed == 0 {
+		f.done = true
+	}
+	return &api.CheckpointAck{}, nil
+}
+
+func (f *fakeCoordinator) Leave(context.Context, *api.LeaveRequest) (*api.LeaveReply, error) {
+	return &api.LeaveReply{}, nil
+}
+
+func (f *fakeCoordinator) Status(context.Context, *api.StatusRequest) (*api.StatusReply, error) {
+	return &api.StatusReply{}, nil
+}
+
+// startFake serves a fake coordinator on loopback.
+func startFake(t *testing.T, f *fakeCoordinator) string {
+	t.Helper()
+	g, err := membership.Start(membership.Config{Name: "coordinator", Bind: "127.0.0.1:0", Secret: f.token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Shutdown() })
+	f.gossip = g
+	f.members = map[string]string{}
+	f.reports = map[string][]*api.CheckpointReport{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	api.RegisterControlServer(srv, f)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return ln.Addr().String()
+}
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// stepRecord keeps every worker's parameters after every step.
+type stepRecord struct {
+	mu     sync.Mutex
+	params map[string]map[int64][]float32
+}
+
+func (s *stepRecord) hook(name string) func(int64, []float32) {
+	return func(step int64, p []float32) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.params[name] == nil {
+			s.params[name] = map[int64][]float32{}
+		}
+		s.params[name][step] = slices.Clone(p)
+	}
+}
+
+// runCluster runs world workers against f until the job completes.
+func runCluster(t *testing.T, f *fakeCoordinator, addr string, rec *stepRecord) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // catches hangs only
+	defer cancel()
+	errs := make(chan error, f.world)
+	for i := range f.world {
+		name := fmt.Sprintf("w%d", i)
+		w, err := NewClusterWorker(ClusterOptions{
+			Name: name, Coordinators: []string{addr}, Token: f.token,
+			DataListen: freeAddr(t), GossipBind: "127.0.0.1:0", Threads: 1,
+			TrainLimit: 640, TestLimit: 200, Logf: func(format string, a ...any) { t.Logf(name+": "+format, a...) },
+			AfterStep: rec.hook(name),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { errs <- w.Run(ctx) }()
+	}
+	for range f.world {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func clusterSpec(t *testing.T) job.Spec {
+	s := job.Default()
+	s.Model, s.DataDir, s.Epochs, s.BatchSize, s.Seed = "lenet5", realMNIST(t), 2, 64, 5
+	s.Workers = 2
+	return s
+}
+
+// Two workers train in lock step: identical parameters after every step,
+// a checkpoint sealed at the end of each epoch from both ranks' shards,
+// and a run restored from the first epoch's checkpoint repeats the second
+// epoch bit for bit.
+func TestClusterWorkersTrainAndResume(t *testing.T) {
+	spec := clusterSpec(t)
+	store, err := checkpoint.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeCoordinator{spec: spec, token: "tok", world: 2, store: store}
+	addr := startFake(t, f)
+	rec := &stepRecord{params: map[string]map[int64][]float32{}}
+	runCluster(t, f, addr, rec)
+
+	steps := int64(2 * ((640 + 63) / 64))
+	for _, name := range []string{"w0", "w1"} {
+		if got := int64(len(rec.params[name])); got != steps {
+			t.Fatalf("%s took %d steps, want %d", name, got, steps)
+		}
+	}
+	for s := int64(1); s <= steps; s++ {
+		if !slices.Equal(rec.params["w0"][s], rec.params["w1"][s]) {
+			t.Fatalf("step %d: the replicas' parameters differ", s)
+		}
+	}
+	if len(f.sealed) != 2 {
+		t.Fatalf("sealed %d checkpoints, want one per epoch", len(f.sealed))
+	}
+	first := f.sealed[0]
+	if first.Step != int(steps/2) || first.Epoch != 1 || first.Position != 0 || len(first.Files) != 4 {
+		t.Fatalf("first checkpoint %+v", first)
+	}
+	ck, err := store.Load(first.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The shards load back into a model (single-node code path).
+	su, err := newSetup(context.Background(), spec, t.Logf, 640, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer su.Close()
+	if err := restoreState(ck, spec, su.model, su.opt); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(su.model.Arena.Data, rec.params["w0"][steps/2]) {
+		t.Fatal("the checkpoint's parameters are not the ring's at its step")
+	}
+
+	// Resume from the first epoch's checkpoint with a new cluster.
+	f2 := &fakeCoordinator{spec: spec, token: "tok", world: 2, store: store,
+		first: api.Generation{ResumeStep: int64(first.Step), Epoch: first.Epoch, Restore: first.Name}}
+	addr2 := startFake(t, f2)
+	rec2 := &stepRecord{params: map[string]map[int64][]float32{}}
+	runCluster(t, f2, addr2, rec2)
+	for s := steps/2 + 1; s <= steps; s++ {
+		for _, name := range []string{"w0", "w1"} {
+			if !slices.Equal(rec2.params[name][s], rec.params[name][s]) {
+				t.Fatalf("%s step %d: the resumed run differs from the uninterrupted one", name, s)
+			}
+		}
+	}
+	if len(rec2.params["w0"]) != int(steps/2) {
+		t.Fatalf("resumed run took %d steps, want %d", len(rec2.params["w0"]), steps/2)
+	}
+}
+
+func TestClusterWorkerRefused(t *testing.T) {
+	spec := clusterSpec(t)
+	store, err := checkpoint.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeCoordinator{spec: spec, token: "tok", world: 2, store: store}
+	addr := startFake(t, f)
+	other := spec
+	other.Optimizer.LR = 0.5
+	for _, tc := range []struct {
+		token string
+		spec  *job.Spec
+		want  string
+	}{
+		{"wrong", nil, "wrong join token"},
+		{"tok", &other, "job hash"},
+	} {
+		w, err := NewClusterWorker(ClusterOptions{Name: "w9", Coordinators: []string{addr}, Token: tc.token, Spec: tc.spec,
+			DataListen: freeAddr(t), GossipBind: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = w.Run(ctx)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), tc.want) || errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("token %q: Run error %v, want a refusal about %q", tc.token, err, tc.want)
+		}
+	}
+	for _, o := range []ClusterOptions{
+		{Name: "", Coordinators: []string{addr}, Token: "t", DataListen: ":1"},
+		{Name: "a b", Coordinators: []string{addr}, Token: "t", DataListen: ":1"},
+		{Name: "w", Coordinators: []string{addr}, Token: "", DataListen: ":1"},
+		{Name: "w", Coordinators: nil, Token: "t", DataListen: ":1"},
+		{Name: "w", Coordinators: []string{addr}, Token: "t", DataListen: "nonsense"},
+	} {
+		if _, err := NewClusterWorker(o); err == nil {
+			t.Errorf("NewClusterWorker(%+v) accepted bad options", o)
+		}
+	}
+}
