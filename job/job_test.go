@@ -105,7 +105,7 @@ func FuzzParse(f *testing.F) {
 func TestClusterSizes(t *testing.T) {
 	for _, tc := range []struct {
 		batch, workers, min, max int
-		per, lo, hi             int
+		per, lo, hi              int
 	}{
 		{64, 1, 0, 0, 64, 1, 1},
 		{64, 4, 0, 0, 16, 4, 4},
