@@ -11,18 +11,12 @@ package etcdtest
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"path/filepath"
 	"testing"
-	"time"
 
-	"go.etcd.io/etcd/server/v3/embed"
+	"github.com/ringtrain/ringtrain/etcdlocal"
 )
-
-// readyTimeout bounds how long Start waits for the server to serve; it only
-// catches hangs.
-const readyTimeout = 30 * time.Second
 
 // Server is one embedded etcd member. Its methods must be called from the
 // test goroutine (they call t.Fatal).
@@ -32,7 +26,7 @@ type Server struct {
 	logPath string
 	client  url.URL
 	peer    url.URL
-	e       *embed.Etcd // nil while stopped
+	e       *etcdlocal.Server // nil while stopped
 }
 
 // Start starts an embedded etcd and returns its client endpoints and a stop
@@ -49,7 +43,14 @@ func Start(t testing.TB) (endpoints []string, stop func()) {
 func New(t testing.TB) *Server {
 	t.Helper()
 	root := t.TempDir()
-	urls := freeLoopbackURLs(t, 2)
+	var urls [2]url.URL
+	for i := range urls {
+		u, err := etcdlocal.FreeLoopbackURL()
+		if err != nil {
+			t.Fatalf("etcdtest: %v", err)
+		}
+		urls[i] = u
+	}
 	s := &Server{
 		t:       t,
 		dir:     filepath.Join(root, "etcd"),
@@ -98,62 +99,13 @@ func (s *Server) Restart() {
 
 func (s *Server) start() {
 	s.t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Name = "etcdtest"
-	cfg.Dir = s.dir
-	cfg.ListenClientUrls = []url.URL{s.client}
-	cfg.AdvertiseClientUrls = []url.URL{s.client}
-	cfg.ListenPeerUrls = []url.URL{s.peer}
-	cfg.AdvertisePeerUrls = []url.URL{s.peer}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.InitialClusterToken = "etcdtest"
-	// A lone member elects itself after one election timeout; a short one
-	// makes start and restart quick. With no peers there is no heartbeat to
-	// miss, so a loaded machine cannot cost it its leadership.
-	cfg.TickMs = 10
-	cfg.ElectionMs = 100
-	cfg.Logger = "zap"
-	cfg.LogLevel = "error"
-	cfg.LogOutputs = []string{s.logPath}
-	// No metrics listener and no pprof: nothing the tests do not use.
-	cfg.ListenMetricsUrls = nil
-	e, err := embed.StartEtcd(cfg)
+	e, err := etcdlocal.Start(etcdlocal.Config{Dir: s.dir, LogPath: s.logPath, Client: s.client, Peer: s.peer})
 	if err != nil {
-		s.t.Fatalf("etcdtest: starting etcd in %s: %v (log in %s)", s.dir, err, s.logPath)
-	}
-	timer := time.NewTimer(readyTimeout)
-	defer timer.Stop()
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		e.Close()
-		s.t.Fatalf("etcdtest: etcd in %s failed while starting: %v (log in %s)", s.dir, err, s.logPath)
-	case <-timer.C:
-		e.Close()
-		s.t.Fatalf("etcdtest: etcd in %s not ready after %v (log in %s)", s.dir, readyTimeout, s.logPath)
+		s.t.Fatalf("etcdtest: %v", err)
 	}
 	s.e = e
 }
 
-// freeLoopbackURLs picks n distinct free TCP ports on 127.0.0.1, holding
-// them all open until all are chosen. The ports are released before etcd
-// binds them, so another process could take one in between; on a test
-// machine that is rare and shows as a clear start failure.
-func freeLoopbackURLs(t testing.TB, n int) []url.URL {
-	t.Helper()
-	urls := make([]url.URL, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("etcdtest: finding a free port: %v", err)
-		}
-		defer l.Close()
-		urls = append(urls, url.URL{Scheme: "http", Host: l.Addr().String()})
-	}
-	return urls
-}
-
-// String describes the server for test logs.
 func (s *Server) String() string {
 	return fmt.Sprintf("etcd at %s (data %s)", s.client.String(), s.dir)
 }
