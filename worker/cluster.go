@@ -204,6 +204,14 @@ func NewClusterWorker(o ClusterOptions) (*ClusterWorker, error) {
 	}, nil
 }
 
+// SetHTTPAddr sets the address of the worker's HTTP endpoints, reported to
+// the coordinator when the worker joins.
+func (w *ClusterWorker) SetHTTPAddr(addr string) {
+	w.mu.Lock()
+	w.o.HTTPAddr = addr
+	w.mu.Unlock()
+}
+
 // Run joins the job and trains until the coordinator says the job is
 // complete (nil), ctx ends (the worker leaves the job and returns ctx's
 // error), or a fatal error.
@@ -285,9 +293,16 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 // join registers with the coordinator, retrying while it is unreachable,
 // a standby or full; a refusal is final.
 func (w *ClusterWorker) join(ctx context.Context) (*api.JoinReply, error) {
+	w.mu.Lock()
+	httpAddr := w.o.HTTPAddr
+	w.mu.Unlock()
+	gossip := w.o.GossipBind
+	if h, port, err := net.SplitHostPort(gossip); err == nil && w.o.GossipAdvertise != "" && h != w.o.GossipAdvertise {
+		gossip = net.JoinHostPort(w.o.GossipAdvertise, port)
+	}
 	req := &api.JoinRequest{
 		Name: w.o.Name, Token: w.o.Token, DataAddr: w.o.DataAdvertise,
-		GossipAddr: w.o.GossipBind, HTTPAddr: w.o.HTTPAddr,
+		GossipAddr: gossip, HTTPAddr: httpAddr,
 	}
 	if w.o.Spec != nil {
 		req.JobHash = w.o.Spec.Hash()

@@ -33,6 +33,8 @@ func newRootCmd() *cobra.Command {
 		return fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())
 	})
 	root.AddCommand(newTrainCmd())
+	root.AddCommand(newWorkerCmd())
+	root.AddCommand(newStatusCmd())
 	root.AddCommand(newCheckpointCmd())
 	root.AddCommand(newModelsCmd())
 	root.AddCommand(newDataCmd())

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ringtrain/ringtrain/api"
+)
+
+func newStatusCmd() *cobra.Command {
+	var (
+		p            processFlags
+		coordinators string
+		asJSON       bool
+		timeout      time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show a training cluster's state",
+		Long: `Show a training cluster's state: the job, the leading coordinator, the
+generation of the ring and its workers (step, loss, images/s), the last
+committed checkpoint and evaluation, and, when the job is waiting, why.`,
+		Example: `  ringtrain status --coordinator localhost:7070
+  ringtrain status --coordinator localhost:7070 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			coords := splitList(coordinators)
+			if len(coords) == 0 {
+				return fmt.Errorf("--coordinator is required")
+			}
+			_, clientTLS, err := p.tlsConfigs()
+			if err != nil {
+				return err
+			}
+			st, err := fetchStatus(cmd.Context(), coords, dialOption(clientTLS), timeout)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				b, err := json.Marshal(st)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+				return nil
+			}
+			printStatus(cmd.OutOrStdout(), st)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&coordinators, "coordinator", "localhost:7070", "coordinator control address(es), HOST:PORT[,HOST:PORT]")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object")
+	f.DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for an answer")
+	f.StringVar(&p.tlsCert, "tls-cert", "", "client certificate (PEM) for mutual TLS")
+	f.StringVar(&p.tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
+	f.StringVar(&p.tlsCA, "tls-ca", "", "CA certificate (PEM) of the cluster")
+	return cmd
+}
+
+// fetchStatus asks each coordinator in turn and returns the leader's
+// answer, or else a standby's.
+func fetchStatus(ctx context.Context, coords []string, cred grpc.DialOption, timeout time.Duration) (*api.StatusReply, error) {
+	var standby *api.StatusReply
+	var errs []string
+	for _, addr := range coords {
+		cc, err := grpc.NewClient("passthrough:///"+addr, cred)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", addr, err))
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		st, err := api.NewControlClient(cc).Status(cctx, &api.StatusRequest{})
+		cancel()
+		cc.Close()
+		switch {
+		case err != nil:
+			msg := err.Error()
+			if s, ok := status.FromError(err); ok {
+				msg = s.Message()
+				if s.Code() == codes.DeadlineExceeded || s.Code() == codes.Unavailable {
+					msg = "unreachable: " + msg
+				}
+			}
+			errs = append(errs, fmt.Sprintf("%s: %s", addr, msg))
+		case st.State == "standby":
+			standby = st
+		default:
+			return st, nil
+		}
+	}
+	if standby != nil {
+		return standby, nil
+	}
+	return nil, fmt.Errorf("status: no coordinator answered: %s", strings.Join(errs, "; "))
+}
+
+func printStatus(w io.Writer, st *api.StatusReply) {
+	fmt.Fprintf(w, "job %s (%s on %s, hash %s)\n", st.Job, st.Model, st.Dataset, st.JobHash)
+	fmt.Fprintf(w, "coordinator %s: %s", st.Coordinator, st.State)
+	if st.Reason != "" {
+		fmt.Fprintf(w, " (%s)", st.Reason)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "generation %d, %d workers (min %d, max %d); epoch %d of %d, step %d, %.0f images/s\n",
+		st.Generation, len(st.Workers), st.MinWorkers, st.MaxWorkers, min(st.Epoch+1, st.Epochs), st.Epochs, st.Step, st.ImagesPerSecond)
+	if st.LastCheckpoint != "" {
+		fmt.Fprintf(w, "last committed checkpoint %s\n", st.LastCheckpoint)
+	}
+	if e := st.LastEval; e != nil {
+		fmt.Fprintf(w, "last evaluation: epoch %d, test accuracy %.2f%%, test loss %.4f\n", e.Epoch+1, 100*e.Accuracy, e.Loss)
+	}
+	if len(st.Workers) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKER\tRANK\tSTEP\tLOSS\tIMAGES/S\tLAST SEEN")
+	for _, m := range st.Workers {
+		rank := "-"
+		if m.Rank >= 0 {
+			rank = fmt.Sprint(m.Rank)
+		}
+		loss, ips := "-", "-"
+		if m.Stats != nil {
+			loss, ips = fmt.Sprintf("%.4f", m.Stats.Loss), fmt.Sprintf("%.0f", m.Stats.ImagesPerSecond)
+		}
+		seen := "-"
+		if !m.LastSeen.IsZero() {
+			seen = time.Since(m.LastSeen).Round(100*time.Millisecond).String() + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", m.Name, rank, m.Step, loss, ips, seen)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+
+	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/worker"
+)
+
+func newWorkerCmd() *cobra.Command {
+	var (
+		p            processFlags
+		coordinators string
+		file         string
+		dataDir      string
+		threads      int
+	)
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a worker of a training cluster",
+		Long: `Run a worker of a training cluster.
+
+The worker joins the job at --coordinator (a comma-separated list when there
+are standby coordinators) with the join token, trains its shard of each epoch
+in lock step with the other workers (gradients summed by ring all-reduce),
+writes its shard of every checkpoint to the shared store, and exits when the
+job is complete. SIGTERM makes it leave the job at once; the others carry on.`,
+		Example: `  RINGTRAIN_JOIN_TOKEN=secret ringtrain worker --coordinator coordinator:7070 --name worker-0 --advertise 10.0.0.5`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			token, err := p.token()
+			if err != nil {
+				return err
+			}
+			host, err := p.advertiseHost()
+			if err != nil {
+				return err
+			}
+			dataAddr, err := advertised(host, p.listen)
+			if err != nil {
+				return fmt.Errorf("--listen: %w", err)
+			}
+			serverTLS, clientTLS, err := p.tlsConfigs()
+			if err != nil {
+				return err
+			}
+			coords := splitList(coordinators)
+			if len(coords) == 0 {
+				return fmt.Errorf("--coordinator is required")
+			}
+			o := worker.ClusterOptions{
+				Name: p.name, Coordinators: coords, Token: token,
+				DataListen: p.listen, DataAdvertise: dataAddr,
+				GossipBind: p.gossip, GossipAdvertise: host,
+				StoreDir: p.store, DataDir: dataDir, Threads: threads,
+				ControlDial: []grpc.DialOption{dialOption(clientTLS)}, ServerTLS: serverTLS, ClientTLS: clientTLS,
+				Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "%s: %s\n", p.name, fmt.Sprintf(f, a...)) },
+			}
+			if file != "" {
+				s, err := job.Load(file)
+				if err != nil {
+					return err
+				}
+				if err := s.Validate(); err != nil {
+					return err
+				}
+				o.Spec = &s
+			}
+			w, err := worker.NewClusterWorker(o)
+			if err != nil {
+				return err
+			}
+			httpAddr, err := serveHTTP(cmd.Context(), p.http, w.Handler())
+			if err != nil {
+				return err
+			}
+			if httpAddr != "" {
+				w.SetHTTPAddr(httpAddr)
+			}
+			return w.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	p.register(f, ":7080", "all-reduce address: ring neighbours connect here")
+	f.StringVar(&coordinators, "coordinator", "", "coordinator control address(es), HOST:PORT[,HOST:PORT]")
+	f.StringVarP(&file, "job", "f", "", "job file: refuse to join a coordinator running another job")
+	f.StringVar(&p.store, "store", "", "checkpoint store directory (default: the one the coordinator advertises)")
+	f.StringVar(&dataDir, "data-dir", "", "data set directory (default: the job's data_dir, else the user cache)")
+	f.IntVar(&threads, "threads", 0, "compute threads (default: the job's threads, else all cores)")
+	return cmd
+}
