@@ -30,7 +30,7 @@ in lock step with the other workers (gradients summed by ring all-reduce),
 writes its shard of every checkpoint to the shared store, and exits when the
 job is complete. SIGTERM makes it leave the job at once; the others carry on.`,
 		Example: `  RINGTRAIN_JOIN_TOKEN=secret ringtrain worker --coordinator coordinator:7070 --name worker-0 --advertise 10.0.0.5`,
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			token, err := p.token()
 			if err != nil {
