@@ -48,6 +48,11 @@ type Spec struct {
 	Workers    int `json:"workers,omitempty"`
 	MinWorkers int `json:"min_workers,omitempty"`
 	MaxWorkers int `json:"max_workers,omitempty"`
+
+	// TrainLimit and TestLimit, when positive, use only the first that
+	// many samples of the training and test sets (quick trials).
+	TrainLimit int `json:"train_limit,omitempty"`
+	TestLimit  int `json:"test_limit,omitempty"`
 }
 
 // Optimizer names the optimizer and its hyper-parameters.
@@ -167,6 +172,9 @@ func (s Spec) Validate() error {
 	if s.KeepCheckpoints < 1 {
 		bad("keep_checkpoints must be at least 1, got %d", s.KeepCheckpoints)
 	}
+	if s.TrainLimit < 0 || s.TestLimit < 0 {
+		bad("train_limit and test_limit must not be negative")
+	}
 	if s.Workers < 1 {
 		bad("workers must be at least 1, got %d", s.Workers)
 	}
@@ -192,7 +200,11 @@ func (s Spec) Hash() string {
 		Seed           uint64
 		Optimizer      Optimizer
 		Schedule       Schedule
-	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule}
+		// Limits change which data is seen; omitted when unset, so the
+		// hashes of jobs without them stay what they were.
+		TrainLimit int `json:",omitempty"`
+		TestLimit  int `json:",omitempty"`
+	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule, s.TrainLimit, s.TestLimit}
 	b, _ := json.Marshal(key) // a struct of plain values always marshals
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])

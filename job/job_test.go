@@ -70,6 +70,15 @@ func TestHash(t *testing.T) {
 	if a.Hash() == b.Hash() {
 		t.Fatal("a different learning rate kept the hash")
 	}
+	c := Default()
+	c.TrainLimit = 1000
+	if a.Hash() == c.Hash() {
+		t.Fatal("a training-set limit kept the hash")
+	}
+	// Checkpoints record the hash: it must not change under existing jobs.
+	if got := Default().Hash(); got != "b8e5f51595da1b05" {
+		t.Fatalf("the default job's hash changed to %s: checkpoints of earlier runs would no longer resume", got)
+	}
 }
 
 func TestYAMLRoundTrip(t *testing.T) {

@@ -60,9 +60,6 @@ type ClusterOptions struct {
 	Timeout time.Duration
 
 	Logf func(format string, args ...any)
-	// TrainLimit and TestLimit, when positive, use only the first that
-	// many samples of each split (tests).
-	TrainLimit, TestLimit int
 	// AfterStep, when set, is called after every optimizer step with the
 	// step number and the parameters (tests compare runs with it).
 	AfterStep func(step int64, params []float32)

@@ -185,7 +185,7 @@ func runCluster(t *testing.T, f *fakeCoordinator, addr string, rec *stepRecord) 
 		w, err := NewClusterWorker(ClusterOptions{
 			Name: name, Coordinators: []string{addr}, Token: f.token,
 			DataListen: freeAddr(t), GossipBind: "127.0.0.1:0", Threads: 1,
-			TrainLimit: 640, TestLimit: 200, Logf: func(format string, a ...any) { t.Logf(name+": "+format, a...) },
+			Logf: func(format string, a ...any) { t.Logf(name+": "+format, a...) },
 			AfterStep: rec.hook(name),
 		})
 		if err != nil {
@@ -203,7 +203,7 @@ func runCluster(t *testing.T, f *fakeCoordinator, addr string, rec *stepRecord) 
 func clusterSpec(t *testing.T) job.Spec {
 	s := job.Default()
 	s.Model, s.DataDir, s.Epochs, s.BatchSize, s.Seed = "lenet5", realMNIST(t), 2, 64, 5
-	s.Workers = 2
+	s.Workers, s.TrainLimit, s.TestLimit = 2, 640, 200
 	return s
 }
 
@@ -245,7 +245,7 @@ func TestClusterWorkersTrainAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The shards load back into a model (single-node code path).
-	su, err := newSetup(context.Background(), spec, t.Logf, 640, 200)
+	su, err := newSetup(context.Background(), spec, t.Logf, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

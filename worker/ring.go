@@ -72,7 +72,7 @@ func newRingTrainer(ctx context.Context, w *ClusterWorker, spec job.Spec, store 
 	b := spec.BatchPerWorker()
 	setupSpec := spec
 	setupSpec.BatchSize = b // per-core replicas split the worker's own batch
-	su, err := newSetup(ctx, setupSpec, w.logf, w.o.TrainLimit, w.o.TestLimit)
+	su, err := newSetup(ctx, setupSpec, w.logf, 0, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"runtime"
 
@@ -37,7 +38,7 @@ func newSetup(ctx context.Context, spec job.Spec, logf func(string, ...any), tra
 	if s.train, s.test, err = loadData(ctx, spec, logf); err != nil {
 		return nil, err
 	}
-	s.train, s.test = head(s.train, trainLimit), head(s.test, testLimit)
+	s.train, s.test = head(s.train, cmp.Or(spec.TrainLimit, trainLimit)), head(s.test, cmp.Or(spec.TestLimit, testLimit))
 	if s.in, err = newInput(s.model.InputShape, s.train); err != nil {
 		return nil, err
 	}

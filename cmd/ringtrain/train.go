@@ -96,6 +96,8 @@ checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
 	f.IntVar(&spec.Threads, "threads", 0, "compute threads (0: all cores)")
 	f.IntVar(&spec.CheckpointEvery, "checkpoint-every", 0, "steps between checkpoints (0: every epoch)")
 	f.IntVar(&spec.KeepCheckpoints, "keep-checkpoints", spec.KeepCheckpoints, "committed checkpoints to keep")
+	f.IntVar(&spec.TrainLimit, "train-limit", 0, "use only the first N training samples (0: all)")
+	f.IntVar(&spec.TestLimit, "test-limit", 0, "use only the first N test samples (0: all)")
 	return cmd
 }
 
@@ -128,6 +130,8 @@ func overrideChanged(cmd *cobra.Command, file, flags job.Spec) job.Spec {
 	set("threads", func() { file.Threads = flags.Threads })
 	set("checkpoint-every", func() { file.CheckpointEvery = flags.CheckpointEvery })
 	set("keep-checkpoints", func() { file.KeepCheckpoints = flags.KeepCheckpoints })
+	set("train-limit", func() { file.TrainLimit = flags.TrainLimit })
+	set("test-limit", func() { file.TestLimit = flags.TestLimit })
 	return file
 }
 
