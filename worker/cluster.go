@@ -148,13 +148,14 @@ type ClusterWorker struct {
 	logf func(string, ...any)
 	ctl  *control
 
-	mu       sync.Mutex
-	reply    *api.HeartbeatReply // the newest heartbeat reply
-	changed  chan struct{}       // closed and replaced when reply changes
-	prog     progress
-	joinRep  *api.JoinReply
-	kick     chan struct{} // asks the heartbeat loop for an immediate beat
-	rejoined chan struct{}
+	mu         sync.Mutex
+	reply      *api.HeartbeatReply // the newest heartbeat reply
+	changed    chan struct{}       // closed and replaced when reply changes
+	prog       progress
+	joinRep    *api.JoinReply
+	kick       chan struct{} // asks the heartbeat loop for an immediate beat
+	gossipAddr string
+	rejoined   chan struct{}
 
 	metrics *workerMetrics
 }
@@ -210,10 +211,21 @@ func (w *ClusterWorker) SetHTTPAddr(addr string) {
 }
 
 // Run joins the job and trains until the coordinator says the job is
-// complete (nil), ctx ends (the worker leaves the job and returns ctx's
-// error), or a fatal error.
+// complete (nil), ctx ends (the worker leaves the job: nil as well), or a
+// fatal error.
 func (w *ClusterWorker) Run(ctx context.Context) error {
 	defer w.ctl.close()
+	gossip, err := membership.Start(membership.Config{
+		Name: w.o.Name, Bind: w.o.GossipBind, Advertise: w.o.GossipAdvertise,
+		Secret: w.o.Token, Meta: []byte("worker"),
+	})
+	if err != nil {
+		return fatal(err)
+	}
+	defer gossip.Shutdown()
+	w.mu.Lock()
+	w.gossipAddr = gossip.Addr()
+	w.mu.Unlock()
 	rep, err := w.join(ctx)
 	if err != nil {
 		return err
@@ -246,17 +258,9 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 		return fatal(err)
 	}
 
-	gossip, err := membership.Start(membership.Config{
-		Name: w.o.Name, Bind: w.o.GossipBind, Advertise: w.o.GossipAdvertise,
-		Secret: w.o.Token, Meta: []byte("worker"),
-	})
-	if err != nil {
-		return fatal(err)
-	}
 	if err := gossip.Join(rep.Gossip); err != nil {
 		w.logf("warning: %v (membership will rely on heartbeats)", err)
 	}
-	defer gossip.Shutdown()
 
 	r, err := newRingTrainer(ctx, w, spec, store, rep.JobID)
 	if err != nil {
@@ -273,6 +277,10 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 	defer func() { stopHB(); <-hbDone }()
 
 	err = w.loop(ctx, r)
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		w.logf("stopping: %v; leaving the job", context.Cause(ctx))
+		err = nil
+	}
 	if ctx.Err() != nil || err == nil {
 		// Leaving on purpose: the coordinator re-forms the ring at once
 		// instead of waiting for gossip to declare this worker dead.
@@ -291,12 +299,8 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 // a standby or full; a refusal is final.
 func (w *ClusterWorker) join(ctx context.Context) (*api.JoinReply, error) {
 	w.mu.Lock()
-	httpAddr := w.o.HTTPAddr
+	httpAddr, gossip := w.o.HTTPAddr, w.gossipAddr
 	w.mu.Unlock()
-	gossip := w.o.GossipBind
-	if h, port, err := net.SplitHostPort(gossip); err == nil && w.o.GossipAdvertise != "" && h != w.o.GossipAdvertise {
-		gossip = net.JoinHostPort(w.o.GossipAdvertise, port)
-	}
 	req := &api.JoinRequest{
 		Name: w.o.Name, Token: w.o.Token, DataAddr: w.o.DataAdvertise,
 		GossipAddr: gossip, HTTPAddr: httpAddr,

@@ -33,6 +33,7 @@ func newRootCmd() *cobra.Command {
 		return fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())
 	})
 	root.AddCommand(newTrainCmd())
+	root.AddCommand(newCoordinatorCmd())
 	root.AddCommand(newWorkerCmd())
 	root.AddCommand(newStatusCmd())
 	root.AddCommand(newCheckpointCmd())

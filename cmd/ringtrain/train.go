@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/runlog"
 	"github.com/ringtrain/ringtrain/worker"
 )
 
@@ -60,10 +61,15 @@ checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
 			}
 			stdout := cmd.OutOrStdout()
 			progress := newProgress(stdout)
-			sum, err := worker.Train(cmd.Context(), worker.Options{
-				Spec: s, RunDir: out, Resume: resume, Progress: progress,
-				Logf: func(f string, a ...any) { progress.notice(fmt.Sprintf(f, a...)) },
-			})
+			logf := func(f string, a ...any) { progress.notice(fmt.Sprintf(f, a...)) }
+			var sum runlog.Summary
+			var err error
+			if s.Workers > 1 {
+				lc := &localCluster{spec: s, out: out, resume: resume, progress: progress, logf: logf}
+				sum, err = lc.run(cmd.Context())
+			} else {
+				sum, err = worker.Train(cmd.Context(), worker.Options{Spec: s, RunDir: out, Resume: resume, Progress: progress, Logf: logf})
+			}
 			progress.finish()
 			if err != nil {
 				if errors.Is(err, worker.ErrInterrupted) {
@@ -93,7 +99,8 @@ checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
 	f.Float64Var(&spec.Optimizer.WeightDecay, "weight-decay", 0, "weight decay")
 	f.StringVar(&spec.Schedule.Name, "schedule", spec.Schedule.Name, "learning-rate schedule: constant, step or cosine")
 	f.IntVar(&spec.Schedule.WarmupSteps, "warmup-steps", 0, "linear learning-rate warm-up steps")
-	f.IntVar(&spec.Threads, "threads", 0, "compute threads (0: all cores)")
+	f.IntVar(&spec.Threads, "threads", 0, "compute threads (0: all cores; with --workers, per worker: cores / workers)")
+	f.IntVar(&spec.Workers, "workers", spec.Workers, "data-parallel workers: above 1, a local cluster (embedded etcd, a coordinator, worker processes)")
 	f.IntVar(&spec.CheckpointEvery, "checkpoint-every", 0, "steps between checkpoints (0: every epoch)")
 	f.IntVar(&spec.KeepCheckpoints, "keep-checkpoints", spec.KeepCheckpoints, "committed checkpoints to keep")
 	f.IntVar(&spec.TrainLimit, "train-limit", 0, "use only the first N training samples (0: all)")
@@ -128,6 +135,7 @@ func overrideChanged(cmd *cobra.Command, file, flags job.Spec) job.Spec {
 	set("schedule", func() { file.Schedule.Name = flags.Schedule.Name })
 	set("warmup-steps", func() { file.Schedule.WarmupSteps = flags.Schedule.WarmupSteps })
 	set("threads", func() { file.Threads = flags.Threads })
+	set("workers", func() { file.Workers = flags.Workers })
 	set("checkpoint-every", func() { file.CheckpointEvery = flags.CheckpointEvery })
 	set("keep-checkpoints", func() { file.KeepCheckpoints = flags.KeepCheckpoints })
 	set("train-limit", func() { file.TrainLimit = flags.TrainLimit })

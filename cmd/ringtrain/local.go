@@ -1,0 +1,315 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/ringtrain/ringtrain/api"
+	"github.com/ringtrain/ringtrain/dataset"
+	"github.com/ringtrain/ringtrain/etcdlocal"
+	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/runlog"
+	"github.com/ringtrain/ringtrain/worker"
+)
+
+// localCluster is `ringtrain train --workers N`: an embedded etcd (data in
+// the run directory), a coordinator in this process, and N worker
+// processes of this binary on loopback — the cluster's code paths, real
+// gRPC, memberlist and etcd, on one machine.
+type localCluster struct {
+	spec     job.Spec
+	out      string
+	resume   bool
+	progress *progress
+	logf     func(string, ...any)
+
+	exitedCount int  // workers whose exit watch has already received
+	reaped      bool // reap has run
+}
+
+// Subdirectories and files of a cluster run directory.
+const (
+	etcdDir     = "etcd"
+	etcdLog     = "etcd.log"
+	storeSubdir = "checkpoints"
+)
+
+func (lc *localCluster) run(ctx context.Context) (runlog.Summary, error) {
+	spec, out := lc.spec, lc.out
+	launch := time.Now()
+	sum := runlog.Summary{Model: spec.Model, Dataset: spec.Dataset, Epochs: spec.Epochs, BatchSize: spec.BatchSize, Seed: spec.Seed}
+	if err := spec.Validate(); err != nil {
+		return sum, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return sum, fmt.Errorf("finding this binary to start workers: %w", err)
+	}
+	_, statErr := os.Stat(filepath.Join(out, etcdDir))
+	switch {
+	case statErr == nil && !lc.resume:
+		return sum, fmt.Errorf("%s already holds a cluster run; pass --resume to continue it or choose another --out", out)
+	case statErr != nil && lc.resume:
+		lc.logf("no cluster run in %s: starting from the beginning", out)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return sum, err
+	}
+	dataDir := spec.DataDir
+	if dataDir == "" {
+		dataDir = filepath.Join(dataset.DefaultDataDir(), "mnist")
+	}
+	if err := dataset.EnsureMNIST(ctx, dataDir, lc.logf); err != nil {
+		return sum, err
+	}
+	y, err := spec.YAML()
+	if err != nil {
+		return sum, err
+	}
+	if err := runlog.WriteFile(out, worker.JobFile, y); err != nil {
+		return sum, err
+	}
+
+	etcd, err := etcdlocal.Start(etcdlocal.Config{Dir: filepath.Join(out, etcdDir), LogPath: filepath.Join(out, etcdLog)})
+	if err != nil {
+		return sum, err
+	}
+	defer etcd.Close()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: etcd.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return sum, fmt.Errorf("etcd: %w", err)
+	}
+	defer cli.Close()
+	rlog, err := runlog.Open(out)
+	if err != nil {
+		return sum, err
+	}
+	defer rlog.Close()
+
+	// The coordinator's own lines go to the run directory's log file; the
+	// progress display shows the job's state.
+	clog, err := os.OpenFile(filepath.Join(out, "coordinator.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return sum, err
+	}
+	defer clog.Close()
+	tok := make([]byte, 16)
+	rand.Read(tok)
+	token := hex.EncodeToString(tok)
+	c, err := startCoordinator(ctx, coordinatorSetup{
+		name: "coordinator", spec: spec, token: token, etcd: cli, storeDir: filepath.Join(out, storeSubdir),
+		listen: "127.0.0.1:0", gossip: "127.0.0.1:0", advertise: "127.0.0.1", runLog: rlog,
+		logf: func(f string, a ...any) {
+			fmt.Fprintf(clog, "%s %s\n", time.Now().Format(time.RFC3339Nano), fmt.Sprintf(f, a...))
+		},
+	})
+	if err != nil {
+		return sum, err
+	}
+	defer c.stop()
+
+	threads := spec.Threads
+	if threads == 0 {
+		threads = max(1, runtime.GOMAXPROCS(0)/spec.Workers)
+	}
+	workers := make([]*exec.Cmd, spec.Workers)
+	exited := make(chan workerExit, spec.Workers)
+	running := 0
+	defer func() { lc.reap(workers[:running], exited, 0) }()
+	for i := range workers {
+		port, err := freePort()
+		if err != nil {
+			return sum, err
+		}
+		name := fmt.Sprintf("worker-%d", i)
+		logf, err := os.Create(filepath.Join(out, name+".log"))
+		if err != nil {
+			return sum, err
+		}
+		defer logf.Close()
+		cmd := exec.Command(exe, "worker", "--coordinator", c.controlAddr, "--name", name,
+			"--listen", "127.0.0.1:"+strconv.Itoa(port), "--gossip", "127.0.0.1:0", "--advertise", "127.0.0.1",
+			"--http", "", "--data-dir", dataDir, "--threads", strconv.Itoa(threads))
+		cmd.Env = append(os.Environ(), tokenEnv+"="+token)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			return sum, fmt.Errorf("starting %s: %w", name, err)
+		}
+		workers[i] = cmd
+		running = i + 1
+		go func() { exited <- workerExit{name, cmd.Wait()} }()
+	}
+	lc.logf("cluster: etcd %s, coordinator %s, %d workers × %d threads (logs in %s)",
+		etcd.Endpoints()[0], c.controlAddr, spec.Workers, threads, out)
+
+	runErr := lc.watch(ctx, c, exited, len(workers))
+	st := c.srv.StatusReply()
+	// A complete job's workers exit by themselves once told; otherwise (or
+	// if they linger) SIGTERM makes them leave the job.
+	grace := 10 * time.Second
+	if runErr != nil {
+		grace = 0
+	}
+	lc.reap(workers, exited, grace)
+	sum.Steps = int(st.Step)
+	sum.WallSeconds = time.Since(launch).Seconds()
+	sum.ImagesPerSecond = st.ImagesPerSecond
+	sum.Threads = threads
+	sum.Resumed = lc.resume && statErr == nil
+	sum.Checkpoint = st.LastCheckpoint
+	if e := st.LastEval; e != nil {
+		sum.TestAccuracy, sum.TestLoss = e.Accuracy, e.Loss
+	}
+	for _, r := range rlog.Records() {
+		if r.Kind == "eval" && r.Accuracy >= 0.99 {
+			sum.SecondsTo99 = r.Time.Sub(launch).Seconds()
+			break
+		}
+	}
+	sum.PeakRSSBytes = runlog.PeakRSS()
+	if errors.Is(runErr, context.Canceled) {
+		sum.Interrupted = true
+		runErr = fmt.Errorf("%w: the cluster stopped; checkpoint %s is committed", worker.ErrInterrupted, st.LastCheckpoint)
+	}
+	if err := runlog.WriteSummary(out, sum); err != nil && runErr == nil {
+		runErr = err
+	}
+	if err := runlog.WritePlot(out, spec.Model, rlog.Records()); err != nil && runErr == nil {
+		runErr = err
+	}
+	return sum, runErr
+}
+
+type workerExit struct {
+	name string
+	err  error
+}
+
+// reap waits up to grace for the workers still running to exit, then
+// sends them SIGTERM (they leave the job) and, 30 s later, SIGKILL. It
+// returns once every one has exited; it is a no-op the second time.
+func (lc *localCluster) reap(workers []*exec.Cmd, exited chan workerExit, grace time.Duration) {
+	if lc.reaped {
+		return
+	}
+	lc.reaped = true
+	alive := len(workers) - lc.exitedCount
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	for signalled := false; alive > 0; {
+		select {
+		case <-exited:
+			alive--
+		case <-timer.C:
+			if signalled {
+				for _, w := range workers {
+					w.Process.Kill()
+				}
+				continue
+			}
+			for _, w := range workers {
+				w.Process.Signal(syscall.SIGTERM)
+			}
+			signalled = true
+			timer.Reset(30 * time.Second)
+		}
+	}
+}
+
+// watch shows the job's progress until it is complete (nil), ctx ends, or
+// the coordinator fails. Workers that exit early are reported; the job
+// carries on without them while it has min_workers.
+func (lc *localCluster) watch(ctx context.Context, c *runningCoordinator, exited chan workerExit, n int) error {
+	spec := lc.spec
+	samples, _ := trainSamples(spec)
+	perStep := spec.BatchPerWorker() * spec.Workers
+	steps := (samples + perStep - 1) / perStep
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	epoch, lastEval, reason := -1, -1, ""
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.srv.Done():
+			lc.show(c.srv.StatusReply(), &epoch, &lastEval, &reason, steps)
+			return nil
+		case err := <-c.runErr:
+			c.runErr <- err
+			if err == nil {
+				return ctx.Err()
+			}
+			return err
+		case e := <-exited:
+			lc.exitedCount++
+			if lc.exitedCount == n {
+				return fmt.Errorf("every worker exited before the job was complete (see the logs in %s)", lc.out)
+			}
+			if e.err != nil {
+				lc.progress.notice(fmt.Sprintf("%s exited: %v (see %s.log)", e.name, e.err, filepath.Join(lc.out, e.name)))
+			}
+		case <-tick.C:
+			lc.show(c.srv.StatusReply(), &epoch, &lastEval, &reason, steps)
+		}
+	}
+}
+
+func (lc *localCluster) show(st *api.StatusReply, epoch, lastEval *int, reason *string, steps int) {
+	p := lc.progress
+	if st.Reason != *reason && st.State != "running" {
+		p.notice(fmt.Sprintf("cluster: %s", st.Reason))
+	}
+	*reason = st.Reason
+	if e := st.LastEval; e != nil && e.Epoch > *lastEval {
+		*lastEval = e.Epoch
+		p.EpochEnd(worker.EvalStats{Epoch: e.Epoch, Loss: e.Loss, Accuracy: e.Accuracy})
+	}
+	if st.State != "running" || st.Epoch >= lc.spec.Epochs {
+		return
+	}
+	if st.Epoch != *epoch {
+		*epoch = st.Epoch
+		p.EpochStart(st.Epoch, lc.spec.Epochs, steps, int(st.Step)-st.Epoch*steps)
+	}
+	var loss, acc, lr float64
+	n := 0
+	for _, w := range st.Workers {
+		if w.Stats != nil && w.Rank >= 0 {
+			loss += w.Stats.Loss
+			acc += w.Stats.Accuracy
+			lr = w.Stats.LR
+			n++
+		}
+	}
+	if n > 0 {
+		loss, acc = loss/float64(n), acc/float64(n)
+	}
+	p.Step(worker.StepStats{
+		Epoch: st.Epoch, Step: int(st.Step), EpochStep: min(steps, max(0, int(st.Step)-st.Epoch*steps)),
+		LR: lr, Loss: loss, Accuracy: acc, ImagesPerSecond: st.ImagesPerSecond,
+	})
+}
+
+// freePort returns a loopback TCP port free right now.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
