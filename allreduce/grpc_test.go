@@ -227,3 +227,78 @@ func TestGRPCMutualTLS(t *testing.T) {
 		t.Fatalf("ring formed with a certificate-less client: %v", derrs)
 	}
 }
+
+// TestGRPCRetriesRefusedLink forms a ring of generation 4 while rank 1's
+// address is still served by its transport of generation 3 (a new
+// generation starting while the old listener closes): rank 0's link is
+// refused there, retried, and accepted by generation 4, and the ring works.
+func TestGRPCRetriesRefusedLink(t *testing.T) {
+	l0, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := []string{l0.Addr().String(), l1.Addr().String()}
+	ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
+	defer cancel()
+	// Rank 1 of generation 3 waits in vain for its neighbour, refusing
+	// generation 4's link, and gives up.
+	old := make(chan error, 1)
+	go func() {
+		_, err := DialRing(ctx, GRPCConfig{Rank: 1, Addrs: addrs, Listener: l1, Job: 7, Generation: 3, Timeout: 400 * time.Millisecond})
+		old <- err
+	}()
+	var ts [2]*GRPCTransport
+	var errs [2]error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		ts[0], errs[0] = DialRing(ctx, GRPCConfig{Rank: 0, Addrs: addrs, Listener: l0, Job: 7, Generation: 4, Timeout: 5 * time.Second})
+	}()
+	go func() {
+		defer wg.Done()
+		if err := <-old; err == nil {
+			errs[1] = errors.New("generation 3 formed a ring alone")
+			return
+		}
+		var l net.Listener
+		for l == nil {
+			l, _ = net.Listen("tcp", addrs[1]) // the old transport may still be closing
+			time.Sleep(10 * time.Millisecond)
+		}
+		ts[1], errs[1] = DialRing(ctx, GRPCConfig{Rank: 1, Addrs: addrs, Listener: l, Job: 7, Generation: 4, Timeout: 5 * time.Second})
+	}()
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v", i, err)
+		}
+	}
+	comms := make([]*Comm, 2)
+	for i := range comms {
+		comms[i], err = New(ts[i], Config{Job: 7, Generation: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go comms[i].Run(ctx)
+		defer comms[i].Close()
+	}
+	bufs := [][]float32{{1, 2, 3}, {10, 20, 30}}
+	for i := range comms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = comms[i].AllReduce(ctx, bufs[i])
+		}()
+	}
+	wg.Wait()
+	for i := range comms {
+		if errs[i] != nil || bufs[i][0] != 11 || bufs[i][2] != 33 {
+			t.Fatalf("rank %d: %v %v", i, errs[i], bufs[i])
+		}
+	}
+}

@@ -307,12 +307,40 @@ func (t *GRPCTransport) connect(ctx context.Context, cfg GRPCConfig) error {
 		return t.peerErr(right, "dial", err)
 	}
 	t.conn = conn
-	sctx, cancel := context.WithCancel(context.Background())
-	t.outCancel = cancel
 	// Bound the set-up by ctx and the timeout; the stream itself lives
 	// until Close.
 	setup, setupCancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer setupCancel()
+	for {
+		out, cancel, err := t.openLink(setup, conn, right)
+		if err == nil {
+			t.out, t.outCancel = out, cancel
+			break
+		}
+		// The neighbour refused the link: most likely the listener of its
+		// previous generation is still closing on the same address. Try
+		// again until the set-up deadline.
+		select {
+		case <-setup.Done():
+			if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				err = setup.Err()
+			}
+			return t.peerErr(right, "dial", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.wg.Add(2)
+	go t.readAcks()
+	go t.pings()
+	return nil
+}
+
+// openLink opens the link stream to the right neighbour, sends the hello
+// frame and waits for the neighbour to accept it (it answers with its own
+// hello), so a ring is only formed with a neighbour of the same job and
+// generation. The stream lives until cancel is called.
+func (t *GRPCTransport) openLink(setup context.Context, conn *grpc.ClientConn, right int) (grpc.ClientStream, context.CancelFunc, error) {
+	sctx, cancel := context.WithCancel(context.Background())
 	stop := context.AfterFunc(setup, cancel)
 	out, err := conn.NewStream(sctx, &linkStreamDesc, linkMethod, grpc.WaitForReady(true))
 	if err == nil {
@@ -320,21 +348,22 @@ func (t *GRPCTransport) connect(ctx context.Context, cfg GRPCConfig) error {
 		PutHeader(hb[:], Header{Kind: KindHello, Job: t.job, Generation: t.gen, From: uint32(t.rank)})
 		err = out.SendMsg(&txMsg{hdr: hb[:]})
 	}
-	if !stop() {
-		// The set-up deadline fired and cancelled the stream.
-		if err == nil {
-			err = setup.Err()
+	if err == nil {
+		m := rxMsg{maxFrame: t.maxFrame}
+		if err = out.RecvMsg(&m); err == nil &&
+			(m.h.Kind != KindHello || m.h.Job != t.job || m.h.Generation != t.gen || int(m.h.From) != right) {
+			err = fmt.Errorf("%w: link accepted by rank %d job %d generation %d (kind %d)", ErrBadFrame, m.h.From, m.h.Job, m.h.Generation, m.h.Kind)
 		}
+	}
+	if !stop() && err == nil {
+		// The set-up deadline fired and cancelled the stream.
+		err = setup.Err()
 	}
 	if err != nil {
 		cancel()
-		return t.peerErr(right, "dial", err)
+		return nil, nil, err
 	}
-	t.out = out
-	t.wg.Add(2)
-	go t.readAcks()
-	go t.pings()
-	return nil
+	return out, cancel, nil
 }
 
 // handleLink is the server side of the link from the left neighbour: it
@@ -357,6 +386,18 @@ func (t *GRPCTransport) handleLink(stream grpc.ServerStream) error {
 	}
 	t.in = stream
 	t.leftMu.Unlock()
+	// Accept the link: the neighbour's set-up waits for this answer.
+	var hb [HeaderLen]byte
+	PutHeader(hb[:], Header{Kind: KindHello, Job: t.job, Generation: t.gen, From: uint32(t.rank)})
+	t.inSendMu.Lock()
+	err := stream.SendMsg(&txMsg{hdr: hb[:]})
+	t.inSendMu.Unlock()
+	if err != nil {
+		t.leftMu.Lock()
+		t.in = nil // the neighbour may try again
+		t.leftMu.Unlock()
+		return err
+	}
 	close(t.leftUp)
 	select {
 	case <-t.closed:
