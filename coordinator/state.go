@@ -366,6 +366,23 @@ func (c *Coordinator) Heartbeat(name string, generation uint64, step int64) erro
 	return nil
 }
 
+// Restored tells the state machine that the current generation, which has
+// no Source, starts from a committed checkpoint at step and pos rather than
+// where the machine assumed: later heartbeats and the next generation's
+// resume point count from there. It is ignored for a generation with a
+// Source.
+func (c *Coordinator) Restored(step int64, pos Position) {
+	if c.gen.Number == 0 || c.gen.Source != "" {
+		return
+	}
+	c.gen.ResumeStep, c.gen.Position = step, pos
+	for _, m := range c.members {
+		if m.stepGen == c.gen.Number {
+			m.step, m.stepGen = 0, 0
+		}
+	}
+}
+
 // Broken records that ring member name found the ring of generation
 // broken (a peer died or stalled, as the all-reduce saw it) before
 // membership noticed anything. Like a membership change it opens the

@@ -1,0 +1,511 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/ringtrain/ringtrain/api"
+	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/etcdlocal"
+	"github.com/ringtrain/ringtrain/job"
+)
+
+// The tests in this file run real clusters: the real etcd server binary
+// (built from go.etcd.io/etcd/server/v3), coordinator and worker processes
+// of the ringtrain binary, gRPC and memberlist over loopback, the real
+// MNIST. Timeouts only catch hangs; the recovery times they observe are
+// logged (and recorded in docs/BENCHMARKS.md).
+
+var (
+	etcdOnce sync.Once
+	etcdBin  string
+	etcdErr  error
+)
+
+// etcdBinary builds the etcd server once per test binary.
+func etcdBinary(t *testing.T) string {
+	t.Helper()
+	bin, _ := binary(t)
+	etcdOnce.Do(func() {
+		etcdBin = filepath.Join(filepath.Dir(bin), "etcd")
+		cmd := exec.Command("go", "build", "-o", etcdBin, "go.etcd.io/etcd/server/v3")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			etcdErr = fmt.Errorf("building etcd: %v\n%s", err, out)
+		}
+	})
+	if etcdErr != nil {
+		t.Fatal(etcdErr)
+	}
+	return etcdBin
+}
+
+// proc is one process of a test cluster.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+func (p *proc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *proc) logText() string {
+	b, _ := os.ReadFile(p.log)
+	return string(b)
+}
+
+// testCluster is a cluster of processes for one test.
+type testCluster struct {
+	t       *testing.T
+	bin     string
+	data    string // MNIST directory
+	dir     string
+	token   string
+	jobFile string
+	spec    job.Spec
+	store   string
+
+	etcd     *proc
+	etcdURL  url.URL
+	etcdPeer url.URL
+	coords   []*proc
+	coordAt  map[string]string // name → control address
+	workers  map[string]*proc
+	workerAt map[string]string // name → data address (kept across restarts)
+	mu       sync.Mutex
+}
+
+func newTestCluster(t *testing.T, spec job.Spec) *testCluster {
+	t.Helper()
+	bin, data := binary(t)
+	dir := t.TempDir()
+	y, err := spec.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobFile := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(jobFile, y, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := &testCluster{
+		t: t, bin: bin, data: filepath.Join(data, "mnist"), dir: dir, token: "test-token", jobFile: jobFile, spec: spec,
+		store: filepath.Join(dir, "store"), coordAt: map[string]string{}, workers: map[string]*proc{}, workerAt: map[string]string{},
+	}
+	t.Cleanup(c.killAll)
+	return c
+}
+
+func (c *testCluster) start(name string, bin string, env []string, args ...string) *proc {
+	c.t.Helper()
+	log := filepath.Join(c.dir, name+".log")
+	f, err := os.OpenFile(log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	p := &proc{name: name, cmd: cmd, log: log, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p
+}
+
+// startEtcd starts (or restarts, on the same data and ports) the real etcd
+// server and waits until it answers.
+func (c *testCluster) startEtcd() {
+	c.t.Helper()
+	bin := etcdBinary(c.t)
+	if c.etcdURL.Host == "" {
+		var err error
+		if c.etcdURL, err = etcdlocal.FreeLoopbackURL(); err != nil {
+			c.t.Fatal(err)
+		}
+		if c.etcdPeer, err = etcdlocal.FreeLoopbackURL(); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	c.etcd = c.start("etcd", bin, nil,
+		"--name", "e0", "--data-dir", filepath.Join(c.dir, "etcd"),
+		"--listen-client-urls", c.etcdURL.String(), "--advertise-client-urls", c.etcdURL.String(),
+		"--listen-peer-urls", c.etcdPeer.String(), "--initial-advertise-peer-urls", c.etcdPeer.String(),
+		"--initial-cluster", "e0="+c.etcdPeer.String(), "--log-level", "error")
+	cli := c.etcdClient()
+	defer cli.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := cli.Get(ctx, "health")
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) || c.etcd.exited() {
+			c.t.Fatalf("etcd did not start: %v\n%s", err, c.etcd.logText())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (c *testCluster) etcdClient() *clientv3.Client {
+	c.t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.etcdURL.String()}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return cli
+}
+
+func (c *testCluster) startCoordinator(name string) *proc {
+	c.t.Helper()
+	addr, ok := c.coordAt[name]
+	if !ok {
+		port, err := freePort()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		addr = "127.0.0.1:" + strconv.Itoa(port)
+		c.coordAt[name] = addr
+	}
+	p := c.start(name, c.bin, []string{tokenEnv + "=" + c.token}, "coordinator",
+		"--etcd-endpoints", c.etcdURL.String(), "-f", c.jobFile, "--name", name, "--listen", addr,
+		"--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0", "--advertise", "127.0.0.1", "--store", c.store)
+	c.coords = append(c.coords, p)
+	return p
+}
+
+func (c *testCluster) coordinatorAddrs() string {
+	var addrs []string
+	for _, a := range c.coordAt {
+		addrs = append(addrs, a)
+	}
+	return strings.Join(addrs, ",")
+}
+
+func (c *testCluster) startWorker(name string) *proc {
+	c.t.Helper()
+	addr, ok := c.workerAt[name]
+	if !ok {
+		port, err := freePort()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		addr = "127.0.0.1:" + strconv.Itoa(port)
+		c.workerAt[name] = addr
+	}
+	p := c.start(name, c.bin, []string{tokenEnv + "=" + c.token}, "worker",
+		"--coordinator", c.coordinatorAddrs(), "--name", name, "--listen", addr, "--gossip", "127.0.0.1:0",
+		"--http", "", "--advertise", "127.0.0.1", "--data-dir", c.data, "--threads", "1")
+	c.mu.Lock()
+	c.workers[name] = p
+	c.mu.Unlock()
+	return p
+}
+
+func (c *testCluster) killAll() {
+	for _, w := range c.workers {
+		if !w.exited() {
+			w.kill()
+		}
+	}
+	for _, p := range c.coords {
+		if !p.exited() {
+			p.kill()
+		}
+	}
+	if c.etcd != nil && !c.etcd.exited() {
+		c.etcd.kill()
+	}
+}
+
+// logs returns every process's log, for failure messages.
+func (c *testCluster) logs() string {
+	var b strings.Builder
+	entries, _ := os.ReadDir(c.dir)
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".log") {
+			data, _ := os.ReadFile(filepath.Join(c.dir, e.Name()))
+			lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+			if len(lines) > 40 {
+				lines = lines[len(lines)-40:]
+			}
+			fmt.Fprintf(&b, "--- %s (last lines)\n%s\n", e.Name(), strings.Join(lines, "\n"))
+		}
+	}
+	return b.String()
+}
+
+// status asks the coordinators for the leader's status (nil if none
+// answers).
+func (c *testCluster) status() *api.StatusReply {
+	st, err := fetchStatus(context.Background(), strings.Split(c.coordinatorAddrs(), ","), dialOption(nil), time.Second)
+	if err != nil {
+		return nil
+	}
+	return st
+}
+
+// waitFor polls the status until cond holds and returns it with the time
+// it took; it fails the test after timeout (a hang).
+func (c *testCluster) waitFor(what string, timeout time.Duration, cond func(*api.StatusReply) bool) (*api.StatusReply, time.Duration) {
+	c.t.Helper()
+	start := time.Now()
+	for {
+		if st := c.status(); st != nil && cond(st) {
+			return st, time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			c.t.Fatalf("no %s after %v; last status %+v\n%s", what, timeout, c.status(), c.logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// committed returns the job's committed checkpoints as etcd holds them.
+func (c *testCluster) committed() []checkpoint.Manifest {
+	c.t.Helper()
+	cli := c.etcdClient()
+	defer cli.Close()
+	store, err := checkpoint.Open(c.store)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ms, err := checkpoint.NewEtcdCommitter(cli, coordinator.JobName(c.spec), store).Committed(ctx)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return ms
+}
+
+// waitWorkersExit waits for every worker to exit by itself (the job is
+// complete) and checks they exited 0.
+func (c *testCluster) waitWorkersExit(timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.After(timeout)
+	for name, w := range c.workers {
+		select {
+		case <-w.done:
+			if w.err != nil {
+				c.t.Errorf("%s exited with %v", name, w.err)
+			}
+		case <-deadline:
+			c.t.Fatalf("%s still running after %v\n%s", name, timeout, c.logs())
+		}
+	}
+}
+
+// finalParams loads the merged model tensors of the newest committed
+// checkpoint.
+func (c *testCluster) finalCheckpoint() *checkpoint.Checkpoint {
+	c.t.Helper()
+	cli := c.etcdClient()
+	defer cli.Close()
+	store, err := checkpoint.Open(c.store)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ck, err := checkpoint.NewEtcdCommitter(cli, coordinator.JobName(c.spec), store).LoadLatest(ctx, c.t.Logf)
+	if err != nil || ck == nil {
+		c.t.Fatalf("final checkpoint: %v %v", ck, err)
+	}
+	return ck
+}
+
+// clusterJob is the job of the fault tests: LeNet-5 on a part of MNIST.
+func clusterJob(name string, workers int) job.Spec {
+	s := job.Default()
+	s.Name, s.Model, s.Epochs, s.BatchSize, s.Seed = name, "lenet5", 2, 16*workers, 3
+	s.Workers, s.MinWorkers, s.MaxWorkers = workers, workers, workers
+	s.TrainLimit, s.TestLimit = 12800, 2000
+	s.CheckpointEvery, s.KeepCheckpoints = 40, 100
+	return s
+}
+
+func tensorsEqual(t *testing.T, a, b *checkpoint.Checkpoint) {
+	t.Helper()
+	if a.Manifest.Step != b.Manifest.Step {
+		t.Fatalf("final steps differ: %d and %d", a.Manifest.Step, b.Manifest.Step)
+	}
+	merged := func(ck *checkpoint.Checkpoint) map[string][]byte {
+		m := map[string][]byte{}
+		for name, f := range ck.Files {
+			for _, tn := range f.Names() {
+				tt, _ := f.Tensor(tn)
+				m[name[:strings.IndexAny(name, "-.")]+"/"+tn] = tt.Data
+			}
+		}
+		return m
+	}
+	ma, mb := merged(a), merged(b)
+	if len(ma) != len(mb) || len(ma) == 0 {
+		t.Fatalf("checkpoints hold %d and %d tensors", len(ma), len(mb))
+	}
+	for k, v := range ma {
+		if string(v) != string(mb[k]) {
+			t.Fatalf("tensor %s differs between the runs", k)
+		}
+	}
+}
+
+// TestClusterKillEverythingResumesBitIdentical kills every process (etcd,
+// coordinator, workers) with SIGKILL mid-run, flips a byte in the newest
+// committed checkpoint, and restarts everything: the coordinator skips the
+// corrupt checkpoint and resumes from the one before, and the run ends with
+// parameters bit-identical to an uninterrupted run's.
+func TestClusterKillEverythingResumesBitIdentical(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs clusters of processes")
+	}
+	spec := clusterJob("resume", 2)
+
+	ref := newTestCluster(t, spec)
+	ref.startEtcd()
+	ref.startCoordinator("coordinator-0")
+	ref.startWorker("worker-0")
+	ref.startWorker("worker-1")
+	ref.waitFor("job completion", 3*time.Minute, func(st *api.StatusReply) bool { return st.State == "done" })
+	ref.waitWorkersExit(30 * time.Second)
+	want := ref.finalCheckpoint()
+
+	c := newTestCluster(t, spec)
+	c.startEtcd()
+	c.startCoordinator("coordinator-0")
+	c.startWorker("worker-0")
+	c.startWorker("worker-1")
+	killAt := int64(90 + rand.IntN(250)) // after at least two checkpoints
+	c.waitFor(fmt.Sprintf("step %d", killAt), 3*time.Minute, func(st *api.StatusReply) bool { return st.Step >= killAt })
+	c.killAll()
+	c.coords, c.workers = nil, map[string]*proc{}
+	c.startEtcd()
+	ms := c.committed()
+	if len(ms) < 2 {
+		t.Fatalf("only %d checkpoints committed before the kill", len(ms))
+	}
+	// Corrupt the newest committed checkpoint: one flipped byte.
+	newest := ms[len(ms)-1]
+	victim := filepath.Join(c.store, newest.Name, newest.Files[0].Name)
+	b, err := os.ReadFile(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 0x40
+	if err := os.WriteFile(victim, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed at step ≥ %d; committed %d checkpoints, corrupted %s", killAt, len(ms), victim)
+
+	old, _ := os.ReadFile(filepath.Join(c.dir, "coordinator-0.log"))
+	before := len(old)
+	coord := c.startCoordinator("coordinator-0")
+	c.startWorker("worker-0")
+	c.startWorker("worker-1")
+	c.waitFor("job completion after the restart", 3*time.Minute, func(st *api.StatusReply) bool { return st.State == "done" })
+	c.waitWorkersExit(30 * time.Second)
+	log := coord.logText()[before:]
+	if !strings.Contains(log, "skipping checkpoint "+newest.Name) || !strings.Contains(log, "restore "+ms[len(ms)-2].Name) {
+		t.Errorf("the coordinator's log does not tell of skipping %s for %s:\n%s", newest.Name, ms[len(ms)-2].Name, log)
+	}
+	tensorsEqual(t, c.finalCheckpoint(), want)
+}
+
+// TestClusterSurvivesWorkerKill SIGKILLs a worker mid-epoch: the others
+// form a new ring and train on, a replacement under the same name joins
+// the running job, and the job ends with the accuracy of a run without the
+// fault.
+func TestClusterSurvivesWorkerKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs clusters of processes")
+	}
+	spec := clusterJob("workerkill", 3)
+	spec.MinWorkers = 2
+	spec.Epochs = 3
+
+	ref := newTestCluster(t, spec)
+	ref.startEtcd()
+	ref.startCoordinator("coordinator-0")
+	for i := range 3 {
+		ref.startWorker(fmt.Sprintf("worker-%d", i))
+	}
+	refSt, _ := ref.waitFor("job completion", 4*time.Minute, func(st *api.StatusReply) bool { return st.State == "done" && st.LastEval != nil })
+	ref.killAll()
+
+	c := newTestCluster(t, spec)
+	c.startEtcd()
+	c.startCoordinator("coordinator-0")
+	for i := range 3 {
+		c.startWorker(fmt.Sprintf("worker-%d", i))
+	}
+	st, _ := c.waitFor("a running ring of 3", 2*time.Minute, func(st *api.StatusReply) bool {
+		return st.State == "running" && st.Step >= 150 && ringSize(st) == 3
+	})
+	gen, step := st.Generation, st.Step
+	c.workers["worker-1"].kill()
+	killed := time.Now()
+	st, detect := c.waitFor("a new generation without worker-1", time.Minute, func(st *api.StatusReply) bool {
+		return st.Generation > gen && ringSize(st) == 2
+	})
+	resumeStep := st.Step
+	_, trainOn := c.waitFor("training on", time.Minute, func(st *api.StatusReply) bool { return st.Step >= resumeStep+5 && st.Generation == gen+1 })
+	t.Logf("worker-1 killed at step ≥ %d: new generation %d after %v; training on after %v (since the kill: %v)",
+		step, gen+1, detect.Round(time.Millisecond), trainOn.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+
+	c.startWorker("worker-1")
+	c.waitFor("the replacement in the ring", time.Minute, func(st *api.StatusReply) bool { return ringSize(st) == 3 })
+	final, _ := c.waitFor("job completion", 4*time.Minute, func(st *api.StatusReply) bool { return st.State == "done" && st.LastEval != nil })
+	c.waitWorkersExit(30 * time.Second)
+	diff := 100 * (final.LastEval.Accuracy - refSt.LastEval.Accuracy)
+	t.Logf("test accuracy %.2f%% with the fault, %.2f%% without (%+.2f points)", 100*final.LastEval.Accuracy, 100*refSt.LastEval.Accuracy, diff)
+	if diff < -0.3 || diff > 0.3 {
+		t.Errorf("accuracy with a killed worker %.2f%%, without %.2f%%: more than 0.3 points apart", 100*final.LastEval.Accuracy, 100*refSt.LastEval.Accuracy)
+	}
+}
+
+// ringSize counts the workers with a rank in the current generation.
+func ringSize(st *api.StatusReply) int {
+	n := 0
+	for _, w := range st.Workers {
+		if w.Rank >= 0 {
+			n++
+		}
+	}
+	return n
+}

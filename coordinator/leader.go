@@ -1,0 +1,472 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/ringtrain/ringtrain/api"
+	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/membership"
+)
+
+// EtcdStateKey is the key of a job's state (a JobState in JSON), written by
+// its leader under the guard of its leader key.
+func EtcdStateKey(job string) string { return "/ringtrain/" + job + "/state" }
+
+// JobState is the value of a job's state key.
+type JobState struct {
+	JobHash string `json:"job_hash"`
+	Leader  string `json:"leader"`
+	State   string `json:"state"` // "running" or "done"
+}
+
+// fatalError is an error that ends Run instead of a campaign.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+// Run campaigns for the job's leadership, leads while elected, and
+// campaigns again whenever a term ends (the etcd session expired because
+// etcd was unreachable for LeaseTTL, or etcd refused a write guarded by the
+// leader key). It returns nil when ctx ends, after resigning (so a standby
+// takes over at once) and after every goroutine it started has returned. It
+// returns an error only when this coordinator must not lead the job: etcd
+// holds checkpoints of another job under the same name, or its keys cannot
+// be understood.
+func (s *Server) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if s.cfg.Gossip != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.watchGossip(ctx, s.cfg.Gossip)
+		}()
+	}
+	s.metrics.leader.Set(0)
+	for {
+		err := s.campaignAndLead(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if fatal := (*fatalError)(nil); errors.As(err, &fatal) {
+			s.logf("%v", fatal.err)
+			return fatal.err
+		}
+		if err != nil {
+			s.logf("%v; %s campaigns again", err, s.cfg.Name)
+		}
+		timer := time.NewTimer(campaignBackoff)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		}
+	}
+}
+
+// campaignAndLead runs one etcd session: campaign, then lead until the
+// session or ctx ends.
+func (s *Server) campaignAndLead(ctx context.Context) error {
+	// The session's context is ctx, so granting its lease gives up when
+	// Run ends; its lease is revoked with a fresh context below.
+	sess, err := concurrency.NewSession(s.cfg.Etcd, concurrency.WithTTL(s.cfg.LeaseTTL), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("coordinator: etcd session: %w", err)
+	}
+	// A lease that could not be revoked when its term ended (etcd was
+	// down) may still hold a leader key of ours that this campaign would
+	// queue behind: revoke it now that etcd answers.
+	for _, id := range s.staleLeases {
+		s.revoke(id)
+	}
+	s.staleLeases = nil
+	defer func() {
+		sess.Orphan()
+		if !s.revoke(sess.Lease()) {
+			s.staleLeases = append(s.staleLeases, sess.Lease())
+		}
+	}()
+	el := concurrency.NewElection(sess, checkpoint.EtcdLeaderPrefix(s.job))
+	s.logf("coordinator: %s campaigns for job %s", s.cfg.Name, s.job)
+	// sess.Ctx ends with ctx and when the lease is lost.
+	if err := el.Campaign(sess.Ctx(), s.cfg.Name); err != nil {
+		return fmt.Errorf("coordinator: campaign: %w", err)
+	}
+	select {
+	case <-sess.Done():
+		return errors.New("coordinator: etcd session expired while campaigning")
+	default:
+	}
+	return s.lead(ctx, sess, el.Key(), el.Rev())
+}
+
+// revoke revokes a lease of this coordinator, so that its leader key goes
+// at once; it reports false if etcd did not answer.
+func (s *Server) revoke(id clientv3.LeaseID) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
+	defer cancel()
+	_, err := s.cfg.Etcd.Revoke(ctx, id)
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		s.logf("coordinator: %s: revoking lease %x: %v (it expires within %d s)", s.cfg.Name, int64(id), err, s.cfg.LeaseTTL)
+		return false
+	}
+	return true
+}
+
+// lead is one leadership term: it rebuilds the job state from etcd, then
+// drives the state machine until ctx or the session ends.
+func (s *Server) lead(ctx context.Context, sess *concurrency.Session, key string, rev int64) error {
+	t, err := s.startTerm(ctx, key, rev)
+	if err != nil {
+		return err
+	}
+	ckpt := "none"
+	if t.lastCkpt != nil {
+		ckpt = t.lastCkpt.Name
+	}
+	s.logf("coordinator: %s leads job %s (hash %s, last generation %d, last checkpoint %s)",
+		s.cfg.Name, s.job, s.hash, t.sm.cfg.StartGeneration, ckpt)
+	s.mu.Lock()
+	s.term = t
+	s.mu.Unlock()
+	s.metrics.leader.Set(1)
+	if t.done {
+		s.logf("coordinator: job %s is complete; telling every worker to stop", s.job)
+		s.markDone()
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.commitLoop(cctx, t)
+	}()
+	defer func() {
+		// Step down first: from here on every call is answered as standby.
+		s.mu.Lock()
+		s.term = nil
+		s.mu.Unlock()
+		s.metrics.leader.Set(0)
+		cancel()
+		wg.Wait()
+	}()
+
+	ticker := time.NewTicker(s.tick)
+	defer ticker.Stop()
+	s.wake()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sess.Done():
+			return errors.New("coordinator: etcd session expired (etcd unreachable or lease revoked): stepping down")
+		case <-ticker.C:
+			s.mu.Lock()
+			if !t.done {
+				t.sm.Tick()
+			}
+			s.mu.Unlock()
+		case <-s.kick:
+		}
+		if err := s.drive(ctx, t); err != nil {
+			return err
+		}
+	}
+}
+
+// startTerm reads the job from etcd (its generation, latest committed
+// checkpoint and state), builds the state machine and writes the job state
+// key.
+func (s *Server) startTerm(ctx context.Context, key string, rev int64) (*term, error) {
+	rctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	committer := checkpoint.NewEtcdCommitter(s.cfg.Etcd, s.job, s.cfg.Store)
+	genKey := checkpoint.EtcdGenerationKey(s.job)
+	resp, err := s.cfg.Etcd.Get(rctx, genKey)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: reading %s: %w", genKey, err)
+	}
+	var gen uint64
+	if len(resp.Kvs) > 0 {
+		gen, err = strconv.ParseUint(string(resp.Kvs[0].Value), 10, 64)
+		if err != nil {
+			return nil, &fatalError{fmt.Errorf("coordinator: etcd key %s holds %q, not a generation number", genKey, resp.Kvs[0].Value)}
+		}
+	}
+	latest, ok, err := committer.Latest(rctx)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: reading job %s's latest checkpoint: %w", s.job, err)
+	}
+	if ok && latest.JobHash != s.hash {
+		return nil, &fatalError{fmt.Errorf("coordinator: etcd holds job %s's checkpoints with hash %s; this job file has hash %s",
+			s.job, latest.JobHash, s.hash)}
+	}
+	stateKey := EtcdStateKey(s.job)
+	resp, err = s.cfg.Etcd.Get(rctx, stateKey)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: reading %s: %w", stateKey, err)
+	}
+	var st JobState
+	if len(resp.Kvs) > 0 {
+		if err := json.Unmarshal(resp.Kvs[0].Value, &st); err != nil {
+			s.logf("coordinator: warning: etcd key %s holds no job state (%v); overwriting it", stateKey, err)
+			st = JobState{}
+		}
+	}
+
+	cfg := s.smConfig
+	cfg.StartGeneration = gen
+	t := &term{
+		key:       key,
+		rev:       rev,
+		committer: committer,
+		commits:   make(chan commitJob, commitQueue),
+		workers:   make(map[string]*workerInfo),
+		reports:   make(map[reportKey]*reportSet),
+	}
+	if ok {
+		// Resume from the newest committed checkpoint whose files verify:
+		// one that fails its checksums is skipped with a warning.
+		ck, err := committer.LoadLatest(rctx, func(f string, a ...any) { s.logf("coordinator: warning: "+f, a...) })
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: job %s: %w", s.job, err)
+		}
+		if ck == nil {
+			return nil, fmt.Errorf("coordinator: job %s: checkpoint %s vanished while resuming", s.job, latest.Name)
+		}
+		if ck.Manifest.Name != latest.Name {
+			s.logf("coordinator: job %s resumes from checkpoint %s instead of %s", s.job, ck.Manifest.Name, latest.Name)
+		}
+		latest = ck.Manifest
+		cfg.StartStep = int64(latest.Step)
+		cfg.StartPosition = Position{Epoch: latest.Epoch, Consumed: latest.Position}
+		t.lastCkpt = &latest
+		t.lastTrain = int64(latest.Step)
+		t.done = s.isFinal(latest.Epoch, latest.Position)
+	}
+	if st.State == "done" {
+		if st.JobHash == s.hash {
+			t.done = true
+		} else {
+			s.logf("coordinator: warning: etcd says job %s with hash %s is done; this job file has hash %s, starting it", s.job, st.JobHash, s.hash)
+		}
+	}
+	t.sm, err = New(cfg)
+	if err != nil {
+		return nil, &fatalError{fmt.Errorf("coordinator: resuming job %s from checkpoint %s: %w", s.job, latest.Name, err)}
+	}
+	state := "running"
+	if t.done {
+		state = "done"
+	}
+	if err := s.writeState(ctx, t, state); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// isFinal reports whether a data position is the end of the job's last
+// epoch.
+func (s *Server) isFinal(epoch, consumed int) bool {
+	e := s.cfg.Spec.Epochs
+	return (epoch == e && consumed == 0) || (epoch == e-1 && consumed == s.cfg.Samples)
+}
+
+// guarded runs ops in one etcd transaction only if t's leader key still
+// exists with the revision it won the election with.
+func (s *Server) guarded(ctx context.Context, t *term, what string, ops ...clientv3.Op) error {
+	ctx, cancel := context.WithTimeout(ctx, etcdOpTimeout)
+	defer cancel()
+	resp, err := s.cfg.Etcd.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(t.key), "=", t.rev)).
+		Then(ops...).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("coordinator: %s: etcd: %w", what, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("coordinator: %s: %w (leader key %s is gone)", what, checkpoint.ErrNotLeader, t.key)
+	}
+	return nil
+}
+
+// writeState writes the job state key.
+func (s *Server) writeState(ctx context.Context, t *term, state string) error {
+	b, err := json.Marshal(JobState{JobHash: s.hash, Leader: s.cfg.Name, State: state})
+	if err != nil {
+		return fmt.Errorf("coordinator: %w", err)
+	}
+	return s.guarded(ctx, t, "writing the job state", clientv3.OpPut(EtcdStateKey(s.job), string(b)))
+}
+
+// drive does what the state machine's Ready asks. A new generation is
+// written to etcd before anything of it is visible; while that fails (etcd
+// unreachable) the Ready stays unacknowledged and is retried on the next
+// tick, and workers keep the previous generation. It returns an error only
+// when etcd says this coordinator no longer leads.
+func (s *Server) drive(ctx context.Context, t *term) error {
+	s.mu.Lock()
+	dirty := t.stateDirty
+	s.mu.Unlock()
+	if dirty {
+		err := s.writeState(ctx, t, "done")
+		if errors.Is(err, checkpoint.ErrNotLeader) {
+			return err
+		}
+		if err != nil {
+			s.logf("coordinator: warning: %v; retrying", err)
+		} else {
+			s.mu.Lock()
+			t.stateDirty = false
+			s.mu.Unlock()
+		}
+	}
+
+	s.mu.Lock()
+	if t.done || !t.sm.HasReady() {
+		s.mu.Unlock()
+		return nil
+	}
+	rd := t.sm.Ready()
+	s.mu.Unlock()
+	if g := rd.Generation; g != nil {
+		err := s.guarded(ctx, t, fmt.Sprintf("writing generation %d", g.Number),
+			clientv3.OpPut(checkpoint.EtcdGenerationKey(s.job), strconv.FormatUint(g.Number, 10)))
+		if errors.Is(err, checkpoint.ErrNotLeader) {
+			return err
+		}
+		if err != nil {
+			s.mu.Lock()
+			first := !t.genFailed
+			t.genFailed = true
+			s.mu.Unlock()
+			if first {
+				s.logf("coordinator: warning: generation %d not published: %v; retrying every tick", g.Number, err)
+			}
+			return nil
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.genFailed = false
+	s.apply(t, rd)
+	t.sm.Advance()
+	return nil
+}
+
+// apply makes a Ready visible. Called with s.mu held, after a new
+// generation's number is in etcd.
+func (s *Server) apply(t *term, rd Ready) {
+	members := t.sm.Members()
+	for _, r := range rd.Removed {
+		s.logf("coordinator: %s removed (%s)", r.Name, r.Reason)
+		if !slices.Contains(members, r.Name) { // not re-joined since
+			delete(t.workers, r.Name)
+		}
+	}
+	if g := rd.Generation; g != nil {
+		ag := s.apiGeneration(t, g)
+		if ag.Source == "" && (ag.ResumeStep != g.ResumeStep || ag.Epoch != g.Position.Epoch || ag.Consumed != g.Position.Consumed) {
+			t.sm.Restored(ag.ResumeStep, Position{Epoch: ag.Epoch, Consumed: ag.Consumed})
+		}
+		t.gen, t.paused = ag, false
+		for k := range t.reports {
+			if k.gen < ag.Number {
+				delete(t.reports, k)
+			}
+		}
+		t.lastTrain = min(t.lastTrain, ag.ResumeStep)
+		from := "source " + ag.Source
+		switch {
+		case ag.Restore != "":
+			from = "restore " + ag.Restore
+		case ag.Source == "":
+			from = "initial parameters"
+		}
+		s.logf("coordinator: generation %d: %d workers %v; resume step %d at epoch %d consumed %d from %s",
+			ag.Number, len(ag.Ring), g.Ring, ag.ResumeStep, ag.Epoch, ag.Consumed, from)
+	} else if _, running := t.sm.Generation(); !running && t.gen != nil {
+		if !t.paused {
+			s.logf("coordinator: ring of generation %d paused (%d members remain: %v)", t.gen.Number, len(rd.Pause), rd.Pause)
+		}
+		t.paused = true
+	}
+	if rd.Status != "" {
+		t.reason = rd.Status
+		s.logf("coordinator: job %s: %s", s.job, rd.Status)
+	}
+}
+
+// apiGeneration turns a generation of the state machine into what workers
+// receive. A ring with no surviving member (the first of a term, or one
+// after every member died) starts from the latest committed checkpoint
+// (Restore) at its step and position, which the driver then tells the state
+// machine (Restored); with nothing committed it starts from the initial
+// parameters.
+func (s *Server) apiGeneration(t *term, g *Generation) *api.Generation {
+	ag := &api.Generation{
+		Number:     g.Number,
+		ResumeStep: g.ResumeStep,
+		Epoch:      g.Position.Epoch,
+		Consumed:   g.Position.Consumed,
+		Source:     g.Source,
+	}
+	for _, name := range g.Ring {
+		p := api.Peer{Name: name}
+		if w := t.workers[name]; w != nil {
+			p.DataAddr = w.dataAddr
+		}
+		ag.Ring = append(ag.Ring, p)
+	}
+	if g.Source == "" {
+		if m := t.lastCkpt; m != nil {
+			ag.Restore, ag.ResumeStep, ag.Epoch, ag.Consumed = m.Name, int64(m.Step), m.Epoch, m.Position
+		} else if g.ResumeStep > 0 || g.Position != (Position{}) {
+			s.logf("coordinator: warning: generation %d has no survivor and no checkpoint is committed; starting over", g.Number)
+			ag.ResumeStep, ag.Epoch, ag.Consumed = 0, 0, 0
+		}
+	}
+	return ag
+}
+
+// watchGossip turns memberlist's Gone events for members into deaths.
+func (s *Server) watchGossip(ctx context.Context, m *membership.Member) {
+	events := m.Events()
+	for {
+		var ev membership.Event
+		select {
+		case <-ctx.Done():
+			return
+		case ev = <-events:
+		}
+		if ev.Kind != membership.Gone {
+			continue // a worker becomes a member through Join
+		}
+		t := s.leading()
+		if t == nil {
+			continue
+		}
+		if !t.done && slices.Contains(t.sm.Members(), ev.Name) {
+			s.logf("coordinator: memberlist: %s is gone", ev.Name)
+			t.sm.Dead(ev.Name)
+			s.wake()
+		}
+		s.mu.Unlock()
+	}
+}

@@ -1,0 +1,615 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ringtrain/ringtrain/api"
+	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/membership"
+	"github.com/ringtrain/ringtrain/runlog"
+)
+
+// ServerConfig configures a coordinator process (see Server).
+type ServerConfig struct {
+	// Name is this coordinator's name, unique among the job's coordinators;
+	// it is the value of its leader key.
+	Name string
+	// Spec is the job. Its name (JobName) is the etcd key component of all
+	// the job's keys.
+	Spec  job.Spec
+	Token string // the join token every worker must present; non-empty
+	Etcd  *clientv3.Client
+	// Store is the checkpoint store (a shared volume on a cluster); the
+	// coordinator seals the workers' shards there.
+	Store *checkpoint.Store
+	// StoreDir is the store directory advertised to workers (default
+	// Store.Dir()).
+	StoreDir string
+	// Samples is the number of training samples per epoch; the coordinator
+	// loads no data.
+	Samples int
+	// Gossip is this process's memberlist member; its Gone events declare
+	// workers dead. Run is the only reader of its Events. Optional (nil:
+	// deaths are noticed by silence only).
+	Gossip *membership.Member
+	// GossipAddr is the memberlist address workers join (JoinReply.Gossip).
+	GossipAddr string
+	// HeartbeatInterval is how often workers heartbeat (default 200 ms); one
+	// tick of the state machine is half of it.
+	HeartbeatInterval time.Duration
+	// DeadAfter: a worker silent this long is declared dead (default 3 s).
+	DeadAfter time.Duration
+	// Settle is the settling window that coalesces membership changes into
+	// one generation (default 300 ms).
+	Settle time.Duration
+	// LeaseTTL is the etcd session TTL in seconds (default 5): a leader cut
+	// off from etcd this long steps down, and a standby takes over this long
+	// after a leader dies.
+	LeaseTTL int
+	// RunLog, when set, receives "eval" records from checkpoint reports and
+	// "train" records from rank 0's heartbeats. The server serializes its
+	// use of it; the caller closes it after Run returns.
+	RunLog *runlog.Log
+	// Logf receives log lines (nil: discarded).
+	Logf func(format string, args ...any)
+	// Now is the clock for timestamps in status and records (nil: time.Now).
+	Now func() time.Time
+}
+
+// Defaults of ServerConfig.
+const (
+	DefaultHeartbeatInterval = 200 * time.Millisecond
+	DefaultDeadAfter         = 3 * time.Second
+	DefaultSettle            = 300 * time.Millisecond
+	DefaultLeaseTTL          = 5
+	// defaultKeepCheckpoints is used when the job file keeps none.
+	defaultKeepCheckpoints = 3
+	// trainRecordEvery is the number of steps between "train" records.
+	trainRecordEvery = 50
+)
+
+// Timeouts of etcd calls; they bound how long one attempt waits while etcd
+// is unreachable.
+const (
+	commitTimeout   = 5 * time.Second
+	etcdOpTimeout   = 2 * time.Second
+	readTimeout     = 5 * time.Second
+	leaderLookup    = 500 * time.Millisecond
+	revokeTimeout   = 2 * time.Second
+	campaignBackoff = 500 * time.Millisecond
+)
+
+// Server is a coordinator process: it campaigns for the job's leadership in
+// etcd and, while leader, drives the generation state machine (Coordinator)
+// from the control-plane RPCs, memberlist events and a ticker, publishes
+// generations (each first written to etcd), seals and commits checkpoints,
+// and serves status and metrics. While standby it refuses the workers'
+// calls with codes.Unavailable, naming the leader.
+//
+// All job state lives in one leadership term and is dropped when the term
+// ends (the etcd session expired, etcd refused a guarded write, or Run's
+// context ended); the next term rebuilds it from etcd. The RPC handlers are
+// safe for concurrent use; NewServer starts nothing, Run owns every
+// goroutine the server starts.
+type Server struct {
+	cfg       ServerConfig
+	job       string
+	hash      string
+	jobID     uint64
+	jobYAML   string
+	storeDir  string
+	tick      time.Duration
+	smConfig  Config // the state machine's config without the start fields
+	keep      int
+	commitTTL time.Duration // per-commit timeout
+	logf      func(string, ...any)
+	now       func() time.Time
+	metrics   *metrics
+
+	kick chan struct{} // wakes the driver: the state machine has outputs
+	done chan struct{}
+
+	// staleLeases are leases of ended terms that etcd did not revoke; only
+	// Run's goroutine uses them.
+	staleLeases []clientv3.LeaseID
+
+	mu       sync.Mutex
+	term     *term // nil while standby
+	doneOnce sync.Once
+}
+
+// term is the job state of one leadership term. Its fields are guarded by
+// Server.mu except where noted.
+type term struct {
+	key string // this coordinator's leader key and its create revision
+	rev int64
+
+	committer *checkpoint.EtcdCommitter
+	commits   chan commitJob // to the committer goroutine
+
+	sm     *Coordinator
+	gen    *api.Generation // the current generation; nil before the first; never mutated
+	paused bool
+	reason string // the state machine's latest status line
+	// done: the job's final checkpoint is committed; every heartbeat is
+	// answered with Stop.
+	done       bool
+	stateDirty bool // the job state key must be (re)written
+
+	workers   map[string]*workerInfo
+	reports   map[reportKey]*reportSet
+	lastCkpt  *checkpoint.Manifest // the newest checkpoint committed in etcd
+	lastEval  *api.Eval
+	lastTrain int64 // step of the last "train" record
+	genFailed bool  // the last generation write to etcd failed (for logging once)
+}
+
+// workerInfo is what the coordinator knows about one member.
+type workerInfo struct {
+	dataAddr, gossipAddr, httpAddr string
+	gen                            uint64
+	step                           int64
+	lastSeen                       time.Time
+	stats                          *api.WorkerStats
+}
+
+// NewServer checks cfg, applies its defaults and returns a server that
+// does nothing until Run.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	switch {
+	case cfg.Name == "" || strings.ContainsAny(cfg.Name, " \t\r\n"):
+		return nil, fmt.Errorf("coordinator: server: bad coordinator name %q", cfg.Name)
+	case cfg.Token == "":
+		return nil, errors.New("coordinator: server: empty join token")
+	case cfg.Etcd == nil:
+		return nil, errors.New("coordinator: server: no etcd client")
+	case cfg.Store == nil:
+		return nil, errors.New("coordinator: server: no checkpoint store")
+	case cfg.Samples < 1:
+		return nil, fmt.Errorf("coordinator: server: %d samples per epoch, want ≥ 1", cfg.Samples)
+	case cfg.HeartbeatInterval < 0 || cfg.DeadAfter < 0 || cfg.Settle < 0 || cfg.LeaseTTL < 0:
+		return nil, errors.New("coordinator: server: negative duration")
+	}
+	if err := cfg.Spec.Validate(); err != nil {
+		return nil, fmt.Errorf("coordinator: server: %w", err)
+	}
+	jobName := JobName(cfg.Spec)
+	if strings.ContainsAny(jobName, "/\\ \t\r\n") || jobName == "." || jobName == ".." {
+		return nil, fmt.Errorf("coordinator: server: job name %q cannot name etcd keys", jobName)
+	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.DeadAfter == 0 {
+		cfg.DeadAfter = DefaultDeadAfter
+	}
+	if cfg.Settle == 0 {
+		cfg.Settle = DefaultSettle
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = DefaultLeaseTTL
+	}
+	if cfg.StoreDir == "" {
+		cfg.StoreDir = cfg.Store.Dir()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	tick := max(cfg.HeartbeatInterval/2, time.Millisecond)
+	spec := cfg.Spec
+	workers := max(spec.Workers, 1)
+	minW := spec.MinWorkers
+	if minW == 0 {
+		minW = workers
+	}
+	minW = max(minW, 1)
+	maxW := spec.MaxWorkers
+	if maxW == 0 {
+		maxW = max(workers, minW)
+	}
+	smc := Config{
+		MinWorkers:     minW,
+		MaxWorkers:     maxW,
+		JoinToken:      cfg.Token,
+		JobHash:        spec.Hash(),
+		HeartbeatTicks: 2,
+		DeadTicks:      max(int(cfg.DeadAfter/tick), 3),
+		SettleTicks:    int(cfg.Settle / tick),
+		Samples:        cfg.Samples,
+		BatchPerWorker: (spec.BatchSize + workers - 1) / workers,
+	}
+	if err := smc.validate(); err != nil {
+		return nil, fmt.Errorf("coordinator: server: %w", err)
+	}
+	yml, err := spec.YAML()
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: server: rendering the job file: %w", err)
+	}
+	keep := spec.KeepCheckpoints
+	if keep < 1 {
+		keep = defaultKeepCheckpoints
+	}
+	s := &Server{
+		cfg:       cfg,
+		job:       jobName,
+		hash:      spec.Hash(),
+		jobID:     JobID(spec.Hash()),
+		jobYAML:   string(yml),
+		storeDir:  cfg.StoreDir,
+		tick:      tick,
+		smConfig:  smc,
+		keep:      keep,
+		commitTTL: commitTimeout,
+		logf:      logf,
+		now:       cfg.Now,
+		kick:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+	}
+	s.metrics = newMetrics(s)
+	return s, nil
+}
+
+// JobName is the name of spec's job in etcd keys: its Name, or "ringtrain"
+// when it has none.
+func JobName(spec job.Spec) string {
+	if spec.Name == "" {
+		return "ringtrain"
+	}
+	return spec.Name
+}
+
+// JobID derives the all-reduce frame stamp of a job from its hash: the
+// first 8 bytes of the hex hash, big-endian. A hash that is not at least 16
+// hex digits is hashed with FNV-64a instead, so every string has an ID.
+func JobID(hash string) uint64 {
+	if len(hash) >= 16 {
+		if b, err := hex.DecodeString(hash[:16]); err == nil {
+			return binary.BigEndian.Uint64(b)
+		}
+	}
+	h := fnv.New64a()
+	h.Write([]byte(hash))
+	return h.Sum64()
+}
+
+// Register registers the control service on g.
+func (s *Server) Register(g *grpc.Server) { api.RegisterControlServer(g, s) }
+
+// IsLeader reports whether this coordinator leads the job now.
+func (s *Server) IsLeader() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.term != nil
+}
+
+// Done is closed when the job is complete: its final checkpoint is
+// committed, by this coordinator or (found when it took over) by an earlier
+// one.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+func (s *Server) markDone() { s.doneOnce.Do(func() { close(s.done) }) }
+
+// wake tells the driver the state machine may have outputs.
+func (s *Server) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Server) tokenOK(token string) bool {
+	return subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.Token)) == 1
+}
+
+var errWrongToken = status.Error(codes.PermissionDenied, "coordinator: wrong join token")
+
+// leaderName returns the current leader's name as etcd has it, best
+// effort ("unknown" when etcd does not answer quickly).
+func (s *Server) leaderName(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, leaderLookup)
+	defer cancel()
+	resp, err := s.cfg.Etcd.Get(ctx, checkpoint.EtcdLeaderPrefix(s.job)+"/", clientv3.WithFirstCreate()...)
+	if err != nil || len(resp.Kvs) == 0 {
+		return "unknown"
+	}
+	return string(resp.Kvs[0].Value)
+}
+
+// standbyError is what a standby answers the workers' calls with.
+func (s *Server) standbyError(ctx context.Context) error {
+	return status.Errorf(codes.Unavailable, "standby coordinator %s; the leader is %s", s.cfg.Name, s.leaderName(ctx))
+}
+
+// leading returns the current term with s.mu held, or unlocks and returns
+// nil while standby.
+func (s *Server) leading() *term {
+	s.mu.Lock()
+	if s.term == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	return s.term
+}
+
+// Join admits a worker (see api.ControlServer).
+func (s *Server) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinReply, error) {
+	if req == nil || req.Name == "" {
+		return nil, status.Error(codes.InvalidArgument, "coordinator: join without a worker name")
+	}
+	if !s.tokenOK(req.Token) {
+		return nil, errWrongToken
+	}
+	hash := req.JobHash
+	if hash == "" {
+		hash = s.hash
+	}
+	if hash != s.hash {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"coordinator: worker %s was started with job hash %s, but this coordinator runs job %s with hash %s",
+			req.Name, hash, s.job, s.hash)
+	}
+	t := s.leading()
+	if t == nil {
+		return nil, s.standbyError(ctx)
+	}
+	defer s.mu.Unlock()
+	reply := &api.JoinReply{
+		Job:             s.jobYAML,
+		JobHash:         s.hash,
+		JobID:           s.jobID,
+		HeartbeatMillis: int(s.cfg.HeartbeatInterval / time.Millisecond),
+		StoreDir:        s.storeDir,
+	}
+	if s.cfg.GossipAddr != "" {
+		reply.Gossip = []string{s.cfg.GossipAddr}
+	}
+	if t.done {
+		return reply, nil // its first heartbeat tells it to stop
+	}
+	if err := t.sm.Join(req.Name, req.Token, hash); err != nil {
+		switch {
+		case errors.Is(err, ErrFull):
+			return nil, status.Error(codes.ResourceExhausted, err.Error())
+		default:
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
+	t.workers[req.Name] = &workerInfo{
+		dataAddr: req.DataAddr, gossipAddr: req.GossipAddr, httpAddr: req.HTTPAddr,
+		lastSeen: s.now(),
+	}
+	s.logf("coordinator: %s joined (data %s, gossip %s)", req.Name, req.DataAddr, req.GossipAddr)
+	s.wake()
+	return reply, nil
+}
+
+// Heartbeat records a worker's progress and tells it the current
+// generation (see api.ControlServer).
+func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api.HeartbeatReply, error) {
+	if req == nil || req.Name == "" {
+		return nil, status.Error(codes.InvalidArgument, "coordinator: heartbeat without a worker name")
+	}
+	if !s.tokenOK(req.Token) {
+		return nil, errWrongToken
+	}
+	if req.Step < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "coordinator: heartbeat from %s: negative step %d", req.Name, req.Step)
+	}
+	t := s.leading()
+	if t == nil {
+		return nil, s.standbyError(ctx)
+	}
+	defer s.mu.Unlock()
+	s.metrics.heartbeats.Inc()
+	if t.done {
+		return &api.HeartbeatReply{Generation: t.gen, Status: "done: the job is complete", Stop: true}, nil
+	}
+	if err := t.sm.Heartbeat(req.Name, req.Generation, req.Step); errors.Is(err, ErrNotMember) {
+		return nil, status.Errorf(codes.NotFound,
+			"coordinator: %s is not a member of job %s (never joined, left or declared dead): join again", req.Name, s.job)
+	}
+	if req.Broken {
+		s.logf("coordinator: %s reports the ring of generation %d broken", req.Name, req.Generation)
+		t.sm.Broken(req.Name, req.Generation)
+	}
+	w := t.workers[req.Name]
+	if w == nil { // every member joined through Join; keep going if not
+		w = &workerInfo{}
+		t.workers[req.Name] = w
+	}
+	w.lastSeen = s.now()
+	if req.Generation > w.gen || (req.Generation == w.gen && req.Step > w.step) {
+		w.gen, w.step = req.Generation, req.Step
+	}
+	if req.Stats != nil {
+		st := *req.Stats
+		w.stats = &st
+	}
+	s.trainRecord(t, req)
+	if t.sm.HasReady() {
+		s.wake()
+	}
+	return &api.HeartbeatReply{Generation: t.gen, Paused: t.paused, Status: t.reason}, nil
+}
+
+// trainRecord adds a "train" record from rank 0's heartbeat every
+// trainRecordEvery steps. Called with s.mu held.
+func (s *Server) trainRecord(t *term, req *api.HeartbeatRequest) {
+	if s.cfg.RunLog == nil || req.Stats == nil || t.gen == nil || req.Generation != t.gen.Number ||
+		len(t.gen.Ring) == 0 || t.gen.Ring[0].Name != req.Name || req.Step < t.lastTrain+trainRecordEvery {
+		return
+	}
+	t.lastTrain = req.Step
+	progress := float64(req.Stats.Epoch)
+	if req.Step >= t.gen.ResumeStep {
+		p := AdvancePosition(Position{Epoch: t.gen.Epoch, Consumed: min(max(t.gen.Consumed, 0), s.cfg.Samples)},
+			s.cfg.Samples, len(t.gen.Ring), s.smConfig.BatchPerWorker, req.Step-t.gen.ResumeStep)
+		progress = float64(p.Epoch) + float64(p.Consumed)/float64(s.cfg.Samples)
+	}
+	s.cfg.RunLog.Add(runlog.Record{
+		Kind: "train", Time: s.now().UTC(), Step: int(req.Step), Epoch: req.Stats.Epoch, Progress: progress,
+		LR: req.Stats.LR, Loss: req.Stats.Loss, Accuracy: req.Stats.Accuracy,
+		ImagesPerSecond: t.imagesPerSecond(),
+	})
+	if err := s.cfg.RunLog.Flush(); err != nil {
+		s.logf("coordinator: warning: metrics log: %v", err)
+	}
+}
+
+// imagesPerSecond is the sum of the members' last reported rates.
+func (t *term) imagesPerSecond() float64 {
+	var sum float64
+	for _, w := range t.workers {
+		if w.stats != nil {
+			sum += w.stats.ImagesPerSecond
+		}
+	}
+	return sum
+}
+
+// Leave removes a worker that leaves on purpose (see api.ControlServer).
+func (s *Server) Leave(ctx context.Context, req *api.LeaveRequest) (*api.LeaveReply, error) {
+	if req == nil || req.Name == "" {
+		return nil, status.Error(codes.InvalidArgument, "coordinator: leave without a worker name")
+	}
+	if !s.tokenOK(req.Token) {
+		return nil, errWrongToken
+	}
+	t := s.leading()
+	if t == nil {
+		return nil, s.standbyError(ctx)
+	}
+	defer s.mu.Unlock()
+	if t.sm != nil && !t.done {
+		s.logf("coordinator: %s leaves", req.Name)
+		t.sm.Leave(req.Name)
+		s.wake()
+	}
+	return &api.LeaveReply{}, nil
+}
+
+// Status describes the job (see api.ControlServer); a standby answers too.
+func (s *Server) Status(ctx context.Context, _ *api.StatusRequest) (*api.StatusReply, error) {
+	return s.status(ctx), nil
+}
+
+// StatusReply returns the job's status as `ringtrain status` shows it.
+func (s *Server) StatusReply() *api.StatusReply { return s.status(context.Background()) }
+
+func (s *Server) status(ctx context.Context) *api.StatusReply {
+	r := &api.StatusReply{
+		Job: s.job, JobHash: s.hash, Model: s.cfg.Spec.Model, Dataset: s.cfg.Spec.Dataset,
+		MinWorkers: s.smConfig.MinWorkers, MaxWorkers: s.smConfig.MaxWorkers, Epochs: s.cfg.Spec.Epochs,
+	}
+	t := s.leading()
+	if t == nil {
+		r.State, r.Coordinator = "standby", s.leaderName(ctx)
+		r.Reason = fmt.Sprintf("standby coordinator %s; the leader is %s", s.cfg.Name, r.Coordinator)
+		return r
+	}
+	defer s.mu.Unlock()
+	r.Coordinator = s.cfg.Name
+	r.State, r.Reason = t.state()
+	if t.lastCkpt != nil {
+		r.LastCheckpoint = t.lastCkpt.Name
+		r.Step, r.Epoch = int64(t.lastCkpt.Step), t.lastCkpt.Epoch
+	}
+	if t.lastEval != nil {
+		e := *t.lastEval
+		r.LastEval = &e
+	}
+	if t.gen != nil {
+		r.Generation = t.gen.Number
+		if r.Step < t.gen.ResumeStep {
+			r.Step, r.Epoch = t.gen.ResumeStep, t.gen.Epoch
+		}
+	}
+	names := make([]string, 0, len(t.workers))
+	for name := range t.workers {
+		names = append(names, name)
+	}
+	slices.SortFunc(names, naturalCompare)
+	for _, name := range names {
+		w := t.workers[name]
+		ws := api.WorkerStatus{Name: name, Rank: -1, Step: w.step, LastSeen: w.lastSeen}
+		if t.gen != nil {
+			ws.Rank = t.gen.Rank(name)
+			if ws.Rank >= 0 && w.gen == t.gen.Number && w.step > r.Step {
+				r.Step = w.step
+				if w.stats != nil {
+					r.Epoch = w.stats.Epoch
+				}
+			}
+		}
+		if w.stats != nil {
+			st := *w.stats
+			ws.Stats = &st
+			r.ImagesPerSecond += st.ImagesPerSecond
+		}
+		r.Workers = append(r.Workers, ws)
+	}
+	return r
+}
+
+// state names the job's state and why, for status. Called with s.mu held.
+func (t *term) state() (state, reason string) {
+	switch {
+	case t.done:
+		return "done", "the job is complete"
+	case t.gen != nil && t.paused:
+		return "paused", t.reason
+	case t.gen != nil:
+		return "running", t.reason
+	}
+	return "waiting", t.reason
+}
+
+// HTTPHandler serves /healthz (200 while the process runs), /readyz (200
+// iff this coordinator leads the job, else 503), /metrics (Prometheus, the
+// server's own registry) and /status (the StatusReply as JSON).
+func (s *Server) HTTPHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.IsLeader() {
+			http.Error(w, "standby coordinator "+s.cfg.Name, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "leader")
+	})
+	mux.Handle("/metrics", s.metrics.handler())
+	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+		b, err := json.MarshalIndent(s.status(r.Context()), "", "  ")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(append(b, '\n'))
+	})
+	return mux
+}
