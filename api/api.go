@@ -211,6 +211,7 @@ type StatusReply struct {
 	State      string         `json:"state"`
 	Reason     string         `json:"reason"`
 	Generation uint64         `json:"generation"`
+	Ring       []string       `json:"ring"` // the current generation's workers in rank order
 	MinWorkers int            `json:"min_workers"`
 	MaxWorkers int            `json:"max_workers"`
 	Epochs     int            `json:"epochs"`

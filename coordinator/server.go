@@ -542,6 +542,9 @@ func (s *Server) status(ctx context.Context) *api.StatusReply {
 	}
 	if t.gen != nil {
 		r.Generation = t.gen.Number
+		for _, p := range t.gen.Ring {
+			r.Ring = append(r.Ring, p.Name)
+		}
 		if r.Step < t.gen.ResumeStep {
 			r.Step, r.Epoch = t.gen.ResumeStep, t.gen.Epoch
 		}

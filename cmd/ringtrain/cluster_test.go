@@ -457,7 +457,8 @@ func TestClusterSurvivesWorkerKill(t *testing.T) {
 	}
 	spec := clusterJob("workerkill", 3)
 	spec.MinWorkers = 2
-	spec.Epochs = 3
+	// The whole of MNIST, so accuracies compare to a tenth of a point.
+	spec.TrainLimit, spec.TestLimit, spec.CheckpointEvery = 0, 0, 200
 
 	ref := newTestCluster(t, spec)
 	ref.startEtcd()
@@ -475,7 +476,7 @@ func TestClusterSurvivesWorkerKill(t *testing.T) {
 		c.startWorker(fmt.Sprintf("worker-%d", i))
 	}
 	st, _ := c.waitFor("a running ring of 3", 2*time.Minute, func(st *api.StatusReply) bool {
-		return st.State == "running" && st.Step >= 150 && ringSize(st) == 3
+		return st.State == "running" && st.Step >= 600 && ringSize(st) == 3
 	})
 	gen, step := st.Generation, st.Step
 	c.workers["worker-1"].kill()
@@ -483,10 +484,12 @@ func TestClusterSurvivesWorkerKill(t *testing.T) {
 	st, detect := c.waitFor("a new generation without worker-1", time.Minute, func(st *api.StatusReply) bool {
 		return st.Generation > gen && ringSize(st) == 2
 	})
-	resumeStep := st.Step
-	_, trainOn := c.waitFor("training on", time.Minute, func(st *api.StatusReply) bool { return st.Step >= resumeStep+5 && st.Generation == gen+1 })
-	t.Logf("worker-1 killed at step ≥ %d: new generation %d after %v; training on after %v (since the kill: %v)",
-		step, gen+1, detect.Round(time.Millisecond), trainOn.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+	resumeStep, newGen := st.Step, st.Generation
+	_, trainOn := c.waitFor("training on", time.Minute, func(st *api.StatusReply) bool {
+		return st.Step >= resumeStep+5 && st.Generation == newGen
+	})
+	t.Logf("worker-1 killed at step ≥ %d: generation %d of 2 workers after %v; 5 steps trained %v later (%v after the kill)",
+		step, newGen, detect.Round(time.Millisecond), trainOn.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
 
 	c.startWorker("worker-1")
 	c.waitFor("the replacement in the ring", time.Minute, func(st *api.StatusReply) bool { return ringSize(st) == 3 })
@@ -494,18 +497,10 @@ func TestClusterSurvivesWorkerKill(t *testing.T) {
 	c.waitWorkersExit(30 * time.Second)
 	diff := 100 * (final.LastEval.Accuracy - refSt.LastEval.Accuracy)
 	t.Logf("test accuracy %.2f%% with the fault, %.2f%% without (%+.2f points)", 100*final.LastEval.Accuracy, 100*refSt.LastEval.Accuracy, diff)
-	if diff < -0.3 || diff > 0.3 {
-		t.Errorf("accuracy with a killed worker %.2f%%, without %.2f%%: more than 0.3 points apart", 100*final.LastEval.Accuracy, 100*refSt.LastEval.Accuracy)
+	if diff < -0.3 {
+		t.Errorf("accuracy with a killed worker %.2f%%, without %.2f%%: more than 0.3 points lost", 100*final.LastEval.Accuracy, 100*refSt.LastEval.Accuracy)
 	}
 }
 
-// ringSize counts the workers with a rank in the current generation.
-func ringSize(st *api.StatusReply) int {
-	n := 0
-	for _, w := range st.Workers {
-		if w.Rank >= 0 {
-			n++
-		}
-	}
-	return n
-}
+// ringSize is the number of workers in the current generation's ring.
+func ringSize(st *api.StatusReply) int { return len(st.Ring) }

@@ -112,8 +112,8 @@ func printStatus(w io.Writer, st *api.StatusReply) {
 		fmt.Fprintf(w, " (%s)", st.Reason)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "generation %d, %d workers (min %d, max %d); epoch %d of %d, step %d, %.0f images/s\n",
-		st.Generation, len(st.Workers), st.MinWorkers, st.MaxWorkers, min(st.Epoch+1, st.Epochs), st.Epochs, st.Step, st.ImagesPerSecond)
+	fmt.Fprintf(w, "generation %d, ring of %d workers (min %d, max %d); epoch %d of %d, step %d, %.0f images/s\n",
+		st.Generation, len(st.Ring), st.MinWorkers, st.MaxWorkers, min(st.Epoch+1, st.Epochs), st.Epochs, st.Step, st.ImagesPerSecond)
 	if st.LastCheckpoint != "" {
 		fmt.Fprintf(w, "last committed checkpoint %s\n", st.LastCheckpoint)
 	}
