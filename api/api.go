@@ -60,6 +60,13 @@ type JoinRequest struct {
 	DataAddr   string `json:"data_addr"`   // host:port of its all-reduce listener
 	GossipAddr string `json:"gossip_addr"` // host:port of its memberlist member
 	HTTPAddr   string `json:"http_addr,omitempty"`
+	// Generation, Step, Epoch and Consumed describe the model state the
+	// worker holds (all zero for a new process): a worker that trained on
+	// while the coordinators changed offers its state to the next ring.
+	Generation uint64 `json:"generation,omitempty"`
+	Step       int64  `json:"step,omitempty"`
+	Epoch      int    `json:"epoch,omitempty"`
+	Consumed   int    `json:"consumed,omitempty"`
 }
 
 // JoinReply admits a worker and tells it the job.

@@ -396,6 +396,7 @@ func (s *Server) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinReply
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
 	}
+	t.sm.Prior(req.Name, req.Generation, req.Step, Position{Epoch: req.Epoch, Consumed: req.Consumed})
 	t.workers[req.Name] = &workerInfo{
 		dataAddr: req.DataAddr, gossipAddr: req.GossipAddr, httpAddr: req.HTTPAddr,
 		lastSeen: s.now(),

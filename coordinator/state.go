@@ -197,6 +197,12 @@ type member struct {
 	inRing    uint64 // first generation that included it since it (re)joined; 0 if none
 	step      int64  // highest step reported in generation stepGen
 	stepGen   uint64
+
+	// the state it held when it joined a coordinator that has not yet
+	// published a generation (see Prior)
+	prior     bool
+	priorStep int64
+	priorPos  Position
 }
 
 // naturalCompare orders strings with runs of ASCII digits compared by
@@ -300,7 +306,7 @@ func (c *Coordinator) Join(name, token, jobHash string) error {
 	}
 	if m := c.find(name); m != nil {
 		m.lastHeard = c.now
-		m.inRing, m.step, m.stepGen = 0, 0, 0
+		m.inRing, m.step, m.stepGen, m.prior = 0, 0, 0, false
 		c.forced = true
 		c.changed()
 		c.settle()
@@ -364,6 +370,25 @@ func (c *Coordinator) Heartbeat(name string, generation uint64, step int64) erro
 	}
 	m.step, m.stepGen = step, generation
 	return nil
+}
+
+// Prior records that member name, which has just joined, holds the model
+// state of generation gen at step, at data position pos: a worker that
+// trained on while its coordinator lost leadership (etcd was unreachable,
+// or the coordinator died) and joins the next leader. It counts only
+// before this coordinator publishes its first generation, for gen equal to
+// StartGeneration (the job's last generation, from etcd) and step at least
+// StartStep (the last committed checkpoint): the first generation then
+// resumes from the member with the highest such step (the earliest in ring
+// order on a tie) as its Source, instead of restoring the checkpoint, so
+// the progress made meanwhile is kept. Other calls are ignored.
+func (c *Coordinator) Prior(name string, gen uint64, step int64, pos Position) {
+	m := c.find(name)
+	if m == nil || len(c.gen.Ring) > 0 || gen == 0 || gen != c.cfg.StartGeneration || step < c.cfg.StartStep ||
+		pos.Epoch < 0 || pos.Consumed < 0 || pos.Consumed > c.cfg.Samples {
+		return
+	}
+	m.prior, m.priorStep, m.priorPos = true, step, pos
 }
 
 // Restored tells the state machine that the current generation, which has
@@ -557,8 +582,21 @@ func (c *Coordinator) publish() {
 			}
 		}
 		pos = AdvancePosition(c.gen.Position, c.cfg.Samples, len(c.gen.Ring), c.cfg.BatchPerWorker, resume-c.gen.ResumeStep)
-	} else if pos.Consumed == c.cfg.Samples {
-		pos = Position{Epoch: pos.Epoch + 1}
+	} else {
+		// The first generation of this coordinator: from the furthest
+		// member that kept the job's last generation's state, if any.
+		names := make([]Member, 0, len(c.members))
+		for _, m := range c.members {
+			names = append(names, Member{Name: m.name})
+		}
+		for _, name := range RingOrder(names) {
+			if m := c.find(name); m.prior && (source == "" || m.priorStep > resume) {
+				resume, pos, source = m.priorStep, m.priorPos, name
+			}
+		}
+		if pos.Consumed == c.cfg.Samples {
+			pos = Position{Epoch: pos.Epoch + 1}
+		}
 	}
 	ms := make([]Member, len(c.members))
 	for i, m := range c.members {

@@ -31,6 +31,7 @@ var update = flag.Bool("update", false, "rewrite the expected output of testdata
 //	leave NAME | dead NAME
 //	heartbeat NAME gen=G step=S
 //	broken NAME gen=G        NAME's all-reduce found the ring of generation G broken
+//	prior NAME gen=G step=S epoch=E consumed=C   NAME joined holding generation G's state at step S
 //	restored step=S epoch=E consumed=C   the current generation starts from a checkpoint there
 //	progress step=S          every member of the current ring heartbeats the current generation at step S
 //	tick [N]                 N ticks (default 1); prints the time
@@ -214,6 +215,9 @@ func (tr *transcript) run(cmd string) []string {
 		return []string{"ok"}
 	case "dead":
 		tr.c.Dead(arg(0))
+		return []string{"ok"}
+	case "prior":
+		tr.c.Prior(arg(0), uint64(num("gen", 0)), num("step", 0), Position{Epoch: int(num("epoch", 0)), Consumed: int(num("consumed", 0))})
 		return []string{"ok"}
 	case "restored":
 		tr.c.Restored(num("step", 0), Position{Epoch: int(num("epoch", 0)), Consumed: int(num("consumed", 0))})

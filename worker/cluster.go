@@ -164,10 +164,14 @@ type ClusterWorker struct {
 type progress struct {
 	generation uint64
 	step       int64
-	broken     bool
-	done       bool
-	inRing     bool
-	stats      api.WorkerStats
+	// the data position after step, and whether the model holds the
+	// state of generation (synced in it)
+	epoch, consumed int
+	trained         bool
+	broken          bool
+	done            bool
+	inRing          bool
+	stats           api.WorkerStats
 }
 
 // NewClusterWorker checks the options and connects to the coordinators
@@ -299,11 +303,14 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 // a standby or full; a refusal is final.
 func (w *ClusterWorker) join(ctx context.Context) (*api.JoinReply, error) {
 	w.mu.Lock()
-	httpAddr, gossip := w.o.HTTPAddr, w.gossipAddr
+	httpAddr, gossip, p := w.o.HTTPAddr, w.gossipAddr, w.prog
 	w.mu.Unlock()
 	req := &api.JoinRequest{
 		Name: w.o.Name, Token: w.o.Token, DataAddr: w.o.DataAdvertise,
 		GossipAddr: gossip, HTTPAddr: httpAddr,
+	}
+	if p.trained {
+		req.Generation, req.Step, req.Epoch, req.Consumed = p.generation, p.step, p.epoch, p.consumed
 	}
 	if w.o.Spec != nil {
 		req.JobHash = w.o.Spec.Hash()

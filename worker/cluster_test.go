@@ -185,7 +185,7 @@ func runCluster(t *testing.T, f *fakeCoordinator, addr string, rec *stepRecord) 
 		w, err := NewClusterWorker(ClusterOptions{
 			Name: name, Coordinators: []string{addr}, Token: f.token,
 			DataListen: freeAddr(t), GossipBind: "127.0.0.1:0", Threads: 1,
-			Logf: func(format string, a ...any) { t.Logf(name+": "+format, a...) },
+			Logf:      func(format string, a ...any) { t.Logf(name+": "+format, a...) },
 			AfterStep: rec.hook(name),
 		})
 		if err != nil {

@@ -112,7 +112,7 @@ func (r *ringTrainer) runGeneration(parent context.Context, g *api.Generation) e
 		cancel()
 	}()
 	w.setProgress(func(p *progress) {
-		p.generation, p.broken, p.done, p.inRing = g.Number, false, false, false
+		p.generation, p.broken, p.done, p.inRing, p.trained = g.Number, false, false, false, false
 	})
 	w.metrics.generation.Set(float64(g.Number))
 	w.metrics.rank.Set(float64(rank))
@@ -148,7 +148,9 @@ func (r *ringTrainer) runGeneration(parent context.Context, g *api.Generation) e
 	if err := r.sync(ctx, comm, g); err != nil {
 		return err
 	}
-	w.setProgress(func(p *progress) { p.step, p.inRing = r.step, true })
+	w.setProgress(func(p *progress) {
+		p.step, p.epoch, p.consumed, p.inRing, p.trained = r.step, r.pos.Epoch, r.pos.Consumed, true, true
+	})
 	w.beat()
 	r.su.compute.seed = r.spec.Seed ^ (uint64(rank)+1)*0x9e3779b97f4a7c15
 	return r.train(ctx, comm, g, rank, world)
@@ -377,7 +379,7 @@ func (r *ringTrainer) report(n, correct int, loss, secs, lr float64) {
 	r.w.metrics.step.Set(float64(r.step))
 	r.w.metrics.stepSeconds.Observe(secs)
 	if ws.images < 4*r.batch && r.step%10 != 0 {
-		r.w.setProgress(func(p *progress) { p.step = r.step })
+		r.w.setProgress(func(p *progress) { p.step, p.epoch, p.consumed = r.step, r.pos.Epoch, r.pos.Consumed })
 		return
 	}
 	st := api.WorkerStats{Epoch: r.pos.Epoch, LR: lr}
@@ -391,7 +393,7 @@ func (r *ringTrainer) report(n, correct int, loss, secs, lr float64) {
 	r.w.metrics.imagesPerSecond.Set(st.ImagesPerSecond)
 	r.w.setProgress(func(p *progress) {
 		st.Checksum, st.ChecksumStep = p.stats.Checksum, p.stats.ChecksumStep
-		p.step, p.stats = r.step, st
+		p.step, p.epoch, p.consumed, p.stats = r.step, r.pos.Epoch, r.pos.Consumed, st
 	})
 	*ws = windowStats{}
 }

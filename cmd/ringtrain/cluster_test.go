@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -101,6 +103,7 @@ type testCluster struct {
 	coordAt  map[string]string // name → control address
 	workers  map[string]*proc
 	workerAt map[string]string // name → data address (kept across restarts)
+	httpAt   map[string]string // name → HTTP address
 	mu       sync.Mutex
 }
 
@@ -119,6 +122,7 @@ func newTestCluster(t *testing.T, spec job.Spec) *testCluster {
 	c := &testCluster{
 		t: t, bin: bin, data: filepath.Join(data, "mnist"), dir: dir, token: "test-token", jobFile: jobFile, spec: spec,
 		store: filepath.Join(dir, "store"), coordAt: map[string]string{}, workers: map[string]*proc{}, workerAt: map[string]string{},
+		httpAt: map[string]string{},
 	}
 	t.Cleanup(c.killAll)
 	return c
@@ -228,9 +232,14 @@ func (c *testCluster) startWorker(name string) *proc {
 		addr = "127.0.0.1:" + strconv.Itoa(port)
 		c.workerAt[name] = addr
 	}
+	hport, err := freePort()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.httpAt[name] = "127.0.0.1:" + strconv.Itoa(hport)
 	p := c.start(name, c.bin, []string{tokenEnv + "=" + c.token}, "worker",
 		"--coordinator", c.coordinatorAddrs(), "--name", name, "--listen", addr, "--gossip", "127.0.0.1:0",
-		"--http", "", "--advertise", "127.0.0.1", "--data-dir", c.data, "--threads", "1")
+		"--http", c.httpAt[name], "--advertise", "127.0.0.1", "--data-dir", c.data, "--threads", "1")
 	c.mu.Lock()
 	c.workers[name] = p
 	c.mu.Unlock()
@@ -504,3 +513,119 @@ func TestClusterSurvivesWorkerKill(t *testing.T) {
 
 // ringSize is the number of workers in the current generation's ring.
 func ringSize(st *api.StatusReply) int { return len(st.Ring) }
+
+// TestClusterCoordinatorFailover SIGKILLs the leading coordinator: the
+// standby takes over from etcd, the workers follow it, no committed
+// checkpoint is lost, and the job completes.
+func TestClusterCoordinatorFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs clusters of processes")
+	}
+	spec := clusterJob("failover", 2)
+	spec.Epochs = 3
+	c := newTestCluster(t, spec)
+	c.startEtcd()
+	first := c.startCoordinator("coordinator-a")
+	c.waitFor("coordinator-a leading", time.Minute, func(st *api.StatusReply) bool { return st.Coordinator == "coordinator-a" && st.State != "standby" })
+	c.startCoordinator("coordinator-b")
+	c.startWorker("worker-0")
+	c.startWorker("worker-1")
+	c.waitFor("committed checkpoints", 2*time.Minute, func(st *api.StatusReply) bool { return st.Step >= 100 && st.LastCheckpoint != "" })
+	before := c.committed()
+	first.kill()
+	killed := time.Now()
+	st, takeover := c.waitFor("coordinator-b leading", time.Minute, func(st *api.StatusReply) bool {
+		return st.Coordinator == "coordinator-b" && st.State == "running" && len(st.Ring) == 2
+	})
+	gen, step := st.Generation, st.Step
+	_, trainOn := c.waitFor("training under coordinator-b", time.Minute, func(st *api.StatusReply) bool {
+		return st.Generation == gen && st.Step >= step+5
+	})
+	t.Logf("coordinator-a killed after %d committed checkpoints: coordinator-b leads generation %d after %v; training on %v later (%v after the kill)",
+		len(before), gen, takeover.Round(time.Millisecond), trainOn.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+	c.waitFor("job completion", 3*time.Minute, func(st *api.StatusReply) bool { return st.State == "done" })
+	c.waitWorkersExit(30 * time.Second)
+	after := map[string]bool{}
+	for _, m := range c.committed() {
+		after[m.Name] = true
+	}
+	for _, m := range before {
+		if !after[m.Name] {
+			t.Errorf("checkpoint %s, committed before the failover, is gone", m.Name)
+		}
+	}
+	store, err := checkpoint.Open(c.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range after {
+		if _, err := store.Verify(name); err != nil {
+			t.Errorf("committed checkpoint %s does not verify: %v", name, err)
+		}
+	}
+}
+
+// TestClusterEtcdOutage stops etcd (SIGSTOP: it neither answers nor
+// closes connections) for 20 s: training goes on without committing, no
+// half-written checkpoint becomes visible, and once etcd is back the
+// coordinator leads again and checkpoints commit.
+func TestClusterEtcdOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs clusters of processes")
+	}
+	spec := clusterJob("outage", 2)
+	spec.TrainLimit, spec.Epochs = 0, 2 // long enough to outlast the outage
+	spec.CheckpointEvery = 100
+	c := newTestCluster(t, spec)
+	c.startEtcd()
+	c.startCoordinator("coordinator-0")
+	c.startWorker("worker-0")
+	c.startWorker("worker-1")
+	st, _ := c.waitFor("a committed checkpoint", 2*time.Minute, func(st *api.StatusReply) bool { return st.LastCheckpoint != "" })
+	before := st.LastCheckpoint
+	c.etcd.cmd.Process.Signal(syscall.SIGSTOP)
+	stepAtStop := workerStep(c)
+	time.Sleep(20 * time.Second)
+	stepAtResume := workerStep(c)
+	c.etcd.cmd.Process.Signal(syscall.SIGCONT)
+	t.Logf("etcd stopped for 20 s: the workers went from step %d to %d meanwhile", stepAtStop, stepAtResume)
+	if stepAtResume <= stepAtStop {
+		t.Errorf("training stood still while etcd was unreachable (step %d → %d)", stepAtStop, stepAtResume)
+	}
+	st, back := c.waitFor("a checkpoint committed after the outage", 2*time.Minute, func(st *api.StatusReply) bool {
+		return st.State == "running" && st.LastCheckpoint > before && st.LastCheckpoint > checkpoint.NameForStep(int(stepAtResume))
+	})
+	t.Logf("after etcd returned: checkpoint %s committed %v later", st.LastCheckpoint, back.Round(time.Millisecond))
+	c.waitFor("job completion", 4*time.Minute, func(st *api.StatusReply) bool { return st.State == "done" })
+	c.waitWorkersExit(30 * time.Second)
+	store, err := checkpoint.Open(c.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range c.committed() {
+		if _, err := store.Verify(m.Name); err != nil {
+			t.Errorf("committed checkpoint %s does not verify: %v", m.Name, err)
+		}
+	}
+}
+
+// workerStep is the highest step the workers report on their own
+// /metrics endpoints, which answer whatever the coordinator's state.
+func workerStep(c *testCluster) int64 {
+	var best int64
+	for _, addr := range c.httpAt {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "ringtrain_worker_step "); ok {
+				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				best = max(best, int64(f))
+			}
+		}
+	}
+	return best
+}
