@@ -1,0 +1,371 @@
+#!/usr/bin/env bash
+# A ringtrain cluster in Docker: etcd, a coordinator and 3 workers on a
+# private network, training LeNet-5 on the real MNIST. The test
+#
+#   1. waits until the ring of 3 trains and a checkpoint is committed;
+#   2. `docker kill`s a worker: the ring must re-form without it and go on
+#      training; a replacement worker then joins;
+#   3. `docker network disconnect`s another worker: same;
+#   4. waits for a checkpoint committed after both failures;
+#   5. removes every container and the network (the job is deleted; the
+#      state volume with etcd's data and the checkpoint store stays), starts
+#      the cluster again from nothing and checks that training resumes from
+#      the last committed checkpoint and that no committed checkpoint was
+#      lost.
+#
+# It exits 0 when all of that holds, and non-zero with a message saying
+# which step failed otherwise. Containers, networks, volumes and temporary
+# files are removed on exit, also on failure or Ctrl-C.
+#
+# Usage: deploy/docker/cluster-test.sh   (from anywhere; needs docker, make, go, jq, curl)
+# Environment:
+#   IMAGE, ETCD_IMAGE  images to use (default ringtrain:dev, ringtrain-etcd:dev)
+#   SKIP_BUILD=1       use the images and ./ringtrain as they are
+#   STEP_TIMEOUT       seconds each wait may take before the test fails (120)
+#   KEEP=1             leave everything in place on failure, for debugging
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+REPO=$(pwd)
+
+IMAGE=${IMAGE:-ringtrain:dev}
+ETCD_IMAGE=${ETCD_IMAGE:-ringtrain-etcd:dev}
+STEP_TIMEOUT=${STEP_TIMEOUT:-120}
+# The cluster issue's bounds: failure detected within 5 s, ring re-formed
+# within 10 s more. Reported, not enforced: a loaded CI machine is slower.
+RECOVERY_TARGET=15
+
+P=rtct-$$ # prefix of every Docker object this run creates
+NET=$P-net
+VOL=$P-state
+TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ringtrain-cluster-test.XXXXXX")
+BIN=$REPO/ringtrain
+CONTAINERS=()
+PASSED=0
+
+log() { printf '%s cluster-test: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+fail() {
+	log "FAIL: $*"
+	exit 1
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	trap '' PIPE INT TERM HUP # finish cleaning up even if the reader of our output is gone
+	if [ "$PASSED" != 1 ] && [ ${#CONTAINERS[@]} -gt 0 ]; then
+		for c in "${CONTAINERS[@]}"; do
+			docker inspect "$c" >/dev/null 2>&1 || continue
+			local n=40
+			[ "$c" = "$P-etcd" ] && n=10
+			echo "----- docker logs $c (last $n lines)" >&2
+			docker logs --tail $n "$c" 2>&1 | sed 's/^/    /' >&2 || true
+		done
+	fi
+	if [ "${KEEP:-}" = 1 ] && [ "$PASSED" != 1 ]; then
+		log "KEEP=1: leaving containers ${CONTAINERS[*]:-}, network $NET, volume $VOL, $WORK"
+		exit "$rc"
+	fi
+	for c in "${CONTAINERS[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
+	docker network rm "$NET" >/dev/null 2>&1 || true
+	docker volume rm "$VOL" >/dev/null 2>&1 || true
+	rm -rf "$WORK"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP PIPE
+
+# ---- preflight ----------------------------------------------------------
+
+docker info >/dev/null 2>&1 || fail "no Docker engine answers (docker info failed)"
+command -v jq >/dev/null || fail "jq is needed to read 'ringtrain status --json'"
+command -v curl >/dev/null || fail "curl is needed to read etcd's committed checkpoints"
+
+if [ "${SKIP_BUILD:-}" != 1 ]; then
+	log "building $IMAGE and $ETCD_IMAGE"
+	make -s image etcd-image IMAGE="$IMAGE" ETCD_IMAGE="$ETCD_IMAGE" >"$WORK/build.log" 2>&1 ||
+		{ tail -30 "$WORK/build.log" >&2; fail "image build failed"; }
+fi
+[ -x "$BIN" ] || fail "$BIN is missing: run 'make build'"
+for img in "$IMAGE" "$ETCD_IMAGE"; do
+	docker image inspect "$img" >/dev/null 2>&1 || fail "image $img is missing: run 'make image etcd-image'"
+done
+
+# The data set comes from the host (the image has no CA certificates to
+# fetch it), read-only into every worker.
+log "fetching MNIST on the host"
+"$BIN" data get mnist --dir "$WORK/mnist" >"$WORK/data.log" 2>&1 ||
+	{ cat "$WORK/data.log" >&2; fail "ringtrain data get mnist failed"; }
+chmod -R a+rX "$WORK"
+
+# Long enough to outlast the test; a checkpoint every 20 steps; no
+# checkpoint is pruned, so every committed one can be checked at the end.
+JOB=cluster-test
+cat >"$WORK/job.yaml" <<EOF
+name: $JOB
+model: lenet5
+dataset: mnist
+data_dir: /data/mnist
+epochs: 50
+batch_size: 32
+seed: 1
+optimizer:
+  name: sgd
+  lr: 0.03
+  momentum: 0.9
+schedule:
+  name: cosine
+threads: 1
+checkpoint_every: 20
+keep_checkpoints: 100000
+workers: 3
+min_workers: 1
+max_workers: 3
+EOF
+chmod a+r "$WORK/job.yaml"
+
+# The state volume holds etcd's data (/state/etcd) and the checkpoint store
+# (/state/checkpoints). It is first mounted on the etcd image's /var/lib/etcd,
+# which is owned by the image's non-root user, so Docker gives the new
+# volume that owner and every container can write to it.
+docker volume create "$VOL" >/dev/null
+
+# ---- the cluster ----------------------------------------------------------
+
+run() { # run NAME docker-run-args...
+	local name=$1
+	shift
+	[[ " ${CONTAINERS[*]} " == *" $P-$name "* ]] || CONTAINERS+=("$P-$name")
+	RUNNING+=("$name")
+	# As on Kubernetes: a read-only root file system, no capabilities.
+	docker run -d --name "$P-$name" --hostname "$name" --network "$NET" --network-alias "$name" \
+		--read-only --cap-drop ALL --security-opt no-new-privileges "$@" >/dev/null ||
+		fail "docker run $name failed"
+}
+
+start_worker() { # start_worker NAME
+	run "$1" -v "$VOL:/state" -v "$WORK/mnist:/data/mnist:ro" -v "$WORK/job.yaml:/etc/ringtrain/job.yaml:ro" \
+		-e RINGTRAIN_JOIN_TOKEN="$TOKEN" "$IMAGE" \
+		worker --coordinator coord:7070 --name "$1" -f /etc/ringtrain/job.yaml \
+		--data-dir /data/mnist --threads 1
+}
+
+start_cluster() {
+	docker network create "$NET" >/dev/null || fail "docker network create failed"
+	run etcd -p 127.0.0.1::2379 -v "$VOL:/var/lib/etcd" "$ETCD_IMAGE" \
+		--name etcd0 --data-dir /var/lib/etcd/etcd \
+		--listen-client-urls http://0.0.0.0:2379 --advertise-client-urls http://etcd:2379 \
+		--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+		--initial-cluster etcd0=http://127.0.0.1:2380 --log-level warn
+	run coord -p 127.0.0.1::7070 -v "$VOL:/state" -v "$WORK/job.yaml:/etc/ringtrain/job.yaml:ro" \
+		-e RINGTRAIN_JOIN_TOKEN="$TOKEN" "$IMAGE" \
+		coordinator --etcd-endpoints http://etcd:2379 -f /etc/ringtrain/job.yaml --name coord \
+		--listen :7070 --http :8080 --gossip :7946 --store /state/checkpoints
+	ETCD=$(docker port "$P-etcd" 2379/tcp 2>/dev/null | head -1 || true)
+	ETCD=127.0.0.1:${ETCD##*:}
+	CTRL=$(docker port "$P-coord" 7070/tcp 2>/dev/null | head -1 || true)
+	[ -n "$CTRL" ] || { RUNNING=(coord); check_running; fail "the coordinator's control port is not published"; }
+	CTRL=127.0.0.1:${CTRL##*:}
+	for w in w1 w2 w3; do start_worker "$w"; done
+}
+
+stop_cluster() {
+	for c in "${CONTAINERS[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
+	CONTAINERS=()
+	RUNNING=()
+	docker network rm "$NET" >/dev/null || fail "docker network rm failed"
+}
+
+# ---- reading the status ---------------------------------------------------
+
+S='{}' # the last status (ringtrain status --json)
+poll() {
+	local out
+	if out=$("$BIN" status --coordinator "$CTRL" --json 2>/dev/null) && jq -e . >/dev/null 2>&1 <<<"$out"; then
+		S=$out
+		return 0
+	fi
+	S='{}'
+	return 1
+}
+q() { jq -r "$1" <<<"$S"; }
+state() { q '.state // ""'; }
+step() { q '.step // 0'; }
+gen() { q '.generation // 0'; }
+ring() { q '[.workers[]? | select(.rank >= 0) | .name] | sort | join(",")'; }
+ring_size() { q '[.workers[]? | select(.rank >= 0)] | length'; }
+ckpt() { q '.last_checkpoint // ""'; }
+ckpt_step() { # the step in a checkpoint's name (ckpt-000000000120 -> 120)
+	local d
+	d=$(grep -o '[0-9]*$' <<<"$1" || true)
+	echo $((10#${d:-0}))
+}
+describe() { echo "state=$(state) generation=$(gen) step=$(step) ring=[$(ring)] last_checkpoint=$(ckpt)"; }
+
+# RUNNING lists the containers that must be running; a wait fails at once
+# when one of them has exited.
+RUNNING=()
+check_running() {
+	local c
+	for c in "${RUNNING[@]}"; do
+		[ "$(docker inspect -f '{{.State.Running}}' "$P-$c" 2>/dev/null)" = true ] ||
+			fail "container $c exited: $(docker logs --tail 3 "$P-$c" 2>&1 | tr '\n' ' ')"
+	done
+}
+not_running() { # not_running NAME: NAME is expected to be down from now on
+	local keep=() c
+	for c in "${RUNNING[@]}"; do [ "$c" = "$1" ] || keep+=("$c"); done
+	RUNNING=("${keep[@]}")
+}
+
+# wait_for WHAT CONDITION: poll until CONDITION (a shell expression over the
+# status helpers) holds, or fail after STEP_TIMEOUT seconds.
+wait_for() {
+	local what=$1 cond=$2 deadline=$((SECONDS + STEP_TIMEOUT)) next_check=0
+	while :; do
+		if poll && eval "$cond"; then
+			log "$what: $(describe)"
+			return 0
+		fi
+		if [ $SECONDS -ge $deadline ]; then
+			fail "$what: not within ${STEP_TIMEOUT}s; last status: $(describe)"
+		fi
+		if [ $SECONDS -ge $next_check ]; then
+			check_running
+			next_check=$((SECONDS + 2))
+		fi
+		sleep 0.25
+	done
+}
+
+# committed: the checkpoints committed in etcd (the keys under
+# /ringtrain/<job>/checkpoints/), one a line, read through etcd's JSON
+# gateway on the published client port.
+committed() {
+	local prefix=/ringtrain/$JOB/checkpoints/ out
+	out=$(curl -sf -X POST "http://$ETCD/v3/kv/range" -d "$(jq -cn --arg k "$(printf %s "$prefix" | base64 -w0)" \
+		--arg e "$(printf %s "${prefix%/}0" | base64 -w0)" '{key: $k, range_end: $e, keys_only: true}')") ||
+		fail "reading the committed checkpoints from etcd at $ETCD failed"
+	jq -r '.kvs[]?.key' <<<"$out" | while read -r k; do
+		k=$(base64 -d <<<"$k")
+		k=${k#"$prefix"}
+		[ "$k" = latest ] || echo "$k"
+	done | sort
+}
+
+etcd_get() { # etcd_get KEY: its value, empty if absent
+	local out
+	out=$(curl -sf -X POST "http://$ETCD/v3/kv/range" -d "$(jq -cn --arg k "$(printf %s "$1" | base64 -w0)" '{key: $k}')") ||
+		fail "reading $1 from etcd at $ETCD failed"
+	jq -r '.kvs[0]?.value // ""' <<<"$out" | base64 -d
+}
+
+verify_checkpoint() { # verify_checkpoint NAME: its files match its manifest
+	docker run --rm -v "$VOL:/state:ro" "$IMAGE" checkpoint verify --dir /state/checkpoints "$1" >"$WORK/verify.log" 2>&1 ||
+		{ cat "$WORK/verify.log" >&2; fail "ringtrain checkpoint verify $1 failed"; }
+}
+
+# ---- 1: train -----------------------------------------------------------
+
+log "starting etcd, a coordinator and 3 workers (network $NET)"
+start_cluster
+wait_for "ring of 3 training" '[ "$(state)" = running ] && [ "$(ring_size)" = 3 ] && [ "$(step)" -gt 0 ]'
+wait_for "first checkpoint committed" '[ -n "$(ckpt)" ]'
+
+# ---- 2: kill a worker ---------------------------------------------------
+
+# recover NAME: after NAME was lost, wait for a new generation without it
+# that trains, and report how long that took.
+recover() {
+	local name=$1 gen0=$2 t0=$3 step1
+	wait_for "$name dropped from the ring" \
+		'[ "$(gen)" -gt '"$gen0"' ] && [ "$(state)" = running ] && ! grep -qw '"$name"' <<<"$(ring)"'
+	step1=$(step)
+	wait_for "training goes on without $name" '[ "$(step)" -gt '"$step1"' ]'
+	local took=$((SECONDS - t0))
+	if [ $took -le $RECOVERY_TARGET ]; then
+		log "recovered from losing $name in ${took}s (target ${RECOVERY_TARGET}s)"
+	else
+		log "WARNING: recovered from losing $name in ${took}s, over the ${RECOVERY_TARGET}s target; the coordinator said:"
+		docker logs --since "${took}s" "$P-coord" 2>&1 | tail -40 | sed 's/^/    /' >&2 || true
+		local c
+		for c in "${RUNNING[@]}"; do
+			case $c in etcd | coord) continue ;; esac
+			echo "  $c said:" >&2
+			docker logs --since "${took}s" "$P-$c" 2>&1 | tail -20 | sed 's/^/    /' >&2 || true
+		done
+	fi
+}
+
+poll || true
+gen0=$(gen)
+t0=$SECONDS
+log "docker kill w1"
+not_running w1
+docker kill "$P-w1" >/dev/null
+recover w1 "$gen0" "$t0"
+
+log "starting a replacement w1"
+docker rm -f "$P-w1" >/dev/null
+start_worker w1
+wait_for "replacement w1 in the ring" '[ "$(ring_size)" = 3 ] && [ "$(state)" = running ]'
+
+# ---- 3: cut a worker off the network ------------------------------------
+
+poll || true
+gen0=$(gen)
+t0=$SECONDS
+log "docker network disconnect w2"
+docker network disconnect "$NET" "$P-w2"
+not_running w2 # cut off, it may exit or keep retrying
+recover w2 "$gen0" "$t0"
+
+# ---- 4: checkpoints go on -------------------------------------------------
+
+poll || true
+after=$(step)
+wait_for "a checkpoint committed after the failures" \
+	'[ -n "$(ckpt)" ] && [ "$(ckpt_step "$(ckpt)")" -gt '"$after"' ]'
+grep -qx "$(ckpt)" <<<"$(committed)" || fail "etcd does not list the checkpoint $(ckpt) the coordinator reports committed"
+
+# ---- 5: delete the whole job, start again from nothing ------------------
+
+# Training stops with the coordinator and the workers; etcd then says which
+# checkpoint was the last committed, the one the new cluster must resume.
+log "removing the coordinator and the workers"
+for c in coord w1 w2 w3; do docker rm -f "$P-$c" >/dev/null; done
+LAST=$(etcd_get "/ringtrain/$JOB/checkpoints/latest")
+[ -n "$LAST" ] || fail "etcd holds no latest checkpoint of job $JOB"
+LAST_STEP=$(ckpt_step "$LAST")
+BEFORE=$(committed)
+grep -qx "$LAST" <<<"$BEFORE" || fail "etcd's latest checkpoint $LAST is not among its committed ones: $(echo $BEFORE)"
+verify_checkpoint "$LAST"
+log "$(wc -l <<<"$BEFORE") checkpoints committed; the last, $LAST (step $LAST_STEP), verified"
+log "removing etcd and the network; keeping volume $VOL"
+stop_cluster
+
+log "starting the cluster again"
+start_cluster
+# The leader must find the last committed checkpoint, and the first ring
+# must restore it and resume at its step.
+wait_for "ring training again" '[ "$(state)" = running ] && [ "$(ring_size)" -ge 1 ] && [ "$(step)" -gt 0 ]'
+first=$(step)
+[ "$first" -ge "$LAST_STEP" ] ||
+	fail "the restarted cluster is at step $first, before the last committed checkpoint $LAST (step $LAST_STEP)"
+coordlog=$(docker logs "$P-coord" 2>&1)
+grep -q "last checkpoint $LAST)" <<<"$coordlog" ||
+	fail "the new leader did not report $LAST as the last checkpoint: $(grep -m1 ' leads job ' <<<"$coordlog")"
+resumed=$(grep -m1 -o 'resume step [0-9]* .* from .*' <<<"$coordlog" || true)
+[[ "$resumed" == "resume step $LAST_STEP "*" from restore $LAST" ]] ||
+	fail "the first generation did not resume from $LAST at step $LAST_STEP: ${resumed:-no generation logged}"
+log "the first generation: $resumed"
+wait_for "training past the resumed checkpoint" '[ "$(step)" -gt '"$LAST_STEP"' ] && [ "$(ckpt_step "$(ckpt)")" -gt '"$LAST_STEP"' ]'
+AFTER=$(committed)
+missing=$(comm -23 <(echo "$BEFORE") <(echo "$AFTER"))
+[ -z "$missing" ] || fail "committed checkpoints lost after the restart: $(echo $missing)"
+verify_checkpoint "$LAST"
+log "resumed from $LAST at step $LAST_STEP; all $(wc -l <<<"$BEFORE") checkpoints committed before are still committed"
+
+PASSED=1
+log "PASS"
