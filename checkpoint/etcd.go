@@ -161,7 +161,7 @@ func refusal(what string, resp *clientv3.TxnResponse, leaderRev int64, generatio
 // happened whole or not at all, and committing the same m again is
 // harmless. `latest` names the checkpoint committed last, which after a
 // rollback to an older checkpoint is older than some records (see
-// Committed).
+// Committed). The store's own `latest` pointer follows etcd's.
 func (c *EtcdCommitter) Commit(ctx context.Context, m Manifest, leaderKey string, leaderRev int64, generation int) error {
 	if c.jobErr != nil {
 		return c.jobErr
@@ -194,6 +194,13 @@ func (c *EtcdCommitter) Commit(ctx context.Context, m Manifest, leaderKey string
 	}
 	if !resp.Succeeded {
 		return refusal("commit of "+m.Name, resp, leaderRev, generation)
+	}
+	// Mirror the commit in the store's own `latest` pointer, so the store
+	// also describes itself (ringtrain checkpoint list, single-node
+	// resume). etcd stays the record: a mirror left behind by a crash here
+	// only lags, and the next commit moves it.
+	if err := c.store.setLatest(m.Name); err != nil {
+		return fmt.Errorf("checkpoint: %s is committed in etcd, but the store's latest pointer was not moved: %w", m.Name, err)
 	}
 	return nil
 }

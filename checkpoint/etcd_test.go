@@ -167,8 +167,8 @@ func TestEtcdCommitAndReadBack(t *testing.T) {
 	if v := modelValue(t, ck); v != 20 {
 		t.Fatalf("model value %v, want 20", v)
 	}
-	// The store's own pointer is untouched: etcd is the only commit record.
-	if local, err := e.store.Latest(); err != nil || local != "" {
+	// The store's own pointer mirrors etcd's.
+	if local, err := e.store.Latest(); err != nil || local != NameForStep(20) {
 		t.Fatalf("store latest = %q, %v", local, err)
 	}
 	// Committing the same checkpoint again (a retry) is harmless.

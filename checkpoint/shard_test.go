@@ -142,3 +142,29 @@ func TestRetainRemovesOldStaging(t *testing.T) {
 		}
 	}
 }
+
+// A store whose checkpoints are committed in etcd describes itself too:
+// its latest pointer follows the commits.
+func TestCommitMirrorsLatestInTheStore(t *testing.T) {
+	e := newEtcdEnv(t)
+	for _, step := range []int{10, 20} {
+		sealed, err := e.store.Seal(writeShards(t, e.store, step, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.c.Commit(e.ctx, sealed, e.lead.key, e.lead.rev, 1); err != nil {
+			t.Fatal(err)
+		}
+		if latest, err := e.store.Latest(); err != nil || latest != sealed.Name {
+			t.Fatalf("store latest = %q, %v; want %s", latest, err, sealed.Name)
+		}
+	}
+	writeShards(t, e.store, 30, 1) // sealed below but never committed
+	if _, err := e.store.Seal(writeShards(t, e.store, 30, 1)); err != nil {
+		t.Fatal(err)
+	}
+	names, err := e.store.List()
+	if err != nil || len(names) != 2 || names[1] != NameForStep(20) {
+		t.Fatalf("List = %v, %v; want the two committed checkpoints", names, err)
+	}
+}
