@@ -89,7 +89,7 @@ func Default() Spec {
 		Epochs:          3,
 		BatchSize:       64,
 		Seed:            1,
-		Optimizer:       Optimizer{Name: "sgd", LR: 0.03, Momentum: 0.9},
+		Optimizer:       Optimizer{Name: "sgd", LR: 0.02, Momentum: 0.9},
 		Schedule:        Schedule{Name: "cosine"},
 		KeepCheckpoints: 3,
 		Workers:         1,

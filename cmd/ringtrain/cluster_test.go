@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -25,6 +26,7 @@ import (
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/etcdlocal"
 	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/runlog"
 )
 
 // The tests in this file run real clusters: the real etcd server binary
@@ -628,4 +630,112 @@ func workerStep(c *testCluster) int64 {
 		}
 	}
 	return best
+}
+
+// TestClusterStatusAndRefusals: below min_workers the job waits and
+// `ringtrain status` says why; a worker with the wrong token, or started
+// for another job, is refused with a clear error and exits non-zero.
+func TestClusterStatusAndRefusals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs clusters of processes")
+	}
+	spec := clusterJob("waiting", 2)
+	c := newTestCluster(t, spec)
+	c.startEtcd()
+	c.startCoordinator("coordinator-0")
+	c.startWorker("worker-0")
+	c.waitFor("worker-0 waiting", time.Minute, func(st *api.StatusReply) bool { return st.State == "waiting" && len(st.Workers) == 1 })
+	out, err := runCLI(t, "status", "--coordinator", c.coordinatorAddrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "waiting: 1 of min 2 workers") || !strings.Contains(out, "worker-0") {
+		t.Errorf("status does not say why the job waits:\n%s", out)
+	}
+	out, err = runCLI(t, "status", "--coordinator", c.coordinatorAddrs(), "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st api.StatusReply
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.MinWorkers != 2 || st.Job != "waiting" {
+		t.Errorf("status --json = %s (%v)", out, err)
+	}
+	if _, err := runCLI(t, "status", "--coordinator", "127.0.0.1:1", "--timeout", "500ms"); err == nil || !strings.Contains(err.Error(), "no coordinator answered") {
+		t.Errorf("status of nothing: %v", err)
+	}
+
+	// A worker with the wrong token.
+	bad := c.start("intruder", c.bin, []string{tokenEnv + "=wrong"}, "worker",
+		"--coordinator", c.coordinatorAddrs(), "--name", "intruder", "--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0",
+		"--http", "", "--advertise", "127.0.0.1", "--data-dir", c.data)
+	// A worker started for another job.
+	other := spec
+	other.Optimizer.LR = 0.5
+	y, _ := other.YAML()
+	otherFile := filepath.Join(c.dir, "other.yaml")
+	os.WriteFile(otherFile, y, 0o644)
+	stranger := c.start("stranger", c.bin, []string{tokenEnv + "=" + c.token}, "worker", "-f", otherFile,
+		"--coordinator", c.coordinatorAddrs(), "--name", "stranger", "--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0",
+		"--http", "", "--advertise", "127.0.0.1", "--data-dir", c.data)
+	for _, tc := range []struct {
+		p    *proc
+		want string
+	}{{bad, "wrong join token"}, {stranger, "job hash"}} {
+		select {
+		case <-tc.p.done:
+		case <-time.After(time.Minute):
+			t.Fatalf("%s still running", tc.p.name)
+		}
+		if tc.p.err == nil || !strings.Contains(tc.p.logText(), tc.want) {
+			t.Errorf("%s: exit %v, log:\n%s", tc.p.name, tc.p.err, tc.p.logText())
+		}
+	}
+	if st := c.status(); st == nil || len(st.Workers) != 1 {
+		t.Errorf("refused workers became members: %+v", st)
+	}
+}
+
+// TestLocalClusterMatchesSingleNode trains LeNet-5 for 3 epochs with
+// `train --workers 4` (embedded etcd, a coordinator, 4 worker processes) and
+// on one process, at the same global batch: the test accuracies agree
+// within 0.2 points, and the cluster's run directory is complete.
+func TestLocalClusterMatchesSingleNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains LeNet-5 twice")
+	}
+	bin, data := binary(t)
+	run := func(out string, args ...string) runlog.Summary {
+		cmd := exec.Command(bin, append([]string{"train", "--model", "lenet5", "--epochs", "3", "--out", out}, args...)...)
+		cmd.Env = append(os.Environ(), "RINGTRAIN_DATA="+data)
+		o, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, o)
+		}
+		sum, err := runlog.ReadSummary(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	dir := t.TempDir()
+	cluster := run(filepath.Join(dir, "cluster"), "--workers", "4")
+	single := run(filepath.Join(dir, "single"))
+	diff := 100 * (cluster.TestAccuracy - single.TestAccuracy)
+	t.Logf("test accuracy: 4 workers %.2f%% (%.0f images/s, %.1f s), one process %.2f%% (%.0f images/s, %.1f s): %+.2f points",
+		100*cluster.TestAccuracy, cluster.ImagesPerSecond, cluster.WallSeconds,
+		100*single.TestAccuracy, single.ImagesPerSecond, single.WallSeconds, diff)
+	if diff < -0.2 || diff > 0.2 {
+		t.Errorf("4 workers reach %.2f%%, one process %.2f%%: more than 0.2 points apart", 100*cluster.TestAccuracy, 100*single.TestAccuracy)
+	}
+	if cluster.Steps != single.Steps || cluster.Steps != 3*938 {
+		t.Errorf("steps: cluster %d, single %d, want %d", cluster.Steps, single.Steps, 3*938)
+	}
+	for _, f := range []string{runlog.MetricsFile, runlog.PlotFile, "job.yaml", "coordinator.log", "worker-3.log", "checkpoints/latest"} {
+		if _, err := os.Stat(filepath.Join(dir, "cluster", f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if o, err := runCLI(t, "checkpoint", "verify", "--dir", filepath.Join(dir, "cluster")); err != nil || !strings.Contains(o, ": ok") {
+		t.Errorf("the cluster's checkpoints do not verify: %v\n%s", err, o)
+	}
 }
