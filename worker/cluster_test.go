@@ -317,3 +317,47 @@ func TestClusterWorkerRefused(t *testing.T) {
 		}
 	}
 }
+
+// A replica whose parameters drift (here, nudged by the test) is caught at
+// the next checksum and stops with ErrDiverged, rather than training on.
+func TestClusterWorkerDivergenceIsAnError(t *testing.T) {
+	spec := clusterSpec(t)
+	spec.TrainLimit, spec.BatchSize, spec.Epochs = 1600, 16, 1 // 100 steps: one checksum
+	store, err := checkpoint.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeCoordinator{spec: spec, token: "tok", world: 2, store: store}
+	addr := startFake(t, f)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // catches hangs only
+	defer cancel()
+	errs := make(map[string]chan error)
+	for i := range 2 {
+		name := fmt.Sprintf("w%d", i)
+		var hook func(int64, []float32)
+		if i == 1 {
+			hook = func(step int64, p []float32) {
+				if step == 50 {
+					p[0] += 1e-3
+				}
+			}
+		}
+		w, err := NewClusterWorker(ClusterOptions{
+			Name: name, Coordinators: []string{addr}, Token: f.token,
+			DataListen: freeAddr(t), GossipBind: "127.0.0.1:0", Threads: 1, AfterStep: hook,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs[name] = make(chan error, 1)
+		go func() { errs[name] <- w.Run(ctx) }()
+	}
+	err = <-errs["w1"]
+	if !errors.Is(err, ErrDiverged) || !strings.Contains(err.Error(), "step 100") {
+		t.Fatalf("the nudged replica returned %v, want ErrDiverged at step 100", err)
+	}
+	cancel() // rank 0 waits for a generation that this fake never sends
+	if err := <-errs["w0"]; err != nil {
+		t.Fatalf("rank 0: %v", err)
+	}
+}
