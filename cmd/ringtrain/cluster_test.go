@@ -524,7 +524,9 @@ func TestClusterCoordinatorFailover(t *testing.T) {
 		t.Skip("runs clusters of processes")
 	}
 	spec := clusterJob("failover", 2)
-	spec.Epochs = 3
+	// Long enough that the job is still running when the standby takes
+	// over (the workers train on meanwhile).
+	spec.TrainLimit, spec.Epochs, spec.CheckpointEvery = 0, 2, 200
 	c := newTestCluster(t, spec)
 	c.startEtcd()
 	first := c.startCoordinator("coordinator-a")
