@@ -361,3 +361,40 @@ func TestClusterWorkerDivergenceIsAnError(t *testing.T) {
 		t.Fatalf("rank 0: %v", err)
 	}
 }
+
+// A checkpoint written by a ring of 2 resumes on a ring of 3: every rank
+// reads all the shards, and the rest of the epoch is split three ways.
+func TestClusterResumesAtAnotherWorldSize(t *testing.T) {
+	spec := clusterSpec(t)
+	spec.Epochs = 1
+	store, err := checkpoint.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.CheckpointEvery = 4
+	f := &fakeCoordinator{spec: spec, token: "tok", world: 2, store: store}
+	rec := &stepRecord{params: map[string]map[int64][]float32{}}
+	runCluster(t, f, startFake(t, f), rec)
+	mid := f.sealed[0] // step 4 of 10
+	if mid.Step != 4 || mid.WorldSize != 2 {
+		t.Fatalf("first checkpoint %+v", mid)
+	}
+
+	f3 := &fakeCoordinator{spec: spec, token: "tok", world: 3, store: store,
+		first: api.Generation{ResumeStep: int64(mid.Step), Epoch: mid.Epoch, Consumed: mid.Position, Restore: mid.Name}}
+	rec3 := &stepRecord{params: map[string]map[int64][]float32{}}
+	runCluster(t, f3, startFake(t, f3), rec3)
+	// 640 − 4·64 = 384 samples left, 3 ranks × 32 a step: 4 steps.
+	for _, name := range []string{"w0", "w1", "w2"} {
+		if got := len(rec3.params[name]); got != 4 {
+			t.Fatalf("%s took %d steps after the resume, want 4", name, got)
+		}
+		if !slices.Equal(rec3.params[name][8], rec3.params["w0"][8]) {
+			t.Fatalf("%s differs from w0 after the last step", name)
+		}
+	}
+	last := f3.sealed[len(f3.sealed)-1]
+	if last.Step != 8 || last.Epoch != 1 || last.Position != 0 || last.WorldSize != 3 {
+		t.Fatalf("final checkpoint %+v", last)
+	}
+}
