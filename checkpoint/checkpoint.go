@@ -175,33 +175,40 @@ func (s *Store) Write(m Manifest, parts []Part) (Manifest, error) {
 		}
 		m.Files = append(m.Files, fi)
 	}
-	man, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
+	if err := s.publish(tmp, m); err != nil {
 		os.RemoveAll(tmp)
-		return m, fmt.Errorf("checkpoint: %w", err)
-	}
-	if _, err := writeFileSync(filepath.Join(tmp, manifestNam), func(w io.Writer) error {
-		_, err := w.Write(append(man, '\n'))
-		return err
-	}); err != nil {
-		os.RemoveAll(tmp)
-		return m, fmt.Errorf("checkpoint: %s: %w", m.Name, err)
-	}
-	if err := syncDir(tmp); err != nil {
-		os.RemoveAll(tmp)
-		return m, err
-	}
-	// A checkpoint of the same step (a retry after a failure) is replaced.
-	if err := os.RemoveAll(final); err != nil {
-		return m, fmt.Errorf("checkpoint: %w", err)
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		return m, fmt.Errorf("checkpoint: %w", err)
-	}
-	if err := syncDir(s.dir); err != nil {
 		return m, err
 	}
 	return m, nil
+}
+
+// publish writes m's manifest into the finished directory dir and gives
+// dir the checkpoint's final name, replacing a checkpoint of the same step
+// (a retry after a failure); every step is synced.
+func (s *Store) publish(dir string, m Manifest) error {
+	man, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	mp := filepath.Join(dir, manifestNam)
+	os.Remove(mp)
+	if _, err := writeFileSync(mp, func(w io.Writer) error {
+		_, err := w.Write(append(man, '\n'))
+		return err
+	}); err != nil {
+		return fmt.Errorf("checkpoint: %s: %w", m.Name, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	final := filepath.Join(s.dir, m.Name)
+	if err := os.RemoveAll(final); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := os.Rename(dir, final); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return syncDir(s.dir)
 }
 
 func validFileName(name string) error {

@@ -1,7 +1,6 @@
 package checkpoint
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -96,29 +95,7 @@ func (s *Store) Seal(m Manifest) (Manifest, error) {
 			}
 		}
 	}
-	man, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return m, fmt.Errorf("checkpoint: %w", err)
-	}
-	mp := filepath.Join(staging, manifestNam)
-	os.Remove(mp)
-	if _, err := writeFileSync(mp, func(w io.Writer) error {
-		_, err := w.Write(append(man, '\n'))
-		return err
-	}); err != nil {
-		return m, fmt.Errorf("checkpoint: %s: %w", m.Name, err)
-	}
-	if err := syncDir(staging); err != nil {
-		return m, err
-	}
-	final := filepath.Join(s.dir, m.Name)
-	if err := os.RemoveAll(final); err != nil {
-		return m, fmt.Errorf("checkpoint: %w", err)
-	}
-	if err := os.Rename(staging, final); err != nil {
-		return m, fmt.Errorf("checkpoint: %w", err)
-	}
-	if err := syncDir(s.dir); err != nil {
+	if err := s.publish(staging, m); err != nil {
 		return m, err
 	}
 	return m, nil

@@ -124,6 +124,18 @@ func (f *fakeCoordinator) Status(context.Context, *api.StatusRequest) (*api.Stat
 	return &api.StatusReply{}, nil
 }
 
+// newFake returns a fake coordinator of spec for a ring of world workers,
+// with a fresh store, served on loopback, and its address.
+func newFake(t *testing.T, spec job.Spec, world int, first api.Generation) (*fakeCoordinator, string) {
+	t.Helper()
+	store, err := checkpoint.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeCoordinator{spec: spec, token: "tok", world: world, store: store, first: first}
+	return f, startFake(t, f)
+}
+
 // startFake serves a fake coordinator on loopback.
 func startFake(t *testing.T, f *fakeCoordinator) string {
 	t.Helper()
@@ -213,12 +225,8 @@ func clusterSpec(t *testing.T) job.Spec {
 // epoch bit for bit.
 func TestClusterWorkersTrainAndResume(t *testing.T) {
 	spec := clusterSpec(t)
-	store, err := checkpoint.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeCoordinator{spec: spec, token: "tok", world: 2, store: store}
-	addr := startFake(t, f)
+	f, addr := newFake(t, spec, 2, api.Generation{})
+	store := f.store
 	rec := &stepRecord{params: map[string]map[int64][]float32{}}
 	runCluster(t, f, addr, rec)
 
@@ -277,12 +285,7 @@ func TestClusterWorkersTrainAndResume(t *testing.T) {
 
 func TestClusterWorkerRefused(t *testing.T) {
 	spec := clusterSpec(t)
-	store, err := checkpoint.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeCoordinator{spec: spec, token: "tok", world: 2, store: store}
-	addr := startFake(t, f)
+	_, addr := newFake(t, spec, 2, api.Generation{})
 	other := spec
 	other.Optimizer.LR = 0.5
 	for _, tc := range []struct {
@@ -323,12 +326,7 @@ func TestClusterWorkerRefused(t *testing.T) {
 func TestClusterWorkerDivergenceIsAnError(t *testing.T) {
 	spec := clusterSpec(t)
 	spec.TrainLimit, spec.BatchSize, spec.Epochs = 1600, 16, 1 // 100 steps: one checksum
-	store, err := checkpoint.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeCoordinator{spec: spec, token: "tok", world: 2, store: store}
-	addr := startFake(t, f)
+	f, addr := newFake(t, spec, 2, api.Generation{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // catches hangs only
 	defer cancel()
 	errs := make(map[string]chan error)
@@ -352,7 +350,7 @@ func TestClusterWorkerDivergenceIsAnError(t *testing.T) {
 		errs[name] = make(chan error, 1)
 		go func() { errs[name] <- w.Run(ctx) }()
 	}
-	err = <-errs["w1"]
+	err := <-errs["w1"]
 	if !errors.Is(err, ErrDiverged) || !strings.Contains(err.Error(), "step 100") {
 		t.Fatalf("the nudged replica returned %v, want ErrDiverged at step 100", err)
 	}
@@ -366,21 +364,16 @@ func TestClusterWorkerDivergenceIsAnError(t *testing.T) {
 // reads all the shards, and the rest of the epoch is split three ways.
 func TestClusterResumesAtAnotherWorldSize(t *testing.T) {
 	spec := clusterSpec(t)
-	spec.Epochs = 1
-	store, err := checkpoint.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec.CheckpointEvery = 4
-	f := &fakeCoordinator{spec: spec, token: "tok", world: 2, store: store}
+	spec.Epochs, spec.CheckpointEvery = 1, 4
+	f, addr := newFake(t, spec, 2, api.Generation{})
 	rec := &stepRecord{params: map[string]map[int64][]float32{}}
-	runCluster(t, f, startFake(t, f), rec)
+	runCluster(t, f, addr, rec)
 	mid := f.sealed[0] // step 4 of 10
 	if mid.Step != 4 || mid.WorldSize != 2 {
 		t.Fatalf("first checkpoint %+v", mid)
 	}
 
-	f3 := &fakeCoordinator{spec: spec, token: "tok", world: 3, store: store,
+	f3 := &fakeCoordinator{spec: spec, token: "tok", world: 3, store: f.store,
 		first: api.Generation{ResumeStep: int64(mid.Step), Epoch: mid.Epoch, Consumed: mid.Position, Restore: mid.Name}}
 	rec3 := &stepRecord{params: map[string]map[int64][]float32{}}
 	runCluster(t, f3, startFake(t, f3), rec3)

@@ -197,17 +197,24 @@ func (c *testCluster) etcdClient() *clientv3.Client {
 	return cli
 }
 
+// addrFor returns the loopback address at[name], choosing a free port the
+// first time: a restarted process keeps its address.
+func (c *testCluster) addrFor(at map[string]string, name string) string {
+	c.t.Helper()
+	if addr, ok := at[name]; ok {
+		return addr
+	}
+	port, err := freePort()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	at[name] = "127.0.0.1:" + strconv.Itoa(port)
+	return at[name]
+}
+
 func (c *testCluster) startCoordinator(name string) *proc {
 	c.t.Helper()
-	addr, ok := c.coordAt[name]
-	if !ok {
-		port, err := freePort()
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		addr = "127.0.0.1:" + strconv.Itoa(port)
-		c.coordAt[name] = addr
-	}
+	addr := c.addrFor(c.coordAt, name)
 	p := c.start(name, c.bin, []string{tokenEnv + "=" + c.token}, "coordinator",
 		"--etcd-endpoints", c.etcdURL.String(), "-f", c.jobFile, "--name", name, "--listen", addr,
 		"--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0", "--advertise", "127.0.0.1", "--store", c.store)
@@ -225,23 +232,10 @@ func (c *testCluster) coordinatorAddrs() string {
 
 func (c *testCluster) startWorker(name string) *proc {
 	c.t.Helper()
-	addr, ok := c.workerAt[name]
-	if !ok {
-		port, err := freePort()
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		addr = "127.0.0.1:" + strconv.Itoa(port)
-		c.workerAt[name] = addr
-	}
-	hport, err := freePort()
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.httpAt[name] = "127.0.0.1:" + strconv.Itoa(hport)
+	addr := c.addrFor(c.workerAt, name)
 	p := c.start(name, c.bin, []string{tokenEnv + "=" + c.token}, "worker",
 		"--coordinator", c.coordinatorAddrs(), "--name", name, "--listen", addr, "--gossip", "127.0.0.1:0",
-		"--http", c.httpAt[name], "--advertise", "127.0.0.1", "--data-dir", c.data, "--threads", "1")
+		"--http", c.addrFor(c.httpAt, name), "--advertise", "127.0.0.1", "--data-dir", c.data, "--threads", "1")
 	c.mu.Lock()
 	c.workers[name] = p
 	c.mu.Unlock()
