@@ -30,7 +30,9 @@ func (s *stubServer) Heartbeat(_ context.Context, r *HeartbeatRequest) (*Heartbe
 func (s *stubServer) ReportCheckpoint(context.Context, *CheckpointReport) (*CheckpointAck, error) {
 	return &CheckpointAck{}, nil
 }
-func (s *stubServer) Leave(context.Context, *LeaveRequest) (*LeaveReply, error) { return &LeaveReply{}, nil }
+func (s *stubServer) Leave(context.Context, *LeaveRequest) (*LeaveReply, error) {
+	return &LeaveReply{}, nil
+}
 func (s *stubServer) Status(context.Context, *StatusRequest) (*StatusReply, error) {
 	return &StatusReply{Job: "j", State: "running"}, nil
 }
