@@ -186,7 +186,9 @@ func (r *ringTrainer) sync(ctx context.Context, comm *allreduce.Comm, g *api.Gen
 	} else if g.Restore != "" {
 		ck, err := r.store.Load(g.Restore)
 		if err != nil {
-			return ringError("restoring "+g.Restore, err)
+			// The coordinator verified it in the shared store; this worker
+			// cannot read it (a volume not mounted, or a different one).
+			return fatal(fmt.Errorf("worker: restoring checkpoint %s from %s: %w", g.Restore, r.store.Dir(), err))
 		}
 		if err := restoreState(ck, r.spec, r.su.model, r.su.opt); err != nil {
 			return fatal(err)
