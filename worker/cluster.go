@@ -148,14 +148,13 @@ type ClusterWorker struct {
 	logf func(string, ...any)
 	ctl  *control
 
+	kick chan struct{} // asks the heartbeat loop for an immediate beat
+
 	mu         sync.Mutex
 	reply      *api.HeartbeatReply // the newest heartbeat reply
 	changed    chan struct{}       // closed and replaced when reply changes
 	prog       progress
-	joinRep    *api.JoinReply
-	kick       chan struct{} // asks the heartbeat loop for an immediate beat
-	gossipAddr string
-	rejoined   chan struct{}
+	gossipAddr string // this worker's memberlist address, as others reach it
 
 	metrics *workerMetrics
 }
@@ -201,7 +200,7 @@ func NewClusterWorker(o ClusterOptions) (*ClusterWorker, error) {
 	}
 	return &ClusterWorker{
 		o: o, logf: o.Logf, ctl: ctl,
-		changed: make(chan struct{}), kick: make(chan struct{}, 1), rejoined: make(chan struct{}, 1),
+		changed: make(chan struct{}), kick: make(chan struct{}, 1),
 		metrics: newWorkerMetrics(),
 	}, nil
 }
@@ -325,9 +324,6 @@ func (w *ClusterWorker) join(ctx context.Context) (*api.JoinReply, error) {
 			return err
 		})
 		if err == nil {
-			w.mu.Lock()
-			w.joinRep = rep
-			w.mu.Unlock()
 			w.logf("joined the job at %s", strings.Join(w.o.Coordinators, ","))
 			return rep, nil
 		}
