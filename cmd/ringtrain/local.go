@@ -19,6 +19,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/api"
+	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/etcdlocal"
 	"github.com/ringtrain/ringtrain/job"
@@ -99,6 +101,25 @@ func (lc *localCluster) run(ctx context.Context) (runlog.Summary, error) {
 		return sum, err
 	}
 	defer rlog.Close()
+	if lc.resume {
+		// Records past the checkpoint the job resumes from are replaced by
+		// the resumed run's.
+		store, err := checkpoint.Open(filepath.Join(out, storeSubdir))
+		if err != nil {
+			return sum, err
+		}
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		latest, ok, err := checkpoint.NewEtcdCommitter(cli, coordinator.JobName(spec), store).Latest(lctx)
+		cancel()
+		if err != nil {
+			return sum, err
+		}
+		if ok {
+			if err := rlog.TruncateAfter(latest.Step); err != nil {
+				return sum, err
+			}
+		}
+	}
 
 	// The coordinator's own lines go to the run directory's log file; the
 	// progress display shows the job's state.
