@@ -222,6 +222,16 @@ func (c *testCluster) startCoordinator(name string) *proc {
 	return p
 }
 
+// startJob starts etcd, coordinator-0 and workers worker-0, worker-1, ….
+func (c *testCluster) startJob(workers int) {
+	c.t.Helper()
+	c.startEtcd()
+	c.startCoordinator("coordinator-0")
+	for i := range workers {
+		c.startWorker(fmt.Sprintf("worker-%d", i))
+	}
+}
+
 func (c *testCluster) coordinatorAddrs() string {
 	var addrs []string
 	for _, a := range c.coordAt {
@@ -403,19 +413,13 @@ func TestClusterKillEverythingResumesBitIdentical(t *testing.T) {
 	spec := clusterJob("resume", 2)
 
 	ref := newTestCluster(t, spec)
-	ref.startEtcd()
-	ref.startCoordinator("coordinator-0")
-	ref.startWorker("worker-0")
-	ref.startWorker("worker-1")
+	ref.startJob(2)
 	ref.waitFor("job completion", 3*time.Minute, func(st *api.StatusReply) bool { return st.State == "done" })
 	ref.waitWorkersExit(30 * time.Second)
 	want := ref.finalCheckpoint()
 
 	c := newTestCluster(t, spec)
-	c.startEtcd()
-	c.startCoordinator("coordinator-0")
-	c.startWorker("worker-0")
-	c.startWorker("worker-1")
+	c.startJob(2)
 	killAt := int64(90 + rand.IntN(250)) // after at least two checkpoints
 	c.waitFor(fmt.Sprintf("step %d", killAt), 3*time.Minute, func(st *api.StatusReply) bool { return st.Step >= killAt })
 	c.killAll()
@@ -466,20 +470,12 @@ func TestClusterSurvivesWorkerKill(t *testing.T) {
 	spec.TrainLimit, spec.TestLimit, spec.CheckpointEvery = 0, 0, 200
 
 	ref := newTestCluster(t, spec)
-	ref.startEtcd()
-	ref.startCoordinator("coordinator-0")
-	for i := range 3 {
-		ref.startWorker(fmt.Sprintf("worker-%d", i))
-	}
+	ref.startJob(3)
 	refSt, _ := ref.waitFor("job completion", 4*time.Minute, func(st *api.StatusReply) bool { return st.State == "done" && st.LastEval != nil })
 	ref.killAll()
 
 	c := newTestCluster(t, spec)
-	c.startEtcd()
-	c.startCoordinator("coordinator-0")
-	for i := range 3 {
-		c.startWorker(fmt.Sprintf("worker-%d", i))
-	}
+	c.startJob(3)
 	st, _ := c.waitFor("a running ring of 3", 2*time.Minute, func(st *api.StatusReply) bool {
 		return st.State == "running" && st.Step >= 600 && ringSize(st) == 3
 	})
@@ -575,10 +571,7 @@ func TestClusterEtcdOutage(t *testing.T) {
 	spec.TrainLimit, spec.Epochs = 0, 2 // long enough to outlast the outage
 	spec.CheckpointEvery = 100
 	c := newTestCluster(t, spec)
-	c.startEtcd()
-	c.startCoordinator("coordinator-0")
-	c.startWorker("worker-0")
-	c.startWorker("worker-1")
+	c.startJob(2)
 	c.waitFor("a committed checkpoint", 2*time.Minute, func(st *api.StatusReply) bool { return st.LastCheckpoint != "" })
 	c.etcd.cmd.Process.Signal(syscall.SIGSTOP)
 	stepAtStop := workerStep(c)
@@ -638,9 +631,7 @@ func TestClusterStatusAndRefusals(t *testing.T) {
 	}
 	spec := clusterJob("waiting", 2)
 	c := newTestCluster(t, spec)
-	c.startEtcd()
-	c.startCoordinator("coordinator-0")
-	c.startWorker("worker-0")
+	c.startJob(1)
 	c.waitFor("worker-0 waiting", time.Minute, func(st *api.StatusReply) bool { return st.State == "waiting" && len(st.Workers) == 1 })
 	out, err := runCLI(t, "status", "--coordinator", c.coordinatorAddrs())
 	if err != nil {
