@@ -122,6 +122,10 @@ type HeartbeatReply struct {
 	Status string `json:"status"`
 	// Stop: the job is complete or cancelled; the worker should exit.
 	Stop bool `json:"stop,omitempty"`
+	// CheckpointAt, when set, asks every rank of Generation to write a
+	// checkpoint when its step count reaches this step (on an interrupt,
+	// say, so training can resume from where it stood).
+	CheckpointAt int64 `json:"checkpoint_at,omitempty"`
 }
 
 // Peer is one rank of a ring.

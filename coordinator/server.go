@@ -160,6 +160,10 @@ type term struct {
 	lastEval  *api.Eval
 	lastTrain int64 // step of the last "train" record
 	genFailed bool  // the last generation write to etcd failed (for logging once)
+	// ckptAt is the step at which the current generation was asked to
+	// checkpoint (RequestCheckpoint); 0 if none.
+	ckptAt    int64
+	ckptAtGen uint64
 }
 
 // workerInfo is what the coordinator knows about one member.
@@ -452,7 +456,11 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 	if t.sm.HasReady() {
 		s.wake()
 	}
-	return &api.HeartbeatReply{Generation: t.gen, Paused: t.paused, Status: t.reason}, nil
+	rep := &api.HeartbeatReply{Generation: t.gen, Paused: t.paused, Status: t.reason}
+	if t.gen != nil && t.ckptAtGen == t.gen.Number {
+		rep.CheckpointAt = t.ckptAt
+	}
+	return rep, nil
 }
 
 // trainRecord adds a "train" record from rank 0's heartbeat every
@@ -509,6 +517,31 @@ func (s *Server) Leave(ctx context.Context, req *api.LeaveRequest) (*api.LeaveRe
 		s.wake()
 	}
 	return &api.LeaveReply{}, nil
+}
+
+// RequestCheckpoint asks the running ring to write a checkpoint ahead
+// steps past the furthest step a worker has reported, and returns that
+// step; the workers learn it from their next heartbeat, so ahead should
+// cover a few heartbeats' worth of steps. It fails when this coordinator
+// does not lead a running ring.
+func (s *Server) RequestCheckpoint(ahead int64) (int64, error) {
+	t := s.leading()
+	if t == nil {
+		return 0, errors.New("coordinator: not the leader")
+	}
+	defer s.mu.Unlock()
+	if t.gen == nil || t.paused || t.done {
+		return 0, errors.New("coordinator: no ring is running")
+	}
+	step := t.gen.ResumeStep
+	for _, name := range t.sm.Members() {
+		if w := t.workers[name]; w != nil && w.gen == t.gen.Number {
+			step = max(step, w.step)
+		}
+	}
+	t.ckptAt, t.ckptAtGen = step+max(ahead, 1), t.gen.Number
+	s.logf("coordinator: checkpoint requested at step %d", t.ckptAt)
+	return t.ckptAt, nil
 }
 
 // Status describes the job (see api.ControlServer); a standby answers too.

@@ -395,6 +395,17 @@ func (w *ClusterWorker) setReply(r *api.HeartbeatReply) {
 	w.changed = make(chan struct{})
 }
 
+// checkpointAt is the step at which the coordinator asked generation gen
+// to checkpoint, or 0.
+func (w *ClusterWorker) checkpointAt(gen uint64) int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if r := w.reply; r != nil && r.Generation != nil && r.Generation.Number == gen {
+		return r.CheckpointAt
+	}
+	return 0
+}
+
 // beat asks for a heartbeat now.
 func (w *ClusterWorker) beat() {
 	select {

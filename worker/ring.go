@@ -318,7 +318,9 @@ func (r *ringTrainer) train(ctx context.Context, comm *allreduce.Comm, g *api.Ge
 					return err
 				}
 			}
-			if e := r.spec.CheckpointEvery; e > 0 && r.step%int64(e) == 0 && k < steps-1 {
+			e := int64(r.spec.CheckpointEvery)
+			// (The epoch's last step checkpoints below, after the evaluation.)
+			if ((e > 0 && r.step%e == 0) || r.step == r.w.checkpointAt(g.Number)) && k < steps-1 {
 				if err := r.checkpoint(ctx, g, rank, world, nil); err != nil {
 					return err
 				}

@@ -131,7 +131,11 @@ func (lc *localCluster) run(ctx context.Context) (runlog.Summary, error) {
 	tok := make([]byte, 16)
 	rand.Read(tok)
 	token := hex.EncodeToString(tok)
-	c, err := startCoordinator(ctx, coordinatorSetup{
+	// The coordinator outlives an interrupt of ctx long enough to have the
+	// ring checkpoint where it stands (see checkpointNow).
+	cctx, cancelCoord := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelCoord()
+	c, err := startCoordinator(cctx, coordinatorSetup{
 		name: "coordinator", spec: spec, token: token, etcd: cli, storeDir: filepath.Join(out, storeSubdir),
 		listen: "127.0.0.1:0", gossip: "127.0.0.1:0", advertise: "127.0.0.1", runLog: rlog,
 		logf: func(f string, a ...any) {
@@ -167,6 +171,7 @@ func (lc *localCluster) run(ctx context.Context) (runlog.Summary, error) {
 			"--http", "", "--data-dir", dataDir, "--threads", strconv.Itoa(threads))
 		cmd.Env = append(os.Environ(), tokenEnv+"="+token)
 		cmd.Stdout, cmd.Stderr = logf, logf
+		detach(cmd)
 		if err := cmd.Start(); err != nil {
 			return sum, fmt.Errorf("starting %s: %w", name, err)
 		}
@@ -265,6 +270,7 @@ func (lc *localCluster) watch(ctx context.Context, c *runningCoordinator, exited
 	for {
 		select {
 		case <-ctx.Done():
+			lc.checkpointNow(c)
 			return ctx.Err()
 		case <-c.srv.Done():
 			lc.show(c.srv.StatusReply(), &epoch, &lastEval, &reason, steps)
@@ -287,6 +293,30 @@ func (lc *localCluster) watch(ctx context.Context, c *runningCoordinator, exited
 			lc.show(c.srv.StatusReply(), &epoch, &lastEval, &reason, steps)
 		}
 	}
+}
+
+// checkpointNow has the running ring checkpoint a second's worth of steps
+// ahead of where it stands and waits (at most 20 s) until the checkpoint is
+// committed, so that --resume continues from there, as after a Ctrl-C of
+// single-node training.
+func (lc *localCluster) checkpointNow(c *runningCoordinator) {
+	st := c.srv.StatusReply()
+	perStep := float64(lc.spec.BatchPerWorker() * max(len(st.Ring), 1))
+	ahead := max(5, int64(st.ImagesPerSecond/perStep))
+	step, err := c.srv.RequestCheckpoint(ahead)
+	if err != nil {
+		return
+	}
+	lc.progress.notice(fmt.Sprintf("interrupted: checkpointing the ring at step %d", step))
+	want := checkpoint.NameForStep(int(step))
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if st := c.srv.StatusReply(); st.LastCheckpoint >= want || st.State != "running" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	lc.progress.notice("the checkpoint was not committed in time; --resume continues from the one before")
 }
 
 func (lc *localCluster) show(st *api.StatusReply, epoch, lastEval *int, reason *string, steps int) {

@@ -1,0 +1,8 @@
+//go:build !unix
+
+package main
+
+import "os/exec"
+
+// detach is a no-op where process groups are not available.
+func detach(*exec.Cmd) {}
