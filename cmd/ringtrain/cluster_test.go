@@ -3,10 +3,19 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -109,6 +118,11 @@ type testCluster struct {
 	workerAt map[string]string // name → data address (kept across restarts)
 	httpAt   map[string]string // name → HTTP address
 	mu       sync.Mutex
+
+	// tlsArgs are added to every coordinator's and worker's arguments;
+	// clientTLS is what status calls use with them.
+	tlsArgs   []string
+	clientTLS *tls.Config
 }
 
 func newTestCluster(t *testing.T, spec job.Spec) *testCluster {
@@ -217,9 +231,9 @@ func (c *testCluster) addrFor(at map[string]string, name string) string {
 func (c *testCluster) startCoordinator(name string) *proc {
 	c.t.Helper()
 	addr := c.addrFor(c.coordAt, name)
-	p := c.start(name, c.bin, []string{tokenEnv + "=" + c.token}, "coordinator",
+	p := c.start(name, c.bin, []string{tokenEnv + "=" + c.token}, append([]string{"coordinator",
 		"--etcd-endpoints", c.etcdURL.String(), "-f", c.jobFile, "--name", name, "--listen", addr,
-		"--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0", "--advertise", "127.0.0.1", "--store", c.store)
+		"--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0", "--advertise", "127.0.0.1", "--store", c.store}, c.tlsArgs...)...)
 	c.coords = append(c.coords, p)
 	return p
 }
@@ -245,9 +259,9 @@ func (c *testCluster) coordinatorAddrs() string {
 func (c *testCluster) startWorker(name string) *proc {
 	c.t.Helper()
 	addr := c.addrFor(c.workerAt, name)
-	p := c.start(name, c.bin, []string{tokenEnv + "=" + c.token}, "worker",
+	p := c.start(name, c.bin, []string{tokenEnv + "=" + c.token}, append([]string{"worker",
 		"--coordinator", c.coordinatorAddrs(), "--name", name, "--listen", addr, "--gossip", "127.0.0.1:0",
-		"--http", c.addrFor(c.httpAt, name), "--advertise", "127.0.0.1", "--data-dir", c.data, "--threads", "1")
+		"--http", c.addrFor(c.httpAt, name), "--advertise", "127.0.0.1", "--data-dir", c.data, "--threads", "1"}, c.tlsArgs...)...)
 	c.mu.Lock()
 	c.workers[name] = p
 	c.mu.Unlock()
@@ -290,7 +304,7 @@ func (c *testCluster) logs() string {
 // status asks the coordinators for the leader's status (nil if none
 // answers).
 func (c *testCluster) status() *api.StatusReply {
-	st, err := fetchStatus(context.Background(), strings.Split(c.coordinatorAddrs(), ","), dialOption(nil), time.Second)
+	st, err := fetchStatus(context.Background(), strings.Split(c.coordinatorAddrs(), ","), dialOption(c.clientTLS), time.Second)
 	if err != nil {
 		return nil
 	}
@@ -785,5 +799,88 @@ func TestLocalClusterCtrlCCheckpointsAndResumes(t *testing.T) {
 	log, _ := os.ReadFile(filepath.Join(out, "coordinator.log"))
 	if !strings.Contains(string(log), "from restore "+m[1]) {
 		t.Errorf("the resumed run did not start from %s:\n%s", m[1], log)
+	}
+}
+
+// writePKI writes a throwaway CA and one certificate for every process
+// (server and client use, 127.0.0.1) as PEM files, and returns the flags
+// that use them.
+func writePKI(t *testing.T, dir string) []string {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ringtrain test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(crand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "ringtrain node"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]*pem.Block{
+		"ca.crt":  {Type: "CERTIFICATE", Bytes: caDER},
+		"tls.crt": {Type: "CERTIFICATE", Bytes: der},
+		"tls.key": {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []string{"--tls-cert", filepath.Join(dir, "tls.crt"), "--tls-key", filepath.Join(dir, "tls.key"), "--tls-ca", filepath.Join(dir, "ca.crt")}
+}
+
+// TestClusterMutualTLS runs a job with --tls-cert/--tls-key/--tls-ca on
+// every process: the control plane and the all-reduce links are mutual TLS,
+// `ringtrain status` needs the certificate too, and a plaintext client gets
+// nothing.
+func TestClusterMutualTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs clusters of processes")
+	}
+	spec := clusterJob("tls", 2)
+	spec.Epochs, spec.TrainLimit = 1, 3200
+	c := newTestCluster(t, spec)
+	c.tlsArgs = writePKI(t, c.dir)
+	var p processFlags
+	p.tlsCert, p.tlsKey, p.tlsCA = c.tlsArgs[1], c.tlsArgs[3], c.tlsArgs[5]
+	_, client, err := p.tlsConfigs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.clientTLS = client
+	c.startJob(2)
+	c.waitFor("job completion over TLS", 3*time.Minute, func(st *api.StatusReply) bool { return st.State == "done" })
+	c.waitWorkersExit(30 * time.Second)
+	out, err := runCLI(t, append([]string{"status", "--coordinator", c.coordinatorAddrs()}, c.tlsArgs...)...)
+	if err != nil || !strings.Contains(out, "done") {
+		t.Errorf("status over TLS: %v\n%s", err, out)
+	}
+	if _, err := runCLI(t, "status", "--coordinator", c.coordinatorAddrs(), "--timeout", "2s"); err == nil {
+		t.Error("a plaintext status call got an answer from a TLS coordinator")
 	}
 }
