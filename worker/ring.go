@@ -341,9 +341,14 @@ func (r *ringTrainer) train(ctx context.Context, comm *allreduce.Comm, g *api.Ge
 		}
 	}
 	// A ring formed after the last epoch (a member changed at the very
-	// end) writes the final checkpoint of its own generation.
+	// end, perhaps during the last evaluation) evaluates and writes the
+	// final checkpoint of its own generation.
 	if r.ckptGen != g.Number || r.ckptStep != r.step {
-		return r.checkpoint(ctx, g, rank, world, nil)
+		ev, err := r.evaluate(ctx, comm, rank, world, r.pos.Epoch-1)
+		if err != nil {
+			return err
+		}
+		return r.checkpoint(ctx, g, rank, world, ev)
 	}
 	return nil
 }
