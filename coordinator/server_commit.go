@@ -94,6 +94,10 @@ func (s *Server) ReportCheckpoint(ctx context.Context, req *api.CheckpointReport
 				s.logf("coordinator: warning: metrics log: %v", err)
 			}
 		}
+	} else if ev := t.lastEval; ev != nil {
+		// A mid-epoch checkpoint carries the last evaluation, as
+		// single-node checkpoints do.
+		m.Metrics.TestAccuracy, m.Metrics.TestLoss = ev.Accuracy, ev.Loss
 	}
 	j := commitJob{gen: req.Generation, m: m, final: s.isFinal(m.Epoch, m.Position)}
 	select {
