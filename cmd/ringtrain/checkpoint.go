@@ -53,7 +53,11 @@ func newCheckpointCmd() *cobra.Command {
 					fmt.Fprintf(w, "%s\t(unreadable: %v)\n", n, err)
 					continue
 				}
-				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.2f%%\t%s\n", n, m.Step, m.Epoch+1, m.Position, 100*m.Metrics.TestAccuracy, m.Created.Format("2006-01-02 15:04:05"))
+				acc := "-" // not evaluated yet
+				if m.Metrics.TestAccuracy > 0 {
+					acc = fmt.Sprintf("%.2f%%", 100*m.Metrics.TestAccuracy)
+				}
+				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\t%s\n", n, m.Step, m.Epoch+1, m.Position, acc, m.Created.Format("2006-01-02 15:04:05"))
 			}
 			return w.Flush()
 		},
