@@ -3,19 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	crand "crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -36,6 +28,7 @@ import (
 	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/etcdlocal"
+	"github.com/ringtrain/ringtrain/internal/testpki"
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/runlog"
 )
@@ -327,8 +320,9 @@ func (c *testCluster) waitFor(what string, timeout time.Duration, cond func(*api
 	}
 }
 
-// committed returns the job's committed checkpoints as etcd holds them.
-func (c *testCluster) committed() []checkpoint.Manifest {
+// withCommitter calls fn with a committer of the job's checkpoints in etcd
+// and a context that bounds its calls.
+func (c *testCluster) withCommitter(fn func(context.Context, *checkpoint.EtcdCommitter)) {
 	c.t.Helper()
 	cli := c.etcdClient()
 	defer cli.Close()
@@ -338,7 +332,15 @@ func (c *testCluster) committed() []checkpoint.Manifest {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ms, err := checkpoint.NewEtcdCommitter(cli, coordinator.JobName(c.spec), store).Committed(ctx)
+	fn(ctx, checkpoint.NewEtcdCommitter(cli, coordinator.JobName(c.spec), store))
+}
+
+// committed returns the job's committed checkpoints as etcd holds them.
+func (c *testCluster) committed() []checkpoint.Manifest {
+	c.t.Helper()
+	var ms []checkpoint.Manifest
+	var err error
+	c.withCommitter(func(ctx context.Context, cm *checkpoint.EtcdCommitter) { ms, err = cm.Committed(ctx) })
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -362,19 +364,12 @@ func (c *testCluster) waitWorkersExit(timeout time.Duration) {
 	}
 }
 
-// finalParams loads the merged model tensors of the newest committed
-// checkpoint.
+// finalCheckpoint loads the newest committed checkpoint that verifies.
 func (c *testCluster) finalCheckpoint() *checkpoint.Checkpoint {
 	c.t.Helper()
-	cli := c.etcdClient()
-	defer cli.Close()
-	store, err := checkpoint.Open(c.store)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ck, err := checkpoint.NewEtcdCommitter(cli, coordinator.JobName(c.spec), store).LoadLatest(ctx, c.t.Logf)
+	var ck *checkpoint.Checkpoint
+	var err error
+	c.withCommitter(func(ctx context.Context, cm *checkpoint.EtcdCommitter) { ck, err = cm.LoadLatest(ctx, c.t.Logf) })
 	if err != nil || ck == nil {
 		c.t.Fatalf("final checkpoint: %v %v", ck, err)
 	}
@@ -806,52 +801,8 @@ func TestLocalClusterCtrlCCheckpointsAndResumes(t *testing.T) {
 // (server and client use, 127.0.0.1) as PEM files, and returns the flags
 // that use them.
 func writePKI(t *testing.T, dir string) []string {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ringtrain test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(crand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "ringtrain node"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(crand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]*pem.Block{
-		"ca.crt":  {Type: "CERTIFICATE", Bytes: caDER},
-		"tls.crt": {Type: "CERTIFICATE", Bytes: der},
-		"tls.key": {Type: "EC PRIVATE KEY", Bytes: keyDER},
-	}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(b), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return []string{"--tls-cert", filepath.Join(dir, "tls.crt"), "--tls-key", filepath.Join(dir, "tls.key"), "--tls-ca", filepath.Join(dir, "ca.crt")}
+	cert, key, ca := testpki.New(t).WriteNodeFiles(t, dir)
+	return []string{"--tls-cert", cert, "--tls-key", key, "--tls-ca", ca}
 }
 
 // TestClusterMutualTLS runs a job with --tls-cert/--tls-key/--tls-ca on
