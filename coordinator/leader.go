@@ -209,13 +209,15 @@ func (s *Server) startTerm(ctx context.Context, key string, rev int64) (*term, e
 			return nil, &fatalError{fmt.Errorf("coordinator: etcd key %s holds %q, not a generation number", genKey, resp.Kvs[0].Value)}
 		}
 	}
-	latest, ok, err := committer.Latest(rctx)
+	// Resume from the newest committed checkpoint whose files verify: one
+	// that fails its checksums is skipped with a warning.
+	ck, err := committer.LoadLatest(rctx, func(f string, a ...any) { s.logf("coordinator: warning: "+f, a...) })
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: reading job %s's latest checkpoint: %w", s.job, err)
+		return nil, fmt.Errorf("coordinator: job %s: %w", s.job, err)
 	}
-	if ok && latest.JobHash != s.hash {
+	if ck != nil && ck.Manifest.JobHash != s.hash {
 		return nil, &fatalError{fmt.Errorf("coordinator: etcd holds job %s's checkpoints with hash %s; this job file has hash %s",
-			s.job, latest.JobHash, s.hash)}
+			s.job, ck.Manifest.JobHash, s.hash)}
 	}
 	stateKey := EtcdStateKey(s.job)
 	resp, err = s.cfg.Etcd.Get(rctx, stateKey)
@@ -240,20 +242,8 @@ func (s *Server) startTerm(ctx context.Context, key string, rev int64) (*term, e
 		workers:   make(map[string]*workerInfo),
 		reports:   make(map[reportKey]*reportSet),
 	}
-	if ok {
-		// Resume from the newest committed checkpoint whose files verify:
-		// one that fails its checksums is skipped with a warning.
-		ck, err := committer.LoadLatest(rctx, func(f string, a ...any) { s.logf("coordinator: warning: "+f, a...) })
-		if err != nil {
-			return nil, fmt.Errorf("coordinator: job %s: %w", s.job, err)
-		}
-		if ck == nil {
-			return nil, fmt.Errorf("coordinator: job %s: checkpoint %s vanished while resuming", s.job, latest.Name)
-		}
-		if ck.Manifest.Name != latest.Name {
-			s.logf("coordinator: job %s resumes from checkpoint %s instead of %s", s.job, ck.Manifest.Name, latest.Name)
-		}
-		latest = ck.Manifest
+	if ck != nil {
+		latest := ck.Manifest
 		cfg.StartStep = int64(latest.Step)
 		cfg.StartPosition = Position{Epoch: latest.Epoch, Consumed: latest.Position}
 		t.lastCkpt = &latest
@@ -269,7 +259,7 @@ func (s *Server) startTerm(ctx context.Context, key string, rev int64) (*term, e
 	}
 	t.sm, err = New(cfg)
 	if err != nil {
-		return nil, &fatalError{fmt.Errorf("coordinator: resuming job %s from checkpoint %s: %w", s.job, latest.Name, err)}
+		return nil, &fatalError{fmt.Errorf("coordinator: resuming job %s from %v: %w", s.job, cfg.StartPosition, err)}
 	}
 	state := "running"
 	if t.done {

@@ -130,3 +130,24 @@ func (m *MNIST) Batch(idx []int, x []float32, y []int) {
 		y[b] = int(m.Labels[i])
 	}
 }
+
+// MNISTTrainSize is the number of images in MNIST's training split (the
+// files are pinned by checksum, so it never varies).
+const MNISTTrainSize = 60000
+
+// TrainSamples returns the number of training samples of the named data
+// set, limited to limit when limit is positive: what a coordinator shards
+// without loading the data.
+func TrainSamples(name string, limit int) (int, error) {
+	var n int
+	switch name {
+	case "mnist":
+		n = MNISTTrainSize
+	default:
+		return 0, fmt.Errorf("dataset: unknown dataset %q (known: mnist)", name)
+	}
+	if limit > 0 {
+		n = min(n, limit)
+	}
+	return n, nil
+}

@@ -167,8 +167,8 @@ func TestRealMNIST(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if train.N != 60000 {
-			t.Fatalf("train split: N=%d, want 60000", train.N)
+		if n, err := TrainSamples("mnist", 0); err != nil || train.N != n || n != MNISTTrainSize {
+			t.Fatalf("train split: N=%d; TrainSamples says %d (%v), want 60000", train.N, n, err)
 		}
 		var hist [10]int
 		for _, l := range train.Labels {
@@ -255,5 +255,20 @@ func TestRealMNISTViaProxy(t *testing.T) {
 	}
 	if err := VerifyMNIST(dir); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestTrainSamples(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit int
+		want  int
+	}{{"mnist", 0, 60000}, {"mnist", 1000, 1000}, {"mnist", 90000, 60000}} {
+		if got, err := TrainSamples(tc.name, tc.limit); err != nil || got != tc.want {
+			t.Errorf("TrainSamples(%s, %d) = %d, %v; want %d", tc.name, tc.limit, got, err, tc.want)
+		}
+	}
+	if _, err := TrainSamples("imagenet", 0); err == nil || !strings.Contains(err.Error(), "known: mnist") {
+		t.Errorf("unknown data set: %v", err)
 	}
 }

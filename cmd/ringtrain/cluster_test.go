@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -746,45 +745,14 @@ func TestLocalClusterCtrlCCheckpointsAndResumes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a local cluster")
 	}
-	bin, data := binary(t)
 	out := filepath.Join(t.TempDir(), "run")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // catches hangs only
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "train", "--workers", "2", "--epochs", "2", "--out", out)
-	cmd.Env = append(os.Environ(), "RINGTRAIN_DATA="+data)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var lines []string
-	sc := bufio.NewScanner(stdout)
-	signalled := false
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if !signalled && strings.HasPrefix(sc.Text(), "epoch 1/2:") {
-			time.AfterFunc(2*time.Second, func() { cmd.Process.Signal(syscall.SIGINT) })
-			signalled = true
-		}
-	}
-	err = cmd.Wait()
-	text := strings.Join(lines, "\n")
+	text, err := interruptedRun(t, ctx, "epoch 1/2:", 2*time.Second, "train", "--workers", "2", "--epochs", "2", "--out", out)
 	if err == nil || !strings.Contains(text, "checkpointing the ring at step") || !strings.Contains(text, "--resume") {
 		t.Fatalf("interrupted cluster: exit %v, output:\n%s", err, text)
 	}
-	cmd = exec.CommandContext(ctx, bin, "train", "--out", out, "--resume")
-	cmd.Env = append(os.Environ(), "RINGTRAIN_DATA="+data)
-	if o, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("resume failed: %v\n%s", err, o)
-	}
-	sum, err := runlog.ReadSummary(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !sum.Resumed || sum.Steps != 2*938 || sum.TestAccuracy < 0.97 {
+	if sum := resumeRun(t, ctx, out); !sum.Resumed || sum.Steps != 2*938 || sum.TestAccuracy < 0.97 {
 		t.Fatalf("resumed summary %+v", sum)
 	}
 	m := regexp.MustCompile(`checkpoint (ckpt-\d+) is committed`).FindStringSubmatch(text)

@@ -17,26 +17,11 @@ import (
 
 	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/coordinator"
+	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/membership"
 	"github.com/ringtrain/ringtrain/runlog"
 )
-
-// trainSamples is the size of a job's training set, which the coordinator
-// shards without loading it.
-func trainSamples(spec job.Spec) (int, error) {
-	var n int
-	switch spec.Dataset {
-	case "mnist":
-		n = 60000
-	default:
-		return 0, fmt.Errorf("unknown dataset %q (known: mnist)", spec.Dataset)
-	}
-	if spec.TrainLimit > 0 {
-		n = min(n, spec.TrainLimit)
-	}
-	return n, nil
-}
 
 func newCoordinatorCmd() *cobra.Command {
 	var (
@@ -145,7 +130,7 @@ func startCoordinator(ctx context.Context, cs coordinatorSetup) (*runningCoordin
 	if err != nil {
 		return nil, err
 	}
-	samples, err := trainSamples(cs.spec)
+	samples, err := dataset.TrainSamples(cs.spec.Dataset, cs.spec.TrainLimit)
 	if err != nil {
 		return nil, err
 	}

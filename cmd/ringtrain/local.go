@@ -41,6 +41,7 @@ type localCluster struct {
 
 	exitedCount int  // workers whose exit watch has already received
 	reaped      bool // reap has run
+	shown       shown
 }
 
 // Subdirectories and files of a cluster run directory.
@@ -261,19 +262,19 @@ func (lc *localCluster) reap(workers []*exec.Cmd, exited chan workerExit, grace 
 // carries on without them while it has min_workers.
 func (lc *localCluster) watch(ctx context.Context, c *runningCoordinator, exited chan workerExit, n int) error {
 	spec := lc.spec
-	samples, _ := trainSamples(spec)
+	samples, _ := dataset.TrainSamples(spec.Dataset, spec.TrainLimit)
 	perStep := spec.BatchPerWorker() * spec.Workers
 	steps := (samples + perStep - 1) / perStep
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	epoch, lastEval, reason := -1, -1, ""
+	lc.shown = shown{epoch: -1, eval: -1}
 	for {
 		select {
 		case <-ctx.Done():
 			lc.checkpointNow(c)
 			return ctx.Err()
 		case <-c.srv.Done():
-			lc.show(c.srv.StatusReply(), &epoch, &lastEval, &reason, steps)
+			lc.show(c.srv.StatusReply(), steps)
 			return nil
 		case err := <-c.runErr:
 			c.runErr <- err
@@ -290,7 +291,7 @@ func (lc *localCluster) watch(ctx context.Context, c *runningCoordinator, exited
 				lc.progress.notice(fmt.Sprintf("%s exited: %v (see %s.log)", e.name, e.err, filepath.Join(lc.out, e.name)))
 			}
 		case <-tick.C:
-			lc.show(c.srv.StatusReply(), &epoch, &lastEval, &reason, steps)
+			lc.show(c.srv.StatusReply(), steps)
 		}
 	}
 }
@@ -319,21 +320,28 @@ func (lc *localCluster) checkpointNow(c *runningCoordinator) {
 	lc.progress.notice("the checkpoint was not committed in time; --resume continues from the one before")
 }
 
-func (lc *localCluster) show(st *api.StatusReply, epoch, lastEval *int, reason *string, steps int) {
+// shown is what the progress display last showed.
+type shown struct {
+	epoch, eval int // the epoch in progress and the last one evaluated; -1 for none
+	reason      string
+}
+
+func (lc *localCluster) show(st *api.StatusReply, steps int) {
+	sh := &lc.shown
 	p := lc.progress
-	if st.Reason != *reason && st.State != "running" {
+	if st.Reason != sh.reason && st.State != "running" {
 		p.notice(fmt.Sprintf("cluster: %s", st.Reason))
 	}
-	*reason = st.Reason
-	if e := st.LastEval; e != nil && e.Epoch > *lastEval {
-		*lastEval = e.Epoch
+	sh.reason = st.Reason
+	if e := st.LastEval; e != nil && e.Epoch > sh.eval {
+		sh.eval = e.Epoch
 		p.EpochEnd(worker.EvalStats{Epoch: e.Epoch, Loss: e.Loss, Accuracy: e.Accuracy})
 	}
 	if st.State != "running" || st.Epoch >= lc.spec.Epochs {
 		return
 	}
-	if st.Epoch != *epoch {
-		*epoch = st.Epoch
+	if st.Epoch != sh.epoch {
+		sh.epoch = st.Epoch
 		p.EpochStart(st.Epoch, lc.spec.Epochs, steps, int(st.Step)-st.Epoch*steps)
 	}
 	var loss, acc, lr float64

@@ -117,42 +117,60 @@ func TestMain(m *testing.M) {
 // SIGINT, checks that it leaves a verified checkpoint and says how to
 // resume, and resumes it to the end.
 func TestCtrlCCheckpointsAndResumes(t *testing.T) {
-	bin, data := binary(t)
 	out := filepath.Join(t.TempDir(), "run")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "train", "--model", "mlp", "--epochs", "2", "--out", out)
+	text, err := interruptedRun(t, ctx, "epoch 1/2:", 0, "train", "--model", "mlp", "--epochs", "2", "--out", out)
+	if err == nil {
+		t.Fatalf("interrupted run exited 0:\n%s", text)
+	}
+	if !strings.Contains(text, "--resume") || !strings.Contains(text, "interrupted") {
+		t.Fatalf("no resume hint after Ctrl-C:\n%s", text)
+	}
+	if o, err := runCLI(t, "checkpoint", "verify", "--dir", out); err != nil || !strings.Contains(o, ": ok") {
+		t.Fatalf("checkpoint after Ctrl-C does not verify: %v\n%s", err, o)
+	}
+	// Exactly what the hint says: the run directory remembers its job.
+	if sum := resumeRun(t, ctx, out); !sum.Resumed || sum.Steps != 2*938 || sum.TestAccuracy < 0.95 {
+		t.Fatalf("resumed run summary %+v", sum)
+	}
+}
+
+// interruptedRun runs `ringtrain args…` and sends it SIGINT delay after
+// the first output line that starts with prefix. It returns the output
+// (stdout and stderr together) and how the process exited.
+func interruptedRun(t *testing.T, ctx context.Context, prefix string, delay time.Duration, args ...string) (string, error) {
+	t.Helper()
+	bin, data := binary(t)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "RINGTRAIN_DATA="+data)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	var lines []string
 	sc := bufio.NewScanner(stdout)
+	signalled := false
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
-		if strings.HasPrefix(sc.Text(), "epoch 1/2:") {
-			cmd.Process.Signal(syscall.SIGINT)
+		if !signalled && strings.HasPrefix(sc.Text(), prefix) {
+			time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGINT) })
+			signalled = true
 		}
 	}
-	err = cmd.Wait()
-	if err == nil {
-		t.Fatalf("interrupted run exited 0:\n%s", strings.Join(lines, "\n"))
-	}
-	if !strings.Contains(strings.Join(lines, "\n"), "--resume") || !strings.Contains(stderr.String(), "interrupted") {
-		t.Fatalf("no resume hint after Ctrl-C:\n%s\n%s", strings.Join(lines, "\n"), stderr.String())
-	}
-	if o, err := runCLI(t, "checkpoint", "verify", "--dir", out); err != nil || !strings.Contains(o, ": ok") {
-		t.Fatalf("checkpoint after Ctrl-C does not verify: %v\n%s", err, o)
-	}
+	return strings.Join(lines, "\n"), cmd.Wait()
+}
 
-	// Exactly what the hint says: the run directory remembers its job.
-	cmd = exec.CommandContext(ctx, bin, "train", "--out", out, "--resume")
+// resumeRun runs what the resume hint says, `ringtrain train --out out
+// --resume`, and returns the run's summary.
+func resumeRun(t *testing.T, ctx context.Context, out string) runlog.Summary {
+	t.Helper()
+	bin, data := binary(t)
+	cmd := exec.CommandContext(ctx, bin, "train", "--out", out, "--resume")
 	cmd.Env = append(os.Environ(), "RINGTRAIN_DATA="+data)
 	if o, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("resume failed: %v\n%s", err, o)
@@ -161,9 +179,7 @@ func TestCtrlCCheckpointsAndResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sum.Resumed || sum.Steps != 2*938 || sum.TestAccuracy < 0.95 {
-		t.Fatalf("resumed run summary %+v", sum)
-	}
+	return sum
 }
 
 // TestMainJob runs the README's main job as a user does and checks its

@@ -198,7 +198,11 @@ func (p *progress) Step(s worker.StepStats) {
 
 func (p *progress) EpochEnd(e worker.EvalStats) {
 	p.finish()
-	fmt.Fprintf(p.w, "epoch %d/%d: test accuracy %.2f%%, test loss %.4f (%.1f s)\n", e.Epoch+1, p.epochs, 100*e.Accuracy, e.Loss, e.Seconds)
+	took := "" // a cluster's evaluation is spread over its workers, untimed
+	if e.Seconds > 0 {
+		took = fmt.Sprintf(" (%.1f s)", e.Seconds)
+	}
+	fmt.Fprintf(p.w, "epoch %d/%d: test accuracy %.2f%%, test loss %.4f%s\n", e.Epoch+1, p.epochs, 100*e.Accuracy, e.Loss, took)
 }
 
 func (p *progress) notice(msg string) {
