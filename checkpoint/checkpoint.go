@@ -102,7 +102,9 @@ const (
 )
 
 // Open opens (creating if needed) the store at dir and removes the
-// leftovers of writes that never committed.
+// leftovers of writes that never committed. Only the process that owns the
+// store (the trainer, or a cluster's leading coordinator) opens it so; the
+// others use OpenShared.
 func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
@@ -117,6 +119,17 @@ func Open(dir string) (*Store, error) {
 				return nil, fmt.Errorf("checkpoint: removing unfinished %s: %w", e.Name(), err)
 			}
 		}
+	}
+	return &Store{dir: dir}, nil
+}
+
+// OpenShared opens (creating if needed) the store at dir and changes
+// nothing in it: for readers (ringtrain checkpoint list, verify; a read-only
+// volume) and for a cluster's workers, which write their shards next to the
+// coordinator's writes in progress.
+func OpenShared(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	return &Store{dir: dir}, nil
 }

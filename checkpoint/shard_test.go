@@ -168,3 +168,25 @@ func TestCommitMirrorsLatestInTheStore(t *testing.T) {
 		t.Fatalf("List = %v, %v; want the two committed checkpoints", names, err)
 	}
 }
+
+// OpenShared changes nothing in the store: a worker opening it must not
+// remove the owner's writes in progress (here a pointer being moved).
+func TestOpenSharedLeavesWritesInProgress(t *testing.T) {
+	dir := t.TempDir()
+	inProgress := filepath.Join(dir, latestName+tmpSuffix)
+	if err := os.WriteFile(inProgress, []byte("ckpt-"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenShared(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(inProgress); err != nil {
+		t.Fatalf("OpenShared removed a write in progress: %v", err)
+	}
+	if _, err := Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(inProgress); !os.IsNotExist(err) {
+		t.Fatalf("Open left the leftover: %v", err)
+	}
+}

@@ -256,7 +256,7 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 	if storeDir == "" {
 		return fatal(errors.New("worker: no checkpoint store: the coordinator advertises none and --store is not set"))
 	}
-	store, err := checkpoint.Open(storeDir)
+	store, err := checkpoint.OpenShared(storeDir)
 	if err != nil {
 		return fatal(err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"text/tabwriter"
 
@@ -26,7 +27,10 @@ func newCheckpointCmd() *cobra.Command {
 		if filepath.Base(d) != "checkpoints" {
 			d = filepath.Join(d, "checkpoints")
 		}
-		return checkpoint.Open(d)
+		if _, err := os.Stat(d); err != nil {
+			return nil, fmt.Errorf("checkpoint: %w", err)
+		}
+		return checkpoint.OpenShared(d) // read only: a store may be on a read-only volume
 	}
 	list := &cobra.Command{
 		Use:   "list",

@@ -105,7 +105,7 @@ func (lc *localCluster) run(ctx context.Context) (runlog.Summary, error) {
 	if lc.resume {
 		// Records past the checkpoint the job resumes from are replaced by
 		// the resumed run's.
-		store, err := checkpoint.Open(filepath.Join(out, storeSubdir))
+		store, err := checkpoint.OpenShared(filepath.Join(out, storeSubdir))
 		if err != nil {
 			return sum, err
 		}

@@ -44,6 +44,7 @@ func TestCLIErrorsAreOneLineAndSayWhatToDo(t *testing.T) {
 		{[]string{"train", "--epochs", "0"}, "epochs must be at least 1"},
 		{[]string{"data", "get", "cifar"}, "known: mnist"},
 		{[]string{"checkpoint", "list"}, "--dir is required"},
+		{[]string{"checkpoint", "verify", "--dir", filepath.Join(t.TempDir(), "typo")}, "no such file"},
 		{[]string{"bench", "train", "--steps", "0"}, "at least one step"},
 	} {
 		_, err := runCLI(t, tc.args...)
