@@ -310,7 +310,7 @@ func packARows(panel, d []float32, off, ld, mr, kc int) {
 	r0, r1, r2 := d[off:][:kc], d[off+ld:][:kc], d[off+2*ld:][:kc]
 	r3, r4, r5 := d[off+3*ld:][:kc], d[off+4*ld:][:kc], d[off+5*ld:][:kc]
 	if mr == 6 {
-		for p := range r0 {
+		for p := packA6Fast(panel, d, off, ld, kc); p < kc; p++ {
 			q := (*[6]float32)(panel[p*6:])
 			q[0], q[1], q[2], q[3], q[4], q[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
 		}
@@ -329,24 +329,19 @@ func packARows(panel, d []float32, off, ld, mr, kc int) {
 // nr-column micro-panels, each kc rows of nr floats; columns past nc are
 // zero.
 func (o *gemmOperand) packB(s *scratch, dst []float32, nr, p0, kc, j0, nc int) {
-	for jr := 0; jr < nc; jr += nr {
+	jr0 := 0
+	if o.kind == operandDense {
+		// Whole panels in one pass over B's rows, which streams them.
+		if full := nc / nr; packBFast(dst, o.d, p0*o.ld+j0, o.ld, kc, full, nr) {
+			jr0 = full * nr
+		}
+	}
+	for jr := jr0; jr < nc; jr += nr {
 		nn := min(nr, nc-jr)
 		panel := dst[jr*kc : jr*kc+nr*kc]
 		switch o.kind {
 		case operandDense:
 			base := p0*o.ld + j0 + jr
-			if nn == nr && nr == 32 {
-				for p := 0; p < kc; p++ {
-					*(*[32]float32)(panel[p*32:]) = *(*[32]float32)(o.d[base+p*o.ld:])
-				}
-				continue
-			}
-			if nn == nr && nr == 16 {
-				for p := 0; p < kc; p++ {
-					*(*[16]float32)(panel[p*16:]) = *(*[16]float32)(o.d[base+p*o.ld:])
-				}
-				continue
-			}
 			for p := 0; p < kc; p++ {
 				d := panel[p*nr : p*nr+nr]
 				copy(d, o.d[base+p*o.ld:][:nn])

@@ -36,3 +36,34 @@ func dotTile4x4AVX512(n int, a *float32, lda int, b *float32, boffs *int, out *f
 
 //go:noescape
 func dotTile3x4AVX2(n int, a *float32, lda int, b *float32, boffs *int, out *float32, ldo int)
+
+//go:noescape
+func packA6AVX2(dst, src *float32, ld, kc int)
+
+//go:noescape
+func packBAVX2(dst, src *float32, ld, kc, panels, nr int)
+
+// packA6Fast packs the first kc&^7 columns of six rows of d (row r at
+// off + r*ld) into an A micro-panel and returns how many it packed.
+func packA6Fast(panel, d []float32, off, ld, kc int) int {
+	kc8 := kc &^ 7
+	if kc8 == 0 || !hasAVX2() {
+		return 0
+	}
+	_ = panel[6*kc8-1]
+	_ = d[off : off+5*ld+kc8] // bounds: the assembly does not check
+	packA6AVX2(&panel[0], &d[off], ld, kc8)
+	return kc8
+}
+
+// packBFast packs kc rows of panels×nr columns of d (row p at off + p*ld)
+// into nr-column B micro-panels, nr 16 or 32, and reports whether it could.
+func packBFast(dst, d []float32, off, ld, kc, panels, nr int) bool {
+	if panels == 0 || kc == 0 || (nr != 16 && nr != 32) || !hasAVX2() {
+		return false
+	}
+	_ = dst[panels*kc*nr-1]
+	_ = d[off : off+(kc-1)*ld+panels*nr] // bounds: the assembly does not check
+	packBAVX2(&dst[0], &d[off], ld, kc, panels, nr)
+	return true
+}

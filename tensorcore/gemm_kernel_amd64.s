@@ -17,6 +17,27 @@ TEXT ·sgemmKernel6x16AVX2(SB), NOSPLIT, $0-56
 	SHLQ $2, R8
 	MOVQ rows+40(FP), R9
 
+	// Start C's rows on their way to L1 while the loop runs (a
+	// prefetch never faults, so rows past the tile cost nothing).
+	MOVQ DX, AX
+	PREFETCHT0 (AX)
+	PREFETCHT0 60(AX)
+	ADDQ R8, AX
+	PREFETCHT0 (AX)
+	PREFETCHT0 60(AX)
+	ADDQ R8, AX
+	PREFETCHT0 (AX)
+	PREFETCHT0 60(AX)
+	ADDQ R8, AX
+	PREFETCHT0 (AX)
+	PREFETCHT0 60(AX)
+	ADDQ R8, AX
+	PREFETCHT0 (AX)
+	PREFETCHT0 60(AX)
+	ADDQ R8, AX
+	PREFETCHT0 (AX)
+	PREFETCHT0 60(AX)
+
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
