@@ -307,10 +307,14 @@ func (o *gemmOperand) packA(dst []float32, mr, i0, mc, p0, kc int) {
 // packARows packs mr (6 or 12) full rows of a row-major matrix, starting
 // at off with stride ld, kc columns each, into one A micro-panel.
 func packARows(panel, d []float32, off, ld, mr, kc int) {
+	p0 := packARowsFast(panel, d, off, ld, mr, kc)
+	if p0 == kc {
+		return
+	}
 	r0, r1, r2 := d[off:][:kc], d[off+ld:][:kc], d[off+2*ld:][:kc]
 	r3, r4, r5 := d[off+3*ld:][:kc], d[off+4*ld:][:kc], d[off+5*ld:][:kc]
 	if mr == 6 {
-		for p := packA6Fast(panel, d, off, ld, kc); p < kc; p++ {
+		for p := p0; p < kc; p++ {
 			q := (*[6]float32)(panel[p*6:])
 			q[0], q[1], q[2], q[3], q[4], q[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
 		}
@@ -318,7 +322,7 @@ func packARows(panel, d []float32, off, ld, mr, kc int) {
 	}
 	r6, r7, r8 := d[off+6*ld:][:kc], d[off+7*ld:][:kc], d[off+8*ld:][:kc]
 	r9, r10, r11 := d[off+9*ld:][:kc], d[off+10*ld:][:kc], d[off+11*ld:][:kc]
-	for p := range r0 {
+	for p := p0; p < kc; p++ {
 		q := (*[12]float32)(panel[p*12:])
 		q[0], q[1], q[2], q[3], q[4], q[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
 		q[6], q[7], q[8], q[9], q[10], q[11] = r6[p], r7[p], r8[p], r9[p], r10[p], r11[p]

@@ -38,21 +38,24 @@ func dotTile4x4AVX512(n int, a *float32, lda int, b *float32, boffs *int, out *f
 func dotTile3x4AVX2(n int, a *float32, lda int, b *float32, boffs *int, out *float32, ldo int)
 
 //go:noescape
-func packA6AVX2(dst, src *float32, ld, kc int)
+func packA6AVX2(dst, src *float32, ld, kc, mr int)
 
 //go:noescape
 func packBAVX2(dst, src *float32, ld, kc, panels, nr int)
 
-// packA6Fast packs the first kc&^7 columns of six rows of d (row r at
-// off + r*ld) into an A micro-panel and returns how many it packed.
-func packA6Fast(panel, d []float32, off, ld, kc int) int {
+// packARowsFast packs the first kc&^7 columns of mr (6 or 12) rows of d
+// (row r at off + r*ld) into an A micro-panel and returns how many columns
+// it packed.
+func packARowsFast(panel, d []float32, off, ld, mr, kc int) int {
 	kc8 := kc &^ 7
-	if kc8 == 0 || !hasAVX2() {
+	if kc8 == 0 || (mr != 6 && mr != 12) || !hasAVX2() {
 		return 0
 	}
-	_ = panel[6*kc8-1]
-	_ = d[off : off+5*ld+kc8] // bounds: the assembly does not check
-	packA6AVX2(&panel[0], &d[off], ld, kc8)
+	_ = panel[mr*kc8-1]
+	_ = d[off : off+(mr-1)*ld+kc8] // bounds: the assembly does not check
+	for r := 0; r < mr; r += 6 {
+		packA6AVX2(&panel[r], &d[off+r*ld], ld, kc8, mr)
+	}
 	return kc8
 }
 

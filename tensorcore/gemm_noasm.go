@@ -6,6 +6,6 @@ package tensorcore
 // for every i < len(offs).
 func gatherRows(dst, src []float32, offs []int, width int) { gatherRowsGo(dst, src, offs, width) }
 
-func packA6Fast(panel, d []float32, off, ld, kc int) int { return 0 }
+func packARowsFast(panel, d []float32, off, ld, mr, kc int) int { return 0 }
 
 func packBFast(dst, d []float32, off, ld, kc, panels, nr int) bool { return false }

@@ -2,19 +2,24 @@
 
 #include "textflag.h"
 
-// func packA6AVX2(dst, src *float32, ld, kc int)
+// func packA6AVX2(dst, src *float32, ld, kc, mr int)
 //
 // Packs six rows of a row-major matrix (row r at src + r*ld floats), kc
-// columns each (kc a positive multiple of 8), into an A micro-panel:
-// dst[p*6+r] = src[r*ld+p]. Eight columns at a time are transposed in
-// registers: unpack pairs of rows, then split the 128-bit halves.
-TEXT ·packA6AVX2(SB), NOSPLIT, $0-32
+// columns each (kc a positive multiple of 8), into six consecutive lanes
+// of an mr-row A micro-panel: dst[p*mr+r] = src[r*ld+p] for r < 6. mr 12
+// takes two calls, the second at dst+6 for rows 6..11. Eight columns at a
+// time are transposed in registers: unpack pairs of rows, then split the
+// 128-bit halves.
+TEXT ·packA6AVX2(SB), NOSPLIT, $0-40
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ ld+16(FP), R8
 	SHLQ $2, R8
 	MOVQ kc+24(FP), CX
 	SHRQ $3, CX
+	MOVQ mr+32(FP), R11
+	SHLQ $2, R11          // bytes between packed columns
+	LEAQ (R11)(R11*2), R12 // three columns
 	LEAQ (SI)(R8*2), R9  // row 2
 	LEAQ (R9)(R8*2), R10 // row 4
 
@@ -38,14 +43,14 @@ pa6loop:
 	VSHUFPS $0x44, Y9, Y7, Y2 // column 2 | 6
 	VSHUFPS $0xEE, Y9, Y7, Y3 // column 3 | 7
 
-	VMOVUPS X0, 0(DI)
+	VMOVUPS X0, (DI)
 	VMOVLPS X10, 16(DI)
-	VMOVUPS X1, 24(DI)
-	VMOVHPS X10, 40(DI)
-	VMOVUPS X2, 48(DI)
-	VMOVLPS X11, 64(DI)
-	VMOVUPS X3, 72(DI)
-	VMOVHPS X11, 88(DI)
+	VMOVUPS X1, (DI)(R11*1)
+	VMOVHPS X10, 16(DI)(R11*1)
+	VMOVUPS X2, (DI)(R11*2)
+	VMOVLPS X11, 16(DI)(R11*2)
+	VMOVUPS X3, (DI)(R12*1)
+	VMOVHPS X11, 16(DI)(R12*1)
 
 	VEXTRACTF128 $1, Y0, X0
 	VEXTRACTF128 $1, Y1, X1
@@ -54,19 +59,20 @@ pa6loop:
 	VEXTRACTF128 $1, Y10, X10
 	VEXTRACTF128 $1, Y11, X11
 
-	VMOVUPS X0, 96(DI)
-	VMOVLPS X10, 112(DI)
-	VMOVUPS X1, 120(DI)
-	VMOVHPS X10, 136(DI)
-	VMOVUPS X2, 144(DI)
-	VMOVLPS X11, 160(DI)
-	VMOVUPS X3, 168(DI)
-	VMOVHPS X11, 184(DI)
+	LEAQ (DI)(R11*4), DI // column 4
+	VMOVUPS X0, (DI)
+	VMOVLPS X10, 16(DI)
+	VMOVUPS X1, (DI)(R11*1)
+	VMOVHPS X10, 16(DI)(R11*1)
+	VMOVUPS X2, (DI)(R11*2)
+	VMOVLPS X11, 16(DI)(R11*2)
+	VMOVUPS X3, (DI)(R12*1)
+	VMOVHPS X11, 16(DI)(R12*1)
 
 	ADDQ $32, SI
 	ADDQ $32, R9
 	ADDQ $32, R10
-	ADDQ $192, DI
+	LEAQ (DI)(R11*4), DI // column 8
 	DECQ CX
 	JNZ  pa6loop
 	VZEROUPPER
