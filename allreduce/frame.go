@@ -104,7 +104,7 @@ func parseHeader(hb []byte, payloadLen, maxPayload int) (Header, error) {
 	if int64(h.Len) != int64(payloadLen) {
 		return Header{}, fmt.Errorf("%w: length field %d, %d payload bytes present", ErrBadFrame, h.Len, payloadLen)
 	}
-	if h.Kind != KindData && h.Len != 0 {
+	if h.Kind != KindData && h.Len != 0 && (h.Kind != KindHello || h.Len > maxHelloPayload) {
 		return Header{}, fmt.Errorf("%w: kind %d with %d payload bytes", ErrBadFrame, h.Kind, h.Len)
 	}
 	return h, nil

@@ -53,21 +53,45 @@ func grpcRing(t testing.TB, n int, tweak func(*GRPCConfig)) []*GRPCTransport {
 	return ts
 }
 
-func grpcTransports(t *testing.T, n int) []Transport {
-	gs := grpcRing(t, n, func(c *GRPCConfig) { c.MaxInflight = 3; c.Window = 1 << 10 })
-	ts := make([]Transport, n)
-	for i := range gs {
-		ts[i] = gs[i]
+// linkModes are the two data paths of a GRPCTransport: frames on the
+// gRPC stream, and frames through shared-memory rings (ranks on one host).
+var linkModes = []struct {
+	name  string
+	noShm bool
+}{{"grpc", true}, {"shm", false}}
+
+// withMode applies a link mode, then tweak, to a config.
+func withMode(noShm bool, tweak func(*GRPCConfig)) func(*GRPCConfig) {
+	return func(c *GRPCConfig) {
+		c.NoSharedMemory = noShm
+		if tweak != nil {
+			tweak(c)
+		}
 	}
-	return ts
+}
+
+func grpcTransports(noShm bool) func(t *testing.T, n int) []Transport {
+	return func(t *testing.T, n int) []Transport {
+		gs := grpcRing(t, n, withMode(noShm, func(c *GRPCConfig) { c.MaxInflight = 3; c.Window = 1 << 10 }))
+		ts := make([]Transport, n)
+		for i := range gs {
+			if got := gs[i].outShm != nil; got == noShm {
+				t.Fatalf("rank %d: shared memory %v, want %v", i, got, !noShm)
+			}
+			ts[i] = gs[i]
+		}
+		return ts
+	}
 }
 
 func TestAllReduceGRPC(t *testing.T) {
-	for _, kind := range []OpKind{OpNaiveAllReduce, OpAllReduce} {
-		for _, codec := range []string{"fp32", "bf16", "fp16+s2"} {
-			t.Run(codec, func(t *testing.T) {
-				allReduceSuite(t, kind, codec, grpcTransports)
-			})
+	for _, mode := range linkModes {
+		for _, kind := range []OpKind{OpNaiveAllReduce, OpAllReduce} {
+			for _, codec := range []string{"fp32", "bf16", "fp16+s2"} {
+				t.Run(mode.name+"/"+codec, func(t *testing.T) {
+					allReduceSuite(t, kind, codec, grpcTransports(mode.noShm))
+				})
+			}
 		}
 	}
 }
@@ -76,6 +100,12 @@ func TestAllReduceGRPC(t *testing.T) {
 // and streams go away, as when the process dies) at random points; every
 // survivor must fail with a PeerError.
 func TestGRPCKill(t *testing.T) {
+	for _, mode := range linkModes {
+		t.Run(mode.name, func(t *testing.T) { testGRPCKill(t, mode.noShm) })
+	}
+}
+
+func testGRPCKill(t *testing.T, noShm bool) {
 	const ops = 6
 	r := newTestRand(99)
 	trials := 12
@@ -88,7 +118,7 @@ func TestGRPCKill(t *testing.T) {
 		n := 2 + r.IntN(4)
 		victim := r.IntN(n)
 		kill := 1 + r.Int64N(countCalls(t, n, victim, ops-1))
-		gs := grpcRing(t, n, func(c *GRPCConfig) { c.Timeout = 5 * time.Second; c.MaxInflight = 2 })
+		gs := grpcRing(t, n, withMode(noShm, func(c *GRPCConfig) { c.Timeout = 5 * time.Second; c.MaxInflight = 2 }))
 		ts := make([]Transport, n)
 		var killer *killingTransport
 		for i := range gs {
@@ -122,8 +152,14 @@ func TestGRPCKill(t *testing.T) {
 // TestGRPCStall checks that a silent rank (process alive, links open) is
 // named by its neighbours within the timeout and that every rank fails.
 func TestGRPCStall(t *testing.T) {
+	for _, mode := range linkModes {
+		t.Run(mode.name, func(t *testing.T) { testGRPCStall(t, mode.noShm) })
+	}
+}
+
+func testGRPCStall(t *testing.T, noShm bool) {
 	const n, stalled = 4, 1
-	gs := grpcRing(t, n, func(c *GRPCConfig) { c.Timeout = 300 * time.Millisecond })
+	gs := grpcRing(t, n, withMode(noShm, func(c *GRPCConfig) { c.Timeout = 300 * time.Millisecond }))
 	ts := make([]Transport, n)
 	for i := range gs {
 		ts[i] = gs[i]

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,11 @@ type GRPCConfig struct {
 	// tls.RequireAndVerifyClientCert and give the client a certificate
 	// for mutual TLS. Both nil: plaintext.
 	ServerTLS, ClientTLS *tls.Config
+	// ShmDir is where ring buffers shared with a neighbour on the same
+	// host are created ("": /dev/shm); see shm.go. NoSharedMemory keeps
+	// every frame on gRPC.
+	ShmDir         string
+	NoSharedMemory bool
 }
 
 const (
@@ -68,6 +74,7 @@ type rxMsg struct {
 	h        Header
 	frags    [][]byte
 	fnErr    error
+	hello    []byte // a hello's payload (a shared-memory offer), copied
 }
 
 func (frameCodec) Marshal(v any) (mem.BufferSlice, error) {
@@ -99,6 +106,10 @@ func (frameCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return err
 	}
 	m.h = h
+	if h.Kind == KindHello {
+		m.hello = data.Materialize()[HeaderLen:]
+		return nil
+	}
 	if m.fn == nil || h.Kind != KindData {
 		if h.Len != 0 {
 			return fmt.Errorf("%w: unexpected %d payload bytes", ErrBadFrame, h.Len)
@@ -197,6 +208,18 @@ type GRPCTransport struct {
 	leftMu      sync.Mutex
 	in          grpc.ServerStream
 	leftUp      chan struct{} // closed when the left neighbour has attached
+
+	// Shared-memory rings (nil: the link runs on gRPC); see shm.go.
+	shmDir     string // "" when shared memory is off
+	outShm     *shmRing
+	inShm      *shmRing
+	shmHead    uint64 // bytes written to outShm (sender goroutine)
+	inTail     uint64 // bytes consumed from inShm (receiver goroutine)
+	shmPieces  [][]byte
+	lastPing   atomic.Int64  // unix nanoseconds of the left neighbour's last ping
+	leftGone   chan struct{} // closed when the left link's stream ends (shm mode)
+	leftGoneMu sync.Once
+	leftEnd    error // why the left stream ended, set before leftGone closes
 }
 
 // DialRing starts this rank's server, connects to the right neighbour and
@@ -225,15 +248,22 @@ func DialRing(ctx context.Context, cfg GRPCConfig) (*GRPCTransport, error) {
 	t := &GRPCTransport{
 		rank: cfg.Rank, size: n, job: cfg.Job, gen: cfg.Generation,
 		timeout: cfg.Timeout, window: cfg.Window, inflight: cfg.MaxInflight, maxFrame: cfg.MaxFrame,
-		closed:  make(chan struct{}),
-		sendW:   newWaiter(cfg.Timeout),
-		hdrs:    make([][HeaderLen]byte, cfg.MaxInflight+1),
-		sizes:   make([]int, cfg.MaxInflight+1),
-		txs:     make([]txMsg, cfg.MaxInflight+1),
-		ackCh:   make(chan struct{}, 1),
-		ackDone: make(chan struct{}),
-		leftUp:  make(chan struct{}),
-		inKill:  make(chan struct{}),
+		closed:   make(chan struct{}),
+		sendW:    newWaiter(cfg.Timeout),
+		hdrs:     make([][HeaderLen]byte, cfg.MaxInflight+1),
+		sizes:    make([]int, cfg.MaxInflight+1),
+		txs:      make([]txMsg, cfg.MaxInflight+1),
+		ackCh:    make(chan struct{}, 1),
+		ackDone:  make(chan struct{}),
+		leftUp:   make(chan struct{}),
+		inKill:   make(chan struct{}),
+		leftGone: make(chan struct{}),
+	}
+	if !cfg.NoSharedMemory && shmSupported && shmRingSize(cfg.MaxFrame) > 0 {
+		t.shmDir = cfg.ShmDir
+		if t.shmDir == "" {
+			t.shmDir = "/dev/shm"
+		}
 	}
 	t.rx.maxFrame = cfg.MaxFrame
 	t.recvTimer = time.AfterFunc(time.Hour, func() {
@@ -342,11 +372,24 @@ func (t *GRPCTransport) connect(ctx context.Context, cfg GRPCConfig) error {
 func (t *GRPCTransport) openLink(setup context.Context, conn *grpc.ClientConn, right int) (grpc.ClientStream, context.CancelFunc, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	stop := context.AfterFunc(setup, cancel)
+	// Offer a shared-memory ring; the file is removed whatever the
+	// answer, since an accepting neighbour has mapped it by then.
+	var ring *shmRing
+	var offer []byte
+	if t.shmDir != "" {
+		size := shmRingSize(t.maxFrame)
+		r, path, nonce, err := createShmRing(t.shmDir, size)
+		if err == nil {
+			ring, offer = r, shmOffer(nonce, size, path)
+			defer os.Remove(path)
+		}
+	}
+	accepted := false
 	out, err := conn.NewStream(sctx, &linkStreamDesc, linkMethod, grpc.WaitForReady(true))
 	if err == nil {
 		var hb [HeaderLen]byte
-		PutHeader(hb[:], Header{Kind: KindHello, Job: t.job, Generation: t.gen, From: uint32(t.rank)})
-		err = out.SendMsg(&txMsg{hdr: hb[:]})
+		PutHeader(hb[:], Header{Kind: KindHello, Job: t.job, Generation: t.gen, From: uint32(t.rank), Len: uint32(len(offer))})
+		err = out.SendMsg(&txMsg{hdr: hb[:], payload: offer})
 	}
 	if err == nil {
 		m := rxMsg{maxFrame: t.maxFrame}
@@ -354,10 +397,18 @@ func (t *GRPCTransport) openLink(setup context.Context, conn *grpc.ClientConn, r
 			(m.h.Kind != KindHello || m.h.Job != t.job || m.h.Generation != t.gen || int(m.h.From) != right) {
 			err = fmt.Errorf("%w: link accepted by rank %d job %d generation %d (kind %d)", ErrBadFrame, m.h.From, m.h.Job, m.h.Generation, m.h.Kind)
 		}
+		accepted = err == nil && m.h.Seq == 1
 	}
 	if !stop() && err == nil {
 		// The set-up deadline fired and cancelled the stream.
 		err = setup.Err()
+	}
+	if ring != nil {
+		if err == nil && accepted {
+			t.outShm = ring
+		} else {
+			ring.release()
+		}
 	}
 	if err != nil {
 		cancel()
@@ -386,25 +437,82 @@ func (t *GRPCTransport) handleLink(stream grpc.ServerStream) error {
 	}
 	t.in = stream
 	t.leftMu.Unlock()
-	// Accept the link: the neighbour's set-up waits for this answer.
+	// Take the neighbour's shared-memory ring if it offered one that this
+	// process can map: then it is on this host.
+	var ring *shmRing
+	if len(m.hello) > 0 && t.shmDir != "" {
+		if nonce, size, path, err := parseShmOffer(m.hello, t.shmDir, t.maxFrame); err == nil {
+			ring, _ = openShmRing(path, nonce, size)
+		}
+	}
+	// Accept the link (Seq 1: and the ring): the neighbour's set-up waits
+	// for this answer.
 	var hb [HeaderLen]byte
-	PutHeader(hb[:], Header{Kind: KindHello, Job: t.job, Generation: t.gen, From: uint32(t.rank)})
+	h := Header{Kind: KindHello, Job: t.job, Generation: t.gen, From: uint32(t.rank)}
+	if ring != nil {
+		h.Seq = 1
+	}
+	PutHeader(hb[:], h)
 	t.inSendMu.Lock()
 	err := stream.SendMsg(&txMsg{hdr: hb[:]})
 	t.inSendMu.Unlock()
 	if err != nil {
+		if ring != nil {
+			ring.release()
+		}
 		t.leftMu.Lock()
 		t.in = nil // the neighbour may try again
 		t.leftMu.Unlock()
 		return err
 	}
+	t.inShm = ring
 	close(t.leftUp)
+	if ring != nil {
+		t.watchLeft(stream)
+	}
 	select {
 	case <-t.closed:
 	case <-t.inKill:
 	case <-stream.Context().Done():
 	}
 	return nil
+}
+
+// watchLeft reads the left link's stream while frames come through the
+// shared-memory ring: pings, an abort notice or the end of the stream,
+// which it reports through leftGone.
+func (t *GRPCTransport) watchLeft(stream grpc.ServerStream) {
+	var err error
+	for {
+		m := rxMsg{maxFrame: t.maxFrame}
+		if err = stream.RecvMsg(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = ErrPeerClosed
+			} else if !errors.Is(err, ErrBadFrame) {
+				err = fmt.Errorf("%w: %v", ErrPeerClosed, err)
+			}
+			err = t.peerErr(t.leftRank(), "recv", err)
+			break
+		}
+		if m.h.Kind == KindHello {
+			t.lastPing.Store(time.Now().UnixNano())
+			continue
+		}
+		if m.h.Kind == KindAbort && m.h.Job == t.job && m.h.Generation == t.gen {
+			err = t.peerErr(t.failedRank(m.h, t.leftRank()), "recv", reportedErr(t.leftRank()))
+		} else {
+			err = t.peerErr(t.leftRank(), "recv", fmt.Errorf("%w: kind %d beside a shared-memory link", ErrBadFrame, m.h.Kind))
+		}
+		break
+	}
+	t.leftGoneMu.Do(func() {
+		t.leftEnd = err
+		close(t.leftGone)
+	})
+	if r := t.inShm; r.acquire() {
+		notify(&r.ctl.dataEv, &r.ctl.dataWait)
+		r.release()
+	}
 }
 
 // readAcks receives acknowledgements from the right neighbour.
@@ -493,6 +601,9 @@ func (t *GRPCTransport) Send(ctx context.Context, h Header, payload []byte) erro
 	if h.Seq != seq {
 		return fmt.Errorf("allreduce: rank %d: send sequence %d, want %d", t.rank, h.Seq, seq)
 	}
+	if t.outShm != nil {
+		return t.sendShm(ctx, h, payload)
+	}
 	armed := false
 	var timer <-chan time.Time
 	for {
@@ -539,6 +650,9 @@ func (t *GRPCTransport) Send(ctx context.Context, h Header, payload []byte) erro
 // WaitAcked blocks until frame seq has been consumed by the right
 // neighbour.
 func (t *GRPCTransport) WaitAcked(ctx context.Context, seq uint64) error {
+	if t.outShm != nil {
+		return t.waitAckedShm(ctx, seq)
+	}
 	if t.ackedSeq.Load() >= seq {
 		return nil
 	}
@@ -573,6 +687,9 @@ func (t *GRPCTransport) Recv(ctx context.Context, fn func(Header, [][]byte) erro
 	case <-t.closed:
 		return ErrClosed
 	default:
+	}
+	if t.inShm != nil {
+		return t.recvShm(fn)
 	}
 	m := &t.rx
 	m.fn, m.fnErr = fn, nil
@@ -733,7 +850,14 @@ func (t *GRPCTransport) Close() error {
 		t.sendMu.Unlock()
 		// Wait for the left neighbour's end of stream; a Recv in progress
 		// means the ring is being torn down anyway.
-		if t.in != nil && t.recvMu.TryLock() {
+		if t.inShm != nil {
+			w := newWaiter(t.timeout)
+			select {
+			case <-t.leftGone:
+			case <-w.arm():
+			}
+			w.stop()
+		} else if t.in != nil && t.recvMu.TryLock() {
 			if t.leftErr == nil {
 				m := rxMsg{maxFrame: t.maxFrame, fn: func(Header, [][]byte) error { return nil }}
 				t.recvTimer.Reset(t.timeout)
@@ -761,6 +885,14 @@ func (t *GRPCTransport) Abort() error {
 		t.srv.Stop()
 		t.wg.Wait()
 		t.recvTimer.Stop()
+		// Calls still inside a ring hold references; the last one out
+		// unmaps it.
+		if t.outShm != nil {
+			t.outShm.release()
+		}
+		if t.inShm != nil {
+			t.inShm.release()
+		}
 	})
 	return nil
 }

@@ -31,7 +31,8 @@ func childMain() int {
 		return 2
 	}
 	ctx := context.Background()
-	tr, err := DialRing(ctx, GRPCConfig{Rank: rank, Addrs: addrs, Listener: lis, Job: 1, Generation: 1, Timeout: 3 * time.Second})
+	tr, err := DialRing(ctx, GRPCConfig{Rank: rank, Addrs: addrs, Listener: lis, Job: 1, Generation: 1, Timeout: 3 * time.Second,
+		NoSharedMemory: os.Getenv(childEnv+"_NOSHM") != ""})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -57,6 +58,12 @@ func TestProcessKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
+	for _, mode := range linkModes {
+		t.Run(mode.name, func(t *testing.T) { testProcessKill(t, mode.noShm) })
+	}
+}
+
+func testProcessKill(t *testing.T, noShm bool) {
 	const n, victim = 4, 2
 	exe, err := os.Executable()
 	if err != nil {
@@ -83,6 +90,9 @@ func TestProcessKill(t *testing.T) {
 	for i := range cmds {
 		c := exec.CommandContext(ctx, exe, "-test.run=^$")
 		c.Env = append(os.Environ(), childEnv+"="+strconv.Itoa(i), childEnv+"_ADDRS="+strings.Join(addrs, ","))
+		if noShm {
+			c.Env = append(c.Env, childEnv+"_NOSHM=1")
+		}
 		c.ExtraFiles = []*os.File{files[i]}
 		c.Stderr = &stderr[i]
 		out, _ := c.StdoutPipe()

@@ -39,6 +39,7 @@ type allreduceBenchFlags struct {
 	seed    uint64
 	jsonOut bool
 	cpuProf string
+	shm     bool
 }
 
 func (f *allreduceBenchFlags) register(cmd *cobra.Command) {
@@ -54,6 +55,7 @@ func (f *allreduceBenchFlags) register(cmd *cobra.Command) {
 	fl.Uint64Var(&f.seed, "seed", 1, "data seed")
 	fl.BoolVar(&f.jsonOut, "json", false, "print one machine-readable JSON line")
 	fl.StringVar(&f.cpuProf, "cpuprofile", "", "write each rank's CPU profile to this directory (rank-N.prof)")
+	fl.BoolVar(&f.shm, "shm", true, "carry frames between ranks through shared-memory rings (false: every frame on the gRPC stream, as between hosts)")
 }
 
 func (f *allreduceBenchFlags) args() []string {
@@ -62,7 +64,7 @@ func (f *allreduceBenchFlags) args() []string {
 		"--iters", strconv.Itoa(f.iters), "--warmup", strconv.Itoa(f.warmup),
 		"--chunk", strconv.Itoa(f.chunk), "--window", strconv.Itoa(f.window),
 		"--timeout", f.timeout.String(), "--seed", strconv.FormatUint(f.seed, 10),
-		"--cpuprofile", f.cpuProf,
+		"--cpuprofile", f.cpuProf, "--shm=" + strconv.FormatBool(f.shm),
 	}
 }
 
@@ -97,6 +99,8 @@ func newBenchAllreduceCmd() *cobra.Command {
 		Short: "Time ring all-reduce across rank processes over loopback gRPC",
 		Long: `Starts --ranks copies of this binary, each one rank of a ring connected by
 gRPC over loopback, and times all-reduce of --size bytes of float32 data.
+Ranks on one host move frames through shared-memory rings set up over
+their gRPC links; --shm=false keeps every frame on gRPC, as between hosts.
 Reports the median time per operation after warm-up, algbw = bytes/time and
 busbw = 2(n-1)/n × algbw (the nccl-tests definition); for lossy codecs also
 the compression ratio and the relative L2 error of the result.`,
@@ -324,6 +328,7 @@ func runAllreduceRank(ctx context.Context, f *allreduceBenchFlags, rank int, add
 	tr, err := allreduce.DialRing(ctx, allreduce.GRPCConfig{
 		Rank: rank, Addrs: addrs, Listener: lis, Job: f.seed, Generation: 1,
 		Timeout: f.timeout, Window: f.window, MaxFrame: codec.MaxEncodedLen(f.chunk) + 1024,
+		NoSharedMemory: !f.shm,
 	})
 	if err != nil {
 		return err
@@ -345,6 +350,9 @@ func runAllreduceRank(ctx context.Context, f *allreduceBenchFlags, rank int, add
 	template := make([]float32, elems)
 	fillBench(template, rank, f.seed)
 	if f.cpuProf != "" {
+		if err := os.MkdirAll(f.cpuProf, 0o755); err != nil {
+			return fmt.Errorf("bench allreduce rank: %w", err)
+		}
 		pf, err := os.Create(filepath.Join(f.cpuProf, fmt.Sprintf("rank-%d.prof", rank)))
 		if err != nil {
 			return fmt.Errorf("bench allreduce rank: %w", err)

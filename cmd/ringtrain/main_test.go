@@ -221,3 +221,25 @@ func TestMainJob(t *testing.T) {
 	}
 	t.Logf("summary: %s", b)
 }
+
+// TestBenchAllreduce runs the all-reduce benchmark as users do, across
+// rank processes, with frames through shared memory and on gRPC, and
+// checks the reported sums are right.
+func TestBenchAllreduce(t *testing.T) {
+	bin, _ := binary(t)
+	for _, shm := range []string{"--shm=true", "--shm=false"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bin, "bench", "allreduce", "--ranks", "3", "--size", "1MiB", "--iters", "2", "--warmup", "1", "--json", shm).Output()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", shm, err, out)
+		}
+		var res allreduceResult
+		if err := json.Unmarshal(bytes.TrimSpace(out), &res); err != nil {
+			t.Fatalf("%s: not one JSON line: %v\n%s", shm, err, out)
+		}
+		if res.Ranks != 3 || res.Bytes != 1<<20 || len(res.TimesS) != 2 || res.BusBWGBps <= 0 || res.RelL2Error > 1e-6 {
+			t.Fatalf("%s: %+v", shm, res)
+		}
+	}
+}

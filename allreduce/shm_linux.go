@@ -1,0 +1,94 @@
+//go:build linux
+
+package allreduce
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+const shmSupported = true
+
+// createShmRing creates and maps a ring file of the given size in dir.
+// The caller removes the file once the other end has mapped it (or has
+// declined it).
+func createShmRing(dir string, size int) (r *shmRing, path string, nonce uint64, err error) {
+	f, err := os.CreateTemp(dir, shmPrefix+"*")
+	if err != nil {
+		return nil, "", 0, err
+	}
+	defer f.Close()
+	path = f.Name()
+	fail := func(err error) (*shmRing, string, uint64, error) {
+		os.Remove(path)
+		return nil, "", 0, err
+	}
+	if err := f.Truncate(int64(shmCtlSize + size)); err != nil {
+		return fail(err)
+	}
+	m, err := syscall.Mmap(int(f.Fd()), 0, shmCtlSize+size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return fail(fmt.Errorf("mmap %s: %w", path, err))
+	}
+	var nb [8]byte
+	if _, err := rand.Read(nb[:]); err != nil {
+		syscall.Munmap(m)
+		return fail(err)
+	}
+	r = newShmRing(m)
+	nonce = binary.LittleEndian.Uint64(nb[:])
+	r.ctl.nonce, r.ctl.size = nonce, uint64(size)
+	atomic.StoreUint64(&r.ctl.magic, shmMagic) // published last
+	return r, path, nonce, nil
+}
+
+// openShmRing maps the ring file a neighbour offered and checks that it
+// is the one the neighbour created (same nonce and size).
+func openShmRing(path string, nonce uint64, size int) (*shmRing, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() != int64(shmCtlSize+size) {
+		return nil, fmt.Errorf("%s: not a ring file of %d bytes", path, shmCtlSize+size)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	m, err := syscall.Mmap(int(f.Fd()), 0, shmCtlSize+size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("mmap %s: %w", path, err)
+	}
+	r := newShmRing(m)
+	if atomic.LoadUint64(&r.ctl.magic) != shmMagic || r.ctl.nonce != nonce || r.ctl.size != uint64(size) {
+		syscall.Munmap(m)
+		return nil, fmt.Errorf("%s: not the offered ring", path)
+	}
+	return r, nil
+}
+
+func unmapShm(m []byte) { syscall.Munmap(m) }
+
+const (
+	futexWaitOp = 0 // FUTEX_WAIT, shared between processes (not private)
+	futexWakeOp = 1 // FUTEX_WAKE
+)
+
+// futexWait sleeps while *addr == val, for at most d.
+func futexWait(addr *atomic.Uint32, val uint32, d time.Duration) {
+	ts := syscall.NsecToTimespec(int64(d))
+	syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitOp, uintptr(val), uintptr(unsafe.Pointer(&ts)), 0, 0)
+}
+
+// futexWake wakes every sleeper on addr.
+func futexWake(addr *atomic.Uint32) {
+	syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWakeOp, uintptr(1<<31-1), 0, 0, 0)
+}

@@ -1,0 +1,6 @@
+//go:build !race
+
+package allreduce
+
+func shmRelease() {}
+func shmAcquire() {}

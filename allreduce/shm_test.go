@@ -1,0 +1,206 @@
+package allreduce
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// reduceAndCheck all-reduces over ts and checks every rank's sum against
+// the sequential reference, bit for bit.
+func reduceAndCheck(t *testing.T, ts []Transport, length int) {
+	t.Helper()
+	n := len(ts)
+	want := sequentialSum(n, length, 5)
+	bufs := make([][]float32, n)
+	errs := runRing(t, ts, fixedCfg(Config{Job: 7, Generation: 3, Chunk: 1000}), func(ctx context.Context, c *Comm) error {
+		buf := make([]float32, length)
+		fillRank(buf, c.Rank(), 5)
+		bufs[c.Rank()] = buf
+		return c.AllReduce(ctx, buf)
+	})
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	for r := 1; r < n; r++ {
+		for i := range bufs[r] {
+			if bufs[r][i] != bufs[0][i] {
+				t.Fatalf("rank %d differs from rank 0 at %d", r, i)
+			}
+		}
+	}
+	for i, v := range bufs[0] {
+		if d := float64(v - want[i]); d > 1e-4 || d < -1e-4 {
+			t.Fatalf("sum[%d] = %v, want %v", i, v, want[i])
+		}
+	}
+}
+
+func asTransports(gs []*GRPCTransport) []Transport {
+	ts := make([]Transport, len(gs))
+	for i, g := range gs {
+		ts[i] = g
+	}
+	return ts
+}
+
+func dirEntries(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// TestShmLinks checks that ranks on one host take shared-memory rings,
+// that no ring file outlives the set-up, and that sums come out right
+// with frames wrapping around the rings.
+func TestShmLinks(t *testing.T) {
+	if !shmSupported {
+		t.Skip("no shared-memory links on " + runtime.GOOS)
+	}
+	dir := t.TempDir()
+	gs := grpcRing(t, 3, func(c *GRPCConfig) { c.ShmDir = dir; c.MaxFrame = 40000 })
+	for i, g := range gs {
+		if g.outShm == nil || g.inShm == nil {
+			t.Fatalf("rank %d: links not on shared memory", i)
+		}
+	}
+	if left := dirEntries(t, dir); len(left) != 0 {
+		t.Fatalf("ring files left after set-up: %v", left)
+	}
+	// 1 MiB rings, 4000-byte frames: frames wrap around many times.
+	reduceAndCheck(t, asTransports(gs), 300_001)
+}
+
+// TestShmFallsBack checks that a link whose receiver cannot take the
+// ring (shared memory turned off, or the ring file not where it looks:
+// another host or container) runs on gRPC, in the same ring as
+// shared-memory links.
+func TestShmFallsBack(t *testing.T) {
+	if !shmSupported {
+		t.Skip("no shared-memory links on " + runtime.GOOS)
+	}
+	shared := t.TempDir()
+	gs := grpcRing(t, 4, func(c *GRPCConfig) {
+		c.ShmDir = shared
+		c.NoSharedMemory = c.Rank == 1 // declines rank 0's offer, offers nothing
+	})
+	want := []bool{false, false, true, true} // rank i's link to its right
+	for i, g := range gs {
+		if got := g.outShm != nil; got != want[i] {
+			t.Errorf("rank %d: link to the right on shared memory: %v, want %v", i, got, want[i])
+		}
+	}
+	reduceAndCheck(t, asTransports(gs), 10_007)
+
+	apart := []string{t.TempDir(), t.TempDir()}
+	gs = grpcRing(t, 2, func(c *GRPCConfig) { c.ShmDir = apart[c.Rank] })
+	for i, g := range gs {
+		if g.outShm != nil || g.inShm != nil {
+			t.Errorf("rank %d took a ring from another directory", i)
+		}
+	}
+	reduceAndCheck(t, asTransports(gs), 10_007)
+	for _, d := range append(apart, shared) {
+		if left := dirEntries(t, d); len(left) != 0 {
+			t.Fatalf("ring files left in %s: %v", d, left)
+		}
+	}
+}
+
+// TestShmCorruptFrame writes hostile frames straight into a ring: the
+// receiver must fail with a PeerError naming the sender, never panic.
+func TestShmCorruptFrame(t *testing.T) {
+	if !shmSupported {
+		t.Skip("no shared-memory links on " + runtime.GOOS)
+	}
+	good := make([]byte, HeaderLen)
+	PutHeader(good, Header{Kind: KindData, Job: 7, Generation: 3, Seq: 1, Len: 8})
+	long := make([]byte, HeaderLen)
+	PutHeader(long, Header{Kind: KindData, Job: 7, Generation: 3, Seq: 1, Len: 1 << 30})
+	ack := make([]byte, HeaderLen)
+	PutHeader(ack, Header{Kind: KindAck, Job: 7, Generation: 3, Seq: 1})
+	cases := map[string][]byte{
+		"short":         good[:HeaderLen-3],
+		"bad magic":     append([]byte{0}, good[1:]...),
+		"truncated":     good, // 8 payload bytes announced, none published
+		"over maxFrame": long,
+		"not data":      ack,
+	}
+	for name, frame := range cases {
+		t.Run(name, func(t *testing.T) {
+			gs := grpcRing(t, 2, func(c *GRPCConfig) { c.Timeout = 300 * time.Millisecond })
+			defer gs[0].Close()
+			defer gs[1].Close()
+			r := gs[0].outShm
+			r.put(0, frame)
+			r.ctl.head.Store(uint64(len(frame)))
+			notify(&r.ctl.dataEv, &r.ctl.dataWait)
+			err := gs[1].Recv(context.Background(), func(Header, [][]byte) error {
+				t.Fatal("a hostile frame reached the decoder")
+				return nil
+			})
+			var pe *PeerError
+			if !errors.As(err, &pe) || pe.Peer != 0 || !errors.Is(err, ErrBadFrame) {
+				t.Fatalf("err = %v, want a PeerError naming rank 0 wrapping ErrBadFrame", err)
+			}
+		})
+	}
+}
+
+func TestParseShmOffer(t *testing.T) {
+	dir := filepath.Join(os.TempDir(), "shm")
+	size := shmRingSize(1 << 20)
+	ok := shmOffer(42, size, filepath.Join(dir, shmPrefix+"123"))
+	nonce, sz, path, err := parseShmOffer(ok, dir, 1<<20)
+	if err != nil || nonce != 42 || sz != size || path != filepath.Join(dir, shmPrefix+"123") {
+		t.Fatalf("got %d %d %q %v", nonce, sz, path, err)
+	}
+	bad := map[string][]byte{
+		"short":        ok[:15],
+		"outside":      shmOffer(42, size, "/etc/"+shmPrefix+"1"),
+		"climbs out":   shmOffer(42, size, filepath.Join(dir, "..", shmPrefix+"1")),
+		"other name":   shmOffer(42, size, filepath.Join(dir, "passwd")),
+		"wrong size":   shmOffer(42, size*2, filepath.Join(dir, shmPrefix+"1")),
+		"too long":     shmOffer(42, size, filepath.Join(dir, shmPrefix+string(make([]byte, maxHelloPayload)))),
+		"in subfolder": shmOffer(42, size, filepath.Join(dir, "x", shmPrefix+"1")),
+	}
+	for name, b := range bad {
+		if _, _, _, err := parseShmOffer(b, dir, 1<<20); !errors.Is(err, ErrBadFrame) {
+			t.Errorf("%s: err = %v, want ErrBadFrame", name, err)
+		}
+	}
+}
+
+// FuzzShmOffer feeds hostile hello payloads to the offer parser: whatever
+// it accepts names a ring file directly inside the directory.
+func FuzzShmOffer(f *testing.F) {
+	dir := "/dev/shm"
+	f.Add(shmOffer(1, shmRingSize(1<<20), "/dev/shm/"+shmPrefix+"9"))
+	f.Add(shmOffer(1, shmRingSize(1<<20), "/dev/shm/../etc/passwd"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, size, path, err := parseShmOffer(b, dir, 1<<20)
+		if err != nil {
+			if !errors.Is(err, ErrBadFrame) {
+				t.Fatalf("error %v does not wrap ErrBadFrame", err)
+			}
+			return
+		}
+		if filepath.Dir(path) != dir || size != shmRingSize(1<<20) {
+			t.Fatalf("accepted %q of %d bytes", path, size)
+		}
+	})
+}
