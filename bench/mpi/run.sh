@@ -5,8 +5,10 @@
 #   apt-get update && apt-get install -y openmpi-bin libopenmpi-dev
 #   bash bench/mpi/run.sh [ranks] [size] [rounds]
 #
-# Prints one JSON line per run: ringtrain (fp32 and bf16), Open MPI over TCP
-# (--mca btl tcp,self) and Open MPI over shared memory (--mca btl vader,self).
+# Prints one JSON line per run: ringtrain (fp32 and bf16, with its
+# shared-memory rings and with every frame on gRPC over loopback TCP, as
+# between hosts), Open MPI over TCP (--mca btl tcp,self) and Open MPI over
+# shared memory (--mca btl vader,self).
 # RINGTRAIN=/path/to/ringtrain skips building the binary.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,10 +28,12 @@ bytes=$(python3 -c "import sys;s=sys.argv[1];u={'GiB':1<<30,'MiB':1<<20,'KiB':1<
 mpi=(mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$ranks")
 for r in $(seq "$rounds"); do
 	echo "# round $r"
-	for codec in fp32 bf16; do
-		printf '{"impl":"ringtrain","codec":"%s","result":' "$codec"
-		"$ringtrain" bench allreduce --ranks "$ranks" --size "$size" --codec "$codec" --iters "$iters" --warmup "$warmup" --json | tr -d '\n'
-		echo '}'
+	for shm in true false; do
+		for codec in fp32 bf16; do
+			printf '{"impl":"ringtrain","shm":%s,"codec":"%s","result":' "$shm" "$codec"
+			"$ringtrain" bench allreduce --ranks "$ranks" --size "$size" --codec "$codec" --iters "$iters" --warmup "$warmup" --shm="$shm" --json | tr -d '\n'
+			echo '}'
+		done
 	done
 	printf '{"impl":"openmpi-tcp","result":'
 	"${mpi[@]}" --mca btl tcp,self --mca btl_tcp_if_include lo "$out/allreduce" "$bytes" "$iters" "$warmup" | tr -d '\n'
