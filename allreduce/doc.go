@@ -11,7 +11,10 @@
 //     the left one. MemNetwork is the in-memory twin used by tests (a
 //     16-rank ring runs inside one test); GRPCTransport runs each link as a
 //     bidirectional gRPC stream with a raw-bytes codec, so tensor payloads
-//     are never copied into protobuf messages.
+//     are never copied into protobuf messages. Neighbours on one host move
+//     their frames through a shared-memory ring set up over that stream
+//     (shm.go) and keep the stream for pings, aborts and the end of the
+//     link.
 //   - A Codec turns float32 spans into wire bytes (FP32, BF16, FP16, and a
 //     lossless zstd/s2 wrapper around any of them). The ring never inspects
 //     the bytes. PowerSGD, which is not element-wise, is a hook built on top

@@ -5,6 +5,7 @@ package allreduce
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -29,8 +30,15 @@ func createShmRing(dir string, size int) (r *shmRing, path string, nonce uint64,
 		os.Remove(path)
 		return nil, "", 0, err
 	}
-	if err := f.Truncate(int64(shmCtlSize + size)); err != nil {
-		return fail(err)
+	// Reserve the pages now: a full /dev/shm must refuse the ring here,
+	// not kill the process with SIGBUS when the ring first wraps.
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(shmCtlSize+size)); err != nil {
+		if !errors.Is(err, syscall.EOPNOTSUPP) {
+			return fail(fmt.Errorf("reserving %d bytes in %s: %w", shmCtlSize+size, dir, err))
+		}
+		if err := f.Truncate(int64(shmCtlSize + size)); err != nil {
+			return fail(err)
+		}
 	}
 	m, err := syscall.Mmap(int(f.Fd()), 0, shmCtlSize+size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
 	if err != nil {

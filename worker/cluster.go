@@ -54,6 +54,9 @@ type ClusterOptions struct {
 	// secure the all-reduce links (both nil: plaintext).
 	ControlDial          []grpc.DialOption
 	ServerTLS, ClientTLS *tls.Config
+	// NoSharedMemory keeps all-reduce frames on gRPC even between workers
+	// on one host (see allreduce.GRPCConfig).
+	NoSharedMemory bool
 
 	// Timeout bounds every wait for a ring neighbour and every control
 	// call (0: 3s).

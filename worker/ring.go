@@ -128,6 +128,10 @@ func (r *ringTrainer) runGeneration(parent context.Context, g *api.Generation) e
 	tr, err := allreduce.DialRing(ctx, allreduce.GRPCConfig{
 		Rank: rank, Addrs: addrs, Listener: ln, Job: r.jobID, Generation: g.Number,
 		Timeout: w.o.Timeout, ServerTLS: w.o.ServerTLS, ClientTLS: w.o.ClientTLS,
+		NoSharedMemory: w.o.NoSharedMemory,
+		// Frames are at most one chunk of fp32: this sizes the shared
+		// rings (8 MiB) rather than the 16 MiB default limit (64 MiB).
+		MaxFrame: 4*allreduce.DefaultChunk + 1024,
 	})
 	if err != nil {
 		return ringError(fmt.Sprintf("forming the ring of generation %d", g.Number), err)

@@ -18,6 +18,7 @@ func newWorkerCmd() *cobra.Command {
 		file         string
 		dataDir      string
 		threads      int
+		shm          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -58,7 +59,8 @@ job is complete. SIGTERM makes it leave the job at once; the others carry on.`,
 				GossipBind: p.gossip, GossipAdvertise: host,
 				StoreDir: p.store, DataDir: dataDir, Threads: threads,
 				ControlDial: []grpc.DialOption{dialOption(clientTLS)}, ServerTLS: serverTLS, ClientTLS: clientTLS,
-				Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "%s: %s\n", p.name, fmt.Sprintf(f, a...)) },
+				NoSharedMemory: !shm,
+				Logf:           func(f string, a ...any) { fmt.Fprintf(os.Stderr, "%s: %s\n", p.name, fmt.Sprintf(f, a...)) },
 			}
 			if file != "" {
 				s, err := job.Load(file)
@@ -91,5 +93,6 @@ job is complete. SIGTERM makes it leave the job at once; the others carry on.`,
 	f.StringVar(&p.store, "store", "", "checkpoint store directory (default: the one the coordinator advertises)")
 	f.StringVar(&dataDir, "data-dir", "", "data set directory (default: the job's data_dir, else the user cache)")
 	f.IntVar(&threads, "threads", 0, "compute threads (default: the job's threads, else all cores)")
+	f.BoolVar(&shm, "shm", true, "exchange gradients with ring neighbours on this host through shared memory (/dev/shm); false keeps them on gRPC")
 	return cmd
 }
