@@ -557,7 +557,12 @@ func (c *Comm) sendLoop(ctx context.Context, buf []float32, sends []SendOp, code
 			payload = codec.AppendEncode(c.scratch[slot][:0], src)
 			c.scratch[slot] = payload
 			if s.Quantize && !codec.Lossless() {
-				codec.Quantize(src)
+				// The payload is src rounded through the codec; for a
+				// fixed-width codec decoding it back is that rounding,
+				// without a second encoding pass.
+				if _, ok := codec.(fixedWidth); !ok || codec.Decode(src, payload) != nil {
+					codec.Quantize(src)
+				}
 			}
 		}
 		h := Header{Kind: KindData, Job: c.cfg.Job, Generation: c.cfg.Generation, Seq: seq, From: uint32(c.rank)}
