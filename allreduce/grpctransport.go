@@ -44,7 +44,10 @@ type GRPCConfig struct {
 	ServerTLS, ClientTLS *tls.Config
 	// ShmDir is where ring buffers shared with a neighbour on the same
 	// host are created ("": /dev/shm); see shm.go. NoSharedMemory keeps
-	// every frame on gRPC.
+	// every frame on gRPC. With TLS, frames to a neighbour on the same
+	// host still take the ring (its file is created 0600 and unlinked
+	// once both ends have mapped it); set NoSharedMemory to keep them
+	// inside TLS.
 	ShmDir         string
 	NoSharedMemory bool
 }
