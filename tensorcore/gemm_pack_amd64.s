@@ -2,6 +2,18 @@
 
 #include "textflag.h"
 
+// STORE4COLS stores four packed columns at DI, DI+R11, DI+2·R11 and
+// DI+R12: rows 0-3 from X0..X3, rows 4-5 from the halves of X10, X11.
+#define STORE4COLS \
+	VMOVUPS X0, (DI); \
+	VMOVLPS X10, 16(DI); \
+	VMOVUPS X1, (DI)(R11*1); \
+	VMOVHPS X10, 16(DI)(R11*1); \
+	VMOVUPS X2, (DI)(R11*2); \
+	VMOVLPS X11, 16(DI)(R11*2); \
+	VMOVUPS X3, (DI)(R12*1); \
+	VMOVHPS X11, 16(DI)(R12*1)
+
 // func packA6AVX2(dst, src *float32, ld, kc, mr int)
 //
 // Packs six rows of a row-major matrix (row r at src + r*ld floats), kc
@@ -43,14 +55,7 @@ pa6loop:
 	VSHUFPS $0x44, Y9, Y7, Y2 // column 2 | 6
 	VSHUFPS $0xEE, Y9, Y7, Y3 // column 3 | 7
 
-	VMOVUPS X0, (DI)
-	VMOVLPS X10, 16(DI)
-	VMOVUPS X1, (DI)(R11*1)
-	VMOVHPS X10, 16(DI)(R11*1)
-	VMOVUPS X2, (DI)(R11*2)
-	VMOVLPS X11, 16(DI)(R11*2)
-	VMOVUPS X3, (DI)(R12*1)
-	VMOVHPS X11, 16(DI)(R12*1)
+	STORE4COLS
 
 	VEXTRACTF128 $1, Y0, X0
 	VEXTRACTF128 $1, Y1, X1
@@ -60,14 +65,7 @@ pa6loop:
 	VEXTRACTF128 $1, Y11, X11
 
 	LEAQ (DI)(R11*4), DI // column 4
-	VMOVUPS X0, (DI)
-	VMOVLPS X10, 16(DI)
-	VMOVUPS X1, (DI)(R11*1)
-	VMOVHPS X10, 16(DI)(R11*1)
-	VMOVUPS X2, (DI)(R11*2)
-	VMOVLPS X11, 16(DI)(R11*2)
-	VMOVUPS X3, (DI)(R12*1)
-	VMOVHPS X11, 16(DI)(R12*1)
+	STORE4COLS
 
 	ADDQ $32, SI
 	ADDQ $32, R9

@@ -309,6 +309,26 @@ func randSlice(rng *rand.Rand, n int) []float32 {
 	return s
 }
 
+// checkPanels checks packed micro-panels w lanes wide over extent rows
+// (A) or columns (B), kc deep: lane l of panel i at depth p is at(i*w+l, p),
+// or 0 past extent.
+func checkPanels(t *testing.T, what string, got []float32, w, extent, kc int, at func(i, p int) float32) {
+	t.Helper()
+	for i0 := 0; i0 < extent; i0 += w {
+		for p := 0; p < kc; p++ {
+			for l := 0; l < w; l++ {
+				want := float32(0)
+				if i0+l < extent {
+					want = at(i0+l, p)
+				}
+				if v := got[i0*kc+p*w+l]; v != want {
+					t.Fatalf("%s: panel %d (%d, %d) = %v, want %v", what, i0/w, p, l, v, want)
+				}
+			}
+		}
+	}
+}
+
 // TestPackPanels checks the packing of dense A and B operands (the
 // assembly fast paths and their Go tails) element by element against the
 // micro-panel layout, on odd sizes, unaligned sources and guarded outputs.
@@ -318,49 +338,26 @@ func TestPackPanels(t *testing.T) {
 	for _, off := range []int{0, 1, 3} {
 		src := newGuarded(rng, off, rows*cols)
 		d := src.data()
+		o := denseOperand(false, d, cols)
 		for _, kc := range []int{1, 7, 8, 17, 33} {
 			for _, mr := range []int{6, 12} {
 				for _, mc := range []int{1, 5, 6, 13, 24} {
 					i0, p0 := 2, 3
+					what := fmt.Sprintf("packA mr %d mc %d kc %d", mr, mc, kc)
 					dst := newGuarded(nil, off, (mc+mr-1)/mr*mr*kc)
-					o := denseOperand(false, d, cols)
 					o.packA(dst.data(), mr, i0, mc, p0, kc)
-					dst.checkGuards(t, fmt.Sprintf("packA mr %d mc %d kc %d", mr, mc, kc))
-					for ir := 0; ir < mc; ir += mr {
-						for p := 0; p < kc; p++ {
-							for r := 0; r < mr; r++ {
-								want := float32(0)
-								if ir+r < mc {
-									want = d[(i0+ir+r)*cols+p0+p]
-								}
-								if got := dst.data()[ir*kc+p*mr+r]; got != want {
-									t.Fatalf("packA mr %d mc %d kc %d: panel %d (%d, %d) = %v, want %v", mr, mc, kc, ir/mr, p, r, got, want)
-								}
-							}
-						}
-					}
+					dst.checkGuards(t, what)
+					checkPanels(t, what, dst.data(), mr, mc, kc, func(i, p int) float32 { return d[(i0+i)*cols+p0+p] })
 				}
 			}
 			for _, nr := range []int{16, 32} {
 				for _, nc := range []int{1, 16, 17, 33, 100} {
 					p0, j0 := 4, 5
+					what := fmt.Sprintf("packB nr %d nc %d kc %d", nr, nc, kc)
 					dst := newGuarded(nil, off, (nc+nr-1)/nr*nr*kc)
-					o := denseOperand(false, d, cols)
 					o.packB(nil, dst.data(), nr, p0, kc, j0, nc)
-					dst.checkGuards(t, fmt.Sprintf("packB nr %d nc %d kc %d", nr, nc, kc))
-					for jr := 0; jr < nc; jr += nr {
-						for p := 0; p < kc; p++ {
-							for c := 0; c < nr; c++ {
-								want := float32(0)
-								if jr+c < nc {
-									want = d[(p0+p)*cols+j0+jr+c]
-								}
-								if got := dst.data()[jr*kc+p*nr+c]; got != want {
-									t.Fatalf("packB nr %d nc %d kc %d: panel %d (%d, %d) = %v, want %v", nr, nc, kc, jr/nr, p, c, got, want)
-								}
-							}
-						}
-					}
+					dst.checkGuards(t, what)
+					checkPanels(t, what, dst.data(), nr, nc, kc, func(j, p int) float32 { return d[(p0+p)*cols+j0+j] })
 				}
 			}
 		}
