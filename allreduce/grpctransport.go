@@ -110,7 +110,9 @@ func (frameCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	m.h = h
 	if h.Kind == KindHello {
-		m.hello = data.Materialize()[HeaderLen:]
+		if h.Len > 0 {
+			m.hello = data.Materialize()[HeaderLen:]
+		}
 		return nil
 	}
 	if m.fn == nil || h.Kind != KindData {

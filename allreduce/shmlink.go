@@ -96,9 +96,6 @@ func (t *GRPCTransport) waitAckedShm(ctx context.Context, seq uint64) error {
 // Like a gRPC Recv it gives up after the timeout, or twice the timeout if
 // the left neighbour pinged meanwhile (it is alive and itself waiting).
 func (t *GRPCTransport) recvShm(fn func(Header, [][]byte) error) error {
-	if t.leftErr != nil {
-		return t.leftErr
-	}
 	r := t.inShm
 	if !r.acquire() {
 		return ErrClosed
