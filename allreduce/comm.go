@@ -380,16 +380,31 @@ func (c *Comm) execute(ctx context.Context, buf []float32, sc Schedule, codec Co
 	case <-c.notify:
 	default:
 	}
+	// A codec exists for the wire: a link through shared memory has none
+	// to save, and converting would only cost time, so such links carry
+	// fp32 when its frames fit (lossy codecs still round each segment's
+	// owner copy, so every rank ends bit-identical). Both ends of a link
+	// decide alike: they share the chunk and the frame limit.
+	sendCodec, recvCodec := codec, codec
+	if l, ok := c.t.(LocalLinker); ok && 4*c.cfg.Chunk <= l.MaxFrame() {
+		right, left := l.LocalLinks()
+		if right {
+			sendCodec = FP32{}
+		}
+		if left {
+			recvCodec = FP32{}
+		}
+	}
 	recvErr := make(chan error, 1)
 	go func() {
-		err := c.recvLoop(ctx, buf, sc.Recvs, codec)
+		err := c.recvLoop(ctx, buf, sc.Recvs, recvCodec)
 		if err != nil {
 			c.setCause(err)
 			cancel()
 		}
 		recvErr <- err
 	}()
-	sendErr := c.sendLoop(ctx, buf, sc.Sends, codec)
+	sendErr := c.sendLoop(ctx, buf, sc.Sends, codec, sendCodec)
 	if sendErr != nil {
 		c.setCause(sendErr)
 		cancel()
@@ -534,8 +549,11 @@ func (c *Comm) decodeFrags(dst []float32, frags [][]byte, add bool) error {
 	return nil
 }
 
-func (c *Comm) sendLoop(ctx context.Context, buf []float32, sends []SendOp, codec Codec) error {
+// sendLoop sends the schedule's spans encoded with codec, the link's
+// codec; opCodec is the operation's, which rounds the owner's copies.
+func (c *Comm) sendLoop(ctx context.Context, buf []float32, sends []SendOp, opCodec, codec Codec) error {
 	view, _ := codec.(viewEncoder)
+	roundFirst := !opCodec.Lossless() && codec.Lossless()
 	for _, s := range sends {
 		if s.After >= 0 {
 			if err := c.waitRecv(ctx, s.After); err != nil {
@@ -543,6 +561,9 @@ func (c *Comm) sendLoop(ctx context.Context, buf []float32, sends []SendOp, code
 			}
 		}
 		src := buf[s.Span.Off:s.Span.End()]
+		if s.Quantize && roundFirst {
+			opCodec.Quantize(src)
+		}
 		seq := c.sendSeq + 1
 		var payload []byte
 		if view != nil && codec.Lossless() {

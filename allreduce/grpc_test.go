@@ -60,10 +60,13 @@ var linkModes = []struct {
 	noShm bool
 }{{"grpc", true}, {"shm", false}}
 
-// withMode applies a link mode, then tweak, to a config.
+// withMode applies a link mode, then tweak, to a config. Test frames are
+// small: a 1 MiB limit keeps the shared rings at their 1 MiB minimum
+// rather than the 64 MiB the default limit implies.
 func withMode(noShm bool, tweak func(*GRPCConfig)) func(*GRPCConfig) {
 	return func(c *GRPCConfig) {
 		c.NoSharedMemory = noShm
+		c.MaxFrame = 1 << 19
 		if tweak != nil {
 			tweak(c)
 		}

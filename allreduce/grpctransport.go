@@ -557,6 +557,12 @@ func (t *GRPCTransport) readAcks() {
 	close(t.ackDone)
 }
 
+// LocalLinks reports which links run through shared-memory rings.
+func (t *GRPCTransport) LocalLinks() (right, left bool) { return t.outShm != nil, t.inShm != nil }
+
+// MaxFrame is the configured frame payload limit.
+func (t *GRPCTransport) MaxFrame() int { return t.maxFrame }
+
 func (t *GRPCTransport) Rank() int      { return t.rank }
 func (t *GRPCTransport) Size() int      { return t.size }
 func (t *GRPCTransport) rightRank() int { return mod(t.rank+1, t.size) }

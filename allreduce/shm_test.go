@@ -3,6 +3,7 @@ package allreduce
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -10,14 +11,21 @@ import (
 	"time"
 )
 
-// reduceAndCheck all-reduces over ts and checks every rank's sum against
-// the sequential reference, bit for bit.
-func reduceAndCheck(t *testing.T, ts []Transport, length int) {
+// reduceAndCheck all-reduces over ts with the named codec, checks that
+// every rank holds the same bits and that they are within the codec's
+// tolerance of the sequential reference, and returns rank 0's sums.
+func reduceAndCheck(t *testing.T, ts []Transport, length int, codecName string) []float32 {
 	t.Helper()
 	n := len(ts)
 	want := sequentialSum(n, length, 5)
 	bufs := make([][]float32, n)
-	errs := runRing(t, ts, fixedCfg(Config{Job: 7, Generation: 3, Chunk: 1000}), func(ctx context.Context, c *Comm) error {
+	errs := runRing(t, ts, func(int) Config {
+		codec, err := NewCodec(codecName, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Config{Job: 7, Generation: 3, Chunk: 1000, Codec: codec}
+	}, func(ctx context.Context, c *Comm) error {
 		buf := make([]float32, length)
 		fillRank(buf, c.Rank(), 5)
 		bufs[c.Rank()] = buf
@@ -35,11 +43,16 @@ func reduceAndCheck(t *testing.T, ts []Transport, length int) {
 			}
 		}
 	}
+	tol := 1e-4
+	if codecName == "bf16" {
+		tol = 0.02 * float64(n)
+	}
 	for i, v := range bufs[0] {
-		if d := float64(v - want[i]); d > 1e-4 || d < -1e-4 {
-			t.Fatalf("sum[%d] = %v, want %v", i, v, want[i])
+		if d := math.Abs(float64(v - want[i])); d > tol*math.Max(1, math.Abs(float64(want[i]))) {
+			t.Fatalf("sum[%d] = %v, want %v (%s)", i, v, want[i], codecName)
 		}
 	}
+	return bufs[0]
 }
 
 func asTransports(gs []*GRPCTransport) []Transport {
@@ -81,7 +94,32 @@ func TestShmLinks(t *testing.T) {
 		t.Fatalf("ring files left after set-up: %v", left)
 	}
 	// 1 MiB rings, 4000-byte frames: frames wrap around many times.
-	reduceAndCheck(t, asTransports(gs), 300_001)
+	reduceAndCheck(t, asTransports(gs), 300_001, "fp32")
+}
+
+// TestShmLinksCarryFP32 checks that a lossy codec is not applied on
+// shared-memory links, where it would only cost time: with two ranks the
+// segments' owners then add exact values and round only the sum.
+func TestShmLinksCarryFP32(t *testing.T) {
+	if !shmSupported {
+		t.Skip("no shared-memory links on " + runtime.GOOS)
+	}
+	const length = 50_000
+	x0, x1 := make([]float32, length), make([]float32, length)
+	fillRank(x0, 0, 5)
+	fillRank(x1, 1, 5)
+	for _, mode := range linkModes {
+		got := reduceAndCheck(t, asTransports(grpcRing(t, 2, withMode(mode.noShm, nil))), length, "bf16")
+		exact := 0
+		for i := range got {
+			if got[i] == BF16ToF32(F32ToBF16(x0[i]+x1[i])) {
+				exact++
+			}
+		}
+		if all := exact == length; all == mode.noShm {
+			t.Errorf("%s: %d of %d sums are the rounded exact sum", mode.name, exact, length)
+		}
+	}
 }
 
 // TestShmFallsBack checks that a link whose receiver cannot take the
@@ -93,26 +131,29 @@ func TestShmFallsBack(t *testing.T) {
 		t.Skip("no shared-memory links on " + runtime.GOOS)
 	}
 	shared := t.TempDir()
-	gs := grpcRing(t, 4, func(c *GRPCConfig) {
-		c.ShmDir = shared
-		c.NoSharedMemory = c.Rank == 1 // declines rank 0's offer, offers nothing
-	})
-	want := []bool{false, false, true, true} // rank i's link to its right
-	for i, g := range gs {
-		if got := g.outShm != nil; got != want[i] {
-			t.Errorf("rank %d: link to the right on shared memory: %v, want %v", i, got, want[i])
+	for _, codec := range []string{"fp32", "bf16"} {
+		gs := grpcRing(t, 4, func(c *GRPCConfig) {
+			c.ShmDir = shared
+			c.NoSharedMemory = c.Rank == 1 // declines rank 0's offer, offers nothing
+		})
+		want := []bool{false, false, true, true} // rank i's link to its right
+		for i, g := range gs {
+			if got := g.outShm != nil; got != want[i] {
+				t.Errorf("rank %d: link to the right on shared memory: %v, want %v", i, got, want[i])
+			}
 		}
+		// Lossy codecs too end bit-identical when some links carry fp32.
+		reduceAndCheck(t, asTransports(gs), 10_007, codec)
 	}
-	reduceAndCheck(t, asTransports(gs), 10_007)
 
 	apart := []string{t.TempDir(), t.TempDir()}
-	gs = grpcRing(t, 2, func(c *GRPCConfig) { c.ShmDir = apart[c.Rank] })
+	gs := grpcRing(t, 2, func(c *GRPCConfig) { c.ShmDir = apart[c.Rank] })
 	for i, g := range gs {
 		if g.outShm != nil || g.inShm != nil {
 			t.Errorf("rank %d took a ring from another directory", i)
 		}
 	}
-	reduceAndCheck(t, asTransports(gs), 10_007)
+	reduceAndCheck(t, asTransports(gs), 10_007, "fp32")
 	for _, d := range append(apart, shared) {
 		if left := dirEntries(t, d); len(left) != 0 {
 			t.Fatalf("ring files left in %s: %v", d, left)

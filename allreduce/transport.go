@@ -51,6 +51,16 @@ var ErrPeerClosed = errors.New("link closed")
 // by a neighbour (the neighbour gave up because of it).
 var ErrPeerFailed = errors.New("failed")
 
+// LocalLinker is implemented by transports whose links may bypass the
+// network (GRPCTransport's shared-memory rings).
+type LocalLinker interface {
+	// LocalLinks reports whether the link to the right neighbour and the
+	// one from the left neighbour stay on this host.
+	LocalLinks() (right, left bool)
+	// MaxFrame is the largest payload a frame may carry.
+	MaxFrame() int
+}
+
 // Aborter is implemented by transports that can tell both neighbours
 // which rank caused the failure before tearing the links down, so that
 // every survivor's error names the same failed rank.

@@ -327,7 +327,8 @@ func runAllreduceRank(ctx context.Context, f *allreduceBenchFlags, rank int, add
 	}
 	tr, err := allreduce.DialRing(ctx, allreduce.GRPCConfig{
 		Rank: rank, Addrs: addrs, Listener: lis, Job: f.seed, Generation: 1,
-		Timeout: f.timeout, Window: f.window, MaxFrame: codec.MaxEncodedLen(f.chunk) + 1024,
+		// Frames on shared-memory links carry fp32 whatever the codec.
+		Timeout: f.timeout, Window: f.window, MaxFrame: max(codec.MaxEncodedLen(f.chunk), 4*f.chunk) + 1024,
 		NoSharedMemory: !f.shm,
 	})
 	if err != nil {
