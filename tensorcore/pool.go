@@ -196,21 +196,40 @@ type scratch struct {
 	cols         []int     // per-column offsets for im2col packing
 }
 
-// nilPoolScratch is the free list of scratch areas used by a nil Pool.
-var nilPoolScratch = sync.Pool{New: func() any { return new(scratch) }}
+// nilPoolScratch is the free list of scratch areas used by a nil Pool. It
+// is a stack, so kernels that nest (a convolution and the products inside
+// it) get back the areas they had last time, with buffers already grown
+// to their sizes; and the garbage collector never empties it (a sync.Pool
+// is emptied by every other collection, and hands areas back in no fixed
+// order), so warm steps allocate nothing.
+var nilPoolScratch struct {
+	sync.Mutex
+	free []*scratch
+}
 
 // scratchFor returns the scratch area of part i (i < Workers()) and a
 // function-free way to give it back: callers pair it with releaseScratch.
 func (p *Pool) scratchFor(i int) *scratch {
 	if p == nil {
-		return nilPoolScratch.Get().(*scratch)
+		f := &nilPoolScratch
+		f.Lock()
+		defer f.Unlock()
+		if n := len(f.free); n > 0 {
+			s := f.free[n-1]
+			f.free = f.free[:n-1]
+			return s
+		}
+		return new(scratch)
 	}
 	return p.scratch[i]
 }
 
 func (p *Pool) releaseScratch(s *scratch) {
 	if p == nil {
-		nilPoolScratch.Put(s)
+		f := &nilPoolScratch
+		f.Lock()
+		f.free = append(f.free, s)
+		f.Unlock()
 	}
 }
 
