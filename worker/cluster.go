@@ -159,6 +159,8 @@ type ClusterWorker struct {
 	prog       progress
 	gossipAddr string // this worker's memberlist address, as others reach it
 
+	data *dataListener // the all-reduce listener, bound for the worker's life
+
 	metrics *workerMetrics
 }
 
@@ -221,6 +223,12 @@ func (w *ClusterWorker) SetHTTPAddr(addr string) {
 // fatal error.
 func (w *ClusterWorker) Run(ctx context.Context) error {
 	defer w.ctl.close()
+	data, err := listenData(ctx, w.o.DataListen, w.o.Timeout)
+	if err != nil {
+		return fatal(fmt.Errorf("worker: all-reduce listener: %w", err))
+	}
+	defer data.Close()
+	w.data = data
 	gossip, err := membership.Start(membership.Config{
 		Name: w.o.Name, Bind: w.o.GossipBind, Advertise: w.o.GossipAdvertise,
 		Secret: w.o.Token, Meta: []byte("worker"),

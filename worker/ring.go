@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
-	"net"
 	"slices"
 	"time"
 
@@ -117,10 +116,7 @@ func (r *ringTrainer) runGeneration(parent context.Context, g *api.Generation) e
 	w.metrics.generation.Set(float64(g.Number))
 	w.metrics.rank.Set(float64(rank))
 
-	ln, err := listen(ctx, w.o.DataListen, w.o.Timeout)
-	if err != nil {
-		return ringError("all-reduce listener", err)
-	}
+	ln := w.data.generation()
 	addrs := make([]string, world)
 	for i, p := range g.Ring {
 		addrs[i] = p.DataAddr
@@ -158,23 +154,6 @@ func (r *ringTrainer) runGeneration(parent context.Context, g *api.Generation) e
 	w.beat()
 	r.su.compute.seed = r.spec.Seed ^ (uint64(rank)+1)*0x9e3779b97f4a7c15
 	return r.train(ctx, comm, g, rank, world)
-}
-
-// listen binds the all-reduce listener, retrying briefly while the
-// previous generation's listener on the same port is still closing.
-func listen(ctx context.Context, addr string, timeout time.Duration) (net.Listener, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		ln, err := net.Listen("tcp", addr)
-		if err == nil || time.Now().After(deadline) {
-			return ln, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // sync makes every rank's state the same: the source's (a survivor of the
