@@ -215,16 +215,16 @@ type GRPCTransport struct {
 	leftUp      chan struct{} // closed when the left neighbour has attached
 
 	// Shared-memory rings (nil: the link runs on gRPC); see shm.go.
-	shmDir     string // "" when shared memory is off
-	outShm     *shmRing
-	inShm      *shmRing
-	shmHead    uint64 // bytes written to outShm (sender goroutine)
-	inTail     uint64 // bytes consumed from inShm (receiver goroutine)
-	shmPieces  [][]byte
-	lastPing   atomic.Int64  // unix nanoseconds of the left neighbour's last ping
-	leftGone   chan struct{} // closed when the left link's stream ends (shm mode)
-	leftGoneMu sync.Once
-	leftEnd    error // why the left stream ended, set before leftGone closes
+	shmDir       string // "" when shared memory is off
+	outShm       *shmRing
+	inShm        *shmRing
+	shmHead      uint64 // bytes written to outShm (sender goroutine)
+	inTail       uint64 // bytes consumed from inShm (receiver goroutine)
+	shmPieces    [][]byte
+	lastPing     atomic.Int64  // unix nanoseconds of the left neighbour's last ping
+	leftGone     chan struct{} // closed when the left link's stream ends (shm mode)
+	leftGoneOnce sync.Once
+	leftEnd      error // why the left stream ended, set before leftGone closes
 }
 
 // DialRing starts this rank's server, connects to the right neighbour and
@@ -510,7 +510,7 @@ func (t *GRPCTransport) watchLeft(stream grpc.ServerStream) {
 		}
 		break
 	}
-	t.leftGoneMu.Do(func() {
+	t.leftGoneOnce.Do(func() {
 		t.leftEnd = err
 		close(t.leftGone)
 	})
