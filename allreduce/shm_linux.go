@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ const shmSupported = true
 // The caller removes the file once the other end has mapped it (or has
 // declined it).
 func createShmRing(dir string, size int) (r *shmRing, path string, nonce uint64, err error) {
+	removeStaleRings(dir, time.Now().Add(-shmStale))
 	f, err := os.CreateTemp(dir, shmPrefix+"*")
 	if err != nil {
 		return nil, "", 0, err
@@ -84,6 +86,21 @@ func openShmRing(path string, nonce uint64, size int) (*shmRing, error) {
 }
 
 func unmapShm(m []byte) { syscall.Munmap(m) }
+
+// shmStale is the age past which a ring file is an orphan: a file lives
+// only for one hello round trip (bounded by the link's set-up timeout)
+// unless its creator died in between.
+const shmStale = 10 * time.Minute
+
+// removeStaleRings deletes ring files in dir last modified before cutoff.
+func removeStaleRings(dir string, cutoff time.Time) {
+	names, _ := filepath.Glob(filepath.Join(dir, shmPrefix+"*"))
+	for _, name := range names {
+		if fi, err := os.Lstat(name); err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(cutoff) {
+			os.Remove(name)
+		}
+	}
+}
 
 const (
 	futexWaitOp = 0 // FUTEX_WAIT, shared between processes (not private)

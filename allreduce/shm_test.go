@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -119,6 +121,41 @@ func TestShmLinksCarryFP32(t *testing.T) {
 		if all := exact == length; all == mode.noShm {
 			t.Errorf("%s: %d of %d sums are the rounded exact sum", mode.name, exact, length)
 		}
+	}
+}
+
+// TestShmRemovesOrphans checks that ring files left by a process that died
+// during a link's set-up are removed once they are stale, and that fresh
+// ones (another link's set-up in progress) are left alone.
+func TestShmRemovesOrphans(t *testing.T) {
+	if !shmSupported {
+		t.Skip("no shared-memory links on " + runtime.GOOS)
+	}
+	dir := t.TempDir()
+	orphan := filepath.Join(dir, shmPrefix+"orphan")
+	fresh := filepath.Join(dir, shmPrefix+"fresh")
+	other := filepath.Join(dir, "not-a-ring")
+	for _, p := range []string{orphan, fresh, other} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	for _, p := range []string{orphan, other} {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gs := grpcRing(t, 2, func(c *GRPCConfig) { c.ShmDir = dir; c.MaxFrame = 1 << 16 })
+	var wg sync.WaitGroup
+	for _, g := range gs {
+		wg.Go(func() { g.Close() })
+	}
+	wg.Wait()
+	got := dirEntries(t, dir)
+	want := []string{"not-a-ring", shmPrefix + "fresh"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("left in the directory: %v, want %v", got, want)
 	}
 }
 
