@@ -9,6 +9,20 @@ import (
 	"github.com/ringtrain/ringtrain/safetensors"
 )
 
+// commitShards writes, seals and commits the sharded checkpoint of step
+// as the env's leader, and returns its sealed manifest.
+func (e *etcdEnv) commitShards(t *testing.T, step int) Manifest {
+	t.Helper()
+	sealed, err := e.store.Seal(writeShards(t, e.store, step, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Commit(e.ctx, sealed, e.lead.key, e.lead.rev, 1); err != nil {
+		t.Fatal(err)
+	}
+	return sealed
+}
+
 // writeShards writes rank r's shard of a world-2 checkpoint at step, as two
 // workers of a ring would, and returns the manifest the coordinator builds
 // from their reports.
@@ -118,13 +132,7 @@ func TestRetainRemovesOldStaging(t *testing.T) {
 	e := newEtcdEnv(t)
 	writeShards(t, e.store, 5, 1) // a ring broke before sealing step 5
 	for _, step := range []int{10, 20} {
-		sealed, err := e.store.Seal(writeShards(t, e.store, step, 1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.c.Commit(e.ctx, sealed, e.lead.key, e.lead.rev, 1); err != nil {
-			t.Fatal(err)
-		}
+		e.commitShards(t, step)
 	}
 	writeShards(t, e.store, 30, 1) // being written now: must survive
 	if err := e.c.Retain(e.ctx, 1, e.lead.key, e.lead.rev, 1); err != nil {
@@ -148,18 +156,12 @@ func TestRetainRemovesOldStaging(t *testing.T) {
 func TestCommitMirrorsLatestInTheStore(t *testing.T) {
 	e := newEtcdEnv(t)
 	for _, step := range []int{10, 20} {
-		sealed, err := e.store.Seal(writeShards(t, e.store, step, 1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.c.Commit(e.ctx, sealed, e.lead.key, e.lead.rev, 1); err != nil {
-			t.Fatal(err)
-		}
+		sealed := e.commitShards(t, step)
 		if latest, err := e.store.Latest(); err != nil || latest != sealed.Name {
 			t.Fatalf("store latest = %q, %v; want %s", latest, err, sealed.Name)
 		}
 	}
-	writeShards(t, e.store, 30, 1) // sealed below but never committed
+	// Sealed but never committed.
 	if _, err := e.store.Seal(writeShards(t, e.store, 30, 1)); err != nil {
 		t.Fatal(err)
 	}
