@@ -20,19 +20,34 @@ func start(t *testing.T, name, secret string) *Member {
 	return m
 }
 
-// waitFor reads events until one matches, failing after a hang-catching
-// timeout.
-func waitFor(t *testing.T, m *Member, name string, kind EventKind) Event {
+// seen keeps every event a member delivered, so that waiting for one event
+// does not throw away another that gossip happened to deliver first (two
+// joins handled on separate connections may surface in either order).
+type seen struct {
+	m    *Member
+	past []Event
+}
+
+// waitFor returns the first event, past or future, that matches, failing
+// after a hang-catching timeout. A matched event is consumed.
+func (s *seen) waitFor(t *testing.T, name string, kind EventKind) Event {
 	t.Helper()
+	match := func(ev Event) bool { return ev.Name == name && ev.Kind == kind }
+	if i := slices.IndexFunc(s.past, match); i >= 0 {
+		ev := s.past[i]
+		s.past = slices.Delete(s.past, i, i+1)
+		return ev
+	}
 	deadline := time.After(20 * time.Second)
 	for {
 		select {
-		case ev := <-m.Events():
-			if ev.Name == name && ev.Kind == kind {
+		case ev := <-s.m.Events():
+			if match(ev) {
 				return ev
 			}
+			s.past = append(s.past, ev)
 		case <-deadline:
-			t.Fatalf("no %s event for %s", kind, name)
+			t.Fatalf("no %s event for %s (others seen: %+v)", kind, name, s.past)
 		}
 	}
 }
@@ -47,11 +62,12 @@ func TestJoinLeaveDead(t *testing.T) {
 	if err := c.Join([]string{a.Addr()}); err != nil {
 		t.Fatal(err)
 	}
-	ev := waitFor(t, a, "worker-0", Joined)
+	events := &seen{m: a}
+	ev := events.waitFor(t, "worker-0", Joined)
 	if string(ev.Meta) != "role=worker-0" || ev.Addr != b.Addr() {
 		t.Errorf("join event %+v, want meta role=worker-0 at %s", ev, b.Addr())
 	}
-	waitFor(t, a, "worker-1", Joined)
+	events.waitFor(t, "worker-1", Joined)
 	alive := a.Alive()
 	slices.Sort(alive)
 	if !slices.Equal(alive, []string{"coordinator", "worker-0", "worker-1"}) {
@@ -61,13 +77,13 @@ func TestJoinLeaveDead(t *testing.T) {
 	if err := b.Leave(time.Second); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, a, "worker-0", Gone)
+	events.waitFor(t, "worker-0", Gone)
 
 	// A member that vanishes without a word is declared dead.
 	if err := c.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, a, "worker-1", Gone)
+	events.waitFor(t, "worker-1", Gone)
 }
 
 func TestSecretKeepsOtherJobsOut(t *testing.T) {
