@@ -97,6 +97,8 @@ type Comm struct {
 	broken           error
 	scratch          [][]byte
 	schedules        map[schedKey]Schedule
+	fusedSends       int              // sends whose payload the receiver wrote (fuse.go)
+	fwdPending       []pendingPayload // their buffers, until acknowledged
 
 	// Shared by the sender and the receiver of one operation.
 	causeMu  sync.Mutex
@@ -105,7 +107,10 @@ type Comm struct {
 	notify   chan struct{}
 	cur      recvState
 	onFrame  func(Header, [][]byte) error
-	gather   []byte // receiver's scratch for variable-width codecs
+	gather   []byte   // receiver's scratch for variable-width codecs
+	feeds    []int    // receive index -> send index whose payload it writes, or -1
+	fwdReady [][]byte // receive index -> the payload it wrote
+	fwdFree  chan []byte
 }
 
 type schedKey struct {
@@ -117,7 +122,11 @@ type schedKey struct {
 type recvState struct {
 	buf   []float32
 	op    RecvOp
+	idx   int // index of op in the schedule
 	codec Codec
+	// Fusion (see fuse.go), fixed for the operation before it starts.
+	fuse  bool
+	sends []SendOp
 }
 
 // scratchSlots is the number of encode buffers a sender rotates through.
@@ -386,6 +395,7 @@ func (c *Comm) execute(ctx context.Context, buf []float32, sc Schedule, codec Co
 	// owner copy, so every rank ends bit-identical). Both ends of a link
 	// decide alike: they share the chunk and the frame limit.
 	sendCodec, recvCodec := codec, codec
+	sameCodecs := true
 	if l, ok := c.t.(LocalLinker); ok && 4*c.cfg.Chunk <= l.MaxFrame() {
 		right, left := l.LocalLinks()
 		if right {
@@ -394,7 +404,10 @@ func (c *Comm) execute(ctx context.Context, buf []float32, sc Schedule, codec Co
 		if left {
 			recvCodec = FP32{}
 		}
+		sameCodecs = !right && !left
 	}
+	c.cur.fuse = c.planFusion(sc, codec, sameCodecs)
+	c.cur.sends = sc.Sends
 	recvErr := make(chan error, 1)
 	go func() {
 		err := c.recvLoop(ctx, buf, sc.Recvs, recvCodec)
@@ -414,6 +427,9 @@ func (c *Comm) execute(ctx context.Context, buf []float32, sc Schedule, codec Co
 		// The buffer goes back to the caller: the transport must be done
 		// reading it.
 		sendErr = c.t.WaitAcked(ctx, c.sendSeq)
+		if sendErr == nil {
+			c.releaseFused(c.sendSeq)
+		}
 	}
 	if sendErr == nil && rErr == nil {
 		return nil
@@ -457,6 +473,7 @@ func (c *Comm) recvLoop(ctx context.Context, buf []float32, recvs []RecvOp, code
 	c.cur.codec = codec
 	for i, r := range recvs {
 		c.cur.op = r
+		c.cur.idx = i
 		if err := c.t.Recv(ctx, c.onFrame); err != nil {
 			return err
 		}
@@ -486,7 +503,11 @@ func (c *Comm) handleFrame(h Header, frags [][]byte) error {
 	}
 	r := c.cur.op
 	dst := c.cur.buf[r.Span.Off:r.Span.End()]
-	if err := c.decodeFrags(dst, frags, r.Mode == RecvAdd); err != nil {
+	done, err := c.receiveFused(c.cur.idx, dst, frags)
+	if !done {
+		err = c.decodeFrags(dst, frags, r.Mode == RecvAdd)
+	}
+	if err != nil {
 		return fmt.Errorf("allreduce: rank %d: peer %d: frame %d: %w", c.rank, left, h.Seq, err)
 	}
 	return nil
@@ -504,10 +525,6 @@ func (c *Comm) decodeFrags(dst []float32, frags [][]byte, add bool) error {
 	if len(frags) == 1 {
 		return dec(dst, frags[0])
 	}
-	total := 0
-	for _, f := range frags {
-		total += len(f)
-	}
 	fw, ok := codec.(fixedWidth)
 	if !ok {
 		c.gather = c.gather[:0]
@@ -516,35 +533,10 @@ func (c *Comm) decodeFrags(dst []float32, frags [][]byte, add bool) error {
 		}
 		return dec(dst, c.gather)
 	}
-	w := fw.elemBytes()
-	if total != w*len(dst) {
-		return fmt.Errorf("%s payload of %d bytes, want %d", codec.Name(), total, w*len(dst))
-	}
-	var carry [8]byte
-	nc := 0 // bytes in carry
-	k := 0  // next element of dst
-	for _, f := range frags {
-		if nc > 0 {
-			m := copy(carry[nc:w], f)
-			nc += m
-			f = f[m:]
-			if nc < w {
-				continue
-			}
-			if err := dec(dst[k:k+1], carry[:w]); err != nil {
-				return err
-			}
-			k++
-			nc = 0
-		}
-		whole := len(f) / w
-		if whole > 0 {
-			if err := dec(dst[k:k+whole], f[:whole*w]); err != nil {
-				return err
-			}
-			k += whole
-		}
-		nc = copy(carry[:], f[whole*w:])
+	if err := walkFrags(frags, fw.elemBytes(), len(dst), func(lo, hi int, b []byte) error {
+		return dec(dst[lo:hi], b)
+	}); err != nil {
+		return fmt.Errorf("%s %w", codec.Name(), err)
 	}
 	return nil
 }
@@ -554,7 +546,9 @@ func (c *Comm) decodeFrags(dst []float32, frags [][]byte, add bool) error {
 func (c *Comm) sendLoop(ctx context.Context, buf []float32, sends []SendOp, opCodec, codec Codec) error {
 	view, _ := codec.(viewEncoder)
 	roundFirst := !opCodec.Lossless() && codec.Lossless()
-	for _, s := range sends {
+	for j, s := range sends {
+		seq := c.sendSeq + 1
+		c.pollFused()
 		if s.After >= 0 {
 			if err := c.waitRecv(ctx, s.After); err != nil {
 				return err
@@ -564,11 +558,14 @@ func (c *Comm) sendLoop(ctx context.Context, buf []float32, sends []SendOp, opCo
 		if s.Quantize && roundFirst {
 			opCodec.Quantize(src)
 		}
-		seq := c.sendSeq + 1
-		var payload []byte
-		if view != nil && codec.Lossless() {
+		payload, fused := c.fusedPayload(j, seq, s)
+		switch {
+		case fused:
+			// The receiver encoded (and, where this send rounds, rounded)
+			// the span already.
+		case view != nil && codec.Lossless():
 			payload = view.EncodeView(src)
-		} else {
+		default:
 			slot := int(seq % scratchSlots)
 			if seq > scratchSlots {
 				if err := c.t.WaitAcked(ctx, seq-scratchSlots); err != nil {

@@ -658,6 +658,19 @@ func (t *GRPCTransport) Send(ctx context.Context, h Header, payload []byte) erro
 	return nil
 }
 
+// Acked returns the last frame the right neighbour has consumed, without
+// waiting.
+func (t *GRPCTransport) Acked() uint64 {
+	if r := t.outShm; r != nil {
+		if !r.acquire() {
+			return 0
+		}
+		defer r.release()
+		return r.ctl.acked.Load()
+	}
+	return t.ackedSeq.Load()
+}
+
 // WaitAcked blocks until frame seq has been consumed by the right
 // neighbour.
 func (t *GRPCTransport) WaitAcked(ctx context.Context, seq uint64) error {

@@ -1,0 +1,218 @@
+package allreduce
+
+import "fmt"
+
+// Fused receive-and-forward for fixed-width lossy codecs (bf16, fp16).
+//
+// In the ring, every send after the first step carries exactly the span
+// that the receive before it produced: in reduce-scatter the partial sum
+// just added, in all-gather the segment just copied. Encoding that span
+// afterwards, on the sending side, reads it again and repeats work: the
+// receiver has the values in cache, and in all-gather it even holds their
+// encoding, the received bytes. So when the sender has a buffer ready, the
+// receiver writes the next payload itself, piece by piece while each piece
+// is in L1:
+//
+//   - after an add, the encoding of the new partial sum (and, for the send
+//     that publishes the rank's owned segment, the rounded values written
+//     back into the buffer, which is what Quantize would do);
+//   - after a copy, the received bytes themselves. They are the encoding
+//     of the decoded values: the codecs' encoders are idempotent on their
+//     own output.
+//
+// The hand-over never blocks the receiver. Payload buffers circulate
+// through a small pool: the receiver takes one if the pool has one (else
+// it leaves the encoding to the sender, as before), fills it, and leaves
+// it for the send it feeds before it publishes the receive as done; the
+// sender sends it and returns it to the pool once the right neighbour has
+// acknowledged the frame, so the transport is done reading it. Either way
+// the bytes sent are the same.
+
+// fwdSlots is the number of payload buffers: enough for the receiver to
+// run a segment's chunks ahead of the sender, which it does in the ring
+// (send i waits for receive i-m, m chunks per segment).
+const fwdSlots = 16
+
+// fuseBlock is how many elements a fused pass handles at a time, so that
+// the sums are still in L1 when they are encoded.
+const fuseBlock = 4096
+
+// ackReporter is implemented by transports that can tell, without
+// waiting, how many frames the right neighbour has consumed.
+type ackReporter interface {
+	Acked() uint64
+}
+
+type pendingPayload struct {
+	seq uint64
+	buf []byte
+}
+
+// planFusion decides, for one operation, which receives feed the payload
+// of the send that follows them: c.feeds[i] is that send's index, or -1.
+// It returns false (and fuses nothing) unless both of this rank's links
+// use the operation's codec, that codec is lossy and fixed-width, and the
+// transport reports acknowledgements.
+func (c *Comm) planFusion(sc Schedule, codec Codec, sameCodecs bool) bool {
+	fw, ok := codec.(fixedWidth)
+	if _, acks := c.t.(ackReporter); !acks || !sameCodecs || !ok || codec.Lossless() || fw.elemBytes() < 1 {
+		return false
+	}
+	if c.fwdFree == nil {
+		c.fwdFree = make(chan []byte, fwdSlots)
+		for range fwdSlots {
+			c.fwdFree <- nil
+		}
+	}
+	c.feeds = c.feeds[:0]
+	c.fwdReady = c.fwdReady[:0]
+	for range sc.Recvs {
+		c.feeds = append(c.feeds, -1)
+		c.fwdReady = append(c.fwdReady, nil)
+	}
+	any := false
+	for j, s := range sc.Sends {
+		if s.After < 0 || s.After >= len(sc.Recvs) {
+			continue
+		}
+		r := sc.Recvs[s.After]
+		// A copied span is forwarded as received, which is already its
+		// rounded value: the send must not be the one that rounds.
+		if r.Span != s.Span || (r.Mode == RecvCopy && s.Quantize) {
+			continue
+		}
+		c.feeds[s.After] = j
+		any = true
+	}
+	return any
+}
+
+// fusedPayload returns the payload that receive s.After wrote for send j,
+// if it did, and takes charge of the buffer until seq is acknowledged.
+func (c *Comm) fusedPayload(j int, seq uint64, s SendOp) ([]byte, bool) {
+	if !c.cur.fuse || s.After < 0 || c.feeds[s.After] != j {
+		return nil, false
+	}
+	buf := c.fwdReady[s.After]
+	if buf == nil {
+		return nil, false
+	}
+	c.fwdReady[s.After] = nil
+	c.fwdPending = append(c.fwdPending, pendingPayload{seq: seq, buf: buf})
+	c.fusedSends++
+	return buf, true
+}
+
+// releaseFused returns to the pool the payload buffers of frames up to
+// acked, which the transport no longer reads.
+func (c *Comm) releaseFused(acked uint64) {
+	k := 0
+	for k < len(c.fwdPending) && c.fwdPending[k].seq <= acked {
+		c.fwdFree <- c.fwdPending[k].buf
+		c.fwdPending[k] = pendingPayload{}
+		k++
+	}
+	if k > 0 {
+		c.fwdPending = append(c.fwdPending[:0], c.fwdPending[k:]...)
+	}
+}
+
+// pollFused releases what the transport reports acknowledged.
+func (c *Comm) pollFused() {
+	if len(c.fwdPending) > 0 {
+		c.releaseFused(c.t.(ackReporter).Acked())
+	}
+}
+
+// receiveFused applies receive i's frame and, if a payload buffer is free,
+// writes the payload of the send it feeds. It reports whether it handled
+// the frame.
+func (c *Comm) receiveFused(i int, dst []float32, frags [][]byte) (bool, error) {
+	if !c.cur.fuse || c.feeds[i] < 0 {
+		return false, nil
+	}
+	var buf []byte
+	select {
+	case buf = <-c.fwdFree:
+	default:
+		return false, nil
+	}
+	codec := c.cur.codec
+	w := codec.(fixedWidth).elemBytes()
+	if cap(buf) < w*len(dst) {
+		buf = make([]byte, w*len(dst))
+	}
+	out := buf[:w*len(dst)]
+	var err error
+	if c.cur.op.Mode == RecvCopy {
+		err = walkFrags(frags, w, len(dst), func(lo, hi int, b []byte) error {
+			copy(out[lo*w:], b)
+			return codec.Decode(dst[lo:hi], b)
+		})
+	} else {
+		round := c.cur.sends[c.feeds[i]].Quantize
+		err = walkFrags(frags, w, len(dst), func(lo, hi int, b []byte) error {
+			if err := codec.DecodeAdd(dst[lo:hi], b); err != nil {
+				return err
+			}
+			enc := codec.AppendEncode(out[lo*w:lo*w], dst[lo:hi])
+			if len(enc) != w*(hi-lo) || &enc[0] != &out[lo*w] {
+				return fmt.Errorf("%s encoder did not write in place", codec.Name())
+			}
+			if round {
+				return codec.Decode(dst[lo:hi], enc)
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		c.fwdFree <- buf
+		return true, err
+	}
+	c.fwdReady[i] = out
+	return true, nil
+}
+
+// walkFrags cuts a fixed-width payload that arrived in pieces into runs of
+// whole elements, at most fuseBlock long, and calls fn for each with the
+// run's element range [lo, hi) and its bytes. An element split across two
+// pieces is reassembled in a small carry buffer.
+func walkFrags(frags [][]byte, w, n int, fn func(lo, hi int, b []byte) error) error {
+	total := 0
+	for _, f := range frags {
+		total += len(f)
+	}
+	if total != w*n {
+		return fmt.Errorf("payload of %d bytes, want %d", total, w*n)
+	}
+	var carry [8]byte
+	nc := 0 // bytes in carry
+	k := 0  // next element
+	for _, f := range frags {
+		if nc > 0 {
+			m := copy(carry[nc:w], f)
+			nc += m
+			f = f[m:]
+			if nc < w {
+				continue
+			}
+			if err := fn(k, k+1, carry[:w]); err != nil {
+				return err
+			}
+			k++
+			nc = 0
+		}
+		whole := len(f) / w
+		for whole > 0 {
+			m := min(whole, fuseBlock)
+			if err := fn(k, k+m, f[:m*w]); err != nil {
+				return err
+			}
+			k += m
+			f = f[m*w:]
+			whole -= m
+		}
+		nc = copy(carry[:], f)
+	}
+	return nil
+}
