@@ -295,6 +295,54 @@ func decodeAddBF16Go(dst []float32, src []uint16) {
 	}
 }
 
+// decodeAddEncodeBF16Go is the reference for the fused receive of an add:
+// s = dst[i] + BF16ToF32(src[i]); out[i] = F32ToBF16(s); dst[i] = s, or
+// BF16ToF32(out[i]) if round.
+func decodeAddEncodeBF16Go(dst []float32, src, out []uint16, round bool) {
+	src, out = src[:len(dst)], out[:len(dst)]
+	for i, h := range src {
+		s := dst[i] + BF16ToF32(h)
+		out[i] = F32ToBF16(s)
+		if round {
+			s = BF16ToF32(out[i])
+		}
+		dst[i] = s
+	}
+}
+
+// decodeCopyBF16Go is the reference for the fused receive of a copy:
+// out[i] = src[i]; dst[i] = BF16ToF32(src[i]).
+func decodeCopyBF16Go(dst []float32, src, out []uint16) {
+	src, out = src[:len(dst)], out[:len(dst)]
+	copy(out, src)
+	for i, h := range src {
+		dst[i] = BF16ToF32(h)
+	}
+}
+
+// decodeAddEncode and decodeCopy are BF16's single-pass kernels for the
+// fused receive (fuse.go). They report false where the bytes cannot be
+// viewed as uint16s; the caller then takes the general path.
+func (BF16) decodeAddEncode(dst []float32, src, out []byte, round bool) bool {
+	s, ok := bytesU16(src)
+	o, ok2 := bytesU16(out)
+	if !ok || !ok2 || len(s) != len(dst) || len(o) != len(dst) {
+		return false
+	}
+	decodeAddEncodeBF16(dst, s, o, round)
+	return true
+}
+
+func (BF16) decodeCopy(dst []float32, src, out []byte) bool {
+	s, ok := bytesU16(src)
+	o, ok2 := bytesU16(out)
+	if !ok || !ok2 || len(s) != len(dst) || len(o) != len(dst) {
+		return false
+	}
+	decodeCopyBF16(dst, s, o)
+	return true
+}
+
 // decodeBF16Go sets dst[i] = BF16ToF32(src[i]) (reference).
 func decodeBF16Go(dst []float32, src []uint16) {
 	src = src[:len(dst)]

@@ -28,3 +28,39 @@ func BenchmarkCodec(b *testing.B) {
 		b.Run(name, func(b *testing.B) { benchCodec(b, name, true) })
 	}
 }
+
+// BenchmarkFusedReceive measures a reduce-scatter receive whose send
+// publishes the segment (add, encode, round) and an all-gather receive that
+// is forwarded (decode, keep the bytes), over a 64 MiB buffer in 4096-element
+// blocks as a receiver sees it: steps one after another, or the fused
+// kernel.
+func BenchmarkFusedReceive(b *testing.B) {
+	const n = 16 << 20
+	const block = 4096
+	dst := make([]float32, n)
+	src := make([]float32, n)
+	fillRank(src, 0, 1)
+	codec := BF16{}
+	wire := codec.AppendEncode(nil, src)
+	out := make([]byte, 2*block)
+	run := func(name string, f func(d []float32, w []byte)) {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(4 * n)
+			for b.Loop() {
+				for lo := 0; lo < n; lo += block {
+					f(dst[lo:lo+block], wire[2*lo:2*(lo+block)])
+				}
+			}
+		})
+	}
+	run("add/steps", func(d []float32, w []byte) {
+		codec.DecodeAdd(d, w)
+		codec.Decode(d, codec.AppendEncode(out[:0], d))
+	})
+	run("add/fused", func(d []float32, w []byte) { codec.decodeAddEncode(d, w, out, true) })
+	run("copy/steps", func(d []float32, w []byte) {
+		copy(out, w)
+		codec.Decode(d, w)
+	})
+	run("copy/fused", func(d []float32, w []byte) { codec.decodeCopy(d, w, out) })
+}

@@ -43,6 +43,13 @@ type ackReporter interface {
 	Acked() uint64
 }
 
+// fusedCodec is implemented by codecs with single-pass kernels for the
+// fused receive; they return false to fall back to the general steps.
+type fusedCodec interface {
+	decodeAddEncode(dst []float32, src, out []byte, round bool) bool
+	decodeCopy(dst []float32, src, out []byte) bool
+}
+
 type pendingPayload struct {
 	seq uint64
 	buf []byte
@@ -143,15 +150,22 @@ func (c *Comm) receiveFused(i int, dst []float32, frags [][]byte) (bool, error) 
 		buf = make([]byte, w*len(dst))
 	}
 	out := buf[:w*len(dst)]
+	fc, _ := codec.(fusedCodec)
 	var err error
 	if c.cur.op.Mode == RecvCopy {
 		err = walkFrags(frags, w, len(dst), func(lo, hi int, b []byte) error {
+			if fc != nil && fc.decodeCopy(dst[lo:hi], b, out[lo*w:hi*w]) {
+				return nil
+			}
 			copy(out[lo*w:], b)
 			return codec.Decode(dst[lo:hi], b)
 		})
 	} else {
 		round := c.cur.sends[c.feeds[i]].Quantize
 		err = walkFrags(frags, w, len(dst), func(lo, hi int, b []byte) error {
+			if fc != nil && fc.decodeAddEncode(dst[lo:hi], b, out[lo*w:hi*w], round) {
+				return nil
+			}
 			if err := codec.DecodeAdd(dst[lo:hi], b); err != nil {
 				return err
 			}

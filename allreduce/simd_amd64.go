@@ -19,6 +19,12 @@ func decodeBF16AVX2(dst *float32, src *uint16, n int, add bool)
 //go:noescape
 func addToAVX2(dst, src *float32, n int)
 
+//go:noescape
+func decodeAddEncodeBF16AVX2(dst *float32, src, out *uint16, n int, round bool)
+
+//go:noescape
+func decodeCopyBF16AVX2(dst *float32, src, out *uint16, n int)
+
 // encodeBF16 sets dst[i] = F32ToBF16(src[i]) for i < len(src).
 func encodeBF16(dst []uint16, src []float32) {
 	dst = dst[:len(src)]
@@ -50,6 +56,29 @@ func decodeAddBF16(dst []float32, src []uint16) {
 		decodeBF16AVX2(&dst[0], &src[0], k, true)
 	}
 	decodeAddBF16Go(dst[k:], src[k:])
+}
+
+// decodeAddEncodeBF16 is the fused receive of an add (see
+// decodeAddEncodeBF16Go).
+func decodeAddEncodeBF16(dst []float32, src, out []uint16, round bool) {
+	src, out = src[:len(dst)], out[:len(dst)]
+	k := 0
+	if haveAVX2 && len(dst) >= 16 {
+		k = len(dst) &^ 15
+		decodeAddEncodeBF16AVX2(&dst[0], &src[0], &out[0], k, round)
+	}
+	decodeAddEncodeBF16Go(dst[k:], src[k:], out[k:], round)
+}
+
+// decodeCopyBF16 is the fused receive of a copy (see decodeCopyBF16Go).
+func decodeCopyBF16(dst []float32, src, out []uint16) {
+	src, out = src[:len(dst)], out[:len(dst)]
+	k := 0
+	if haveAVX2 && len(dst) >= 16 {
+		k = len(dst) &^ 15
+		decodeCopyBF16AVX2(&dst[0], &src[0], &out[0], k)
+	}
+	decodeCopyBF16Go(dst[k:], src[k:], out[k:])
 }
 
 // addTo sets dst[i] += src[i] for i < len(dst).

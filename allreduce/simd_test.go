@@ -82,6 +82,46 @@ func TestSIMDMatchesReference(t *testing.T) {
 				}
 			}
 		}
+		// The fused receive kernels. The sums include overflow to
+		// infinity and infinity plus NaN; base holds no NaN, so no lane
+		// adds two NaNs (whose payload x86 picks by operand order).
+		for i := range base {
+			if r.IntN(6) == 0 {
+				base[i] = []float32{float32(math.Inf(1)), float32(math.Inf(-1)), math.MaxFloat32, -3.3961776e38, 0}[r.IntN(5)]
+			}
+		}
+		for _, round := range []bool{false, true} {
+			g := append([]float32(nil), base...)
+			w := append([]float32(nil), base...)
+			gOut := make([]uint16, n+guard)
+			wOut := make([]uint16, n+guard)
+			for i := n; i < n+guard; i++ {
+				gOut[i], wOut[i] = 0xdead, 0xdead
+			}
+			decodeAddEncodeBF16(g[:n], want[:n], gOut[:n], round)
+			decodeAddEncodeBF16Go(w[:n], want[:n], wOut[:n], round)
+			for i := range g {
+				if math.Float32bits(g[i]) != math.Float32bits(w[i]) || gOut[i] != wOut[i] {
+					t.Fatalf("decodeAddEncodeBF16 round=%v n=%d element %d = %v, %#04x, want %v, %#04x", round, n, i, g[i], gOut[i], w[i], wOut[i])
+				}
+			}
+		}
+		{
+			g := append([]float32(nil), base...)
+			w := append([]float32(nil), base...)
+			gOut := make([]uint16, n+guard)
+			wOut := make([]uint16, n+guard)
+			for i := n; i < n+guard; i++ {
+				gOut[i], wOut[i] = 0xdead, 0xdead
+			}
+			decodeCopyBF16(g[:n], want[:n], gOut[:n])
+			decodeCopyBF16Go(w[:n], want[:n], wOut[:n])
+			for i := range g {
+				if math.Float32bits(g[i]) != math.Float32bits(w[i]) || gOut[i] != wOut[i] {
+					t.Fatalf("decodeCopyBF16 n=%d element %d = %v, %#04x, want %v, %#04x", n, i, g[i], gOut[i], w[i], wOut[i])
+				}
+			}
+		}
 		g := append([]float32(nil), base...)
 		w := append([]float32(nil), base...)
 		addTo(g[:n], src)
