@@ -10,9 +10,9 @@ import (
 // ringReference is the ring all-reduce of xs through a lossy codec,
 // computed element by element: segment k's sum starts at rank k and passes
 // ranks k+1, …, k+n-1 (its owner), each adding its own value to the
-// decoded wire value; the owner's rounded total is what every rank ends
-// with.
-func ringReference(xs [][]float32, codec Codec) []float32 {
+// decoded wire value (the exact partial sum where links carry fp32,
+// exactWire); the owner's rounded total is what every rank ends with.
+func ringReference(xs [][]float32, codec Codec, exactWire bool) []float32 {
 	n, length := len(xs), len(xs[0])
 	round := func(v float32) float32 {
 		out := []float32{0}
@@ -27,7 +27,10 @@ func ringReference(xs [][]float32, codec Codec) []float32 {
 		for e := seg.Off; e < seg.End(); e++ {
 			v := xs[k][e]
 			for i := 1; i < n; i++ {
-				v = xs[(k+i)%n][e] + round(v)
+				if !exactWire {
+					v = round(v)
+				}
+				v = xs[(k+i)%n][e] + v
 			}
 			want[e] = round(v)
 		}
@@ -53,14 +56,17 @@ func awkward(buf []float32, rank int) {
 // TestFusedRingMatchesReference checks the ring with lossy fixed-width
 // codecs, where receivers write the next payload themselves, bit for bit
 // against the element-wise reference, on the in-memory twin and on gRPC
-// (whose frames arrive in pieces that split elements).
+// (whose frames arrive in pieces that split elements), and on shared-memory
+// links, which carry exact partial sums (only each owned segment is
+// rounded, so nothing is fused there).
 func TestFusedRingMatchesReference(t *testing.T) {
 	transports := map[string]func(t *testing.T, n int) []Transport{
 		"mem":  memTransports,
 		"grpc": grpcTransports(true),
+		"shm":  grpcTransports(false),
 	}
 	fused := 0
-	for _, tname := range []string{"mem", "grpc"} {
+	for _, tname := range []string{"mem", "grpc", "shm"} {
 		for _, codecName := range []string{"bf16", "fp16"} {
 			for _, tc := range []struct{ n, length, chunk int }{
 				{2, 1001, 64}, {3, 4099, 100}, {4, 20000, 5000}, {5, 777, 7},
@@ -77,7 +83,7 @@ func TestFusedRingMatchesReference(t *testing.T) {
 						fillRank(xs[r], r, 11)
 						awkward(xs[r], r)
 					}
-					want := ringReference(xs, codec)
+					want := ringReference(xs, codec, tname == "shm")
 					bufs := make([][]float32, tc.n)
 					counts := make([]int, tc.n)
 					errs := runRing(t, transports[tname](t, tc.n), fixedCfg(Config{Job: 7, Generation: 3, Chunk: tc.chunk, Codec: codec}),
