@@ -217,17 +217,12 @@ func F32ToBF16(f float32) uint16 {
 // BF16ToF32 widens a bfloat16 exactly.
 func BF16ToF32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 
-// quantizeChunk is how many elements Quantize rounds at a time through a
-// buffer on the stack.
-const quantizeChunk = 1024
+func (BF16) Quantize(x []float32) { quantizeBF16(x) }
 
-func (BF16) Quantize(x []float32) {
-	var buf [quantizeChunk]uint16
-	for len(x) > 0 {
-		n := min(len(x), len(buf))
-		encodeBF16(buf[:n], x[:n])
-		decodeBF16(x[:n], buf[:n])
-		x = x[n:]
+// quantizeBF16Go is the reference for quantizeBF16.
+func quantizeBF16Go(x []float32) {
+	for i, v := range x {
+		x[i] = BF16ToF32(F32ToBF16(v))
 	}
 }
 
@@ -435,13 +430,12 @@ func F16ToF32(h uint16) float32 {
 	}
 }
 
-func (c FP16) Quantize(x []float32) {
-	var buf [quantizeChunk]uint16
-	for len(x) > 0 {
-		n := min(len(x), len(buf))
-		encodeF16(buf[:n], x[:n])
-		decodeF16(x[:n], buf[:n], c.table, false)
-		x = x[n:]
+func (c FP16) Quantize(x []float32) { quantizeF16(x, c.table) }
+
+// quantizeF16Go is the reference for quantizeF16.
+func quantizeF16Go(x []float32, table *[1 << 16]float32) {
+	for i, v := range x {
+		x[i] = table[F32ToF16(v)]
 	}
 }
 

@@ -64,3 +64,20 @@ func BenchmarkFusedReceive(b *testing.B) {
 	})
 	run("copy/fused", func(d []float32, w []byte) { codec.decodeCopy(d, w, out) })
 }
+
+// BenchmarkQuantize measures the owner's in-place rounding of a 32 MiB
+// segment (what a rank does before the all-gather when its right link
+// carries fp32).
+func BenchmarkQuantize(b *testing.B) {
+	x := make([]float32, 8<<20)
+	fillRank(x, 0, 1)
+	for _, name := range []string{"bf16", "fp16"} {
+		c, _ := NewCodec(name, 0)
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(4 * len(x)))
+			for b.Loop() {
+				c.Quantize(x)
+			}
+		})
+	}
+}

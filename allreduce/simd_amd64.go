@@ -25,6 +25,32 @@ func decodeAddEncodeBF16AVX2(dst *float32, src, out *uint16, n int, round bool)
 //go:noescape
 func decodeCopyBF16AVX2(dst *float32, src, out *uint16, n int)
 
+//go:noescape
+func quantizeBF16AVX2(x *float32, n int)
+
+//go:noescape
+func quantizeF16F16C(x *float32, n int)
+
+// quantizeBF16 sets x[i] = BF16ToF32(F32ToBF16(x[i])).
+func quantizeBF16(x []float32) {
+	k := 0
+	if haveAVX2 && len(x) >= 16 {
+		k = len(x) &^ 15
+		quantizeBF16AVX2(&x[0], k)
+	}
+	quantizeBF16Go(x[k:])
+}
+
+// quantizeF16 sets x[i] to the float16 value nearest x[i], widened.
+func quantizeF16(x []float32, table *[1 << 16]float32) {
+	k := 0
+	if haveF16C && len(x) >= 16 {
+		k = len(x) &^ 15
+		quantizeF16F16C(&x[0], k)
+	}
+	quantizeF16Go(x[k:], table)
+}
+
 // encodeBF16 sets dst[i] = F32ToBF16(src[i]) for i < len(src).
 func encodeBF16(dst []uint16, src []float32) {
 	dst = dst[:len(src)]

@@ -319,3 +319,54 @@ dcloop:
 dcdone:
 	VZEROUPPER
 	RET
+
+// func quantizeBF16AVX2(x *float32, n int)
+// n is a positive multiple of 16: x[i] = widen(bf16(x[i])), in one pass.
+TEXT ·quantizeBF16AVX2(SB), NOSPLIT, $0-16
+	MOVQ x+0(FP), DI
+	MOVQ n+8(FP), CX
+	SHRQ $4, CX
+	JZ   qbdone
+	BF16CONSTS
+
+qbloop:
+	VMOVDQU (DI), Y0
+	VMOVDQU 32(DI), Y1
+	ENCBF16(Y0, Y3, Y4, Y2)
+	ENCBF16(Y1, Y6, Y7, Y5)
+	VPSLLD  $16, Y2, Y2
+	VPSLLD  $16, Y5, Y5
+	VMOVDQU Y2, (DI)
+	VMOVDQU Y5, 32(DI)
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  qbloop
+
+qbdone:
+	VZEROUPPER
+	RET
+
+// func quantizeF16F16C(x *float32, n int)
+// n is a positive multiple of 16: x[i] = widen(fp16(x[i])), in one pass.
+TEXT ·quantizeF16F16C(SB), NOSPLIT, $0-16
+	MOVQ x+0(FP), DI
+	MOVQ n+8(FP), CX
+	SHRQ $4, CX
+	JZ   qfdone
+
+qfloop:
+	VMOVUPS   (DI), Y0
+	VMOVUPS   32(DI), Y1
+	VCVTPS2PH $0, Y0, X2
+	VCVTPS2PH $0, Y1, X3
+	VCVTPH2PS X2, Y0
+	VCVTPH2PS X3, Y1
+	VMOVUPS   Y0, (DI)
+	VMOVUPS   Y1, 32(DI)
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  qfloop
+
+qfdone:
+	VZEROUPPER
+	RET

@@ -16,3 +16,6 @@ func encodeF16(dst []uint16, src []float32) { encodeF16Go(dst, src) }
 func decodeF16(dst []float32, src []uint16, table *[1 << 16]float32, add bool) {
 	decodeF16Go(dst, src, table, add)
 }
+
+func quantizeBF16(x []float32)                         { quantizeBF16Go(x) }
+func quantizeF16(x []float32, table *[1 << 16]float32) { quantizeF16Go(x, table) }

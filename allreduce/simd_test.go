@@ -122,6 +122,28 @@ func TestSIMDMatchesReference(t *testing.T) {
 				}
 			}
 		}
+		// Rounding in place, on values with specials, guards after.
+		guarded := func() []float32 {
+			x := make([]float32, n+guard)
+			copy(x, src)
+			for i := n; i < len(x); i++ {
+				x[i] = 1.2345
+			}
+			return x
+		}
+		gb, wb, gf, wf := guarded(), guarded(), guarded(), guarded()
+		quantizeBF16(gb[:n])
+		quantizeBF16Go(wb[:n])
+		quantizeF16(gf[:n], table)
+		quantizeF16Go(wf[:n], table)
+		for i := range gb {
+			if math.Float32bits(gb[i]) != math.Float32bits(wb[i]) {
+				t.Fatalf("quantizeBF16 n=%d element %d = %#08x, want %#08x", n, i, math.Float32bits(gb[i]), math.Float32bits(wb[i]))
+			}
+			if math.Float32bits(gf[i]) != math.Float32bits(wf[i]) && !(math.IsNaN(float64(gf[i])) && math.IsNaN(float64(wf[i]))) {
+				t.Fatalf("quantizeF16 n=%d element %d = %v, want %v", n, i, gf[i], wf[i])
+			}
+		}
 		g := append([]float32(nil), base...)
 		w := append([]float32(nil), base...)
 		addTo(g[:n], src)
