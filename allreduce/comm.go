@@ -99,6 +99,7 @@ type Comm struct {
 	schedules        map[schedKey]Schedule
 	fusedSends       int              // sends whose payload the receiver wrote (fuse.go)
 	fwdPending       []pendingPayload // their buffers, until acknowledged
+	roundedRecvs     int              // receives that rounded the owned segment (fuse.go)
 
 	// Shared by the sender and the receiver of one operation.
 	causeMu  sync.Mutex
@@ -111,6 +112,7 @@ type Comm struct {
 	feeds    []int    // receive index -> send index whose payload it writes, or -1
 	fwdReady [][]byte // receive index -> the payload it wrote
 	fwdFree  chan []byte
+	rounded  []bool // receive index -> it rounded its span (fuse.go)
 }
 
 type schedKey struct {
@@ -125,8 +127,10 @@ type recvState struct {
 	idx   int // index of op in the schedule
 	codec Codec
 	// Fusion (see fuse.go), fixed for the operation before it starts.
-	fuse  bool
-	sends []SendOp
+	fuse       bool
+	roundEarly bool
+	opCodec    Codec
+	sends      []SendOp
 }
 
 // scratchSlots is the number of encode buffers a sender rotates through.
@@ -406,7 +410,8 @@ func (c *Comm) execute(ctx context.Context, buf []float32, sc Schedule, codec Co
 		}
 		sameCodecs = !right && !left
 	}
-	c.cur.fuse = c.planFusion(sc, codec, sameCodecs)
+	c.planFusion(sc, codec, sendCodec, sameCodecs)
+	c.cur.opCodec = codec
 	c.cur.sends = sc.Sends
 	recvErr := make(chan error, 1)
 	go func() {
@@ -505,6 +510,9 @@ func (c *Comm) handleFrame(h Header, frags [][]byte) error {
 	dst := c.cur.buf[r.Span.Off:r.Span.End()]
 	done, err := c.receiveFused(c.cur.idx, dst, frags)
 	if !done {
+		done, err = c.receiveRounded(c.cur.idx, dst, frags)
+	}
+	if !done {
 		err = c.decodeFrags(dst, frags, r.Mode == RecvAdd)
 	}
 	if err != nil {
@@ -556,7 +564,11 @@ func (c *Comm) sendLoop(ctx context.Context, buf []float32, sends []SendOp, opCo
 		}
 		src := buf[s.Span.Off:s.Span.End()]
 		if s.Quantize && roundFirst {
-			opCodec.Quantize(src)
+			if c.roundedEarly(s) {
+				c.roundedRecvs++
+			} else {
+				opCodec.Quantize(src)
+			}
 		}
 		payload, fused := c.fusedPayload(j, seq, s)
 		switch {

@@ -55,15 +55,24 @@ type pendingPayload struct {
 	buf []byte
 }
 
-// planFusion decides, for one operation, which receives feed the payload
-// of the send that follows them: c.feeds[i] is that send's index, or -1.
-// It returns false (and fuses nothing) unless both of this rank's links
-// use the operation's codec, that codec is lossy and fixed-width, and the
-// transport reports acknowledgements.
-func (c *Comm) planFusion(sc Schedule, codec Codec, sameCodecs bool) bool {
+// planFusion decides, for one operation, which receives feed the send
+// that follows them (c.feeds[i] is that send's index, or -1) and what the
+// receiver does for it:
+//
+//   - fuse: write the send's payload. Only where both of this rank's links
+//     use the operation's codec, that codec is lossy and fixed-width, and
+//     the transport reports acknowledgements.
+//   - roundEarly: where the right link carries fp32 (shared memory) but
+//     the operation's codec is lossy, round the owned segment through the
+//     codec block by block as it is summed, rather than in a pass of the
+//     sender over the whole chunk before it can leave.
+func (c *Comm) planFusion(sc Schedule, codec, sendCodec Codec, sameCodecs bool) {
 	fw, ok := codec.(fixedWidth)
-	if _, acks := c.t.(ackReporter); !acks || !sameCodecs || !ok || codec.Lossless() || fw.elemBytes() < 1 {
-		return false
+	_, acks := c.t.(ackReporter)
+	c.cur.fuse = acks && sameCodecs && ok && !codec.Lossless() && fw.elemBytes() >= 1
+	c.cur.roundEarly = !codec.Lossless() && sendCodec.Lossless()
+	if !c.cur.fuse && !c.cur.roundEarly {
+		return
 	}
 	if c.fwdFree == nil {
 		c.fwdFree = make(chan []byte, fwdSlots)
@@ -73,11 +82,12 @@ func (c *Comm) planFusion(sc Schedule, codec Codec, sameCodecs bool) bool {
 	}
 	c.feeds = c.feeds[:0]
 	c.fwdReady = c.fwdReady[:0]
+	c.rounded = c.rounded[:0]
 	for range sc.Recvs {
 		c.feeds = append(c.feeds, -1)
 		c.fwdReady = append(c.fwdReady, nil)
+		c.rounded = append(c.rounded, false)
 	}
-	any := false
 	for j, s := range sc.Sends {
 		if s.After < 0 || s.After >= len(sc.Recvs) {
 			continue
@@ -89,9 +99,38 @@ func (c *Comm) planFusion(sc Schedule, codec Codec, sameCodecs bool) bool {
 			continue
 		}
 		c.feeds[s.After] = j
-		any = true
 	}
-	return any
+}
+
+// roundedEarly reports whether the receiver already rounded send s's span.
+func (c *Comm) roundedEarly(s SendOp) bool {
+	return c.cur.roundEarly && s.After >= 0 && c.rounded[s.After]
+}
+
+// receiveRounded applies receive i's frame, an add, and rounds the sums
+// through the operation's codec while each block is in L1, where the send
+// it feeds publishes the segment over a lossless link. It reports whether
+// it handled the frame.
+func (c *Comm) receiveRounded(i int, dst []float32, frags [][]byte) (bool, error) {
+	if !c.cur.roundEarly || c.cur.op.Mode != RecvAdd || c.feeds[i] < 0 || !c.cur.sends[c.feeds[i]].Quantize {
+		return false, nil
+	}
+	codec := c.cur.codec
+	fw, ok := codec.(fixedWidth)
+	if !ok {
+		return false, nil
+	}
+	if err := walkFrags(frags, fw.elemBytes(), len(dst), func(lo, hi int, b []byte) error {
+		if err := codec.DecodeAdd(dst[lo:hi], b); err != nil {
+			return err
+		}
+		c.cur.opCodec.Quantize(dst[lo:hi])
+		return nil
+	}); err != nil {
+		return true, fmt.Errorf("%s %w", codec.Name(), err)
+	}
+	c.rounded[i] = true
+	return true, nil
 }
 
 // fusedPayload returns the payload that receive s.After wrote for send j,

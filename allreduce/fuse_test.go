@@ -57,15 +57,15 @@ func awkward(buf []float32, rank int) {
 // codecs, where receivers write the next payload themselves, bit for bit
 // against the element-wise reference, on the in-memory twin and on gRPC
 // (whose frames arrive in pieces that split elements), and on shared-memory
-// links, which carry exact partial sums (only each owned segment is
-// rounded, so nothing is fused there).
+// links, which carry exact partial sums; there the owner rounds its segment
+// as it sums it.
 func TestFusedRingMatchesReference(t *testing.T) {
 	transports := map[string]func(t *testing.T, n int) []Transport{
 		"mem":  memTransports,
 		"grpc": grpcTransports(true),
 		"shm":  grpcTransports(false),
 	}
-	fused := 0
+	fused, rounded := 0, 0
 	for _, tname := range []string{"mem", "grpc", "shm"} {
 		for _, codecName := range []string{"bf16", "fp16"} {
 			for _, tc := range []struct{ n, length, chunk int }{
@@ -97,6 +97,9 @@ func TestFusedRingMatchesReference(t *testing.T) {
 								}
 							}
 							counts[c.Rank()] = c.fusedSends
+							if tname == "shm" {
+								counts[c.Rank()] = c.roundedRecvs
+							}
 							return nil
 						})
 					for r, err := range errs {
@@ -113,7 +116,11 @@ func TestFusedRingMatchesReference(t *testing.T) {
 						}
 					}
 					for _, k := range counts {
-						fused += k
+						if tname == "shm" {
+							rounded += k
+						} else {
+							fused += k
+						}
 					}
 				})
 			}
@@ -125,7 +132,13 @@ func TestFusedRingMatchesReference(t *testing.T) {
 	if fused == 0 {
 		t.Error("no send carried a payload written by its receiver")
 	}
-	t.Logf("%d sends fused", fused)
+	// On shared memory the owned segment is rounded as it is summed,
+	// whenever the segment's last add feeds the send that publishes it,
+	// which is every time in the ring.
+	if rounded == 0 {
+		t.Error("no receiver on shared memory rounded its owned segment")
+	}
+	t.Logf("%d sends fused, %d receives rounded", fused, rounded)
 }
 
 // TestReceiveFusedFragments feeds the fused receive payloads split at any
