@@ -9,8 +9,8 @@ import "fmt"
 // just added, in all-gather the segment just copied. Encoding that span
 // afterwards, on the sending side, reads it again and repeats work: the
 // receiver has the values in cache, and in all-gather it even holds their
-// encoding, the received bytes. So when the sender has a buffer ready, the
-// receiver writes the next payload itself, piece by piece while each piece
+// encoding, the received bytes. So, when a payload buffer is free, the
+// receiver writes the next payload itself, block by block while each block
 // is in L1:
 //
 //   - after an add, the encoding of the new partial sum (and, for the send
