@@ -68,7 +68,10 @@ var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 // of the encoded bytes. maxFrameBytes bounds what a compressed frame may
 // decompress to (0: 64 MiB).
 func NewCodec(name string, maxFrameBytes int) (Codec, error) {
-	base, comp, _ := strings.Cut(name, "+")
+	base, comp, err := parseCodecName(name)
+	if err != nil {
+		return nil, err
+	}
 	var c Codec
 	switch base {
 	case "fp32":
@@ -77,17 +80,35 @@ func NewCodec(name string, maxFrameBytes int) (Codec, error) {
 		c = BF16{}
 	case "fp16":
 		c = NewFP16()
+	}
+	if comp == "" {
+		return c, nil
+	}
+	return NewCompressed(c, comp, maxFrameBytes)
+}
+
+// CheckCodec reports whether NewCodec accepts name, without building the
+// codec.
+func CheckCodec(name string) error {
+	_, _, err := parseCodecName(name)
+	return err
+}
+
+// parseCodecName splits a codec name into its element format and its
+// optional compression, checking both.
+func parseCodecName(name string) (base, comp string, err error) {
+	base, comp, _ = strings.Cut(name, "+")
+	switch base {
+	case "fp32", "bf16", "fp16":
 	default:
-		return nil, fmt.Errorf("allreduce: unknown codec %q (want fp32, bf16 or fp16, optionally +zstd or +s2)", name)
+		return "", "", fmt.Errorf("allreduce: unknown codec %q (want fp32, bf16 or fp16, optionally +zstd or +s2)", name)
 	}
 	switch comp {
-	case "":
-		return c, nil
-	case "zstd", "s2":
-		return NewCompressed(c, comp, maxFrameBytes)
+	case "", "zstd", "s2":
 	default:
-		return nil, fmt.Errorf("allreduce: unknown compression %q in codec %q (want zstd or s2)", comp, name)
+		return "", "", fmt.Errorf("allreduce: unknown compression %q in codec %q (want zstd or s2)", comp, name)
 	}
+	return base, comp, nil
 }
 
 func floatBytes(src []float32) []byte {

@@ -45,6 +45,10 @@ type Op struct {
 	Kind OpKind
 	Buf  []float32
 	Root int
+	// Exact makes an all-reduce use fp32 whatever the Comm's codec: for
+	// sums that must not be rounded (counts, statistics). Broadcasts and
+	// barriers are always exact.
+	Exact bool
 }
 
 // Handle tracks an operation submitted with Start.
@@ -197,6 +201,11 @@ func (c *Comm) StartAllReduce(ctx context.Context, buf []float32) *Handle {
 // AllReduce sums buf across all ranks in place (ring algorithm).
 func (c *Comm) AllReduce(ctx context.Context, buf []float32) error {
 	return c.Start(ctx, Op{Kind: OpAllReduce, Buf: buf}).Wait()
+}
+
+// AllReduceExact sums buf across all ranks in fp32 whatever the codec.
+func (c *Comm) AllReduceExact(ctx context.Context, buf []float32) error {
+	return c.Start(ctx, Op{Kind: OpAllReduce, Buf: buf, Exact: true}).Wait()
 }
 
 // Broadcast copies root's buf to every rank's buf, exactly.
@@ -368,6 +377,9 @@ func (c *Comm) run(ctx context.Context, op Op) error {
 		return err
 	}
 	codec := c.codec
+	if op.Exact {
+		codec = FP32{}
+	}
 	buf := op.Buf
 	switch op.Kind {
 	case OpBroadcast:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 )
 
@@ -226,6 +227,40 @@ func TestReceiveFusedFragments(t *testing.T) {
 					t.Fatal("a failed receive kept its buffer")
 				}
 			}
+		}
+	}
+}
+
+// TestAllReduceExactIgnoresCodec: sums that must not be rounded (counts,
+// statistics) go through fp32 even on a Comm whose codec is bf16, while
+// plain all-reduces on the same Comm are rounded.
+func TestAllReduceExactIgnoresCodec(t *testing.T) {
+	const n = 3
+	got := make([][2][]float32, n)
+	errs := runMemRing(t, n, fixedCfg(Config{Chunk: 4, Codec: BF16{}}), 0, func(ctx context.Context, c *Comm) error {
+		exact := []float32{float32(1001 + c.Rank()), 7, 9837, 1}
+		rounded := append([]float32(nil), exact...)
+		if err := c.AllReduceExact(ctx, exact); err != nil {
+			return err
+		}
+		if err := c.AllReduce(ctx, rounded); err != nil {
+			return err
+		}
+		got[c.Rank()] = [2][]float32{exact, rounded}
+		return nil
+	})
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	want := []float32{3006, 21, 3 * 9837, 3}
+	for r := range got {
+		if !slices.Equal(got[r][0], want) {
+			t.Errorf("rank %d: exact sums %v, want %v", r, got[r][0], want)
+		}
+		if got[r][1][0] != 3008 || got[r][1][2] == want[2] {
+			t.Errorf("rank %d: bf16 sums %v, want them rounded (3006 → 3008)", r, got[r][1])
 		}
 	}
 }
