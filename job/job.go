@@ -44,6 +44,14 @@ type Spec struct {
 	// KeepCheckpoints is how many committed checkpoints are kept.
 	KeepCheckpoints int `json:"keep_checkpoints,omitempty"`
 
+	// Codec is how gradients travel between workers: fp32 (the default,
+	// exact), bf16 or fp16 (half the bytes, rounded to nearest even; every
+	// worker still ends each step with bit-identical parameters), each
+	// optionally followed by +zstd or +s2 (lossless compression of the
+	// frames). Links between workers on one host carry fp32 partial sums
+	// whatever the codec; only each segment's final sum is rounded.
+	Codec string `json:"codec,omitempty"`
+
 	// Workers is the number of data-parallel workers (1: single process).
 	Workers    int `json:"workers,omitempty"`
 	MinWorkers int `json:"min_workers,omitempty"`
@@ -126,7 +134,7 @@ func cleanYAMLError(err error) string {
 }
 
 // Validate checks the spec for values no run can use. Names (model, data
-// set, optimizer) are checked by the packages that own them.
+// set, optimizer, codec) are checked by the packages that own them.
 func (s Spec) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -200,14 +208,25 @@ func (s Spec) Hash() string {
 		Seed           uint64
 		Optimizer      Optimizer
 		Schedule       Schedule
-		// Limits change which data is seen; omitted when unset, so the
-		// hashes of jobs without them stay what they were.
-		TrainLimit int `json:",omitempty"`
-		TestLimit  int `json:",omitempty"`
-	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule, s.TrainLimit, s.TestLimit}
+		// Limits change which data is seen, a lossy codec rounds the
+		// gradients; omitted when unset, so the hashes of jobs without
+		// them stay what they were. Workers must agree on the codec to
+		// form a ring at all.
+		TrainLimit int    `json:",omitempty"`
+		TestLimit  int    `json:",omitempty"`
+		Codec      string `json:",omitempty"`
+	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule, s.TrainLimit, s.TestLimit, codecKey(s.Codec)}
 	b, _ := json.Marshal(key) // a struct of plain values always marshals
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
+}
+
+// codecKey is the codec's part of the hash: none for fp32, the default.
+func codecKey(name string) string {
+	if name == "fp32" {
+		return ""
+	}
+	return name
 }
 
 // YAML renders the spec as a job file.

@@ -32,7 +32,7 @@ type BenchResult struct {
 // images per second over them. Data loading is included, evaluation and
 // checkpointing are not.
 func Bench(ctx context.Context, spec job.Spec, steps, repeats int, logf func(string, ...any)) (BenchResult, error) {
-	if err := spec.Validate(); err != nil {
+	if err := CheckJob(spec); err != nil {
 		return BenchResult{}, err
 	}
 	if steps < 1 || repeats < 1 {

@@ -248,7 +248,7 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 	if err != nil {
 		return fatal(err)
 	}
-	if err := spec.Validate(); err != nil {
+	if err := CheckJob(spec); err != nil {
 		return fatal(err)
 	}
 	if spec.Hash() != rep.JobHash {

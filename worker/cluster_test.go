@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"slices"
 	"sort"
@@ -189,17 +190,27 @@ func (s *stepRecord) hook(name string) func(int64, []float32) {
 // runCluster runs world workers against f until the job completes.
 func runCluster(t *testing.T, f *fakeCoordinator, addr string, rec *stepRecord) {
 	t.Helper()
+	runClusterWith(t, f, addr, rec, nil)
+}
+
+// runClusterWith is runCluster with each worker's options edited by tweak.
+func runClusterWith(t *testing.T, f *fakeCoordinator, addr string, rec *stepRecord, tweak func(*ClusterOptions)) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // catches hangs only
 	defer cancel()
 	errs := make(chan error, f.world)
 	for i := range f.world {
 		name := fmt.Sprintf("w%d", i)
-		w, err := NewClusterWorker(ClusterOptions{
+		o := ClusterOptions{
 			Name: name, Coordinators: []string{addr}, Token: f.token,
 			DataListen: freeAddr(t), GossipBind: "127.0.0.1:0", Threads: 1,
 			Logf:      func(format string, a ...any) { t.Logf(name+": "+format, a...) },
 			AfterStep: rec.hook(name),
-		})
+		}
+		if tweak != nil {
+			tweak(&o)
+		}
+		w, err := NewClusterWorker(o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -280,6 +291,61 @@ func TestClusterWorkersTrainAndResume(t *testing.T) {
 	}
 	if len(rec2.params["w0"]) != int(steps/2) {
 		t.Fatalf("resumed run took %d steps, want %d", len(rec2.params["w0"]), steps/2)
+	}
+}
+
+// With a lossy gradient codec the workers still agree bit for bit after
+// every step, on gRPC links (bf16 on the wire) and on shared memory (fp32
+// partial sums, rounded sums), and the codec is really in use: the
+// parameters differ from an fp32 run's, by about bf16's rounding.
+func TestClusterWorkersCompressGradients(t *testing.T) {
+	base := clusterSpec(t)
+	base.Epochs = 1
+	run := func(codec string, noShm bool) map[string]map[int64][]float32 {
+		spec := base
+		spec.Codec = codec
+		f, addr := newFake(t, spec, 2, api.Generation{})
+		rec := &stepRecord{params: map[string]map[int64][]float32{}}
+		runClusterWith(t, f, addr, rec, func(o *ClusterOptions) { o.NoSharedMemory = noShm })
+		return rec.params
+	}
+	steps := int64((640 + 63) / 64)
+	exact := run("fp32", true)
+	for _, tc := range []struct {
+		codec string
+		noShm bool
+	}{{"bf16", true}, {"bf16", false}, {"fp16+s2", true}} {
+		got := run(tc.codec, tc.noShm)
+		for _, name := range []string{"w0", "w1"} {
+			if n := int64(len(got[name])); n != steps {
+				t.Fatalf("%s (no shm %v): %s took %d steps, want %d", tc.codec, tc.noShm, name, n, steps)
+			}
+		}
+		for s := int64(1); s <= steps; s++ {
+			if !slices.Equal(got["w0"][s], got["w1"][s]) {
+				t.Fatalf("%s (no shm %v): step %d: the replicas' parameters differ", tc.codec, tc.noShm, s)
+			}
+		}
+		// After one step the parameters differ from fp32's only through
+		// the rounded gradient: by no more than the learning rate times
+		// the rounding (relative 2^-8 for bf16) of each element.
+		p, q := got["w0"][1], exact["w0"][1]
+		differ := 0
+		var num, den float64
+		for i := range p {
+			if p[i] != q[i] {
+				differ++
+			}
+			d := float64(p[i] - q[i])
+			num += d * d
+			den += float64(q[i]) * float64(q[i])
+		}
+		if differ == 0 {
+			t.Fatalf("%s (no shm %v): step 1 is bit-identical to fp32: the codec is not in use", tc.codec, tc.noShm)
+		}
+		if rel := math.Sqrt(num / den); rel > 1e-3 {
+			t.Fatalf("%s (no shm %v): step 1 parameters differ from fp32 by %.2g (relative L2)", tc.codec, tc.noShm, rel)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"math"
 	"slices"
 	"time"
@@ -121,18 +122,26 @@ func (r *ringTrainer) runGeneration(parent context.Context, g *api.Generation) e
 	for i, p := range g.Ring {
 		addrs[i] = p.DataAddr
 	}
+	codec, err := gradientCodec(r.spec, 4*allreduce.DefaultChunk)
+	if err != nil {
+		return fatal(err)
+	}
+	if cl, ok := codec.(io.Closer); ok {
+		defer cl.Close()
+	}
 	tr, err := allreduce.DialRing(ctx, allreduce.GRPCConfig{
 		Rank: rank, Addrs: addrs, Listener: ln, Job: r.jobID, Generation: g.Number,
 		Timeout: w.o.Timeout, ServerTLS: w.o.ServerTLS, ClientTLS: w.o.ClientTLS,
 		NoSharedMemory: w.o.NoSharedMemory,
-		// Frames are at most one chunk of fp32: this sizes the shared
-		// rings (8 MiB) rather than the 16 MiB default limit (64 MiB).
-		MaxFrame: 4*allreduce.DefaultChunk + 1024,
+		// Frames are at most one chunk, in fp32 (shared memory) or the
+		// codec's encoding: this sizes the shared rings (8 MiB) rather
+		// than the default limit (16 MiB, so 64 MiB rings).
+		MaxFrame: max(4*allreduce.DefaultChunk, codec.MaxEncodedLen(allreduce.DefaultChunk)) + 1024,
 	})
 	if err != nil {
 		return ringError(fmt.Sprintf("forming the ring of generation %d", g.Number), err)
 	}
-	comm, err := allreduce.New(tr, allreduce.Config{Job: r.jobID, Generation: g.Number})
+	comm, err := allreduce.New(tr, allreduce.Config{Job: r.jobID, Generation: g.Number, Codec: codec})
 	if err != nil {
 		tr.Close()
 		return ringError("all-reduce", err)
@@ -281,8 +290,9 @@ func (r *ringTrainer) train(ctx context.Context, comm *allreduce.Comm, g *api.Ge
 				return ringError(fmt.Sprintf("all-reduce of step %d", r.step+1), err)
 			}
 			if len(a.Buffers) > 0 {
-				// BatchNorm statistics: every replica takes the ring's mean.
-				if err := comm.AllReduce(ctx, a.Buffers); err != nil {
+				// BatchNorm statistics: every replica takes the ring's
+				// mean, exact whatever the gradients' codec.
+				if err := comm.AllReduceExact(ctx, a.Buffers); err != nil {
 					return ringError(fmt.Sprintf("all-reduce of buffers at step %d", r.step+1), err)
 				}
 				scale(a.Buffers, 1/float32(world))
@@ -400,7 +410,7 @@ func (r *ringTrainer) evaluate(ctx context.Context, comm *allreduce.Comm, rank, 
 	}
 	buf := r.statsBuf[:2]
 	buf[0], buf[1] = float32(lossSum), float32(correct)
-	if err := comm.AllReduce(ctx, buf); err != nil {
+	if err := comm.AllReduceExact(ctx, buf); err != nil {
 		return nil, ringError("evaluation", err)
 	}
 	return &api.Eval{Epoch: epoch, Loss: float64(buf[0]) / float64(t), Accuracy: float64(buf[1]) / float64(t)}, nil

@@ -89,7 +89,7 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 	}
 	launch := o.Now()
 	spec := o.Spec
-	if err := spec.Validate(); err != nil {
+	if err := CheckJob(spec); err != nil {
 		return runlog.Summary{}, err
 	}
 	su, err := newSetup(ctx, spec, o.Logf, o.TrainLimit, o.TestLimit)

@@ -21,6 +21,7 @@ import (
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/membership"
 	"github.com/ringtrain/ringtrain/runlog"
+	"github.com/ringtrain/ringtrain/worker"
 )
 
 func newCoordinatorCmd() *cobra.Command {
@@ -50,7 +51,7 @@ leader answers /readyz with 200, so a Service in front of them reaches it.`,
 			if err != nil {
 				return err
 			}
-			if err := spec.Validate(); err != nil {
+			if err := worker.CheckJob(spec); err != nil {
 				return err
 			}
 			eps := splitList(endpoints)

@@ -55,7 +55,7 @@ func (lc *localCluster) run(ctx context.Context) (runlog.Summary, error) {
 	spec, out := lc.spec, lc.out
 	launch := time.Now()
 	sum := runlog.Summary{Model: spec.Model, Dataset: spec.Dataset, Epochs: spec.Epochs, BatchSize: spec.BatchSize, Seed: spec.Seed}
-	if err := spec.Validate(); err != nil {
+	if err := worker.CheckJob(spec); err != nil {
 		return sum, err
 	}
 	exe, err := os.Executable()

@@ -42,6 +42,7 @@ func TestCLIErrorsAreOneLineAndSayWhatToDo(t *testing.T) {
 		{[]string{"train", "-f", bad}, `unknown field "modle"`},
 		{[]string{"train", "-f", filepath.Join(t.TempDir(), "none.yaml")}, "no such file"},
 		{[]string{"train", "--epochs", "0"}, "epochs must be at least 1"},
+		{[]string{"train", "--workers", "2", "--codec", "int8", "--out", t.TempDir()}, `unknown codec "int8"`},
 		{[]string{"data", "get", "cifar"}, "known: mnist"},
 		{[]string{"checkpoint", "list"}, "--dir is required"},
 		{[]string{"checkpoint", "verify", "--dir", filepath.Join(t.TempDir(), "typo")}, "no such file"},

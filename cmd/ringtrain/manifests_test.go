@@ -35,6 +35,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/models"
+	"github.com/ringtrain/ringtrain/worker"
 )
 
 // k8sDir is deploy/k8s, relative to this package.
@@ -876,7 +877,7 @@ func jobOf(r *rendered) (job.Spec, error) {
 					if err != nil {
 						return s, err
 					}
-					return s, s.Validate()
+					return s, worker.CheckJob(s)
 				}
 			}
 			return job.Spec{}, fmt.Errorf("ConfigMap %s does not exist", v.ConfigMap.Name)

@@ -67,7 +67,7 @@ job is complete. SIGTERM makes it leave the job at once; the others carry on.`,
 				if err != nil {
 					return err
 				}
-				if err := s.Validate(); err != nil {
+				if err := worker.CheckJob(s); err != nil {
 					return err
 				}
 				o.Spec = &s
