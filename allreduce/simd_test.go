@@ -1,6 +1,7 @@
 package allreduce
 
 import (
+	"fmt"
 	"math"
 	"testing"
 )
@@ -90,38 +91,30 @@ func TestSIMDMatchesReference(t *testing.T) {
 				base[i] = []float32{float32(math.Inf(1)), float32(math.Inf(-1)), math.MaxFloat32, -3.3961776e38, 0}[r.IntN(5)]
 			}
 		}
+		// fused runs a fused receive kernel and its reference on copies of
+		// base, with guards after the payload they write.
+		fused := func(name string, kernel, ref func(dst []float32, out []uint16)) {
+			g, w := append([]float32(nil), base...), append([]float32(nil), base...)
+			gOut, wOut := make([]uint16, n+guard), make([]uint16, n+guard)
+			for i := n; i < n+guard; i++ {
+				gOut[i], wOut[i] = 0xdead, 0xdead
+			}
+			kernel(g[:n], gOut[:n])
+			ref(w[:n], wOut[:n])
+			for i := range g {
+				if math.Float32bits(g[i]) != math.Float32bits(w[i]) || gOut[i] != wOut[i] {
+					t.Fatalf("%s n=%d element %d = %v, %#04x, want %v, %#04x", name, n, i, g[i], gOut[i], w[i], wOut[i])
+				}
+			}
+		}
 		for _, round := range []bool{false, true} {
-			g := append([]float32(nil), base...)
-			w := append([]float32(nil), base...)
-			gOut := make([]uint16, n+guard)
-			wOut := make([]uint16, n+guard)
-			for i := n; i < n+guard; i++ {
-				gOut[i], wOut[i] = 0xdead, 0xdead
-			}
-			decodeAddEncodeBF16(g[:n], want[:n], gOut[:n], round)
-			decodeAddEncodeBF16Go(w[:n], want[:n], wOut[:n], round)
-			for i := range g {
-				if math.Float32bits(g[i]) != math.Float32bits(w[i]) || gOut[i] != wOut[i] {
-					t.Fatalf("decodeAddEncodeBF16 round=%v n=%d element %d = %v, %#04x, want %v, %#04x", round, n, i, g[i], gOut[i], w[i], wOut[i])
-				}
-			}
+			fused(fmt.Sprintf("decodeAddEncodeBF16 round=%v", round),
+				func(d []float32, o []uint16) { decodeAddEncodeBF16(d, want[:n], o, round) },
+				func(d []float32, o []uint16) { decodeAddEncodeBF16Go(d, want[:n], o, round) })
 		}
-		{
-			g := append([]float32(nil), base...)
-			w := append([]float32(nil), base...)
-			gOut := make([]uint16, n+guard)
-			wOut := make([]uint16, n+guard)
-			for i := n; i < n+guard; i++ {
-				gOut[i], wOut[i] = 0xdead, 0xdead
-			}
-			decodeCopyBF16(g[:n], want[:n], gOut[:n])
-			decodeCopyBF16Go(w[:n], want[:n], wOut[:n])
-			for i := range g {
-				if math.Float32bits(g[i]) != math.Float32bits(w[i]) || gOut[i] != wOut[i] {
-					t.Fatalf("decodeCopyBF16 n=%d element %d = %v, %#04x, want %v, %#04x", n, i, g[i], gOut[i], w[i], wOut[i])
-				}
-			}
-		}
+		fused("decodeCopyBF16",
+			func(d []float32, o []uint16) { decodeCopyBF16(d, want[:n], o) },
+			func(d []float32, o []uint16) { decodeCopyBF16Go(d, want[:n], o) })
 		// Rounding in place, on values with specials, guards after.
 		guarded := func() []float32 {
 			x := make([]float32, n+guard)
