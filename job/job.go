@@ -199,7 +199,9 @@ func (s Spec) Validate() error {
 // model on the same data with the same hyper-parameters, so a worker may
 // join the other's cluster and a checkpoint of one may resume the other.
 // Fields that do not change the mathematics (name, data directory, threads,
-// checkpoint cadence, cluster size) are left out.
+// checkpoint cadence, cluster size) are left out, and so is the gradient
+// codec: it only rounds the sums, a run may resume under another one, and
+// the workers of a ring all take the coordinator's.
 func (s Spec) Hash() string {
 	key := struct {
 		Model, Dataset string
@@ -208,25 +210,14 @@ func (s Spec) Hash() string {
 		Seed           uint64
 		Optimizer      Optimizer
 		Schedule       Schedule
-		// Limits change which data is seen, a lossy codec rounds the
-		// gradients; omitted when unset, so the hashes of jobs without
-		// them stay what they were. Workers must agree on the codec to
-		// form a ring at all.
-		TrainLimit int    `json:",omitempty"`
-		TestLimit  int    `json:",omitempty"`
-		Codec      string `json:",omitempty"`
-	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule, s.TrainLimit, s.TestLimit, codecKey(s.Codec)}
+		// Limits change which data is seen; omitted when unset, so the
+		// hashes of jobs without them stay what they were.
+		TrainLimit int `json:",omitempty"`
+		TestLimit  int `json:",omitempty"`
+	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule, s.TrainLimit, s.TestLimit}
 	b, _ := json.Marshal(key) // a struct of plain values always marshals
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
-}
-
-// codecKey is the codec's part of the hash: none for fp32, the default.
-func codecKey(name string) string {
-	if name == "fp32" {
-		return ""
-	}
-	return name
 }
 
 // YAML renders the spec as a job file.

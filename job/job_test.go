@@ -75,16 +75,11 @@ func TestHash(t *testing.T) {
 	if a.Hash() == c.Hash() {
 		t.Fatal("a training-set limit kept the hash")
 	}
-	// A lossy codec changes the mathematics (and workers must agree on it
-	// to form a ring); naming the default does not.
+	// A run may resume under another gradient codec.
 	d := Default()
 	d.Codec = "bf16"
-	if a.Hash() == d.Hash() {
-		t.Fatal("a bf16 codec kept the hash")
-	}
-	d.Codec = "fp32"
 	if a.Hash() != d.Hash() {
-		t.Fatal("naming the default codec changed the hash")
+		t.Fatal("the gradient codec changed the hash")
 	}
 	// Checkpoints record the hash: it must not change under existing jobs.
 	if got := Default().Hash(); got != "9e8bec48e6b39813" {
