@@ -33,6 +33,30 @@ func (k *killingTransport) tick() error {
 	return nil
 }
 
+// LocalLinks, MaxFrame and Acked pass through what the wrapped transport
+// says, so that the victim picks its links' codecs and fuses its receives
+// as it would unwrapped.
+func (k *killingTransport) LocalLinks() (right, left bool) {
+	if l, ok := k.Transport.(LocalLinker); ok {
+		return l.LocalLinks()
+	}
+	return false, false
+}
+
+func (k *killingTransport) MaxFrame() int {
+	if l, ok := k.Transport.(LocalLinker); ok {
+		return l.MaxFrame()
+	}
+	return 0
+}
+
+func (k *killingTransport) Acked() uint64 {
+	if a, ok := k.Transport.(ackReporter); ok {
+		return a.Acked()
+	}
+	return 0
+}
+
 func (k *killingTransport) Send(ctx context.Context, h Header, p []byte) error {
 	if err := k.tick(); err != nil {
 		return err
@@ -80,9 +104,12 @@ func TestKillRandomPoints(t *testing.T) {
 	for trial := 0; trial < 100; trial++ {
 		n := 2 + r.IntN(7)
 		victim := r.IntN(n)
+		// Every other trial sends bf16, where survivors' receivers write
+		// the next payloads themselves.
+		codec := killCodecs[trial%len(killCodecs)]
 		// Killing the victim within its first ops-1 operations guarantees
 		// that the last operation cannot complete anywhere.
-		kill := 1 + r.Int64N(countCalls(t, n, victim, ops-1))
+		kill := 1 + r.Int64N(countCalls(t, n, victim, ops-1, codec))
 		net, err := NewMemNetwork(n, 1+r.IntN(4), 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -96,7 +123,7 @@ func TestKillRandomPoints(t *testing.T) {
 				ts[i] = killer
 			}
 		}
-		errs := runRing(t, ts, fixedCfg(Config{Chunk: 16}), func(ctx context.Context, c *Comm) error {
+		errs := runRing(t, ts, fixedCfg(Config{Chunk: 16, Codec: codec}), func(ctx context.Context, c *Comm) error {
 			return killWorkload(ctx, c, ops)
 		})
 		if killer.calls.Load() < kill {
@@ -114,9 +141,12 @@ func TestKillRandomPoints(t *testing.T) {
 	}
 }
 
+// killCodecs are the codecs the kill tests alternate between.
+var killCodecs = []Codec{FP32{}, BF16{}}
+
 // countCalls returns how many transport calls rank makes in ops
-// operations of killWorkload.
-func countCalls(t *testing.T, n, rank, ops int) int64 {
+// operations of killWorkload with codec.
+func countCalls(t *testing.T, n, rank, ops int, codec Codec) int64 {
 	net, err := NewMemNetwork(n, 4, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +160,7 @@ func countCalls(t *testing.T, n, rank, ops int) int64 {
 			ts[i] = counter
 		}
 	}
-	for r, err := range runRing(t, ts, fixedCfg(Config{Chunk: 16}), func(ctx context.Context, c *Comm) error {
+	for r, err := range runRing(t, ts, fixedCfg(Config{Chunk: 16, Codec: codec}), func(ctx context.Context, c *Comm) error {
 		return killWorkload(ctx, c, ops)
 	}) {
 		if err != nil {

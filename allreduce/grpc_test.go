@@ -120,7 +120,8 @@ func testGRPCKill(t *testing.T, noShm bool) {
 	for trial := 0; trial < trials; trial++ {
 		n := 2 + r.IntN(4)
 		victim := r.IntN(n)
-		kill := 1 + r.Int64N(countCalls(t, n, victim, ops-1))
+		codec := killCodecs[trial%len(killCodecs)]
+		kill := 1 + r.Int64N(countCalls(t, n, victim, ops-1, codec))
 		gs := grpcRing(t, n, withMode(noShm, func(c *GRPCConfig) { c.Timeout = 5 * time.Second; c.MaxInflight = 2 }))
 		ts := make([]Transport, n)
 		var killer *killingTransport
@@ -131,7 +132,7 @@ func testGRPCKill(t *testing.T, noShm bool) {
 				ts[i] = killer
 			}
 		}
-		errs := runRing(t, ts, fixedCfg(Config{Job: 7, Generation: 3, Chunk: 16}), func(ctx context.Context, c *Comm) error {
+		errs := runRing(t, ts, fixedCfg(Config{Job: 7, Generation: 3, Chunk: 16, Codec: codec}), func(ctx context.Context, c *Comm) error {
 			return killWorkload(ctx, c, ops)
 		})
 		for rank, err := range errs {
