@@ -116,7 +116,8 @@ type Comm struct {
 	feeds    []int    // receive index -> send index whose payload it writes, or -1
 	fwdReady [][]byte // receive index -> the payload it wrote
 	fwdFree  chan []byte
-	rounded  []bool // receive index -> it rounded its span (fuse.go)
+	rounded  []bool  // receive index -> it rounded its span (fuse.go)
+	carry    [8]byte // an element split across two pieces of a frame
 }
 
 type schedKey struct {
@@ -553,7 +554,7 @@ func (c *Comm) decodeFrags(dst []float32, frags [][]byte, add bool) error {
 		}
 		return dec(dst, c.gather)
 	}
-	if err := walkFrags(frags, fw.elemBytes(), len(dst), func(lo, hi int, b []byte) error {
+	if err := c.walkFrags(frags, fw.elemBytes(), len(dst), func(lo, hi int, b []byte) error {
 		return dec(dst[lo:hi], b)
 	}); err != nil {
 		return fmt.Errorf("%s %w", codec.Name(), err)

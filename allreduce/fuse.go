@@ -120,7 +120,7 @@ func (c *Comm) receiveRounded(i int, dst []float32, frags [][]byte) (bool, error
 	if !ok {
 		return false, nil
 	}
-	if err := walkFrags(frags, fw.elemBytes(), len(dst), func(lo, hi int, b []byte) error {
+	if err := c.walkFrags(frags, fw.elemBytes(), len(dst), func(lo, hi int, b []byte) error {
 		if err := codec.DecodeAdd(dst[lo:hi], b); err != nil {
 			return err
 		}
@@ -192,7 +192,7 @@ func (c *Comm) receiveFused(i int, dst []float32, frags [][]byte) (bool, error) 
 	fc, _ := codec.(fusedCodec)
 	var err error
 	if c.cur.op.Mode == RecvCopy {
-		err = walkFrags(frags, w, len(dst), func(lo, hi int, b []byte) error {
+		err = c.walkFrags(frags, w, len(dst), func(lo, hi int, b []byte) error {
 			if fc != nil && fc.decodeCopy(dst[lo:hi], b, out[lo*w:hi*w]) {
 				return nil
 			}
@@ -201,7 +201,7 @@ func (c *Comm) receiveFused(i int, dst []float32, frags [][]byte) (bool, error) 
 		})
 	} else {
 		round := c.cur.sends[c.feeds[i]].Quantize
-		err = walkFrags(frags, w, len(dst), func(lo, hi int, b []byte) error {
+		err = c.walkFrags(frags, w, len(dst), func(lo, hi int, b []byte) error {
 			if fc != nil && fc.decodeAddEncode(dst[lo:hi], b, out[lo*w:hi*w], round) {
 				return nil
 			}
@@ -229,8 +229,8 @@ func (c *Comm) receiveFused(i int, dst []float32, frags [][]byte) (bool, error) 
 // walkFrags cuts a fixed-width payload that arrived in pieces into runs of
 // whole elements, at most fuseBlock long, and calls fn for each with the
 // run's element range [lo, hi) and its bytes. An element split across two
-// pieces is reassembled in a small carry buffer.
-func walkFrags(frags [][]byte, w, n int, fn func(lo, hi int, b []byte) error) error {
+// pieces is reassembled in the receiver's carry buffer.
+func (c *Comm) walkFrags(frags [][]byte, w, n int, fn func(lo, hi int, b []byte) error) error {
 	total := 0
 	for _, f := range frags {
 		total += len(f)
@@ -238,9 +238,9 @@ func walkFrags(frags [][]byte, w, n int, fn func(lo, hi int, b []byte) error) er
 	if total != w*n {
 		return fmt.Errorf("payload of %d bytes, want %d", total, w*n)
 	}
-	var carry [8]byte
-	nc := 0 // bytes in carry
-	k := 0  // next element
+	carry := &c.carry // not on the stack: fn may keep what it is given
+	nc := 0           // bytes in carry
+	k := 0            // next element
 	for _, f := range frags {
 		if nc > 0 {
 			m := copy(carry[nc:w], f)
