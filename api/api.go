@@ -217,7 +217,8 @@ type StatusReply struct {
 	JobHash     string `json:"job_hash"`
 	Model       string `json:"model"`
 	Dataset     string `json:"dataset"`
-	Coordinator string `json:"coordinator"` // the leader's name
+	Codec       string `json:"codec,omitempty"` // the gradients' codec; empty: fp32
+	Coordinator string `json:"coordinator"`     // the leader's name
 	// State is waiting, running, paused or done; Reason says why in words.
 	State      string         `json:"state"`
 	Reason     string         `json:"reason"`

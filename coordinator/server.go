@@ -554,7 +554,7 @@ func (s *Server) StatusReply() *api.StatusReply { return s.status(context.Backgr
 
 func (s *Server) status(ctx context.Context) *api.StatusReply {
 	r := &api.StatusReply{
-		Job: s.job, JobHash: s.hash, Model: s.cfg.Spec.Model, Dataset: s.cfg.Spec.Dataset,
+		Job: s.job, JobHash: s.hash, Model: s.cfg.Spec.Model, Dataset: s.cfg.Spec.Dataset, Codec: s.cfg.Spec.Codec,
 		MinWorkers: s.smConfig.MinWorkers, MaxWorkers: s.smConfig.MaxWorkers, Epochs: s.cfg.Spec.Epochs,
 	}
 	t := s.leading()

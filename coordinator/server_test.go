@@ -50,6 +50,7 @@ func testSpec() job.Spec {
 	s.Epochs = 1
 	s.BatchSize = 8
 	s.Workers, s.MinWorkers, s.MaxWorkers = 2, 1, 2
+	s.Codec = "bf16"
 	return s
 }
 
@@ -415,7 +416,7 @@ func TestServerGenerations(t *testing.T) {
 	w1.heartbeat(t, g1.Number, 3, false)
 	w2.heartbeat(t, g1.Number, 2, false)
 	st := cd.srv.StatusReply()
-	if st.State != "running" || st.Coordinator != "coord-a" || st.Generation != g1.Number || st.Step != 3 || len(st.Workers) != 2 ||
+	if st.State != "running" || st.Coordinator != "coord-a" || st.Codec != "bf16" || st.Generation != g1.Number || st.Step != 3 || len(st.Workers) != 2 ||
 		st.Workers[0].Step != 3 || st.Workers[1].Step != 2 || st.Workers[1].Rank != 1 || st.ImagesPerSecond != 200 {
 		t.Errorf("status %+v", st)
 	}

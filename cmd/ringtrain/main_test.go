@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringtrain/ringtrain/api"
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/runlog"
 )
@@ -241,6 +242,21 @@ func TestBenchAllreduce(t *testing.T) {
 		}
 		if res.Ranks != 3 || res.Bytes != 1<<20 || len(res.TimesS) != 2 || res.BusBWGBps <= 0 || res.RelL2Error > 1e-6 {
 			t.Fatalf("%s: %+v", shm, res)
+		}
+	}
+}
+
+// The status names the gradients' codec when the job has one.
+func TestStatusShowsTheCodec(t *testing.T) {
+	for _, tc := range []struct{ codec, want string }{
+		{"", "job lenet5-mnist (lenet5 on mnist, hash abc)"},
+		{"fp32", "job lenet5-mnist (lenet5 on mnist, hash abc)"},
+		{"bf16", "job lenet5-mnist (lenet5 on mnist, gradients as bf16, hash abc)"},
+	} {
+		var out bytes.Buffer
+		printStatus(&out, &api.StatusReply{Job: "lenet5-mnist", Model: "lenet5", Dataset: "mnist", Codec: tc.codec, JobHash: "abc"})
+		if first, _, _ := strings.Cut(out.String(), "\n"); first != tc.want {
+			t.Errorf("codec %q: status begins %q, want %q", tc.codec, first, tc.want)
 		}
 	}
 }

@@ -106,7 +106,11 @@ func fetchStatus(ctx context.Context, coords []string, cred grpc.DialOption, tim
 }
 
 func printStatus(w io.Writer, st *api.StatusReply) {
-	fmt.Fprintf(w, "job %s (%s on %s, hash %s)\n", st.Job, st.Model, st.Dataset, st.JobHash)
+	codec := ""
+	if st.Codec != "" && st.Codec != "fp32" {
+		codec = ", gradients as " + st.Codec
+	}
+	fmt.Fprintf(w, "job %s (%s on %s%s, hash %s)\n", st.Job, st.Model, st.Dataset, codec, st.JobHash)
 	fmt.Fprintf(w, "coordinator %s: %s", st.Coordinator, st.State)
 	if st.Reason != "" {
 		fmt.Fprintf(w, " (%s)", st.Reason)
