@@ -452,7 +452,14 @@ func (s *Server) watchGossip(ctx context.Context, m *membership.Member) {
 		if t == nil {
 			continue
 		}
-		if !t.done && slices.Contains(t.sm.Members(), ev.Name) {
+		switch w := t.workers[ev.Name]; {
+		case t.done || !slices.Contains(t.sm.Members(), ev.Name):
+		case w != nil && w.gossipAddr != "" && ev.Addr != "" && w.gossipAddr != ev.Addr:
+			// A replacement took the name before gossip declared its
+			// predecessor dead (a restarted process, a new pod): the
+			// news is about the predecessor.
+			s.logf("coordinator: memberlist: an earlier %s (%s) is gone; the one at %s stays", ev.Name, ev.Addr, w.gossipAddr)
+		default:
 			s.logf("coordinator: memberlist: %s is gone", ev.Name)
 			t.sm.Dead(ev.Name)
 			s.wake()

@@ -65,19 +65,29 @@ type cluster struct {
 	log   *testLog
 }
 
-// testLog forwards the servers' logs to the test until it ends.
+// testLog forwards the servers' logs to the test until it ends, and keeps
+// them for the test to read.
 type testLog struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
+	mu    sync.Mutex
+	t     *testing.T
+	done  bool
+	lines strings.Builder
 }
 
 func (l *testLog) logf(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	fmt.Fprintf(&l.lines, format+"\n", args...)
 	if !l.done {
 		l.t.Logf("%s "+format, append([]any{time.Now().Format("15:04:05.000")}, args...)...)
 	}
+}
+
+// String is everything logged so far.
+func (l *testLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lines.String()
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -499,6 +509,60 @@ func TestServerDeadWorkerFromGossip(t *testing.T) {
 	}
 	_, err := ws["w2"].c.Heartbeat(c.ctx(), &api.HeartbeatRequest{Name: "w2", Token: testToken, Generation: g1.Number, Step: 3})
 	wantCode(t, err, codes.NotFound)
+}
+
+// A worker restarted under its name (a new process, a new pod) may join
+// before gossip has declared its predecessor dead; that late news is about
+// the predecessor and must not remove the replacement.
+func TestServerKeepsAReplacementWhenItsPredecessorIsDeclaredDead(t *testing.T) {
+	c := newCluster(t)
+	cd := c.start("coord-a", nil)
+	cd.waitLeader(t)
+	ws := map[string]*worker{}
+	members := map[string]*membership.Member{}
+	startMember := func(name string) *membership.Member {
+		m, err := membership.Start(membership.Config{Name: name, Bind: "127.0.0.1:0", Secret: testToken, Probe: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Shutdown() })
+		return m
+	}
+	joinAs := func(name string, m *membership.Member) *worker {
+		w := &worker{name: name, data: "127.0.0.1:7" + name[len(name)-1:] + "00", c: cd.client}
+		reply, err := w.c.Join(c.ctx(), &api.JoinRequest{Name: name, Token: testToken, JobHash: c.spec.Hash(), DataAddr: w.data, GossipAddr: m.Addr()})
+		if err != nil {
+			t.Fatalf("join %s: %v", name, err)
+		}
+		if err := m.Join(reply.Gossip); err != nil {
+			t.Logf("%s: gossip join: %v", name, err)
+		}
+		return w
+	}
+	for _, name := range []string{"w1", "w2"} {
+		members[name] = startMember(name)
+		ws[name] = joinAs(name, members[name])
+	}
+	g1 := ws["w1"].waitGeneration(t, 0, func(g *api.Generation) bool { return len(g.Ring) == 2 })
+	ws["w1"].heartbeat(t, g1.Number, 2, false)
+	ws["w2"].heartbeat(t, g1.Number, 2, false)
+
+	// w2's process dies and its replacement joins at once, from another
+	// gossip address, before memberlist has noticed.
+	old := members["w2"].Addr()
+	members["w2"].Shutdown()
+	replacement := startMember("w2")
+	w2 := joinAs("w2", replacement)
+	eventually(t, "gossip to declare the first w2 dead", func() bool {
+		log := c.log.String()
+		return strings.Contains(log, "an earlier w2 ("+old+") is gone") || strings.Contains(log, "w2 is gone")
+	})
+	if _, err := w2.c.Heartbeat(c.ctx(), &api.HeartbeatRequest{Name: "w2", Token: testToken, Generation: g1.Number, Step: 2}); err != nil {
+		t.Fatalf("the replacement w2 was removed with its predecessor: %v", err)
+	}
+	if strings.Contains(c.log.String(), "w2 is gone") {
+		t.Errorf("the coordinator took the predecessor's death for the replacement's:\n%s", c.log.String())
+	}
 }
 
 func TestServerCheckpointsEtcdOutageAndDone(t *testing.T) {
