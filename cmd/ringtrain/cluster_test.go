@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -802,4 +804,66 @@ func TestClusterMutualTLS(t *testing.T) {
 	if _, err := runCLI(t, "status", "--coordinator", c.coordinatorAddrs(), "--timeout", "2s"); err == nil {
 		t.Error("a plaintext status call got an answer from a TLS coordinator")
 	}
+}
+
+// A worker of a local cluster that dies while the job runs is started
+// again under its name and rejoins the ring, as a replacement pod would:
+// the job completes (it needs both workers) instead of waiting forever.
+func TestLocalClusterRestartsADeadWorker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a local cluster")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("finds the worker's process through /proc")
+	}
+	out := filepath.Join(t.TempDir(), "run")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // catches hangs only
+	defer cancel()
+	killed := 0
+	text, err := runUntil(t, ctx, "epoch 1/2:", func(cmd *exec.Cmd) {
+		if pid := childWorker(cmd.Process.Pid, "worker-0"); pid > 0 && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = pid
+		}
+	}, "train", "--workers", "2", "--epochs", "2", "--codec", "bf16", "--out", out)
+	if killed == 0 {
+		t.Fatalf("found no worker-0 process to kill; output:\n%s", text)
+	}
+	if err != nil || !strings.Contains(text, "worker-0 exited: signal: killed") || !strings.Contains(text, "restarting it (1 of 3)") {
+		t.Fatalf("exit %v; output:\n%s", err, text)
+	}
+	sum, err := runlog.ReadSummary(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Steps != 2*938 || sum.TestAccuracy < 0.97 {
+		t.Fatalf("summary after the restart %+v", sum)
+	}
+	t.Logf("worker-0 (pid %d) killed after epoch 1; the job ended at %.2f%%", killed, 100*sum.TestAccuracy)
+}
+
+// childWorker returns the pid of parent's child process running
+// `ringtrain worker --name name`, or 0.
+func childWorker(parent int, name string) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// The parent's pid is the second field after the command name,
+		// which is in parentheses and may hold spaces.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) < 2 || fields[1] != strconv.Itoa(parent) {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if bytes.Contains(cmdline, []byte("\x00worker\x00")) && bytes.Contains(cmdline, []byte("\x00--name\x00"+name+"\x00")) {
+			return pid
+		}
+	}
+	return 0
 }

@@ -39,9 +39,18 @@ type localCluster struct {
 	progress *progress
 	logf     func(string, ...any)
 
-	exitedCount int  // workers whose exit watch has already received
-	reaped      bool // reap has run
-	shown       shown
+	maxRestarts int // per worker, for workers that die while the job runs
+
+	// The worker processes: the current one of each slot, how many times
+	// each slot was restarted, and how many processes have not yet been
+	// seen to exit (by watch or reap).
+	workers  []*exec.Cmd
+	restarts []int
+	alive    int
+	exited   chan workerExit
+	start    func(slot int) error
+	reaped   bool // reap has run
+	shown    shown
 }
 
 // Subdirectories and files of a cluster run directory.
@@ -152,21 +161,21 @@ func (lc *localCluster) run(ctx context.Context) (runlog.Summary, error) {
 	if threads == 0 {
 		threads = max(1, runtime.GOMAXPROCS(0)/spec.Workers)
 	}
-	workers := make([]*exec.Cmd, spec.Workers)
-	exited := make(chan workerExit, spec.Workers)
-	running := 0
-	defer func() { lc.reap(workers[:running], exited, 0) }()
-	for i := range workers {
+	lc.workers = make([]*exec.Cmd, spec.Workers)
+	lc.restarts = make([]int, spec.Workers)
+	lc.exited = make(chan workerExit, spec.Workers*(lc.maxRestarts+1))
+	defer func() { lc.reap(0) }()
+	lc.start = func(slot int) error {
 		port, err := freePort()
 		if err != nil {
-			return sum, err
+			return err
 		}
-		name := fmt.Sprintf("worker-%d", i)
-		logf, err := os.Create(filepath.Join(out, name+".log"))
+		name := fmt.Sprintf("worker-%d", slot)
+		// A restarted worker appends to its predecessor's log.
+		logf, err := os.OpenFile(filepath.Join(out, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
-			return sum, err
+			return err
 		}
-		defer logf.Close()
 		cmd := exec.Command(exe, "worker", "--coordinator", c.controlAddr, "--name", name,
 			"--listen", "127.0.0.1:"+strconv.Itoa(port), "--gossip", "127.0.0.1:0", "--advertise", "127.0.0.1",
 			"--http", "", "--data-dir", dataDir, "--threads", strconv.Itoa(threads))
@@ -174,16 +183,27 @@ func (lc *localCluster) run(ctx context.Context) (runlog.Summary, error) {
 		cmd.Stdout, cmd.Stderr = logf, logf
 		detach(cmd)
 		if err := cmd.Start(); err != nil {
-			return sum, fmt.Errorf("starting %s: %w", name, err)
+			logf.Close()
+			return fmt.Errorf("starting %s: %w", name, err)
 		}
-		workers[i] = cmd
-		running = i + 1
-		go func() { exited <- workerExit{name, cmd.Wait()} }()
+		lc.workers[slot] = cmd
+		lc.alive++
+		go func() {
+			err := cmd.Wait()
+			logf.Close()
+			lc.exited <- workerExit{name: name, slot: slot, cmd: cmd, err: err}
+		}()
+		return nil
+	}
+	for i := range lc.workers {
+		if err := lc.start(i); err != nil {
+			return sum, err
+		}
 	}
 	lc.logf("cluster: etcd %s, coordinator %s, %d workers × %d threads (logs in %s)",
 		etcd.Endpoints()[0], c.controlAddr, spec.Workers, threads, out)
 
-	runErr := lc.watch(ctx, c, exited, len(workers))
+	runErr := lc.watch(ctx, c)
 	st := c.srv.StatusReply()
 	// A complete job's workers exit by themselves once told; otherwise (or
 	// if they linger) SIGTERM makes them leave the job.
@@ -191,7 +211,7 @@ func (lc *localCluster) run(ctx context.Context) (runlog.Summary, error) {
 	if runErr != nil {
 		grace = 0
 	}
-	lc.reap(workers, exited, grace)
+	lc.reap(grace)
 	sum.Steps = int(st.Step)
 	sum.WallSeconds = time.Since(launch).Seconds()
 	sum.ImagesPerSecond = st.ImagesPerSecond
@@ -223,34 +243,47 @@ func (lc *localCluster) run(ctx context.Context) (runlog.Summary, error) {
 
 type workerExit struct {
 	name string
+	slot int
+	cmd  *exec.Cmd
 	err  error
+}
+
+// gone records that a worker process has exited: its slot no longer
+// holds a process to signal, unless a successor took it already.
+func (lc *localCluster) gone(e workerExit) {
+	lc.alive--
+	if lc.workers[e.slot] == e.cmd {
+		lc.workers[e.slot] = nil
+	}
 }
 
 // reap waits up to grace for the workers still running to exit, then
 // sends them SIGTERM (they leave the job) and, 30 s later, SIGKILL. It
 // returns once every one has exited; it is a no-op the second time.
-func (lc *localCluster) reap(workers []*exec.Cmd, exited chan workerExit, grace time.Duration) {
+func (lc *localCluster) reap(grace time.Duration) {
 	if lc.reaped {
 		return
 	}
 	lc.reaped = true
-	alive := len(workers) - lc.exitedCount
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
-	for signalled := false; alive > 0; {
+	signal := func(sig os.Signal) {
+		for _, w := range lc.workers {
+			if w != nil {
+				w.Process.Signal(sig)
+			}
+		}
+	}
+	for signalled := false; lc.alive > 0; {
 		select {
-		case <-exited:
-			alive--
+		case e := <-lc.exited:
+			lc.gone(e)
 		case <-timer.C:
 			if signalled {
-				for _, w := range workers {
-					w.Process.Kill()
-				}
+				signal(os.Kill)
 				continue
 			}
-			for _, w := range workers {
-				w.Process.Signal(syscall.SIGTERM)
-			}
+			signal(syscall.SIGTERM)
 			signalled = true
 			timer.Reset(30 * time.Second)
 		}
@@ -258,9 +291,11 @@ func (lc *localCluster) reap(workers []*exec.Cmd, exited chan workerExit, grace 
 }
 
 // watch shows the job's progress until it is complete (nil), ctx ends, or
-// the coordinator fails. Workers that exit early are reported; the job
-// carries on without them while it has min_workers.
-func (lc *localCluster) watch(ctx context.Context, c *runningCoordinator, exited chan workerExit, n int) error {
+// the coordinator fails. A worker that dies while the job runs is started
+// again under its name, at most maxRestarts times, and rejoins the ring as
+// a replacement pod would on Kubernetes; meanwhile the job carries on
+// without it while it has min_workers.
+func (lc *localCluster) watch(ctx context.Context, c *runningCoordinator) error {
 	spec := lc.spec
 	samples, _ := dataset.TrainSamples(spec.Dataset, spec.TrainLimit)
 	perStep := spec.BatchPerWorker() * spec.Workers
@@ -282,13 +317,21 @@ func (lc *localCluster) watch(ctx context.Context, c *runningCoordinator, exited
 				return ctx.Err()
 			}
 			return err
-		case e := <-exited:
-			lc.exitedCount++
-			if lc.exitedCount == n {
-				return fmt.Errorf("every worker exited before the job was complete (see the logs in %s)", lc.out)
-			}
+		case e := <-lc.exited:
+			lc.gone(e)
 			if e.err != nil {
-				lc.progress.notice(fmt.Sprintf("%s exited: %v (see %s.log)", e.name, e.err, filepath.Join(lc.out, e.name)))
+				msg := fmt.Sprintf("%s exited: %v (see %s.log)", e.name, e.err, filepath.Join(lc.out, e.name))
+				if lc.restarts[e.slot] < lc.maxRestarts && ctx.Err() == nil {
+					lc.restarts[e.slot]++
+					msg += fmt.Sprintf("; restarting it (%d of %d)", lc.restarts[e.slot], lc.maxRestarts)
+					if err := lc.start(e.slot); err != nil {
+						return err
+					}
+				}
+				lc.progress.notice(msg)
+			}
+			if lc.alive == 0 {
+				return fmt.Errorf("every worker exited before the job was complete (see the logs in %s)", lc.out)
 			}
 		case <-tick.C:
 			lc.show(c.srv.StatusReply(), steps)

@@ -144,6 +144,15 @@ func TestCtrlCCheckpointsAndResumes(t *testing.T) {
 // (stdout and stderr together) and how the process exited.
 func interruptedRun(t *testing.T, ctx context.Context, prefix string, delay time.Duration, args ...string) (string, error) {
 	t.Helper()
+	return runUntil(t, ctx, prefix, func(cmd *exec.Cmd) {
+		time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGINT) })
+	}, args...)
+}
+
+// runUntil runs the binary with args, calls act once when a line of its
+// output begins with prefix, and returns the whole output and the exit.
+func runUntil(t *testing.T, ctx context.Context, prefix string, act func(*exec.Cmd), args ...string) (string, error) {
+	t.Helper()
 	bin, data := binary(t)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "RINGTRAIN_DATA="+data)
@@ -157,12 +166,12 @@ func interruptedRun(t *testing.T, ctx context.Context, prefix string, delay time
 	}
 	var lines []string
 	sc := bufio.NewScanner(stdout)
-	signalled := false
+	acted := false
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
-		if !signalled && strings.HasPrefix(sc.Text(), prefix) {
-			time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGINT) })
-			signalled = true
+		if !acted && strings.HasPrefix(sc.Text(), prefix) {
+			act(cmd)
+			acted = true
 		}
 	}
 	return strings.Join(lines, "\n"), cmd.Wait()

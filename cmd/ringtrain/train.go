@@ -19,10 +19,11 @@ import (
 
 func newTrainCmd() *cobra.Command {
 	var (
-		file   string
-		out    string
-		resume bool
-		spec   = job.Default()
+		file        string
+		out         string
+		resume      bool
+		maxRestarts int
+		spec        = job.Default()
 	)
 	cmd := &cobra.Command{
 		Use:   "train",
@@ -65,7 +66,10 @@ checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
 			var sum runlog.Summary
 			var err error
 			if s.Workers > 1 {
-				lc := &localCluster{spec: s, out: out, resume: resume, progress: progress, logf: logf}
+				if maxRestarts < 0 {
+					return fmt.Errorf("--max-restarts must not be negative, got %d", maxRestarts)
+				}
+				lc := &localCluster{spec: s, out: out, resume: resume, maxRestarts: maxRestarts, progress: progress, logf: logf}
 				sum, err = lc.run(cmd.Context())
 			} else {
 				sum, err = worker.Train(cmd.Context(), worker.Options{Spec: s, RunDir: out, Resume: resume, Progress: progress, Logf: logf})
@@ -101,6 +105,7 @@ checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
 	f.IntVar(&spec.Schedule.WarmupSteps, "warmup-steps", 0, "linear learning-rate warm-up steps")
 	f.IntVar(&spec.Threads, "threads", 0, "compute threads (0: all cores; with --workers, per worker: cores / workers)")
 	f.IntVar(&spec.Workers, "workers", spec.Workers, "data-parallel workers: above 1, a local cluster (embedded etcd, a coordinator, worker processes)")
+	f.IntVar(&maxRestarts, "max-restarts", 3, "with --workers: times a worker that dies while the job runs is started again")
 	f.StringVar(&spec.Codec, "codec", "", "gradient codec between workers: fp32 (default), bf16 or fp16, optionally +zstd or +s2")
 	f.IntVar(&spec.CheckpointEvery, "checkpoint-every", 0, "steps between checkpoints (0: every epoch)")
 	f.IntVar(&spec.KeepCheckpoints, "keep-checkpoints", spec.KeepCheckpoints, "committed checkpoints to keep")
