@@ -170,6 +170,7 @@ type term struct {
 type workerInfo struct {
 	dataAddr, gossipAddr, httpAddr string
 	gen                            uint64
+	brokenGen                      uint64 // the generation it last reported broken
 	step                           int64
 	lastSeen                       time.Time
 	stats                          *api.WorkerStats
@@ -435,14 +436,19 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 		return nil, status.Errorf(codes.NotFound,
 			"coordinator: %s is not a member of job %s (never joined, left or declared dead): join again", req.Name, s.job)
 	}
-	if req.Broken {
-		s.logf("coordinator: %s reports the ring of generation %d broken", req.Name, req.Generation)
-		t.sm.Broken(req.Name, req.Generation)
-	}
 	w := t.workers[req.Name]
 	if w == nil { // every member joined through Join; keep going if not
 		w = &workerInfo{}
 		t.workers[req.Name] = w
+	}
+	if req.Broken {
+		// A worker repeats the report in every heartbeat until a new
+		// generation comes; it is logged once.
+		if w.brokenGen != req.Generation {
+			s.logf("coordinator: %s reports the ring of generation %d broken", req.Name, req.Generation)
+			w.brokenGen = req.Generation
+		}
+		t.sm.Broken(req.Name, req.Generation)
 	}
 	w.lastSeen = s.now()
 	if req.Generation > w.gen || (req.Generation == w.gen && req.Step > w.step) {
