@@ -23,6 +23,8 @@
 #   SKIP_BUILD=1       use the images and ./ringtrain as they are
 #   STEP_TIMEOUT       seconds each wait may take before the test fails (120)
 #   KEEP=1             leave everything in place on failure, for debugging
+#   CODEC              the job's gradient codec (bf16: the containers talk
+#                      gRPC, so frames really travel compressed)
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -31,6 +33,7 @@ REPO=$(pwd)
 IMAGE=${IMAGE:-ringtrain:dev}
 ETCD_IMAGE=${ETCD_IMAGE:-ringtrain-etcd:dev}
 STEP_TIMEOUT=${STEP_TIMEOUT:-120}
+CODEC=${CODEC:-bf16}
 # The cluster issue's bounds: failure detected within 5 s, ring re-formed
 # within 10 s more. Reported, not enforced: a loaded CI machine is slower.
 RECOVERY_TARGET=15
@@ -122,6 +125,7 @@ keep_checkpoints: 100000
 workers: 3
 min_workers: 1
 max_workers: 3
+codec: $CODEC
 EOF
 chmod a+r "$WORK/job.yaml"
 
@@ -271,6 +275,8 @@ verify_checkpoint() { # verify_checkpoint NAME: its files match its manifest
 log "starting etcd, a coordinator and 3 workers (network $NET)"
 start_cluster
 wait_for "ring of 3 training" '[ "$(state)" = running ] && [ "$(ring_size)" = 3 ] && [ "$(step)" -gt 0 ]'
+[ "$(q '.codec // "fp32"')" = "$CODEC" ] || fail "the coordinator reports codec $(q '.codec // "fp32"'), the job says $CODEC"
+log "gradients travel as $CODEC between the containers (gRPC, no shared memory)"
 wait_for "first checkpoint committed" '[ -n "$(ckpt)" ]'
 
 # ---- 2: kill a worker ---------------------------------------------------
