@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"image/color"
+	"math"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -33,6 +34,7 @@ func WritePlot(dir, title string, records []Record) error {
 	loss.Y.Label.Text = "cross-entropy (log scale)"
 	loss.Y.Scale = plot.LogScale{}
 	loss.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+
 	acc := plot.New()
 	acc.Title.Text = title + ": accuracy"
 	acc.X.Label.Text = "epoch"
@@ -69,6 +71,20 @@ func WritePlot(dir, title string, records []Record) error {
 		}
 		c.p.Add(plotter.NewGrid())
 	}
+	// The log axis needs a positive range: a run stopped before its first
+	// record, or with one loss value, would leave gonum's default (-1, 1)
+	// or a range padded below zero.
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, xy := range append(trainLoss[:len(trainLoss):len(trainLoss)], evalLoss...) {
+		lo, hi = min(lo, xy.Y), max(hi, xy.Y)
+	}
+	switch {
+	case lo > hi:
+		lo, hi = 0.01, 10
+	case lo == hi:
+		lo, hi = lo/10, hi*10
+	}
+	loss.Y.Min, loss.Y.Max = lo, hi
 	acc.Legend.Left, acc.Legend.Top = false, false
 	loss.Legend.Top = true
 

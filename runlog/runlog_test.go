@@ -77,6 +77,20 @@ func TestPlotWritesPNG(t *testing.T) {
 	}
 }
 
+// A run that stops before its first record still gets a (blank) plot,
+// not a panic.
+func TestPlotWithoutRecords(t *testing.T) {
+	for _, rs := range [][]Record{nil, {rec("eval", 0, 0)}} {
+		dir := t.TempDir()
+		if err := WritePlot(dir, "lenet5", rs); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, PlotFile)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestSummaryRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	s := Summary{Model: "lenet5", Dataset: "mnist", Epochs: 3, BatchSize: 64, Seed: 7, TestAccuracy: 0.991, PeakRSSBytes: PeakRSS()}
