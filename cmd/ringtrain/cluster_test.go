@@ -839,6 +839,18 @@ func TestLocalClusterRestartsADeadWorker(t *testing.T) {
 		t.Fatalf("summary after the restart %+v", sum)
 	}
 	t.Logf("worker-0 (pid %d) killed after epoch 1; the job ended at %.2f%%", killed, 100*sum.TestAccuracy)
+
+	// Without restarts left, a job that is then short of workers stops
+	// with an error instead of waiting for ever.
+	killed = 0
+	text, err = runUntil(t, ctx, "epoch 1/2:", func(cmd *exec.Cmd) {
+		if pid := childWorker(cmd.Process.Pid, "worker-1"); pid > 0 && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = pid
+		}
+	}, "train", "--workers", "2", "--epochs", "2", "--max-restarts", "0", "--out", filepath.Join(t.TempDir(), "run"))
+	if killed == 0 || err == nil || !strings.Contains(text, "the job needs 2 workers and 1 remain") {
+		t.Fatalf("no restarts: killed %d, exit %v; output:\n%s", killed, err, text)
+	}
 }
 
 // childWorker returns the pid of parent's child process running

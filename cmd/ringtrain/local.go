@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -155,7 +156,8 @@ func (lc *localCluster) run(ctx context.Context) (runlog.Summary, error) {
 	if err != nil {
 		return sum, err
 	}
-	defer c.stop()
+	stopCoordinator := sync.OnceValue(c.stop)
+	defer stopCoordinator()
 
 	threads := spec.Threads
 	if threads == 0 {
@@ -212,6 +214,9 @@ func (lc *localCluster) run(ctx context.Context) (runlog.Summary, error) {
 		grace = 0
 	}
 	lc.reap(grace)
+	// The coordinator adds to the run log; it is done before the log is
+	// read for the summary and the plot.
+	stopCoordinator()
 	sum.Steps = int(st.Step)
 	sum.WallSeconds = time.Since(launch).Seconds()
 	sum.ImagesPerSecond = st.ImagesPerSecond
@@ -329,6 +334,12 @@ func (lc *localCluster) watch(ctx context.Context, c *runningCoordinator) error 
 					}
 				}
 				lc.progress.notice(msg)
+				// Without restarts left, too few workers would leave the
+				// job waiting for ever.
+				if need, _ := spec.WorkerRange(); lc.alive < need && lc.alive > 0 {
+					return fmt.Errorf("%s exited %d times; the job needs %d workers and %d remain: stopping (the logs are in %s; --resume continues from the last checkpoint)",
+						e.name, lc.restarts[e.slot]+1, need, lc.alive, lc.out)
+				}
 			}
 			if lc.alive == 0 {
 				return fmt.Errorf("every worker exited before the job was complete (see the logs in %s)", lc.out)
