@@ -1,6 +1,7 @@
 package allreduce
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -263,4 +264,82 @@ func TestAllReduceExactIgnoresCodec(t *testing.T) {
 			t.Errorf("rank %d: bf16 sums %v, want them rounded (3006 → 3008)", r, got[r][1])
 		}
 	}
+}
+
+// FuzzFusedReceive feeds the fused receive payloads of any size, split at
+// any points: it must reject what does not fit, never panic, and leave
+// exactly what the unfused receiver and sender would.
+func FuzzFusedReceive(f *testing.F) {
+	src := []float32{1, -2, 3.5, 0, 1e-9, 65504, float32(math.Inf(1)), 7}
+	for _, name := range []string{"bf16", "fp16"} {
+		c, _ := NewCodec(name, 0)
+		f.Add(name, uint8(0), uint16(len(src)), uint16(3), c.AppendEncode(nil, src))
+		f.Add(name, uint8(1), uint16(len(src)), uint16(5), c.AppendEncode(nil, src))
+		f.Add(name, uint8(2), uint16(len(src)-1), uint16(0), c.AppendEncode(nil, src))
+	}
+	f.Fuzz(func(t *testing.T, name string, mode uint8, n, cut uint16, payload []byte) {
+		codec, err := NewCodec(name, 0)
+		if err != nil {
+			return
+		}
+		if _, ok := codec.(fixedWidth); !ok || codec.Lossless() {
+			return
+		}
+		recvMode, round := RecvAdd, mode%3 == 1
+		if mode%3 == 2 {
+			recvMode = RecvCopy
+		}
+		// Pieces of cut+1 bytes (the last one shorter).
+		var frags [][]byte
+		for rest, k := payload, int(cut)+1; len(rest) > 0; rest = rest[min(k, len(rest)):] {
+			frags = append(frags, rest[:min(k, len(rest))])
+		}
+		base := make([]float32, n)
+		for i := range base {
+			base[i] = float32(i%7) - 3
+		}
+		c := &Comm{feeds: []int{0}, fwdReady: make([][]byte, 1), fwdFree: make(chan []byte, 1)}
+		c.fwdFree <- nil
+		c.cur = recvState{codec: codec, fuse: true, op: RecvOp{Mode: recvMode}, sends: []SendOp{{Quantize: round}}}
+		dst := append([]float32(nil), base...)
+		done, err := c.receiveFused(0, dst, frags)
+		if !done {
+			t.Fatal("an armed receive was not handled")
+		}
+		want := append([]float32(nil), base...)
+		var refErr error
+		if recvMode == RecvAdd {
+			refErr = codec.DecodeAdd(want, payload)
+		} else {
+			refErr = codec.Decode(want, payload)
+		}
+		if (err == nil) != (refErr == nil) {
+			t.Fatalf("fused receive error %v, the codec's %v", err, refErr)
+		}
+		if err != nil {
+			if len(c.fwdFree) != 1 {
+				t.Fatal("a rejected payload kept its buffer")
+			}
+			return
+		}
+		wantPayload := payload
+		if recvMode == RecvAdd {
+			wantPayload = codec.AppendEncode(nil, want)
+			if round {
+				codec.Decode(want, wantPayload)
+			}
+		}
+		for i := range want {
+			if math.Float32bits(dst[i]) != math.Float32bits(want[i]) && !(math.IsNaN(float64(dst[i])) && math.IsNaN(float64(want[i]))) {
+				t.Fatalf("element %d = %v, want %v", i, dst[i], want[i])
+			}
+		}
+		if got := c.fwdReady[0]; !bytes.Equal(got, wantPayload) && !hasNaN(want) {
+			t.Fatalf("payload %x, want %x", got, wantPayload)
+		}
+	})
+}
+
+func hasNaN(xs []float32) bool {
+	return slices.ContainsFunc(xs, func(v float32) bool { return v != v })
 }
