@@ -478,8 +478,10 @@ func TestClusterSurvivesWorkerKill(t *testing.T) {
 	}
 	spec := clusterJob("workerkill", 3)
 	spec.MinWorkers = 2
-	// The whole of MNIST, so accuracies compare to a tenth of a point.
-	spec.TrainLimit, spec.TestLimit, spec.CheckpointEvery = 0, 0, 200
+	// The whole of MNIST, so accuracies compare to a tenth of a point; 3
+	// epochs, so that on a fast machine the job still runs when the
+	// replacement joins.
+	spec.TrainLimit, spec.TestLimit, spec.CheckpointEvery, spec.Epochs = 0, 0, 200, 3
 
 	ref := newTestCluster(t, spec)
 	ref.startJob(3)
