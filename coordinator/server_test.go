@@ -483,6 +483,18 @@ func TestServerGenerations(t *testing.T) {
 	}
 }
 
+// startMember starts a worker's memberlist member, shut down when the test
+// ends.
+func startMember(t *testing.T, name string) *membership.Member {
+	t.Helper()
+	m, err := membership.Start(membership.Config{Name: name, Bind: "127.0.0.1:0", Secret: testToken, Probe: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Shutdown() })
+	return m
+}
+
 func TestServerDeadWorkerFromGossip(t *testing.T) {
 	c := newCluster(t)
 	cd := c.start("coord-a", nil)
@@ -491,11 +503,7 @@ func TestServerDeadWorkerFromGossip(t *testing.T) {
 	members := map[string]*membership.Member{}
 	for _, name := range []string{"w1", "w2"} {
 		w, reply := c.join(t, cd, name)
-		m, err := membership.Start(membership.Config{Name: name, Bind: "127.0.0.1:0", Secret: testToken, Probe: 50 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { m.Shutdown() })
+		m := startMember(t, name)
 		if err := m.Join(reply.Gossip); err != nil {
 			t.Fatal(err)
 		}
@@ -525,14 +533,6 @@ func TestServerKeepsAReplacementWhenItsPredecessorIsDeclaredDead(t *testing.T) {
 	cd.waitLeader(t)
 	ws := map[string]*worker{}
 	members := map[string]*membership.Member{}
-	startMember := func(name string) *membership.Member {
-		m, err := membership.Start(membership.Config{Name: name, Bind: "127.0.0.1:0", Secret: testToken, Probe: 50 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { m.Shutdown() })
-		return m
-	}
 	joinAs := func(name string, m *membership.Member) *worker {
 		w := &worker{name: name, data: "127.0.0.1:7" + name[len(name)-1:] + "00", c: cd.client}
 		reply, err := w.c.Join(c.ctx(), &api.JoinRequest{Name: name, Token: testToken, JobHash: c.spec.Hash(), DataAddr: w.data, GossipAddr: m.Addr()})
@@ -545,7 +545,7 @@ func TestServerKeepsAReplacementWhenItsPredecessorIsDeclaredDead(t *testing.T) {
 		return w
 	}
 	for _, name := range []string{"w1", "w2"} {
-		members[name] = startMember(name)
+		members[name] = startMember(t, name)
 		ws[name] = joinAs(name, members[name])
 	}
 	g1 := ws["w1"].waitGeneration(t, 0, func(g *api.Generation) bool { return len(g.Ring) == 2 })
@@ -556,7 +556,7 @@ func TestServerKeepsAReplacementWhenItsPredecessorIsDeclaredDead(t *testing.T) {
 	// gossip address, before memberlist has noticed.
 	old := members["w2"].Addr()
 	members["w2"].Shutdown()
-	replacement := startMember("w2")
+	replacement := startMember(t, "w2")
 	w2 := joinAs("w2", replacement)
 	eventually(t, "gossip to declare the first w2 dead", func() bool {
 		log := c.log.String()
