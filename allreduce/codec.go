@@ -340,23 +340,27 @@ func decodeCopyBF16Go(dst []float32, src, out []uint16) {
 // fused receive (fuse.go). They report false where the bytes cannot be
 // viewed as uint16s; the caller then takes the general path.
 func (BF16) decodeAddEncode(dst []float32, src, out []byte, round bool) bool {
-	s, ok := bytesU16(src)
-	o, ok2 := bytesU16(out)
-	if !ok || !ok2 || len(s) != len(dst) || len(o) != len(dst) {
-		return false
+	s, o, ok := u16Pair(src, out, len(dst))
+	if ok {
+		decodeAddEncodeBF16(dst, s, o, round)
 	}
-	decodeAddEncodeBF16(dst, s, o, round)
-	return true
+	return ok
 }
 
 func (BF16) decodeCopy(dst []float32, src, out []byte) bool {
-	s, ok := bytesU16(src)
-	o, ok2 := bytesU16(out)
-	if !ok || !ok2 || len(s) != len(dst) || len(o) != len(dst) {
-		return false
+	s, o, ok := u16Pair(src, out, len(dst))
+	if ok {
+		decodeCopyBF16(dst, s, o)
 	}
-	decodeCopyBF16(dst, s, o)
-	return true
+	return ok
+}
+
+// u16Pair views a received payload and an outgoing one as n uint16s each,
+// where the machine allows it.
+func u16Pair(src, out []byte, n int) (s, o []uint16, ok bool) {
+	s, ok1 := bytesU16(src)
+	o, ok2 := bytesU16(out)
+	return s, o, ok1 && ok2 && len(s) == n && len(o) == n
 }
 
 // decodeBF16Go sets dst[i] = BF16ToF32(src[i]) (reference).

@@ -100,7 +100,7 @@ type Comm struct {
 	sendSeq, recvSeq uint64
 	broken           error
 	scratch          [][]byte
-	schedules        map[schedKey]Schedule
+	schedules        map[schedKey]plan
 	fusedSends       int              // sends whose payload the receiver wrote (fuse.go)
 	fwdPending       []pendingPayload // their buffers, until acknowledged
 	roundedRecvs     int              // receives that rounded the owned segment (fuse.go)
@@ -113,7 +113,6 @@ type Comm struct {
 	cur      recvState
 	onFrame  func(Header, [][]byte) error
 	gather   []byte   // receiver's scratch for variable-width codecs
-	feeds    []int    // receive index -> send index whose payload it writes, or -1
 	fwdReady [][]byte // receive index -> the payload it wrote
 	fwdFree  chan []byte
 	rounded  []bool  // receive index -> it rounded its span (fuse.go)
@@ -136,6 +135,7 @@ type recvState struct {
 	roundEarly bool
 	opCodec    Codec
 	sends      []SendOp
+	feeds      []int
 }
 
 // scratchSlots is the number of encode buffers a sender rotates through.
@@ -160,7 +160,7 @@ func New(t Transport, cfg Config) (*Comm, error) {
 		wake:      make(chan struct{}, 1),
 		closed:    make(chan struct{}),
 		scratch:   make([][]byte, scratchSlots),
-		schedules: make(map[schedKey]Schedule),
+		schedules: make(map[schedKey]plan),
 		notify:    make(chan struct{}, 1),
 	}
 	c.onFrame = c.handleFrame
@@ -341,14 +341,20 @@ func (c closedContext) Err() error {
 }
 func (closedContext) Value(any) any { return nil }
 
-func (c *Comm) schedule(op Op) (Schedule, error) {
+// plan is a schedule with what is derived from it once, when it is cached.
+type plan struct {
+	Schedule
+	feeds []int // receive index -> the send that forwards its span, or -1 (fuse.go)
+}
+
+func (c *Comm) schedule(op Op) (plan, error) {
 	length := len(op.Buf)
 	if op.Kind == OpBarrier {
 		length = c.n
 	}
 	k := schedKey{kind: op.Kind, length: length, root: op.Root}
-	if s, ok := c.schedules[k]; ok {
-		return s, nil
+	if p, ok := c.schedules[k]; ok {
+		return p, nil
 	}
 	var s Schedule
 	var err error
@@ -363,13 +369,14 @@ func (c *Comm) schedule(op Op) (Schedule, error) {
 		err = fmt.Errorf("allreduce: unknown operation kind %d", op.Kind)
 	}
 	if err != nil {
-		return Schedule{}, err
+		return plan{}, err
 	}
 	if len(c.schedules) > 64 {
 		clear(c.schedules)
 	}
-	c.schedules[k] = s
-	return s, nil
+	p := plan{Schedule: s, feeds: feeds(s)}
+	c.schedules[k] = p
+	return p, nil
 }
 
 func (c *Comm) run(ctx context.Context, op Op) error {
@@ -394,7 +401,7 @@ func (c *Comm) run(ctx context.Context, op Op) error {
 
 // execute runs one schedule: the receiver in a goroutine that ends before
 // execute returns, the sender on the calling goroutine.
-func (c *Comm) execute(ctx context.Context, buf []float32, sc Schedule, codec Codec) error {
+func (c *Comm) execute(ctx context.Context, buf []float32, sc plan, codec Codec) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// A receive blocked inside the transport is interrupted by aborting

@@ -1,6 +1,9 @@
 package allreduce
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Fused receive-and-forward for fixed-width lossy codecs (bf16, fp16).
 //
@@ -55,9 +58,29 @@ type pendingPayload struct {
 	buf []byte
 }
 
-// planFusion decides, for one operation, which receives feed the send
-// that follows them (c.feeds[i] is that send's index, or -1) and what the
-// receiver does for it:
+// feeds maps each receive of a schedule to the send that forwards the span
+// it produced (the send's index), or -1: in the ring, every send after the
+// first step. A copied span is forwarded as received, which is already its
+// rounded value, so a send that rounds is never fed by a copy.
+func feeds(sc Schedule) []int {
+	f := make([]int, len(sc.Recvs))
+	for i := range f {
+		f[i] = -1
+	}
+	for j, s := range sc.Sends {
+		if s.After < 0 || s.After >= len(sc.Recvs) {
+			continue
+		}
+		r := sc.Recvs[s.After]
+		if r.Span == s.Span && !(r.Mode == RecvCopy && s.Quantize) {
+			f[s.After] = j
+		}
+	}
+	return f
+}
+
+// planFusion decides what the receivers of one operation do for the sends
+// they feed (see feeds):
 //
 //   - fuse: write the send's payload. Only where both of this rank's links
 //     use the operation's codec, that codec is lossy and fixed-width, and
@@ -66,39 +89,26 @@ type pendingPayload struct {
 //     the operation's codec is lossy, round the owned segment through the
 //     codec block by block as it is summed, rather than in a pass of the
 //     sender over the whole chunk before it can leave.
-func (c *Comm) planFusion(sc Schedule, codec, sendCodec Codec, sameCodecs bool) {
-	fw, ok := codec.(fixedWidth)
+func (c *Comm) planFusion(sc plan, codec, sendCodec Codec, sameCodecs bool) {
+	_, fixed := codec.(fixedWidth)
 	_, acks := c.t.(ackReporter)
-	c.cur.fuse = acks && sameCodecs && ok && !codec.Lossless() && fw.elemBytes() >= 1
+	c.cur.fuse = acks && sameCodecs && fixed && !codec.Lossless()
 	c.cur.roundEarly = !codec.Lossless() && sendCodec.Lossless()
-	if !c.cur.fuse && !c.cur.roundEarly {
-		return
-	}
-	if c.fwdFree == nil {
-		c.fwdFree = make(chan []byte, fwdSlots)
-		for range fwdSlots {
-			c.fwdFree <- nil
+	c.cur.feeds = sc.feeds
+	if c.cur.fuse {
+		if c.fwdFree == nil {
+			c.fwdFree = make(chan []byte, fwdSlots)
+			for range fwdSlots {
+				c.fwdFree <- nil
+			}
 		}
+		// A failed operation may have left payloads behind.
+		c.fwdReady = slices.Grow(c.fwdReady[:0], len(sc.Recvs))[:len(sc.Recvs)]
+		clear(c.fwdReady)
 	}
-	c.feeds = c.feeds[:0]
-	c.fwdReady = c.fwdReady[:0]
-	c.rounded = c.rounded[:0]
-	for range sc.Recvs {
-		c.feeds = append(c.feeds, -1)
-		c.fwdReady = append(c.fwdReady, nil)
-		c.rounded = append(c.rounded, false)
-	}
-	for j, s := range sc.Sends {
-		if s.After < 0 || s.After >= len(sc.Recvs) {
-			continue
-		}
-		r := sc.Recvs[s.After]
-		// A copied span is forwarded as received, which is already its
-		// rounded value: the send must not be the one that rounds.
-		if r.Span != s.Span || (r.Mode == RecvCopy && s.Quantize) {
-			continue
-		}
-		c.feeds[s.After] = j
+	if c.cur.roundEarly {
+		c.rounded = slices.Grow(c.rounded[:0], len(sc.Recvs))[:len(sc.Recvs)]
+		clear(c.rounded)
 	}
 }
 
@@ -112,7 +122,7 @@ func (c *Comm) roundedEarly(s SendOp) bool {
 // it feeds publishes the segment over a lossless link. It reports whether
 // it handled the frame.
 func (c *Comm) receiveRounded(i int, dst []float32, frags [][]byte) (bool, error) {
-	if !c.cur.roundEarly || c.cur.op.Mode != RecvAdd || c.feeds[i] < 0 || !c.cur.sends[c.feeds[i]].Quantize {
+	if !c.cur.roundEarly || c.cur.op.Mode != RecvAdd || c.cur.feeds[i] < 0 || !c.cur.sends[c.cur.feeds[i]].Quantize {
 		return false, nil
 	}
 	codec := c.cur.codec
@@ -136,7 +146,7 @@ func (c *Comm) receiveRounded(i int, dst []float32, frags [][]byte) (bool, error
 // fusedPayload returns the payload that receive s.After wrote for send j,
 // if it did, and takes charge of the buffer until seq is acknowledged.
 func (c *Comm) fusedPayload(j int, seq uint64, s SendOp) ([]byte, bool) {
-	if !c.cur.fuse || s.After < 0 || c.feeds[s.After] != j {
+	if !c.cur.fuse || s.After < 0 || c.cur.feeds[s.After] != j {
 		return nil, false
 	}
 	buf := c.fwdReady[s.After]
@@ -174,7 +184,7 @@ func (c *Comm) pollFused() {
 // writes the payload of the send it feeds. It reports whether it handled
 // the frame.
 func (c *Comm) receiveFused(i int, dst []float32, frags [][]byte) (bool, error) {
-	if !c.cur.fuse || c.feeds[i] < 0 {
+	if !c.cur.fuse || c.cur.feeds[i] < 0 {
 		return false, nil
 	}
 	var buf []byte
@@ -200,7 +210,7 @@ func (c *Comm) receiveFused(i int, dst []float32, frags [][]byte) (bool, error) 
 			return codec.Decode(dst[lo:hi], b)
 		})
 	} else {
-		round := c.cur.sends[c.feeds[i]].Quantize
+		round := c.cur.sends[c.cur.feeds[i]].Quantize
 		err = c.walkFrags(frags, w, len(dst), func(lo, hi int, b []byte) error {
 			if fc != nil && fc.decodeAddEncode(dst[lo:hi], b, out[lo*w:hi*w], round) {
 				return nil

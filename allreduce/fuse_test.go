@@ -179,8 +179,8 @@ func TestReceiveFusedFragments(t *testing.T) {
 			}
 			r := newTestRand(uint64(tc.mode))
 			for trial := range 20 {
-				c := &Comm{feeds: []int{-1, 0}, fwdReady: make([][]byte, 2), fwdFree: make(chan []byte, 1)}
-				c.cur = recvState{codec: codec, fuse: true, op: RecvOp{Mode: tc.mode}, sends: []SendOp{{Quantize: tc.round}}}
+				c := &Comm{fwdReady: make([][]byte, 2), fwdFree: make(chan []byte, 1)}
+				c.cur = recvState{codec: codec, fuse: true, op: RecvOp{Mode: tc.mode}, sends: []SendOp{{Quantize: tc.round}}, feeds: []int{-1, 0}}
 				var frags [][]byte
 				for rest := wire; len(rest) > 0; {
 					k := 1 + r.IntN(min(len(rest), 5000))
@@ -298,9 +298,9 @@ func FuzzFusedReceive(f *testing.F) {
 		for i := range base {
 			base[i] = float32(i%7) - 3
 		}
-		c := &Comm{feeds: []int{0}, fwdReady: make([][]byte, 1), fwdFree: make(chan []byte, 1)}
+		c := &Comm{fwdReady: make([][]byte, 1), fwdFree: make(chan []byte, 1)}
 		c.fwdFree <- nil
-		c.cur = recvState{codec: codec, fuse: true, op: RecvOp{Mode: recvMode}, sends: []SendOp{{Quantize: round}}}
+		c.cur = recvState{codec: codec, fuse: true, op: RecvOp{Mode: recvMode}, sends: []SendOp{{Quantize: round}}, feeds: []int{0}}
 		dst := append([]float32(nil), base...)
 		done, err := c.receiveFused(0, dst, frags)
 		if !done {

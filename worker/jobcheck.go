@@ -15,7 +15,7 @@ func CheckJob(spec job.Spec) error {
 	if err := spec.Validate(); err != nil {
 		return err
 	}
-	if err := allreduce.CheckCodec(cmp.Or(spec.Codec, "fp32")); err != nil {
+	if err := allreduce.CheckCodec(codecName(spec)); err != nil {
 		return fmt.Errorf("job: codec: %w", err)
 	}
 	return nil
@@ -25,9 +25,12 @@ func CheckJob(spec job.Spec) error {
 // none), decoding frames of at most maxFrameBytes bytes. A codec that is
 // an io.Closer must be closed after use.
 func gradientCodec(spec job.Spec, maxFrameBytes int) (allreduce.Codec, error) {
-	c, err := allreduce.NewCodec(cmp.Or(spec.Codec, "fp32"), maxFrameBytes)
+	c, err := allreduce.NewCodec(codecName(spec), maxFrameBytes)
 	if err != nil {
 		return nil, fmt.Errorf("job: codec: %w", err)
 	}
 	return c, nil
 }
+
+// codecName is the job's gradient codec: fp32 when it names none.
+func codecName(spec job.Spec) string { return cmp.Or(spec.Codec, "fp32") }
