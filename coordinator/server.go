@@ -243,7 +243,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		DeadTicks:      max(int(cfg.DeadAfter/tick), 3),
 		SettleTicks:    int(cfg.Settle / tick),
 		Samples:        cfg.Samples,
-		BatchPerWorker: (spec.BatchSize + workers - 1) / workers,
+		Batch:          spec.BatchSize,
 	}
 	if err := smc.validate(); err != nil {
 		return nil, fmt.Errorf("coordinator: server: %w", err)
@@ -480,7 +480,7 @@ func (s *Server) trainRecord(t *term, req *api.HeartbeatRequest) {
 	progress := float64(req.Stats.Epoch)
 	if req.Step >= t.gen.ResumeStep {
 		p := AdvancePosition(Position{Epoch: t.gen.Epoch, Consumed: min(max(t.gen.Consumed, 0), s.cfg.Samples)},
-			s.cfg.Samples, len(t.gen.Ring), s.smConfig.BatchPerWorker, req.Step-t.gen.ResumeStep)
+			s.cfg.Samples, s.smConfig.Batch, req.Step-t.gen.ResumeStep)
 		progress = float64(p.Epoch) + float64(p.Consumed)/float64(s.cfg.Samples)
 	}
 	s.cfg.RunLog.Add(runlog.Record{

@@ -11,6 +11,6 @@ type (
 )
 
 // AdvancePosition is dataset.AdvancePosition.
-func AdvancePosition(p Position, n, world, batch int, steps int64) Position {
-	return dataset.AdvancePosition(p, n, world, batch, steps)
+func AdvancePosition(p Position, n, batch int, steps int64) Position {
+	return dataset.AdvancePosition(p, n, batch, steps)
 }

@@ -11,10 +11,11 @@
 //
 // Every generation carries where the ring resumes: the step, the member
 // whose model state it starts from, and the data Position at that step.
-// Each rank then computes its samples for the rest of the epoch with
-// AssignShard; the split keeps the consumed part of an epoch a prefix of
-// its order, so re-sharding after any membership change visits every
-// remaining sample exactly once.
+// Every step takes the job's global batch, dealt among the ring's ranks
+// (AssignShard gives a rank's samples for the rest of the epoch); the deal
+// keeps the consumed part of an epoch a prefix of its order, so a re-deal
+// after any membership change visits every remaining sample exactly once,
+// and the global batch never changes with the ring's size.
 //
 // The scenarios in testdata/*.txt are transcripts of inputs and the outputs
 // expected (see transcript_test.go for the commands); run
@@ -77,8 +78,10 @@ type Config struct {
 	// input. One input never publishes more than one generation. ≥ 0.
 	SettleTicks int
 
-	Samples        int // samples per epoch; ≥ 1
-	BatchPerWorker int // samples each rank takes per step; ≥ 1
+	Samples int // samples per epoch; ≥ 1
+	// Batch is the job's global batch: the samples one step consumes,
+	// dealt among the ring's ranks whatever its size; ≥ 1.
+	Batch int
 
 	// StartStep and StartPosition are where the first generation begins: 0
 	// and the zero Position for a new job, a checkpoint's for a resumed one.
@@ -107,8 +110,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("coordinator: config: SettleTicks %d, want ≥ 0", c.SettleTicks)
 	case c.Samples < 1:
 		return fmt.Errorf("coordinator: config: Samples %d, want ≥ 1", c.Samples)
-	case c.BatchPerWorker < 1:
-		return fmt.Errorf("coordinator: config: BatchPerWorker %d, want ≥ 1", c.BatchPerWorker)
+	case c.Batch < 1:
+		return fmt.Errorf("coordinator: config: Batch %d, want ≥ 1", c.Batch)
 	case c.StartStep < 0:
 		return fmt.Errorf("coordinator: config: StartStep %d, want ≥ 0", c.StartStep)
 	case c.StartPosition.Epoch < 0 || c.StartPosition.Consumed < 0 || c.StartPosition.Consumed > c.Samples:
@@ -149,7 +152,7 @@ type Generation struct {
 
 	// ResumeStep is the step the ring continues from, Position the data
 	// position at that step; each rank's samples are
-	// AssignShard(ShardSpec{…, Position, World: len(Ring)}, rank).
+	// AssignShard(ShardSpec{…, Position, World: len(Ring), Batch}, rank).
 	ResumeStep int64
 	Position   Position
 
@@ -581,7 +584,7 @@ func (c *Coordinator) publish() {
 				resume, source = step, name
 			}
 		}
-		pos = AdvancePosition(c.gen.Position, c.cfg.Samples, len(c.gen.Ring), c.cfg.BatchPerWorker, resume-c.gen.ResumeStep)
+		pos = AdvancePosition(c.gen.Position, c.cfg.Samples, c.cfg.Batch, resume-c.gen.ResumeStep)
 	} else {
 		// The first generation of this coordinator: from the furthest
 		// member that kept the job's last generation's state, if any.

@@ -12,7 +12,7 @@ import (
 func testConfig() Config {
 	return Config{
 		MinWorkers: 2, MaxWorkers: 4, JoinToken: "secret", JobHash: "job1",
-		HeartbeatTicks: 1, DeadTicks: 4, SettleTicks: 2, Samples: 50, BatchPerWorker: 3,
+		HeartbeatTicks: 1, DeadTicks: 4, SettleTicks: 2, Samples: 50, Batch: 3,
 	}
 }
 
@@ -31,7 +31,7 @@ func TestConfigValidate(t *testing.T) {
 		{"dead not after heartbeat", func(c *Config) { c.DeadTicks = 1 }, "DeadTicks"},
 		{"negative settle", func(c *Config) { c.SettleTicks = -1 }, "SettleTicks"},
 		{"no samples", func(c *Config) { c.Samples = 0 }, "Samples"},
-		{"no batch", func(c *Config) { c.BatchPerWorker = 0 }, "BatchPerWorker"},
+		{"no batch", func(c *Config) { c.Batch = 0 }, "Batch"},
 		{"negative start", func(c *Config) { c.StartStep = -1 }, "StartStep"},
 		{"start beyond epoch", func(c *Config) { c.StartPosition.Consumed = 51 }, "StartPosition"},
 	} {
@@ -284,7 +284,7 @@ func checkGeneration(t *testing.T, cfg Config, c *Coordinator, g Generation, las
 		if m := c.find(g.Source); !slices.Contains(last.Ring, g.Source) || m == nil || m.inRing == 0 || m.inRing >= g.Number {
 			t.Fatalf("source %s did not survive from the previous ring %v", g.Source, last.Ring)
 		}
-		want := AdvancePosition(last.Position, cfg.Samples, len(last.Ring), cfg.BatchPerWorker, g.ResumeStep-last.ResumeStep)
+		want := AdvancePosition(last.Position, cfg.Samples, cfg.Batch, g.ResumeStep-last.ResumeStep)
 		if g.Position != want {
 			t.Fatalf("generation %d at %v, want %v (%d steps of generation %d)", g.Number, g.Position, want, g.ResumeStep-last.ResumeStep, last.Number)
 		}

@@ -179,7 +179,7 @@ func (tr *transcript) run(cmd string) []string {
 			MinWorkers: int(num("min", 2)), MaxWorkers: int(num("max", 4)),
 			JoinToken: "secret", JobHash: "job1",
 			HeartbeatTicks: int(num("heartbeat", 1)), DeadTicks: int(num("dead", 5)), SettleTicks: int(num("settle", 0)),
-			Samples: int(num("samples", 100)), BatchPerWorker: int(num("batch", 4)),
+			Samples: int(num("samples", 100)), Batch: int(num("batch", 4)),
 			StartStep:       num("start-step", 0),
 			StartPosition:   Position{Epoch: int(num("start-epoch", 0)), Consumed: int(num("start-consumed", 0))},
 			StartGeneration: uint64(num("start-gen", 0)),
@@ -311,7 +311,7 @@ func (tr *transcript) shards() []string {
 	if g.Number == 0 || !running {
 		return []string{"no running generation"}
 	}
-	spec := ShardSpec{Samples: tr.cfg.Samples, Seed: tr.seed, Shuffle: tr.shuffle, Position: g.Position, World: len(g.Ring)}
+	spec := ShardSpec{Samples: tr.cfg.Samples, Seed: tr.seed, Shuffle: tr.shuffle, Position: g.Position, World: len(g.Ring), Batch: tr.cfg.Batch}
 	order, err := dataset.EpochOrder(spec)
 	if err != nil {
 		tr.t.Fatal(err)

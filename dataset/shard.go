@@ -27,14 +27,13 @@ type ShardSpec struct {
 	Shuffle  bool   // false visits 0, 1, …, n−1 every epoch
 	Position        // where the epoch stands; Consumed in [0, Samples]
 	World    int    // ranks in the ring; ≥ 1
+	Batch    int    // the job's global batch, samples per step; ≥ 1
 }
 
 func (s ShardSpec) validate() error {
 	switch {
 	case s.Samples <= 0:
 		return fmt.Errorf("dataset: shard: sample count %d, want > 0", s.Samples)
-	case s.World < 1:
-		return fmt.Errorf("dataset: shard: world %d, want ≥ 1", s.World)
 	case s.Epoch < 0:
 		return fmt.Errorf("dataset: shard: negative epoch %d", s.Epoch)
 	case s.Consumed < 0 || s.Consumed > s.Samples:
@@ -60,39 +59,45 @@ func EpochOrder(spec ShardSpec) ([]int, error) {
 	return order, nil
 }
 
-// AppendShard appends to dst the sample indices rank must visit, in order,
-// for the rest of the epoch whose order is order, after consumed samples of
-// it, in a ring of world ranks, and returns the extended slice.
-//
-// Rank r gets the positions consumed+r, consumed+r+world, consumed+r+2·world,
-// … of order: every remaining sample goes to exactly one rank, nothing is
-// dropped, and shard lengths differ by at most one (the first
-// (n−consumed) mod world ranks get the extra sample). Because the split is
-// strided, when every rank has visited its first k samples (or all of them,
-// where its shard is shorter), the samples visited are exactly the positions
-// [consumed, min(n, consumed+k·world)) of order, a prefix; AdvancePosition
-// computes the new consumed count, and a re-shard from there among any ring
+// AppendShard appends to dst the sample indices rank visits, in order, for
+// the rest of the epoch whose order is order, after consumed samples of it,
+// in a ring of world ranks taking steps of batch samples: the
+// concatenation of its AppendStepShare of every remaining step. Every
+// remaining sample goes to exactly one rank and nothing is dropped; after
+// any number of whole steps the samples visited are a prefix of order,
+// which AdvancePosition locates, so a re-deal from there among any ring
 // continues with exactly the samples not yet visited.
 //
 // The generation is deliberately not an input: the epoch's order depends on
 // (seed, epoch) alone, so which samples a position has consumed does not
-// depend on the ring's history. rank and world out of range, or consumed
-// outside [0, len(order)], are programmer errors and panic.
-func AppendShard(dst []int, order []int, consumed, rank, world int) []int {
-	if world < 1 || rank < 0 || rank >= world || consumed < 0 || consumed > len(order) {
-		panic(fmt.Sprintf("dataset: AppendShard: rank %d of world %d, consumed %d of %d", rank, world, consumed, len(order)))
+// depend on the ring's history. Arguments out of range are programmer
+// errors and panic.
+func AppendShard(dst []int, order []int, consumed, batch, rank, world int) []int {
+	for c := consumed; c < len(order); c += batch {
+		dst = AppendStepShare(dst, order, c, batch, rank, world)
 	}
-	for i := consumed + rank; i < len(order); i += world {
-		dst = append(dst, order[i])
+	if consumed == len(order) {
+		AppendStepShare(nil, order, consumed, batch, rank, world) // the same argument checks
 	}
 	return dst
+}
+
+// validateRing checks spec as the split of an epoch among a ring.
+func (s ShardSpec) validateRing() error {
+	switch {
+	case s.World < 1:
+		return fmt.Errorf("dataset: shard: world %d, want ≥ 1", s.World)
+	case s.Batch < 1:
+		return fmt.Errorf("dataset: shard: batch %d, want ≥ 1", s.Batch)
+	}
+	return s.validate()
 }
 
 // AssignShard returns the sample indices rank of spec.World visits for the
 // rest of spec's epoch (see AppendShard). It fails if spec or rank is out of
 // range.
 func AssignShard(spec ShardSpec, rank int) ([]int, error) {
-	if err := spec.validate(); err != nil {
+	if err := spec.validateRing(); err != nil {
 		return nil, err
 	}
 	if rank < 0 || rank >= spec.World {
@@ -102,39 +107,68 @@ func AssignShard(spec ShardSpec, rank int) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	return AppendShard(nil, order, spec.Consumed, rank, spec.World), nil
+	return AppendShard(nil, order, spec.Consumed, spec.Batch, rank, spec.World), nil
 }
 
 // AssignShards returns the shards of every rank of spec.World, indexed by
 // rank (see AppendShard).
 func AssignShards(spec ShardSpec) ([][]int, error) {
+	if err := spec.validateRing(); err != nil {
+		return nil, err
+	}
 	order, err := EpochOrder(spec)
 	if err != nil {
 		return nil, err
 	}
 	shards := make([][]int, spec.World)
 	for r := range shards {
-		shards[r] = AppendShard(nil, order, spec.Consumed, r, spec.World)
+		shards[r] = AppendShard(nil, order, spec.Consumed, spec.Batch, r, spec.World)
 	}
 	return shards, nil
 }
 
-// AdvancePosition returns the position after steps lock-step training steps
-// from p, in a ring of world ranks that each take up to batch samples of
-// their shard per step, over epochs of n samples.
+// AppendStepShare appends to dst rank's share of one training step that
+// starts consumed samples into the epoch whose order is order, in a ring of
+// world ranks, and returns the extended slice.
 //
-// One step consumes min(world·batch, what is left of the epoch) samples; the
-// step that consumes the epoch's last sample ends the epoch, and the next
-// step begins epoch p.Epoch+1 at its start (every new epoch is split afresh
-// with consumed 0). A result never has Consumed == n: an epoch fully
-// consumed is reported as the start of the next. Arguments out of range
-// (n, world, batch < 1, steps < 0, p outside [0, n]) are programmer errors
-// and panic.
-func AdvancePosition(p Position, n, world, batch int, steps int64) Position {
-	if n < 1 || world < 1 || batch < 1 || steps < 0 || p.Epoch < 0 || p.Consumed < 0 || p.Consumed > n {
-		panic(fmt.Sprintf("dataset: AdvancePosition: %v, n %d, world %d, batch %d, steps %d", p, n, world, batch, steps))
+// A step takes the job's global batch: positions [consumed, min(n,
+// consumed+batch)) of order, whatever the ring's size. They are dealt
+// round-robin, so rank r gets positions consumed+r, consumed+r+world, …:
+// every sample of the step goes to exactly one rank and shares differ by
+// at most one. A ring of one takes the whole batch; a rank beyond the
+// batch's size takes nothing. Because the step's samples depend only on
+// (order, consumed, batch), a membership change between steps changes who
+// computes which sample but neither the samples nor the global batch.
+// Arguments out of range are programmer errors and panic.
+func AppendStepShare(dst []int, order []int, consumed, batch, rank, world int) []int {
+	if world < 1 || rank < 0 || rank >= world || batch < 1 || consumed < 0 || consumed > len(order) {
+		panic(fmt.Sprintf("dataset: AppendStepShare: rank %d of world %d, batch %d, consumed %d of %d", rank, world, batch, consumed, len(order)))
 	}
-	per := int64(world) * int64(batch) // samples one full step consumes
+	end := min(len(order), consumed+batch)
+	for i := consumed + rank; i < end; i += world {
+		dst = append(dst, order[i])
+	}
+	return dst
+}
+
+// StepsPerEpoch is the number of steps of batch samples an epoch of n
+// samples takes (the last one may be short).
+func StepsPerEpoch(n, batch int) int { return (n + batch - 1) / batch }
+
+// AdvancePosition returns the position after steps training steps from p,
+// each taking the job's global batch of samples (the last step of an epoch
+// takes what is left), over epochs of n samples.
+//
+// The step that consumes the epoch's last sample ends the epoch, and the
+// next step begins epoch p.Epoch+1 at its start. A result never has
+// Consumed == n: an epoch fully consumed is reported as the start of the
+// next. Arguments out of range (n, batch < 1, steps < 0, p outside
+// [0, n]) are programmer errors and panic.
+func AdvancePosition(p Position, n, batch int, steps int64) Position {
+	if n < 1 || batch < 1 || steps < 0 || p.Epoch < 0 || p.Consumed < 0 || p.Consumed > n {
+		panic(fmt.Sprintf("dataset: AdvancePosition: %v, n %d, batch %d, steps %d", p, n, batch, steps))
+	}
+	per := int64(batch) // samples one full step consumes
 	if p.Consumed == n {
 		p = Position{Epoch: p.Epoch + 1}
 	}

@@ -8,26 +8,26 @@ import (
 
 func TestAdvancePosition(t *testing.T) {
 	for _, tc := range []struct {
-		p               Position
-		n, world, batch int
-		steps           int64
-		want            Position
+		p        Position
+		n, batch int
+		steps    int64
+		want     Position
 	}{
-		{Position{0, 0}, 100, 3, 4, 0, Position{0, 0}},
-		{Position{0, 0}, 100, 3, 4, 3, Position{0, 36}},
-		{Position{0, 96}, 100, 3, 4, 1, Position{1, 0}}, // a short last step ends the epoch
-		{Position{0, 88}, 100, 3, 4, 1, Position{1, 0}}, // exactly 12 left
-		{Position{0, 88}, 100, 3, 4, 2, Position{1, 12}},
-		{Position{0, 52}, 100, 3, 4, 8, Position{1, 48}},
-		{Position{0, 100}, 100, 3, 4, 0, Position{1, 0}}, // normalized
-		{Position{2, 0}, 10, 1, 1, 25, Position{4, 5}},
-		{Position{0, 0}, 10, 4, 5, 3, Position{3, 0}}, // one step per epoch
-		{Position{5, 7}, 10, 2, 1, 0, Position{5, 7}},
+		{Position{0, 0}, 100, 12, 0, Position{0, 0}},
+		{Position{0, 0}, 100, 12, 3, Position{0, 36}},
+		{Position{0, 96}, 100, 12, 1, Position{1, 0}}, // a short last step ends the epoch
+		{Position{0, 88}, 100, 12, 1, Position{1, 0}}, // exactly 12 left
+		{Position{0, 88}, 100, 12, 2, Position{1, 12}},
+		{Position{0, 52}, 100, 12, 8, Position{1, 48}},
+		{Position{0, 100}, 100, 12, 0, Position{1, 0}}, // normalized
+		{Position{2, 0}, 10, 1, 25, Position{4, 5}},
+		{Position{0, 0}, 10, 20, 3, Position{3, 0}}, // one step per epoch
+		{Position{5, 7}, 10, 2, 0, Position{5, 7}},
 	} {
-		got := AdvancePosition(tc.p, tc.n, tc.world, tc.batch, tc.steps)
+		got := AdvancePosition(tc.p, tc.n, tc.batch, tc.steps)
 		if got != tc.want {
-			t.Errorf("AdvancePosition(%v, n %d, world %d, batch %d, steps %d) = %v, want %v",
-				tc.p, tc.n, tc.world, tc.batch, tc.steps, got, tc.want)
+			t.Errorf("AdvancePosition(%v, n %d, batch %d, steps %d) = %v, want %v",
+				tc.p, tc.n, tc.batch, tc.steps, got, tc.want)
 		}
 	}
 }
@@ -37,7 +37,7 @@ func TestAdvancePosition(t *testing.T) {
 func TestAdvancePositionMatchesStepping(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for range 2000 {
-		n, world, batch := 1+rng.IntN(50), 1+rng.IntN(6), 1+rng.IntN(8)
+		n, batch := 1+rng.IntN(50), 1+rng.IntN(30)
 		p := Position{Epoch: rng.IntN(3), Consumed: rng.IntN(n + 1)}
 		steps := int64(rng.IntN(40))
 		want := p
@@ -45,13 +45,46 @@ func TestAdvancePositionMatchesStepping(t *testing.T) {
 			if want.Consumed == n {
 				want = Position{Epoch: want.Epoch + 1}
 			}
-			want.Consumed = min(n, want.Consumed+world*batch)
+			want.Consumed = min(n, want.Consumed+batch)
 		}
 		if want.Consumed == n {
 			want = Position{Epoch: want.Epoch + 1}
 		}
-		if got := AdvancePosition(p, n, world, batch, steps); got != want {
-			t.Fatalf("AdvancePosition(%v, n %d, world %d, batch %d, steps %d) = %v, want %v", p, n, world, batch, steps, got, want)
+		if got := AdvancePosition(p, n, batch, steps); got != want {
+			t.Fatalf("AdvancePosition(%v, n %d, batch %d, steps %d) = %v, want %v", p, n, batch, steps, got, want)
+		}
+	}
+}
+
+// TestStepShareDealsTheGlobalBatch: for random (n, batch, world, consumed),
+// the ranks' shares of a step are disjoint, together exactly the step's
+// positions of the order, and differ in length by at most one; a ring of
+// one takes the whole batch.
+func TestStepShareDealsTheGlobalBatch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 1000 {
+		n, batch, world := 1+rng.IntN(60), 1+rng.IntN(20), 1+rng.IntN(7)
+		consumed := rng.IntN(n + 1)
+		order := rng.Perm(n)
+		want := order[consumed:min(n, consumed+batch)]
+		var all []int
+		lo, hi := n+1, -1
+		for r := range world {
+			sh := AppendStepShare(nil, order, consumed, batch, r, world)
+			lo, hi = min(lo, len(sh)), max(hi, len(sh))
+			all = append(all, sh...)
+		}
+		if len(want) >= world && hi-lo > 1 {
+			t.Fatalf("n %d batch %d world %d consumed %d: share lengths from %d to %d", n, batch, world, consumed, lo, hi)
+		}
+		slices.Sort(all)
+		w := slices.Clone(want)
+		slices.Sort(w)
+		if !slices.Equal(all, w) {
+			t.Fatalf("n %d batch %d world %d consumed %d: shares cover %v, the step is %v", n, batch, world, consumed, all, w)
+		}
+		if one := AppendStepShare(nil, order, consumed, batch, 0, 1); !slices.Equal(one, want) {
+			t.Fatalf("a ring of one takes %v, the step is %v", one, want)
 		}
 	}
 }
@@ -74,16 +107,17 @@ func TestEpochOrderMatchesSampler(t *testing.T) {
 }
 
 func TestAssignShardErrors(t *testing.T) {
-	ok := ShardSpec{Samples: 10, Seed: 1, World: 2}
+	ok := ShardSpec{Samples: 10, Seed: 1, World: 2, Batch: 4}
 	for _, tc := range []struct {
 		spec ShardSpec
 		rank int
 	}{
-		{ShardSpec{Samples: 0, World: 1}, 0},
-		{ShardSpec{Samples: 10, World: 0}, 0},
-		{ShardSpec{Samples: 10, World: 1, Position: Position{Epoch: -1}}, 0},
-		{ShardSpec{Samples: 10, World: 1, Position: Position{Consumed: 11}}, 0},
-		{ShardSpec{Samples: 10, World: 1, Position: Position{Consumed: -1}}, 0},
+		{ShardSpec{Samples: 0, World: 1, Batch: 1}, 0},
+		{ShardSpec{Samples: 10, World: 0, Batch: 1}, 0},
+		{ShardSpec{Samples: 10, World: 1, Batch: 0}, 0},
+		{ShardSpec{Samples: 10, World: 1, Batch: 1, Position: Position{Epoch: -1}}, 0},
+		{ShardSpec{Samples: 10, World: 1, Batch: 1, Position: Position{Consumed: 11}}, 0},
+		{ShardSpec{Samples: 10, World: 1, Batch: 1, Position: Position{Consumed: -1}}, 0},
 		{ok, 2},
 		{ok, -1},
 	} {
@@ -94,21 +128,22 @@ func TestAssignShardErrors(t *testing.T) {
 	if _, err := AssignShards(ShardSpec{Samples: 10}); err == nil {
 		t.Error("AssignShards with world 0 succeeded")
 	}
-	sh, err := AssignShard(ShardSpec{Samples: 10, World: 3, Position: Position{Consumed: 10}}, 1)
+	sh, err := AssignShard(ShardSpec{Samples: 10, World: 3, Batch: 2, Position: Position{Consumed: 10}}, 1)
 	if err != nil || len(sh) != 0 {
 		t.Errorf("shard of a consumed epoch = %v, %v; want empty", sh, err)
 	}
 }
 
-// TestAssignShardsCover: for random (n, world, consumed), the shards
-// together with the consumed prefix hold every sample exactly once, the
-// lengths differ by at most one, and AssignShard agrees with AssignShards.
+// TestAssignShardsCover: for random (n, world, batch, consumed), the shards
+// together with the consumed prefix hold every sample exactly once, no
+// shard is longer than another by more than one sample a step, and
+// AssignShard agrees with AssignShards.
 func TestAssignShardsCover(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for range 500 {
 		spec := ShardSpec{
 			Samples: 1 + rng.IntN(200), Seed: rng.Uint64(), Shuffle: rng.IntN(4) != 0,
-			Position: Position{Epoch: rng.IntN(5)}, World: 1 + rng.IntN(9),
+			Position: Position{Epoch: rng.IntN(5)}, World: 1 + rng.IntN(9), Batch: 1 + rng.IntN(40),
 		}
 		spec.Consumed = rng.IntN(spec.Samples + 1)
 		order, err := EpochOrder(spec)
@@ -139,21 +174,20 @@ func TestAssignShardsCover(t *testing.T) {
 				t.Fatalf("%+v: sample %d seen %d times", spec, s, k)
 			}
 		}
-		if hi-lo > 1 {
-			t.Fatalf("%+v: shard lengths from %d to %d", spec, lo, hi)
+		if steps := StepsPerEpoch(spec.Samples-spec.Consumed, spec.Batch); hi-lo > steps {
+			t.Fatalf("%+v: shard lengths from %d to %d over %d steps", spec, lo, hi, steps)
 		}
 	}
 }
 
 // TestElasticEpochs simulates lock-step training through random membership
-// changes: after each change the ring re-shards from the position
-// AdvancePosition computes, each rank visits up to batch samples of its
-// shard per step, and every epoch must visit every sample exactly once, in
-// the epoch's global order.
+// changes: each step deals the global batch among the ring of the moment
+// (AppendStepShare), AdvancePosition moves past it, and every epoch must
+// visit every sample exactly once, in the epoch's global order.
 func TestElasticEpochs(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for trial := range 200 {
-		n, batch := 1+rng.IntN(120), 1+rng.IntN(6)
+		n, batch := 1+rng.IntN(120), 1+rng.IntN(20)
 		seed, shuffle := rng.Uint64(), rng.IntN(3) != 0
 		pos := Position{}
 		const epochs = 3
@@ -161,36 +195,27 @@ func TestElasticEpochs(t *testing.T) {
 		for pos.Epoch < epochs {
 			world := 1 + rng.IntN(7)
 			steps := int64(rng.IntN(12))
-			spec := ShardSpec{Samples: n, Seed: seed, Shuffle: shuffle, Position: pos, World: world}
-			shards, err := AssignShards(spec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Run the generation step by step, crossing into later epochs
-			// with fresh shards of the same world.
 			p := pos
 			for range steps {
 				if p.Consumed == n {
 					p = Position{Epoch: p.Epoch + 1}
-					spec.Position = p
-					if shards, err = AssignShards(spec); err != nil {
-						t.Fatal(err)
-					}
 				}
-				taken := (p.Consumed - spec.Consumed) / world // per rank, from the shard start
-				for _, sh := range shards {
-					lo, hi := min(len(sh), taken), min(len(sh), taken+batch)
-					visited[p.Epoch] = append(visited[p.Epoch], sh[lo:hi]...)
+				order, err := EpochOrder(ShardSpec{Samples: n, Seed: seed, Shuffle: shuffle, Position: Position{Epoch: p.Epoch}, World: 1})
+				if err != nil {
+					t.Fatal(err)
 				}
-				p.Consumed = min(n, p.Consumed+world*batch)
+				for r := range world {
+					visited[p.Epoch] = AppendStepShare(visited[p.Epoch], order, p.Consumed, batch, r, world)
+				}
+				p.Consumed = min(n, p.Consumed+batch)
 			}
 			if p.Consumed == n {
 				p = Position{Epoch: p.Epoch + 1}
 			}
-			next := AdvancePosition(pos, n, world, batch, steps)
+			next := AdvancePosition(pos, n, batch, steps)
 			if next != p {
-				t.Fatalf("trial %d: AdvancePosition(%v, n %d, world %d, batch %d, %d steps) = %v, simulation reached %v",
-					trial, pos, n, world, batch, steps, next, p)
+				t.Fatalf("trial %d: AdvancePosition(%v, n %d, batch %d, %d steps) = %v, simulation reached %v",
+					trial, pos, n, batch, steps, next, p)
 			}
 			pos = next
 			// What the epoch has visited so far is exactly its order's
@@ -228,7 +253,10 @@ func TestAppendShardAllocatesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := make([]int, 0, 1000)
-	if a := testing.AllocsPerRun(20, func() { dst = AppendShard(dst[:0], order, 17, 2, 5) }); a != 0 {
+	if a := testing.AllocsPerRun(20, func() { dst = AppendShard(dst[:0], order, 17, 64, 2, 5) }); a != 0 {
 		t.Errorf("AppendShard into a large enough dst: %v allocations", a)
+	}
+	if a := testing.AllocsPerRun(20, func() { dst = AppendStepShare(dst[:0], order, 17, 64, 2, 5) }); a != 0 {
+		t.Errorf("AppendStepShare into a large enough dst: %v allocations", a)
 	}
 }

@@ -35,9 +35,8 @@ type ringTrainer struct {
 	sched    models.Schedule
 	evalTape *tensorcore.Tape
 
-	batch         int // samples per worker per step
-	nominalBatch  int // the job's global batch: batch × workers
-	stepsPerEpoch int // of the nominal batch: the schedule's epoch
+	batch         int // the job's global batch: samples per step, dealt among the ring
+	stepsPerEpoch int
 
 	initData, initBuffers []float32 // the initial parameters, for a fresh start
 
@@ -76,15 +75,15 @@ func newRingTrainer(ctx context.Context, w *ClusterWorker, spec job.Spec, store 
 	if err != nil {
 		return nil, err
 	}
-	nominal := b * max(spec.Workers, 1)
-	spe := (su.train.N + nominal - 1) / nominal
+	batch := spec.BatchSize
+	spe := dataset.StepsPerEpoch(su.train.N, batch)
 	r := &ringTrainer{
 		w: w, spec: spec, su: su, store: store, jobID: jobID,
 		sched: newSchedule(spec, spe), evalTape: tensorcore.NewTape(su.pool),
-		batch: b, nominalBatch: nominal, stepsPerEpoch: spe,
+		batch: batch, stepsPerEpoch: spe,
 		initData:    slices.Clone(su.model.Arena.Data),
 		initBuffers: slices.Clone(su.model.Arena.Buffers),
-		idx:         make([]int, b), y: make([]int, b), x: make([]float32, b*su.in.size()),
+		idx:         make([]int, batch), y: make([]int, batch), x: make([]float32, batch*su.in.size()),
 		orderEp: -1,
 	}
 	return r, nil
@@ -274,17 +273,16 @@ func (r *ringTrainer) train(ctx context.Context, comm *allreduce.Comm, g *api.Ge
 			r.orderEp = r.pos.Epoch
 		}
 		epoch, start := r.pos.Epoch, r.pos.Consumed
-		r.shard = dataset.AppendShard(r.shard[:0], r.order, start, rank, world)
-		remaining := n - start
-		per := world * b
-		steps := (remaining + per - 1) / per
+		steps := dataset.StepsPerEpoch(n-start, b)
 		for k := range steps {
 			if err := ctx.Err(); err != nil {
 				return ringError("training", context.Cause(ctx))
 			}
 			t0 := time.Now()
-			local := r.shard[min(k*b, len(r.shard)):min((k+1)*b, len(r.shard))]
-			global := min(per, remaining-k*per)
+			consumed := start + k*b
+			r.shard = dataset.AppendStepShare(r.shard[:0], r.order, consumed, b, rank, world)
+			local := r.shard
+			global := min(b, n-consumed)
 			loss, correct := r.localGradient(local, global)
 			if err := comm.AllReduce(ctx, a.Grad); err != nil {
 				return ringError(fmt.Sprintf("all-reduce of step %d", r.step+1), err)
@@ -300,7 +298,7 @@ func (r *ringTrainer) train(ctx context.Context, comm *allreduce.Comm, g *api.Ge
 			lr := r.sched.LR(r.nominalStep())
 			r.su.opt.Step(lr)
 			r.step++
-			r.pos = dataset.AdvancePosition(r.pos, n, world, b, 1)
+			r.pos = dataset.AdvancePosition(r.pos, n, b, 1)
 			secs := time.Since(t0).Seconds()
 			r.report(len(local), correct, loss, secs, float64(lr))
 			if r.w.o.AfterStep != nil {
@@ -346,12 +344,11 @@ func (r *ringTrainer) train(ctx context.Context, comm *allreduce.Comm, g *api.Ge
 	return nil
 }
 
-// nominalStep is the schedule's step for the current position: the step a
-// ring of the job's full size would be at, so a smaller ring (which takes
-// more, smaller steps per epoch) follows the same learning-rate curve
-// over the epochs.
+// nominalStep is the schedule's step for the current position: every step
+// takes the job's global batch whatever the ring's size, so this is the
+// number of steps taken since the job began.
 func (r *ringTrainer) nominalStep() int {
-	return r.pos.Epoch*r.stepsPerEpoch + r.pos.Consumed/r.nominalBatch
+	return r.pos.Epoch*r.stepsPerEpoch + r.pos.Consumed/r.batch
 }
 
 // localGradient leaves in the arena this worker's share of the step's
