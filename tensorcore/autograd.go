@@ -46,6 +46,7 @@ type Tape struct {
 	leaves []*Var // Param/Const vars; leaves[:nl] are live
 	nl     int
 	gen    uint64
+	uses   []paramUse // BackwardNotify's scratch
 }
 
 // NewTape returns an empty tape whose kernels run on p (nil: the caller).
@@ -108,23 +109,98 @@ func (tp *Tape) Reset() {
 // respect to every Param recorded on the tape, accumulating into the Params'
 // Grad buffers. Gradients of intermediate Vars are available in their Grad
 // until the next Backward or until they are recorded over.
-func (tp *Tape) Backward(loss *Var) {
+func (tp *Tape) Backward(loss *Var) { tp.BackwardNotify(loss, nil) }
+
+// BackwardNotify is Backward that also tells final, as soon as it is so,
+// that a parameter's gradient is complete: after the backward rule of the
+// earliest recorded op that reads the parameter has run, nothing more is
+// added to it. A parameter is identified by its gradient buffer, so one
+// recorded several times (a weight shared across time steps) is reported
+// once, after its earliest use; a Param no op reads is reported after the
+// last op. Every Param recorded since Reset is reported exactly once, in
+// the order the gradients become final, on the calling goroutine. From
+// that call on, the tape neither reads nor writes the gradient: final may
+// hand it to other goroutines (e.g. to send it while backward goes on). A
+// nil final makes this Backward.
+func (tp *Tape) BackwardNotify(loss *Var, final func(grad *Tensor)) {
 	if len(loss.Value.Data) != 1 {
 		panic(fmt.Sprintf("tensorcore: Backward: loss has shape %v, want one element", loss.Value.Shape))
 	}
 	tp.gen++
-	if !loss.needGrad {
-		return
+	var due []paramUse
+	if final != nil {
+		due = tp.paramUses()
 	}
-	g := tp.gradAcc(loss)
-	g[0]++
-	for i := tp.n - 1; i >= 0; i-- {
-		nd := tp.nodes[i]
-		if nd.out.gradGen != tp.gen {
-			continue // no gradient reached this op's output
+	if loss.needGrad {
+		g := tp.gradAcc(loss)
+		g[0]++
+		for i := tp.n - 1; i >= 0; i-- {
+			nd := tp.nodes[i]
+			if nd.out.gradGen == tp.gen { // else no gradient reached this op's output
+				backward(tp, nd)
+			}
+			for len(due) > 0 && due[0].first >= i {
+				final(due[0].grad)
+				due = due[1:]
+			}
 		}
-		backward(tp, nd)
 	}
+	for _, u := range due {
+		final(u.grad)
+	}
+}
+
+// paramUse is a parameter (its gradient buffer) and the index of the
+// earliest recorded op that reads it (-1: none).
+type paramUse struct {
+	grad  *Tensor
+	first int
+}
+
+// paramUses lists the distinct Params recorded since Reset, latest first
+// use first (the order backward completes them), in the tape's reused
+// scratch.
+func (tp *Tape) paramUses() []paramUse {
+	u := tp.uses[:0]
+	add := func(v *Var, i int) {
+		if v == nil || !v.param {
+			return
+		}
+		for k := range u {
+			if sameBuffer(u[k].grad, v.Grad) {
+				if i >= 0 {
+					u[k].first = min(u[k].first, i)
+				}
+				return
+			}
+		}
+		if i < 0 {
+			i = -1
+		}
+		u = append(u, paramUse{grad: v.Grad, first: i})
+	}
+	for i, nd := range tp.nodes[:tp.n] {
+		add(nd.a, i)
+		add(nd.b, i)
+		add(nd.c, i)
+		for _, x := range nd.xs {
+			add(x, i)
+		}
+	}
+	for _, v := range tp.leaves[:tp.nl] {
+		add(v, -1) // Params no op reads: reported after the last op
+	}
+	slices.SortStableFunc(u, func(x, y paramUse) int { return y.first - x.first })
+	tp.uses = u
+	return u
+}
+
+// sameBuffer reports whether two gradients are the same buffer.
+func sameBuffer(a, b *Tensor) bool {
+	if len(a.Data) == 0 || len(b.Data) == 0 {
+		return a == b
+	}
+	return &a.Data[0] == &b.Data[0] && len(a.Data) == len(b.Data)
 }
 
 // gradAcc returns v's gradient buffer for accumulation: zeroed on the first
