@@ -15,6 +15,11 @@
 // crash at any moment leaves the previous committed checkpoint intact and
 // loadable. A checkpoint whose files fail their checksums is never loaded:
 // LoadLatest falls back to the one before, with a warning.
+//
+// What files a training run's checkpoint holds is State's to say: the
+// model and optimizer files, whole or dealt out among the ranks of a ring
+// (model-00001-of-00004.safetensors, …), and each rank's codec file;
+// State.Parts makes them and Checkpoint.ReadState reads them back.
 package checkpoint
 
 import (
