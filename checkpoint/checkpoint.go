@@ -11,10 +11,16 @@
 //	latest                   (the name of the newest committed checkpoint)
 //
 // A checkpoint is committed once its directory has its final name and the
-// `latest` pointer names it; both steps are write-temp, fsync, rename, so a
-// crash at any moment leaves the previous committed checkpoint intact and
-// loadable. A checkpoint whose files fail their checksums is never loaded:
-// LoadLatest falls back to the one before, with a warning.
+// `latest` pointer names it; both steps are write-temp, fsync, rename (and
+// an fsync of the store directory), so a crash at any moment leaves the
+// previous committed checkpoint intact and loadable. A checkpoint whose
+// files fail their checksums is never loaded: LoadLatest falls back to the
+// one before, with a warning.
+//
+// What files a training run's checkpoint holds is State's to say: the
+// model and optimizer files, whole or dealt out among the ranks of a ring
+// (model-00001-of-00004.safetensors, …), and each rank's codec file;
+// State.Parts makes them and Checkpoint.ReadState reads them back.
 package checkpoint
 
 import (
@@ -30,6 +36,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/google/renameio/v2"
 
 	"github.com/ringtrain/ringtrain/safetensors"
 )
@@ -114,13 +122,21 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), tmpSuffix) {
+		if strings.HasSuffix(e.Name(), tmpSuffix) || isPointerLeftover(e.Name()) {
 			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 				return nil, fmt.Errorf("checkpoint: removing unfinished %s: %w", e.Name(), err)
 			}
 		}
 	}
 	return &Store{dir: dir}, nil
+}
+
+// isPointerLeftover reports whether name is the temporary file of a
+// `latest` pointer that was never renamed into place: a dot, the pointer's
+// name and a random number (see renameio.NewPendingFile).
+func isPointerLeftover(name string) bool {
+	rest, ok := strings.CutPrefix(name, "."+latestName)
+	return ok && allDigits(rest)
 }
 
 // OpenShared opens (creating if needed) the store at dir and changes
@@ -231,20 +247,14 @@ func validFileName(name string) error {
 	return nil
 }
 
-// writeFileSync writes a file through fn, fsyncs it and returns its size and
-// SHA-256.
+// writeFileSync writes a new file (mode 0644) through fn, fsyncs it and
+// returns its size and SHA-256.
 func writeFileSync(path string, fn func(io.Writer) error) (FileInfo, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return FileInfo{}, err
 	}
-	h := sha256.New()
-	cw := &countingWriter{w: io.MultiWriter(f, h)}
-	bw := bufio.NewWriterSize(cw, 1<<20)
-	err = fn(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
+	fi, err := writeHashed(f, filepath.Base(path), fn)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -254,7 +264,22 @@ func writeFileSync(path string, fn func(io.Writer) error) (FileInfo, error) {
 	if err != nil {
 		return FileInfo{}, err
 	}
-	return FileInfo{Name: filepath.Base(path), Size: cw.n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return fi, nil
+}
+
+// writeHashed writes through fn to w, buffered, and returns the FileInfo of
+// what it wrote, named name.
+func writeHashed(w io.Writer, name string, fn func(io.Writer) error) (FileInfo, error) {
+	h := sha256.New()
+	cw := &countingWriter{w: io.MultiWriter(w, h)}
+	bw := bufio.NewWriterSize(cw, 1<<20)
+	if err := fn(bw); err != nil {
+		return FileInfo{}, err
+	}
+	if err := bw.Flush(); err != nil {
+		return FileInfo{}, err
+	}
+	return FileInfo{Name: name, Size: cw.n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 type countingWriter struct {
@@ -280,16 +305,11 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// setLatest points `latest` at checkpoint name: the new pointer is written
+// to a temporary file in the store, synced and renamed over the old one,
+// and the store directory is synced.
 func (s *Store) setLatest(name string) error {
-	tmp := filepath.Join(s.dir, latestName+tmpSuffix)
-	os.Remove(tmp)
-	if _, err := writeFileSync(tmp, func(w io.Writer) error {
-		_, err := io.WriteString(w, name+"\n")
-		return err
-	}); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, latestName)); err != nil {
+	if err := renameio.WriteFile(filepath.Join(s.dir, latestName), []byte(name+"\n"), 0o644, renameio.WithTempDir(s.dir)); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	return syncDir(s.dir)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/renameio/v2"
+
 	"github.com/ringtrain/ringtrain/safetensors"
 )
 
@@ -31,20 +33,20 @@ func (s *Store) WriteShard(name string, p Part) (FileInfo, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return FileInfo{}, fmt.Errorf("checkpoint: %w", err)
 	}
-	// The temporary name is unique to the part, so writers of different
-	// parts never meet; a leftover of a crashed writer is replaced.
-	tmp := filepath.Join(dir, "."+p.Name+tmpSuffix)
-	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
+	// The temporary file has a name of its own (the part's name and a
+	// random number), so writers never meet; Seal removes the leftovers of
+	// crashed writers with the other files nobody reported.
+	tmp, err := renameio.NewPendingFile(filepath.Join(dir, p.Name), renameio.WithTempDir(dir), renameio.WithPermissions(0o644))
+	if err != nil {
 		return FileInfo{}, fmt.Errorf("checkpoint: %w", err)
 	}
-	fi, err := writeFileSync(tmp, func(w io.Writer) error { return safetensors.Write(w, p.Tensors, p.Metadata) })
+	defer tmp.Cleanup()
+	fi, err := writeHashed(tmp, p.Name, func(w io.Writer) error { return safetensors.Write(w, p.Tensors, p.Metadata) })
 	if err != nil {
-		os.Remove(tmp)
 		return FileInfo{}, fmt.Errorf("checkpoint: %s/%s: %w", name, p.Name, err)
 	}
-	fi.Name = p.Name
-	if err := os.Rename(tmp, filepath.Join(dir, p.Name)); err != nil {
-		return FileInfo{}, fmt.Errorf("checkpoint: %w", err)
+	if err := tmp.CloseAtomicallyReplace(); err != nil {
+		return FileInfo{}, fmt.Errorf("checkpoint: %s/%s: %w", name, p.Name, err)
 	}
 	if err := syncDir(dir); err != nil {
 		return FileInfo{}, err

@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,6 +152,73 @@ func TestRetainRemovesOldStaging(t *testing.T) {
 	}
 }
 
+// WriteShard replaces a part written before (a retry) whole, leaves no
+// temporary file, and gives it the mode of a file created 0644, as Save
+// gives its files and the latest pointer.
+func TestWriteShardReplacesWithDataFileMode(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := filepath.Join(t.TempDir(), "ref")
+	if err := os.WriteFile(ref, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := fileMode(t, ref)
+	name := NameForStep(8)
+	var fi FileInfo
+	for _, v := range []float32{1, 2} {
+		if fi, err = s.WriteShard(name, Part{Name: "model-00001-of-00001.safetensors",
+			Tensors: map[string]safetensors.Tensor{"a": safetensors.F32([]int{1}, []float32{v})}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	staging := filepath.Join(s.Dir(), name+partsSuffix)
+	ents, err := os.ReadDir(staging)
+	if err != nil || len(ents) != 1 {
+		t.Fatalf("staging holds %v, %v; want the one part", ents, err)
+	}
+	path := filepath.Join(staging, fi.Name)
+	if err := verifyFile(path, fi); err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tn, _ := f.Tensor("a"); !bytes.Equal(tn.Data, safetensors.F32([]int{1}, []float32{2}).Data) {
+		t.Errorf("the retry did not replace the part: %v", tn.Data)
+	}
+	if got := fileMode(t, path); got != want {
+		t.Errorf("part: mode %v, want %v", got, want)
+	}
+
+	saveSteps(t, s, 9)
+	for _, p := range []string{latestName, filepath.Join(NameForStep(9), "model.safetensors")} {
+		if got := fileMode(t, filepath.Join(s.Dir(), p)); got != want {
+			t.Errorf("%s: mode %v, want %v", p, got, want)
+		}
+	}
+	ents, err = os.ReadDir(s.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("store holds a temporary file %s", e.Name())
+		}
+	}
+}
+
+func fileMode(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode()
+}
+
 // A store whose checkpoints are committed in etcd describes itself too:
 // its latest pointer follows the commits.
 func TestCommitMirrorsLatestInTheStore(t *testing.T) {
@@ -172,23 +240,43 @@ func TestCommitMirrorsLatestInTheStore(t *testing.T) {
 }
 
 // OpenShared changes nothing in the store: a worker opening it must not
-// remove the owner's writes in progress (here a pointer being moved).
+// remove the owner's writes in progress (here a pointer being moved and a
+// checkpoint being written). Open removes them as leftovers, and nothing
+// else.
 func TestOpenSharedLeavesWritesInProgress(t *testing.T) {
 	dir := t.TempDir()
-	inProgress := filepath.Join(dir, latestName+tmpSuffix)
-	if err := os.WriteFile(inProgress, []byte("ckpt-"), 0o644); err != nil {
-		t.Fatal(err)
+	inProgress := []string{
+		filepath.Join(dir, "."+latestName+"8046925711254791346"),
+		filepath.Join(dir, NameForStep(3)+tmpSuffix),
+	}
+	keep := []string{
+		filepath.Join(dir, "."+latestName+"-notes"),
+		filepath.Join(dir, latestName+"8046"),
+	}
+	for _, p := range append(inProgress, keep...) {
+		if err := os.WriteFile(p, []byte("ckpt-"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := OpenShared(dir); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(inProgress); err != nil {
-		t.Fatalf("OpenShared removed a write in progress: %v", err)
+	for _, p := range inProgress {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("OpenShared removed a write in progress: %v", err)
+		}
 	}
 	if _, err := Open(dir); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(inProgress); !os.IsNotExist(err) {
-		t.Fatalf("Open left the leftover: %v", err)
+	for _, p := range inProgress {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Fatalf("Open left the leftover %s: %v", p, err)
+		}
+	}
+	for _, p := range keep {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("Open removed %s, which is no leftover: %v", p, err)
+		}
 	}
 }

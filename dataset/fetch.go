@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"unicode"
+
+	"github.com/google/renameio/v2"
 )
 
 // The Go module whose data/ folder holds the four MNIST files.
@@ -261,19 +263,15 @@ func copyFromFile(ctx context.Context, src, dir string, f pinnedFile) error {
 	return install(ctx, in, dir, f, src)
 }
 
-// install copies r into dir/f.name through a temporary file, verifying the
-// SHA-256 before the rename. origin names where r comes from, for errors.
-func install(ctx context.Context, r io.Reader, dir string, f pinnedFile, origin string) (err error) {
-	tmp, err := os.CreateTemp(dir, "."+f.name+".tmp*")
+// install copies r into dir/f.name (mode 0644) through a temporary file,
+// verifying the SHA-256 before the rename. origin names where r comes from,
+// for errors.
+func install(ctx context.Context, r io.Reader, dir string, f pinnedFile, origin string) error {
+	tmp, err := renameio.NewPendingFile(filepath.Join(dir, f.name), renameio.WithTempDir(dir), renameio.WithStaticPermissions(0o644))
 	if err != nil {
 		return fmt.Errorf("dataset: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
+	defer tmp.Cleanup()
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(ctxReader{ctx, r}, maxMNISTFileBytes+1))
 	if err != nil {
@@ -285,16 +283,7 @@ func install(ctx context.Context, r io.Reader, dir string, f pinnedFile, origin 
 	if got := hex.EncodeToString(h.Sum(nil)); got != f.sha256 {
 		return fmt.Errorf("dataset: %s from %s: %w: got %s, want %s", f.name, origin, errChecksum, got, f.sha256)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("dataset: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("dataset: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("dataset: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, f.name)); err != nil {
+	if err := tmp.CloseAtomicallyReplace(); err != nil {
 		return fmt.Errorf("dataset: %w", err)
 	}
 	return nil

@@ -149,6 +149,12 @@ func TestEnsureFromModuleCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertOnly(t, dir, MNISTFileNames()...)
+	// Installed files are 0644 whatever the source's mode (read-only here).
+	for _, p := range pins {
+		if fi, err := os.Stat(filepath.Join(dir, p.name)); err != nil || fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s: mode %v, %v; want 0644", p.name, fi.Mode().Perm(), err)
+		}
+	}
 	if !strings.Contains(strings.Join(log, "\n"), "replacing") {
 		t.Errorf("log does not mention replacing the corrupt file: %q", log)
 	}

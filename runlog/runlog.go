@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/google/renameio/v2"
 )
 
 // Record is one line of metrics.jsonl. Kind is "train" (a window of
@@ -190,17 +192,14 @@ func WriteSummary(dir string, s Summary) error {
 }
 
 // WriteFile replaces the file name in the run directory dir with data
-// atomically (a temporary file, then a rename), so a reader never sees a
-// half-written summary, plot or job file.
+// atomically (a temporary file in dir, synced, then renamed over name), so
+// a reader never sees a half-written summary, plot or job file, not even
+// after a crash. A new file gets mode 0644; a replaced one keeps its mode.
 func WriteFile(dir, name string, data []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("runlog: %w", err)
 	}
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path+".tmp", data, 0o644); err != nil {
-		return fmt.Errorf("runlog: %w", err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
+	if err := renameio.WriteFile(filepath.Join(dir, name), data, 0o644, renameio.WithTempDir(dir)); err != nil {
 		return fmt.Errorf("runlog: %w", err)
 	}
 	return nil

@@ -91,6 +91,51 @@ func TestPlotWithoutRecords(t *testing.T) {
 	}
 }
 
+// WriteFile replaces a file whole, leaves no temporary file behind, gives a
+// new file the mode of one created 0644 and keeps a replaced file's mode.
+func TestWriteFileReplaces(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	path := filepath.Join(dir, "job.yaml")
+	if err := WriteFile(dir, "job.yaml", []byte("first\n")); err != nil {
+		t.Fatal(err)
+	}
+	ref := filepath.Join(t.TempDir(), "ref")
+	if err := os.WriteFile(ref, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := mode(t, path), mode(t, ref); got != want {
+		t.Errorf("new file: mode %v, want %v", got, want)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(dir, "job.yaml", []byte("second\n")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "second\n" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	if got := mode(t, path); got != 0o600 {
+		t.Errorf("replaced file: mode %v, want -rw-------", got)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 {
+		t.Errorf("run directory holds %d entries, want only job.yaml", len(ents))
+	}
+}
+
+func mode(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode()
+}
+
 func TestSummaryRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	s := Summary{Model: "lenet5", Dataset: "mnist", Epochs: 3, BatchSize: 64, Seed: 7, TestAccuracy: 0.991, PeakRSSBytes: PeakRSS()}

@@ -270,6 +270,14 @@ func TestWriteFileAtomic(t *testing.T) {
 	if f.Len() != len(in) {
 		t.Errorf("%d tensors, want %d", f.Len(), len(in))
 	}
+	// A data file others may read: the mode of a file created 0644.
+	ref := filepath.Join(t.TempDir(), "ref")
+	if err := os.WriteFile(ref, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := modeOf(t, path), modeOf(t, ref); got != want {
+		t.Errorf("mode %v, want %v", got, want)
+	}
 	// A failing write leaves the old file and no temporary behind.
 	bad := map[string]Tensor{"x": {DType: "F32", Shape: []int{2}, Data: []byte{1}}}
 	if err := WriteFile(path, bad, nil); err == nil {
@@ -283,6 +291,15 @@ func TestWriteFileAtomic(t *testing.T) {
 	if len(ents) != 1 {
 		t.Errorf("directory holds %d entries after a failed write, want 1", len(ents))
 	}
+}
+
+func modeOf(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode()
 }
 
 func TestWriteRejects(t *testing.T) {

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/google/renameio/v2"
 )
 
 // Write writes tensors and metadata to w as one safetensors file.
@@ -50,30 +52,20 @@ func Write(w io.Writer, tensors map[string]Tensor, metadata map[string]string) e
 // WriteFile writes tensors and metadata to path atomically: it writes a
 // temporary file in the same directory, syncs it, renames it over path and
 // syncs the directory. On error no file is left at path that was not there
-// before (an existing file is left as it was).
-func WriteFile(path string, tensors map[string]Tensor, metadata map[string]string) (err error) {
+// before (an existing file is left as it was). The file gets mode 0644
+// (less the umask).
+func WriteFile(path string, tensors map[string]Tensor, metadata map[string]string) error {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	tmp, err := renameio.NewPendingFile(path, renameio.WithTempDir(dir), renameio.WithPermissions(0o644))
 	if err != nil {
 		return fmt.Errorf("safetensors: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
+	defer tmp.Cleanup()
 	if err := Write(tmp, tensors, metadata); err != nil {
 		return fmt.Errorf("%w (writing %s)", err, path)
 	}
-	if err := tmp.Sync(); err != nil {
+	if err := tmp.CloseAtomicallyReplace(); err != nil {
 		return fmt.Errorf("safetensors: %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("safetensors: %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("safetensors: %w", err)
 	}
 	if d, err := os.Open(dir); err == nil {
 		serr := d.Sync()
