@@ -14,7 +14,9 @@
 //     are never copied into protobuf messages. Neighbours on one host move
 //     their frames through a shared-memory ring set up over that stream
 //     (shm.go) and keep the stream for pings, aborts and the end of the
-//     link.
+//     link. Shaped wraps any transport in links of a fixed bandwidth and
+//     latency (a queue that serialises frames), for experiments on
+//     overlap and for simulated clusters.
 //   - A Codec turns float32 spans into wire bytes (FP32, BF16, FP16, and a
 //     lossless zstd/s2 wrapper around any of them). The ring never inspects
 //     the bytes. PowerSGD, which is not element-wise, is a hook built on top
