@@ -26,7 +26,7 @@ var allowedImports = map[string][]string{
 	"runlog":      {"gonum.org/v1/plot", renameio},
 	"models":      {module + "tensorcore"},
 	"dataset":     {module + "tensorcore", renameio},
-	"allreduce":   {module + "allreduce", "google.golang.org/grpc", "google.golang.org/protobuf", "github.com/klauspost/compress", "golang.org/x/sys/cpu"},
+	"allreduce":   {module + "allreduce", "google.golang.org/grpc", "google.golang.org/protobuf", "github.com/klauspost/compress", "golang.org/x/sys/cpu", "gonum.org/v1/gonum"},
 	"checkpoint":  {module + "safetensors", "go.etcd.io/etcd/", renameio},
 	"etcdtest":    {module + "etcdlocal"},
 	"etcdlocal":   {"go.etcd.io/etcd/"},

@@ -14,11 +14,14 @@
 //     are never copied into protobuf messages. Neighbours on one host move
 //     their frames through a shared-memory ring set up over that stream
 //     (shm.go) and keep the stream for pings, aborts and the end of the
-//     link.
+//     link. Shaped wraps any transport in links of a fixed bandwidth and
+//     latency (a queue that serialises frames), for experiments on
+//     overlap and for simulated clusters.
 //   - A Codec turns float32 spans into wire bytes (FP32, BF16, FP16, and a
 //     lossless zstd/s2 wrapper around any of them). The ring never inspects
-//     the bytes. PowerSGD, which is not element-wise, is a hook built on top
-//     of Comm.AllReduce.
+//     the bytes. PowerSGD, which is not element-wise, is a reducer over a
+//     model's parameters (PowerSGDReducer) built on Comm's exact
+//     all-reduce; CheckGradientCodec names every codec a job may choose.
 //   - Comm drives schedules over a Transport: one owned goroutine (Run)
 //     executes queued operations in order, so a bucket can be reduced while
 //     the caller computes the next one (Start / Handle.Wait).
