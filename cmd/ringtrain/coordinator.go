@@ -91,7 +91,7 @@ leader answers /readyz with 200, so a Service in front of them reaches it.`,
 		},
 	}
 	f := cmd.Flags()
-	p.register(f, ":7070", "control-plane gRPC address: workers and `ringtrain status` connect here")
+	p.register(f, ":7070", "control-plane gRPC address: workers and 'ringtrain status' connect here")
 	f.StringVar(&endpoints, "etcd-endpoints", "", "etcd client URLs, comma-separated")
 	f.StringVarP(&file, "job", "f", "", "job file (YAML)")
 	f.StringVar(&p.store, "store", "", "checkpoint store directory (a volume every worker mounts at the same path)")
