@@ -18,17 +18,14 @@ func newCheckpointCmd() *cobra.Command {
 		Short: "List, inspect and verify the checkpoints of a run",
 	}
 	var dir string
-	cmd.PersistentFlags().StringVar(&dir, "dir", "", "run directory (or its checkpoints/ folder)")
+	cmd.PersistentFlags().StringVar(&dir, "dir", "", "a checkpoint store (a cluster's --store) or a run directory holding checkpoints/")
 	open := func() (*checkpoint.Store, error) {
 		if dir == "" {
-			return nil, fmt.Errorf("checkpoint: --dir is required (a run directory such as runs/lenet5)")
+			return nil, fmt.Errorf("checkpoint: --dir is required (a run directory such as runs/lenet5, or a cluster's --store)")
 		}
-		d := dir
-		if filepath.Base(d) != "checkpoints" {
-			d = filepath.Join(d, "checkpoints")
-		}
-		if _, err := os.Stat(d); err != nil {
-			return nil, fmt.Errorf("checkpoint: %w", err)
+		d, err := storeDir(dir)
+		if err != nil {
+			return nil, err
 		}
 		return checkpoint.OpenShared(d) // read only: a store may be on a read-only volume
 	}
@@ -134,4 +131,23 @@ func pick(s *checkpoint.Store, args []string) (string, error) {
 		return "", fmt.Errorf("checkpoint: no committed checkpoints in %s", s.Dir())
 	}
 	return name, nil
+}
+
+// storeDir finds the checkpoint store that --dir names: dir itself when it
+// holds checkpoints (a `latest` pointer or checkpoint directories, as a
+// cluster's --store does), else its checkpoints/ folder (a run directory of
+// `ringtrain train`).
+func storeDir(dir string) (string, error) {
+	if checkpoint.IsStore(dir) {
+		return dir, nil
+	}
+	sub := filepath.Join(dir, "checkpoints")
+	if fi, err := os.Stat(sub); err == nil && fi.IsDir() {
+		return sub, nil
+	}
+	msg := fmt.Sprintf("checkpoint: neither %s nor %s holds checkpoints", dir, sub)
+	if _, err := os.Stat(dir); err != nil {
+		return "", fmt.Errorf("%s: %w", msg, err)
+	}
+	return "", fmt.Errorf("%s (a latest pointer or ckpt-* directories)", msg)
 }
