@@ -47,7 +47,7 @@ func newCheckpointCmd() *cobra.Command {
 				return nil
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tSTEP\tEPOCH\tPOSITION\tTEST ACC\tCREATED")
+			fmt.Fprintln(w, "NAME\tSTEP\tPROGRESS\tTEST ACC\tCREATED")
 			for _, n := range names {
 				m, err := s.ReadManifest(n)
 				if err != nil {
@@ -58,7 +58,7 @@ func newCheckpointCmd() *cobra.Command {
 				if m.Metrics.TestAccuracy > 0 {
 					acc = fmt.Sprintf("%.2f%%", 100*m.Metrics.TestAccuracy)
 				}
-				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\t%s\n", n, m.Step, m.Epoch+1, m.Position, acc, m.Created.Format("2006-01-02 15:04:05"))
+				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", n, m.Step, checkpoint.DescribePosition(m.Epoch, m.Position, 0), acc, m.Created.Format("2006-01-02 15:04:05"))
 			}
 			return w.Flush()
 		},

@@ -65,3 +65,20 @@ func TestCheckpointDirIsAStoreOrARunDirectory(t *testing.T) {
 		}
 	}
 }
+
+// `checkpoint list` counts epochs from 1, as the logs and status do: the
+// final checkpoint of a 1-epoch run is "after epoch 1", not "epoch 2".
+func TestCheckpointListCountsEpochsFromOne(t *testing.T) {
+	dir := t.TempDir()
+	saveCheckpoint(t, dir, 300, 0, 19200)
+	saveCheckpoint(t, dir, 938, 1, 0)
+	out, err := runCLI(t, "checkpoint", "list", "--dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "PROGRESS") ||
+		!strings.Contains(lines[1], "  epoch 1, 19200 samples in  ") || !strings.Contains(lines[2], "  after epoch 1  ") {
+		t.Errorf("checkpoint list:\n%s", out)
+	}
+}

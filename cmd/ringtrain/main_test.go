@@ -269,3 +269,27 @@ func TestStatusShowsTheCodec(t *testing.T) {
 		}
 	}
 }
+
+// Status counts epochs from 1: the epoch in progress while the job runs,
+// the last one after it is done, never one past the job's epochs.
+func TestStatusCountsEpochsFromOne(t *testing.T) {
+	for _, tc := range []struct {
+		st   api.StatusReply
+		want []string
+	}{
+		{api.StatusReply{State: "running", Epochs: 3, Epoch: 0, Step: 12},
+			[]string{"; epoch 1 of 3, step 12,"}},
+		{api.StatusReply{State: "running", Epochs: 3, Epoch: 2, Step: 2000, LastEval: &api.Eval{Epoch: 1, Accuracy: 0.98}},
+			[]string{"; epoch 3 of 3, step 2000,", "last evaluation after epoch 2: test accuracy 98.00%"}},
+		{api.StatusReply{State: "done", Epochs: 1, Epoch: 1, Step: 938, LastEval: &api.Eval{Epoch: 0, Accuracy: 0.97}},
+			[]string{"; after epoch 1 of 1, step 938,", "last evaluation after epoch 1: test accuracy 97.00%"}},
+	} {
+		var out bytes.Buffer
+		printStatus(&out, &tc.st)
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("status %+v lacks %q:\n%s", tc.st, w, out.String())
+			}
+		}
+	}
+}
