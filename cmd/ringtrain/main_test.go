@@ -293,3 +293,27 @@ func TestStatusCountsEpochsFromOne(t *testing.T) {
 		}
 	}
 }
+
+// A coordinator given a job the workers cannot run says which key is wrong
+// at once, before it campaigns, opens the store or serves.
+func TestCoordinatorChecksTheJobAtStart(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("model: lenet5\ndataset: mnist\ncodec: bf17\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(tokenEnv, "secret")
+	store := filepath.Join(dir, "store")
+	start := time.Now()
+	_, err := runCLI(t, "coordinator", "-f", bad, "--etcd-endpoints", "http://127.0.0.1:1", "--store", store,
+		"--name", "c0", "--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "", "--advertise", "127.0.0.1")
+	if err == nil || !strings.Contains(err.Error(), "codec") || !strings.Contains(err.Error(), "bf17") {
+		t.Fatalf("coordinator with codec bf17: %v, want an error naming the codec", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the coordinator took %v to refuse the job", took)
+	}
+	if _, err := os.Stat(store); err == nil {
+		t.Error("the refused coordinator created its store")
+	}
+}
