@@ -37,6 +37,10 @@ var allowedImports = map[string][]string{
 	"worker": {module + "tensorcore", module + "models", module + "dataset", module + "allreduce",
 		module + "checkpoint", module + "safetensors", module + "job", module + "runlog", module + "api", module + "membership",
 		"google.golang.org/grpc", "github.com/prometheus/client_golang"},
+	// The local cluster of `train --workers N` drives a coordinator and
+	// worker processes; it is the one package besides cmd/ that knows both.
+	"localcluster": {module + "coordinator", module + "worker", module + "etcdlocal", module + "job", module + "runlog",
+		module + "api", module + "checkpoint", module + "dataset", "go.etcd.io/etcd/", "go.uber.org/zap"},
 }
 
 func TestImportsGoDown(t *testing.T) {
@@ -102,6 +106,11 @@ func TestRuleCatchesForbiddenImport(t *testing.T) {
 		{"models", module + "allreduce", false},
 		{"allreduce", module + "models", false},
 		{"worker", module + "coordinator", false},
+		{"coordinator", module + "localcluster", false},
+		{"worker", module + "localcluster", false},
+		{"localcluster", module + "coordinator", true},
+		{"localcluster", module + "worker", true},
+		{"localcluster", module + "models", false},
 		{"models", module + "tensorcore", true},
 		{"tensorcore", "golang.org/x/sys/cpu", true},
 		{"safetensors", "encoding/json", true},

@@ -150,6 +150,25 @@ func OpenShared(dir string) (*Store, error) {
 	return &Store{dir: dir}, nil
 }
 
+// IsStore reports whether dir holds a store: a `latest` pointer or
+// checkpoint directories (committed, or still being written). It opens
+// nothing and creates nothing.
+func IsStore(dir string) bool {
+	if _, err := os.Stat(filepath.Join(dir, latestName)); err == nil {
+		return true
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), dirPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // Dir is the store's directory.
 func (s *Store) Dir() string { return s.dir }
 

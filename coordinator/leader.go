@@ -259,7 +259,8 @@ func (s *Server) startTerm(ctx context.Context, key string, rev int64) (*term, e
 	}
 	t.sm, err = New(cfg)
 	if err != nil {
-		return nil, &fatalError{fmt.Errorf("coordinator: resuming job %s from %v: %w", s.job, cfg.StartPosition, err)}
+		return nil, &fatalError{fmt.Errorf("coordinator: resuming job %s from step %d (%s): %w", s.job, cfg.StartStep,
+			checkpoint.DescribePosition(cfg.StartPosition.Epoch, cfg.StartPosition.Consumed, s.cfg.Samples), err)}
 	}
 	state := "running"
 	if t.done {
@@ -389,8 +390,8 @@ func (s *Server) apply(t *term, rd Ready) {
 		case ag.Source == "":
 			from = "initial parameters"
 		}
-		s.logf("coordinator: generation %d: %d workers %v; resume step %d at epoch %d consumed %d from %s",
-			ag.Number, len(ag.Ring), g.Ring, ag.ResumeStep, ag.Epoch, ag.Consumed, from)
+		s.logf("coordinator: generation %d: %d workers %v; resume step %d (%s) from %s",
+			ag.Number, len(ag.Ring), g.Ring, ag.ResumeStep, checkpoint.DescribePosition(ag.Epoch, ag.Consumed, s.cfg.Samples), from)
 	} else if _, running := t.sm.Generation(); !running && t.gen != nil {
 		if !t.paused {
 			s.logf("coordinator: ring of generation %d paused (%d members remain: %v)", t.gen.Number, len(rd.Pause), rd.Pause)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/api"
 	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/membership"
 	"github.com/ringtrain/ringtrain/runlog"
@@ -34,17 +35,26 @@ type ServerConfig struct {
 	Name string
 	// Spec is the job. Its name (JobName) is the etcd key component of all
 	// the job's keys.
-	Spec  job.Spec
-	Token string // the join token every worker must present; non-empty
-	Etcd  *clientv3.Client
+	Spec job.Spec
+	// CheckJob, when set, checks the names Spec gives (model, data set,
+	// optimizer, codec, …) as the workers will run them. NewServer calls
+	// it before anything else it does and fails with its error, so a job
+	// the workers cannot run never takes the lead, opens the store or
+	// serves. The coordinator knows no model or codec itself; a CLI passes
+	// the workers' check (worker.CheckJob).
+	CheckJob func(job.Spec) error
+	Token    string // the join token every worker must present; non-empty
+	Etcd     *clientv3.Client
 	// Store is the checkpoint store (a shared volume on a cluster); the
-	// coordinator seals the workers' shards there.
+	// coordinator seals the workers' shards there. Nil: NewServer opens
+	// StoreDir (checkpoint.Open).
 	Store *checkpoint.Store
 	// StoreDir is the store directory advertised to workers (default
 	// Store.Dir()).
 	StoreDir string
-	// Samples is the number of training samples per epoch; the coordinator
-	// loads no data.
+	// Samples is the number of training samples per epoch (0: the data
+	// set's, as dataset.TrainSamples counts them); the coordinator loads
+	// no data.
 	Samples int
 	// Gossip is this process's memberlist member; its Gone events declare
 	// workers dead. Run is the only reader of its Events. Optional (nil:
@@ -176,9 +186,15 @@ type workerInfo struct {
 	stats                          *api.WorkerStats
 }
 
-// NewServer checks cfg, applies its defaults and returns a server that
-// does nothing until Run.
+// NewServer checks the job (CheckJob) and cfg, applies cfg's defaults,
+// opens the store if cfg has none, and returns a server that does nothing
+// until Run.
 func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.CheckJob != nil {
+		if err := cfg.CheckJob(cfg.Spec); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case cfg.Name == "" || strings.ContainsAny(cfg.Name, " \t\r\n"):
 		return nil, fmt.Errorf("coordinator: server: bad coordinator name %q", cfg.Name)
@@ -186,15 +202,22 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, errors.New("coordinator: server: empty join token")
 	case cfg.Etcd == nil:
 		return nil, errors.New("coordinator: server: no etcd client")
-	case cfg.Store == nil:
+	case cfg.Store == nil && cfg.StoreDir == "":
 		return nil, errors.New("coordinator: server: no checkpoint store")
-	case cfg.Samples < 1:
+	case cfg.Samples < 0:
 		return nil, fmt.Errorf("coordinator: server: %d samples per epoch, want ≥ 1", cfg.Samples)
 	case cfg.HeartbeatInterval < 0 || cfg.DeadAfter < 0 || cfg.Settle < 0 || cfg.LeaseTTL < 0:
 		return nil, errors.New("coordinator: server: negative duration")
 	}
 	if err := cfg.Spec.Validate(); err != nil {
 		return nil, fmt.Errorf("coordinator: server: %w", err)
+	}
+	if cfg.Samples == 0 {
+		n, err := dataset.TrainSamples(cfg.Spec.Dataset, cfg.Spec.TrainLimit)
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: server: %w", err)
+		}
+		cfg.Samples = n
 	}
 	jobName := JobName(cfg.Spec)
 	if strings.ContainsAny(jobName, "/\\ \t\r\n") || jobName == "." || jobName == ".." {
@@ -211,9 +234,6 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.LeaseTTL == 0 {
 		cfg.LeaseTTL = DefaultLeaseTTL
-	}
-	if cfg.StoreDir == "" {
-		cfg.StoreDir = cfg.Store.Dir()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -255,6 +275,16 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	keep := spec.KeepCheckpoints
 	if keep < 1 {
 		keep = defaultKeepCheckpoints
+	}
+	if cfg.Store == nil { // last: a config refused above leaves no trace
+		store, err := checkpoint.Open(cfg.StoreDir)
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: server: %w", err)
+		}
+		cfg.Store = store
+	}
+	if cfg.StoreDir == "" {
+		cfg.StoreDir = cfg.Store.Dir()
 	}
 	s := &Server{
 		cfg:       cfg,

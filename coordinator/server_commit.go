@@ -249,8 +249,8 @@ func (s *Server) commit(ctx context.Context, t *term, j commitJob) {
 		}
 	}
 	s.metrics.committed.Inc()
-	s.logf("coordinator: committed checkpoint %s (step %d, epoch %d consumed %d, generation %d, %d files)",
-		m.Name, m.Step, m.Epoch, m.Position, j.gen, len(m.Files))
+	s.logf("coordinator: committed checkpoint %s (step %d, %s, generation %d, %d files)",
+		m.Name, m.Step, checkpoint.DescribePosition(m.Epoch, m.Position, s.cfg.Samples), j.gen, len(m.Files))
 	s.mu.Lock()
 	t.lastCkpt = &m
 	if j.final {

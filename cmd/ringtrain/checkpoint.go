@@ -18,17 +18,14 @@ func newCheckpointCmd() *cobra.Command {
 		Short: "List, inspect and verify the checkpoints of a run",
 	}
 	var dir string
-	cmd.PersistentFlags().StringVar(&dir, "dir", "", "run directory (or its checkpoints/ folder)")
+	cmd.PersistentFlags().StringVar(&dir, "dir", "", "a checkpoint store (a cluster's --store) or a run directory holding checkpoints/")
 	open := func() (*checkpoint.Store, error) {
 		if dir == "" {
-			return nil, fmt.Errorf("checkpoint: --dir is required (a run directory such as runs/lenet5)")
+			return nil, fmt.Errorf("checkpoint: --dir is required (a run directory such as runs/lenet5, or a cluster's --store)")
 		}
-		d := dir
-		if filepath.Base(d) != "checkpoints" {
-			d = filepath.Join(d, "checkpoints")
-		}
-		if _, err := os.Stat(d); err != nil {
-			return nil, fmt.Errorf("checkpoint: %w", err)
+		d, err := storeDir(dir)
+		if err != nil {
+			return nil, err
 		}
 		return checkpoint.OpenShared(d) // read only: a store may be on a read-only volume
 	}
@@ -50,7 +47,7 @@ func newCheckpointCmd() *cobra.Command {
 				return nil
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tSTEP\tEPOCH\tPOSITION\tTEST ACC\tCREATED")
+			fmt.Fprintln(w, "NAME\tSTEP\tPROGRESS\tTEST ACC\tCREATED")
 			for _, n := range names {
 				m, err := s.ReadManifest(n)
 				if err != nil {
@@ -61,7 +58,7 @@ func newCheckpointCmd() *cobra.Command {
 				if m.Metrics.TestAccuracy > 0 {
 					acc = fmt.Sprintf("%.2f%%", 100*m.Metrics.TestAccuracy)
 				}
-				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\t%s\n", n, m.Step, m.Epoch+1, m.Position, acc, m.Created.Format("2006-01-02 15:04:05"))
+				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", n, m.Step, checkpoint.DescribePosition(m.Epoch, m.Position, 0), acc, m.Created.Format("2006-01-02 15:04:05"))
 			}
 			return w.Flush()
 		},
@@ -134,4 +131,23 @@ func pick(s *checkpoint.Store, args []string) (string, error) {
 		return "", fmt.Errorf("checkpoint: no committed checkpoints in %s", s.Dir())
 	}
 	return name, nil
+}
+
+// storeDir finds the checkpoint store that --dir names: dir itself when it
+// holds checkpoints (a `latest` pointer or checkpoint directories, as a
+// cluster's --store does), else its checkpoints/ folder (a run directory of
+// `ringtrain train`).
+func storeDir(dir string) (string, error) {
+	if checkpoint.IsStore(dir) {
+		return dir, nil
+	}
+	sub := filepath.Join(dir, "checkpoints")
+	if fi, err := os.Stat(sub); err == nil && fi.IsDir() {
+		return sub, nil
+	}
+	msg := fmt.Sprintf("checkpoint: neither %s nor %s holds checkpoints", dir, sub)
+	if _, err := os.Stat(dir); err != nil {
+		return "", fmt.Errorf("%s: %w", msg, err)
+	}
+	return "", fmt.Errorf("%s (a latest pointer or ckpt-* directories)", msg)
 }

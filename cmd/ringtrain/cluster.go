@@ -16,10 +16,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ringtrain/ringtrain/localcluster"
 )
 
 // tokenEnv is the environment variable that may carry the join token.
-const tokenEnv = "RINGTRAIN_JOIN_TOKEN"
+const tokenEnv = localcluster.TokenEnv
 
 // processFlags are the flags every cluster process (coordinator, worker)
 // has: its name, its listeners, how others reach it, its credentials.

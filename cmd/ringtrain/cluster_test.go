@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -857,6 +858,16 @@ func TestLocalClusterRestartsADeadWorker(t *testing.T) {
 	if killed == 0 || err == nil || !strings.Contains(text, "the job needs 2 workers and 1 remain") {
 		t.Fatalf("no restarts: killed %d, exit %v; output:\n%s", killed, err, text)
 	}
+}
+
+// freePort returns a loopback TCP port free right now.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // childWorker returns the pid of parent's child process running

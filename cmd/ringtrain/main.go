@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -44,7 +45,41 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newModelsCmd())
 	root.AddCommand(newDataCmd())
 	root.AddCommand(newBenchCmd())
+	root.InitDefaultCompletionCmd() // so that its parent command is one of them
+	forEachCommand(root, func(cmd *cobra.Command) {
+		if cmd.HasSubCommands() && !cmd.Runnable() {
+			refuseUnknownSubcommands(cmd)
+		}
+	})
 	return root
+}
+
+// forEachCommand calls fn for cmd and every command below it.
+func forEachCommand(cmd *cobra.Command, fn func(*cobra.Command)) {
+	fn(cmd)
+	for _, c := range cmd.Commands() {
+		forEachCommand(c, fn)
+	}
+}
+
+// refuseUnknownSubcommands makes a parent command, one that only groups
+// others, fail on what is not one of its subcommands, in one line: by
+// itself cobra shows a parent's help and exits 0 for `ringtrain checkpoint
+// frobnicate`, so a typo in a script passes unnoticed (and the root's own
+// refusal spans lines). Alone, the parent still shows its help.
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	cmd.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		cmd.SuggestionsMinimumDistance = 2
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += fmt.Sprintf("; did you mean %q?", s[0])
+		}
+		return errors.New(msg)
+	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 }
 
 // newBenchCmd is the parent of the benchmark commands (`ringtrain bench …`).

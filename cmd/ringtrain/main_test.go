@@ -269,3 +269,51 @@ func TestStatusShowsTheCodec(t *testing.T) {
 		}
 	}
 }
+
+// Status counts epochs from 1: the epoch in progress while the job runs,
+// the last one after it is done, never one past the job's epochs.
+func TestStatusCountsEpochsFromOne(t *testing.T) {
+	for _, tc := range []struct {
+		st   api.StatusReply
+		want []string
+	}{
+		{api.StatusReply{State: "running", Epochs: 3, Epoch: 0, Step: 12},
+			[]string{"; epoch 1 of 3, step 12,"}},
+		{api.StatusReply{State: "running", Epochs: 3, Epoch: 2, Step: 2000, LastEval: &api.Eval{Epoch: 1, Accuracy: 0.98}},
+			[]string{"; epoch 3 of 3, step 2000,", "last evaluation after epoch 2: test accuracy 98.00%"}},
+		{api.StatusReply{State: "done", Epochs: 1, Epoch: 1, Step: 938, LastEval: &api.Eval{Epoch: 0, Accuracy: 0.97}},
+			[]string{"; after epoch 1 of 1, step 938,", "last evaluation after epoch 1: test accuracy 97.00%"}},
+	} {
+		var out bytes.Buffer
+		printStatus(&out, &tc.st)
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("status %+v lacks %q:\n%s", tc.st, w, out.String())
+			}
+		}
+	}
+}
+
+// A coordinator given a job the workers cannot run says which key is wrong
+// at once, before it campaigns, opens the store or serves.
+func TestCoordinatorChecksTheJobAtStart(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("model: lenet5\ndataset: mnist\ncodec: bf17\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(tokenEnv, "secret")
+	store := filepath.Join(dir, "store")
+	start := time.Now()
+	_, err := runCLI(t, "coordinator", "-f", bad, "--etcd-endpoints", "http://127.0.0.1:1", "--store", store,
+		"--name", "c0", "--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "", "--advertise", "127.0.0.1")
+	if err == nil || !strings.Contains(err.Error(), "codec") || !strings.Contains(err.Error(), "bf17") {
+		t.Fatalf("coordinator with codec bf17: %v, want an error naming the codec", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the coordinator took %v to refuse the job", took)
+	}
+	if _, err := os.Stat(store); err == nil {
+		t.Error("the refused coordinator created its store")
+	}
+}

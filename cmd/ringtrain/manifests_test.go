@@ -402,7 +402,8 @@ func parseRingtrainArgs(args []string) error {
 	if err != nil {
 		return err
 	}
-	if cmd == root || !cmd.Runnable() {
+	// A parent command (`ringtrain data`) only shows its help.
+	if cmd == root || !cmd.Runnable() || cmd.HasAvailableSubCommands() {
 		return fmt.Errorf("%q is not a runnable ringtrain command", strings.Join(args, " "))
 	}
 	if err := cmd.ParseFlags(rest); err != nil {

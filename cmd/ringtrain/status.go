@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ringtrain/ringtrain/api"
+	"github.com/ringtrain/ringtrain/checkpoint"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -116,13 +117,14 @@ func printStatus(w io.Writer, st *api.StatusReply) {
 		fmt.Fprintf(w, " (%s)", st.Reason)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "generation %d, ring of %d workers (min %d, max %d); epoch %d of %d, step %d, %.0f images/s\n",
-		st.Generation, len(st.Ring), st.MinWorkers, st.MaxWorkers, min(st.Epoch+1, st.Epochs), st.Epochs, st.Step, st.ImagesPerSecond)
+	fmt.Fprintf(w, "generation %d, ring of %d workers (min %d, max %d); %s, step %d, %.0f images/s\n",
+		st.Generation, len(st.Ring), st.MinWorkers, st.MaxWorkers, epochProgress(st), st.Step, st.ImagesPerSecond)
 	if st.LastCheckpoint != "" {
 		fmt.Fprintf(w, "last committed checkpoint %s\n", st.LastCheckpoint)
 	}
 	if e := st.LastEval; e != nil {
-		fmt.Fprintf(w, "last evaluation: epoch %d, test accuracy %.2f%%, test loss %.4f\n", e.Epoch+1, 100*e.Accuracy, e.Loss)
+		fmt.Fprintf(w, "last evaluation %s: test accuracy %.2f%%, test loss %.4f\n",
+			checkpoint.DescribePosition(e.Epoch+1, 0, 0), 100*e.Accuracy, e.Loss)
 	}
 	if len(st.Workers) == 0 {
 		return
@@ -145,4 +147,15 @@ func printStatus(w io.Writer, st *api.StatusReply) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", m.Name, rank, m.Step, loss, ips, seen)
 	}
 	tw.Flush()
+}
+
+// epochProgress is the status's epoch, counted from 1 as everywhere:
+// "epoch 2 of 3" while it runs, "after epoch 3 of 3" once the job is done.
+// (st.Epoch is the 0-based epoch in progress; the job's final checkpoint
+// stands at epoch Epochs.)
+func epochProgress(st *api.StatusReply) string {
+	if st.State == "done" || st.Epoch >= st.Epochs {
+		return fmt.Sprintf("%s of %d", checkpoint.DescribePosition(st.Epochs, 0, 0), st.Epochs)
+	}
+	return fmt.Sprintf("epoch %d of %d", st.Epoch+1, st.Epochs)
 }

@@ -90,7 +90,7 @@ checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
 	f.StringVarP(&file, "file", "f", "", "job file (YAML); flags given as well override it")
 	f.StringVar(&out, "out", "", "run directory (default runs/<model>)")
 	f.BoolVar(&resume, "resume", false, "continue from the run directory's last committed checkpoint")
-	f.StringVar(&spec.Model, "model", spec.Model, "model zoo name (see `ringtrain models`)")
+	f.StringVar(&spec.Model, "model", spec.Model, "model zoo name (see 'ringtrain models')")
 	f.StringVar(&spec.Dataset, "dataset", spec.Dataset, "data set name")
 	f.StringVar(&spec.DataDir, "data-dir", "", "where the data set's files are (default: the ringtrain cache)")
 	f.IntVar(&spec.Epochs, "epochs", spec.Epochs, "number of epochs")
