@@ -18,8 +18,16 @@ const (
 	MNISTStd  = 0.3081
 )
 
-// MNIST is one split of a digit-style image set held in memory: MNIST or
-// the synthetic set (NewSynthetic), both 1-channel Rows×Cols byte images with labels 0..9. It implements Set. A
+// Fashion-MNIST's normalization: x' = (x/255 − FashionMNISTMean) /
+// FashionMNISTStd, the mean and standard deviation of its training pixels.
+const (
+	FashionMNISTMean = 0.2860
+	FashionMNISTStd  = 0.3530
+)
+
+// MNIST is one split of a digit-style image set held in memory: MNIST,
+// Fashion-MNIST (LoadFashionMNIST) or the synthetic set (NewSynthetic), all
+// 1-channel Rows×Cols byte images with labels 0..9. It implements Set. A
 // value built by hand (no loader) is MNIST: its name is "mnist" and its
 // pixels are normalized with MNISTMean and MNISTStd. It is read-only once
 // built, so any number of goroutines may read from it at once.
@@ -42,9 +50,12 @@ func normTable(mean, std float64) *[256]float32 {
 	return &t
 }
 
-// mnistNorm maps a pixel byte to its normalized value. Read-only after
-// package initialization.
-var mnistNorm = normTable(MNISTMean, MNISTStd)
+// mnistNorm and fashionNorm map a pixel byte to its normalized value.
+// Read-only after package initialization.
+var (
+	mnistNorm   = normTable(MNISTMean, MNISTStd)
+	fashionNorm = normTable(FashionMNISTMean, FashionMNISTStd)
+)
 
 // NormalizePixel returns the normalized value of one MNIST pixel byte,
 // float32((p/255 − 0.1307)/0.3081).
@@ -58,7 +69,7 @@ func (m *MNIST) normalization() *[256]float32 {
 	return m.norm
 }
 
-// Name returns "mnist" or "synthetic".
+// Name returns "mnist", "fashion-mnist" or "synthetic".
 func (m *MNIST) Name() string {
 	if m.name == "" {
 		return "mnist"
@@ -117,7 +128,8 @@ func (m *MNIST) Fill(x []float32, y []int, idx []int, tf Transform) error {
 	return nil
 }
 
-// mnistFileNames returns the image and label file names of a split.
+// mnistFileNames returns the image and label file names of a split, the
+// same for MNIST and Fashion-MNIST.
 func mnistFileNames(split string) (images, labels string, err error) {
 	return splitFileNames("MNIST", split)
 }
@@ -140,6 +152,14 @@ func splitFileNames(set, split string) (images, labels string, err error) {
 // truncation and trailing data are errors naming the file.
 func LoadMNIST(dir, split string) (*MNIST, error) {
 	return loadIDXSplit(dir, split, "MNIST", "mnist", nil)
+}
+
+// LoadFashionMNIST reads one split ("train" or "test") of Fashion-MNIST
+// from dir, as LoadMNIST does MNIST (the same file names and format). It
+// does not verify checksums (see VerifyFashionMNIST). The result is named
+// "fashion-mnist" and normalized with FashionMNISTMean and FashionMNISTStd.
+func LoadFashionMNIST(dir, split string) (*MNIST, error) {
+	return loadIDXSplit(dir, split, "Fashion-MNIST", "fashion-mnist", fashionNorm)
 }
 
 // loadIDXSplit reads a split in MNIST's four-file layout; label names the

@@ -118,7 +118,7 @@ func (h head) Fill(x []float32, y []int, idx []int, tf Transform) error {
 }
 
 // The data sets Open knows, sorted.
-var names = []string{"mnist", "synthetic"}
+var names = []string{"fashion-mnist", "mnist", "synthetic"}
 
 // Names lists the data sets Open knows, sorted.
 func Names() []string { return slices.Clone(names) }
@@ -132,9 +132,12 @@ func CheckName(name string) error {
 	return fmt.Errorf("dataset: unknown data set %q (known: %s)", name, strings.Join(names, ", "))
 }
 
-// MNISTTrainSize is the number of images in MNIST's training split (the
-// files are pinned by checksum, so it never varies).
-const MNISTTrainSize = 60000
+// Sizes of the training splits (the files are pinned by checksum, so they
+// never vary).
+const (
+	MNISTTrainSize        = 60000
+	FashionMNISTTrainSize = 60000
+)
 
 // TrainSamples returns the number of training samples of the named data
 // set, limited to limit when limit is positive: what a coordinator shards
@@ -144,6 +147,8 @@ func TrainSamples(name string, limit int) (int, error) {
 	switch name {
 	case "mnist":
 		n = MNISTTrainSize
+	case "fashion-mnist":
+		n = FashionMNISTTrainSize
 	case "synthetic":
 		n = SyntheticTrainSize
 	default:
@@ -156,9 +161,10 @@ func TrainSamples(name string, limit int) (int, error) {
 }
 
 // Open returns split ("train" or "test") of the named data set. dir is
-// where its files are ("" = DefaultDataDir()/<name>). For mnist, missing
-// files are first put in place (EnsureMNIST), then every file is verified
-// against its pinned SHA-256, then the split is parsed strictly. The synthetic set has no
+// where its files are ("" = DefaultDataDir()/<name>). For mnist and
+// fashion-mnist, missing files are first put in place (EnsureMNIST,
+// EnsureFashionMNIST), then every file is verified against its pinned
+// SHA-256, then the split is parsed strictly. The synthetic set has no
 // files: it is generated (see NewSynthetic). logf, if not nil, receives
 // one-line notices.
 func Open(ctx context.Context, name, dir, split string, logf func(string, ...any)) (Set, error) {
@@ -180,8 +186,11 @@ func Open(ctx context.Context, name, dir, split string, logf func(string, ...any
 	if dir == "" {
 		dir = filepath.Join(DefaultDataDir(), name)
 	}
-	if err := EnsureMNIST(ctx, dir, logf); err != nil {
+	if err := Ensure(ctx, name, dir, logf); err != nil {
 		return nil, err
 	}
-	return LoadMNIST(dir, split)
+	if name == "mnist" {
+		return LoadMNIST(dir, split)
+	}
+	return LoadFashionMNIST(dir, split)
 }

@@ -330,11 +330,11 @@ func TestFillErrors(t *testing.T) {
 
 func TestNames(t *testing.T) {
 	names := Names()
-	if !slices.Equal(names, []string{"mnist", "synthetic"}) {
+	if !slices.Equal(names, []string{"fashion-mnist", "mnist", "synthetic"}) {
 		t.Fatalf("Names() = %v", names)
 	}
 	names[0] = "changed"
-	if Names()[0] != "mnist" {
+	if Names()[0] != "fashion-mnist" {
 		t.Fatal("Names returns the package's own slice")
 	}
 	for _, n := range Names() {
@@ -343,7 +343,7 @@ func TestNames(t *testing.T) {
 		}
 	}
 	err := CheckName("mnsit")
-	if want := `dataset: unknown data set "mnsit" (known: mnist, synthetic)`; err == nil || err.Error() != want {
+	if want := `dataset: unknown data set "mnsit" (known: fashion-mnist, mnist, synthetic)`; err == nil || err.Error() != want {
 		t.Errorf("CheckName(mnsit) = %v, want %s", err, want)
 	}
 }
