@@ -28,19 +28,35 @@ const (
 const DefaultGoProxy = "https://proxy.golang.org"
 
 const (
-	maxMNISTFileBytes = 64 << 20  // the largest MNIST file is 9.9 MB
+	maxDataFileBytes  = 64 << 20  // the largest data file, Fashion-MNIST's training images, is 26.4 MB
 	maxModuleZipBytes = 256 << 20 // the module zip is 11.6 MB
 )
 
-// pinnedFile is a file name and its expected SHA-256 (hex).
-type pinnedFile struct{ name, sha256 string }
+// pinnedFile is a file name and the SHA-256 sums (hex) its contents may
+// have: sha256 is the upstream file's, the one a download must produce;
+// also, when not empty, is a known repackaging of the same payload (Debian's
+// re-gzipped Fashion-MNIST), accepted wherever the file is checked.
+type pinnedFile struct{ name, sha256, also string }
+
+// accepts reports whether sum (hex) is one of f's pinned sums.
+func (f pinnedFile) accepts(sum string) bool {
+	return sum == f.sha256 || (f.also != "" && sum == f.also)
+}
+
+// wanted says which sums f accepts, for errors.
+func (f pinnedFile) wanted() string {
+	if f.also == "" {
+		return f.sha256
+	}
+	return f.sha256 + " (upstream) or " + f.also + " (Debian's package)"
+}
 
 // mnistPinned lists the MNIST files and their pinned SHA-256 sums.
 var mnistPinned = []pinnedFile{
-	{"t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"},
-	{"t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"},
-	{"train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"},
-	{"train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"},
+	{name: "t10k-images-idx3-ubyte.gz", sha256: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"},
+	{name: "t10k-labels-idx1-ubyte.gz", sha256: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"},
+	{name: "train-images-idx3-ubyte.gz", sha256: "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"},
+	{name: "train-labels-idx1-ubyte.gz", sha256: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"},
 }
 
 // MNISTFileNames returns the names of the four MNIST files.
@@ -138,22 +154,9 @@ func (s MNISTSource) Ensure(ctx context.Context, dir string, logf func(format st
 	if files == nil {
 		files = mnistPinned
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("dataset: %w", err)
-	}
-	var missing []pinnedFile
-	for _, f := range files {
-		err := verifyFile(filepath.Join(dir, f.name), f.sha256)
-		switch {
-		case err == nil:
-		case errors.Is(err, fs.ErrNotExist):
-			missing = append(missing, f)
-		case errors.Is(err, errChecksum):
-			logf("%v; replacing it", err)
-			missing = append(missing, f)
-		default:
-			return err
-		}
+	missing, err := missingFiles(dir, files, logf)
+	if err != nil {
+		return err
 	}
 	if len(missing) == 0 {
 		logf("MNIST: the %d files in %s are verified", len(files), dir)
@@ -222,10 +225,33 @@ func VerifyMNIST(dir string) error {
 	return verifyAll(dir, mnistPinned)
 }
 
+// missingFiles creates dir if needed and returns the files of files that
+// it lacks or that fail their sums (logged: they will be replaced).
+func missingFiles(dir string, files []pinnedFile, logf func(string, ...any)) ([]pinnedFile, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("dataset: %w", err)
+	}
+	var missing []pinnedFile
+	for _, f := range files {
+		err := verifyFile(filepath.Join(dir, f.name), f)
+		switch {
+		case err == nil:
+		case errors.Is(err, fs.ErrNotExist):
+			missing = append(missing, f)
+		case errors.Is(err, errChecksum):
+			logf("%v; replacing it", err)
+			missing = append(missing, f)
+		default:
+			return nil, err
+		}
+	}
+	return missing, nil
+}
+
 func verifyAll(dir string, files []pinnedFile) error {
 	var errs []error
 	for _, f := range files {
-		if err := verifyFile(filepath.Join(dir, f.name), f.sha256); err != nil {
+		if err := verifyFile(filepath.Join(dir, f.name), f); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -235,20 +261,21 @@ func verifyAll(dir string, files []pinnedFile) error {
 // errChecksum marks a SHA-256 mismatch.
 var errChecksum = errors.New("SHA-256 mismatch")
 
-// verifyFile checks path's SHA-256. A missing file gives an error wrapping
-// fs.ErrNotExist; a mismatch one wrapping errChecksum.
-func verifyFile(path, want string) error {
-	f, err := os.Open(path)
+// verifyFile checks path's SHA-256 against f's pins. A missing file gives
+// an error wrapping fs.ErrNotExist; a mismatch one wrapping errChecksum that
+// names the file, the sum found and the sums wanted.
+func verifyFile(path string, f pinnedFile) error {
+	r, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("dataset: %w", err)
 	}
-	defer f.Close()
+	defer r.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.Copy(h, r); err != nil {
 		return fmt.Errorf("dataset: %s: %w", path, err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		return fmt.Errorf("dataset: %s: %w: got %s, want %s", path, errChecksum, got, want)
+	if got := hex.EncodeToString(h.Sum(nil)); !f.accepts(got) {
+		return fmt.Errorf("dataset: %s: %w: got %s, want %s", path, errChecksum, got, f.wanted())
 	}
 	return nil
 }
@@ -273,15 +300,15 @@ func install(ctx context.Context, r io.Reader, dir string, f pinnedFile, origin 
 	}
 	defer tmp.Cleanup()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(ctxReader{ctx, r}, maxMNISTFileBytes+1))
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(ctxReader{ctx, r}, maxDataFileBytes+1))
 	if err != nil {
 		return fmt.Errorf("dataset: %s from %s: %w", f.name, origin, err)
 	}
-	if n > maxMNISTFileBytes {
-		return fmt.Errorf("dataset: %s from %s: larger than %d bytes", f.name, origin, maxMNISTFileBytes)
+	if n > maxDataFileBytes {
+		return fmt.Errorf("dataset: %s from %s: larger than %d bytes", f.name, origin, maxDataFileBytes)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != f.sha256 {
-		return fmt.Errorf("dataset: %s from %s: %w: got %s, want %s", f.name, origin, errChecksum, got, f.sha256)
+	if got := hex.EncodeToString(h.Sum(nil)); !f.accepts(got) {
+		return fmt.Errorf("dataset: %s from %s: %w: got %s, want %s", f.name, origin, errChecksum, got, f.wanted())
 	}
 	if err := tmp.CloseAtomicallyReplace(); err != nil {
 		return fmt.Errorf("dataset: %w", err)

@@ -27,7 +27,7 @@ func fakeMNIST() (map[string][]byte, []pinnedFile) {
 		b := []byte("stand-in contents of " + name)
 		contents[name] = b
 		sum := sha256.Sum256(b)
-		pins = append(pins, pinnedFile{name, hex.EncodeToString(sum[:])})
+		pins = append(pins, pinnedFile{name: name, sha256: hex.EncodeToString(sum[:])})
 	}
 	return contents, pins
 }

@@ -204,6 +204,7 @@ func ReadMNISTImages(r io.Reader, name string) (*IDX, error) {
 
 // ReadMNISTLabels reads an MNIST label file (raw or gzip): magic 0x00000801,
 // one dimension, every label in 0..9. name identifies the input in errors.
+// Fashion-MNIST's label files have the same form.
 func ReadMNISTLabels(r io.Reader, name string) (*IDX, error) {
 	x, err := readIDX(r, MagicLabels)
 	if err != nil {
@@ -211,7 +212,7 @@ func ReadMNISTLabels(r io.Reader, name string) (*IDX, error) {
 	}
 	for i, l := range x.Data {
 		if l > 9 {
-			return nil, fmt.Errorf("dataset: %s: label %d at index %d is not a digit", name, l, i)
+			return nil, fmt.Errorf("dataset: %s: label %d at index %d is outside 0..9", name, l, i)
 		}
 	}
 	return x, nil

@@ -18,35 +18,130 @@ const (
 	MNISTStd  = 0.3081
 )
 
-// MNIST is one split of the MNIST digits held in memory.
+// Fashion-MNIST's normalization: x' = (x/255 − FashionMNISTMean) /
+// FashionMNISTStd, the mean and standard deviation of its training pixels.
+const (
+	FashionMNISTMean = 0.2860
+	FashionMNISTStd  = 0.3530
+)
+
+// MNIST is one split of a digit-style image set held in memory: MNIST,
+// Fashion-MNIST (LoadFashionMNIST) or the synthetic set (NewSynthetic), all
+// 1-channel Rows×Cols byte images with labels 0..9. It implements Set. A
+// value built by hand (no loader) is MNIST: its name is "mnist" and its
+// pixels are normalized with MNISTMean and MNISTStd. It is read-only once
+// built, so any number of goroutines may read from it at once.
 type MNIST struct {
 	N, Rows, Cols int
 	Pixels        []uint8 // (N, Rows, Cols), row-major, 0 = background
 	Labels        []uint8 // (N), each 0..9
+
+	name string        // "" means "mnist"
+	norm *[256]float32 // nil means mnistNorm
 }
 
-// mnistNorm maps a pixel byte to its normalized float32 value, computed in
-// float64 and rounded once. Read-only after package initialization.
-var mnistNorm = func() (t [256]float32) {
+// normTable returns a pixel-to-float32 table: x' = float32((x/255 − mean) /
+// std), computed in float64 and rounded once.
+func normTable(mean, std float64) *[256]float32 {
+	var t [256]float32
 	for i := range t {
-		t[i] = float32((float64(i)/255 - MNISTMean) / MNISTStd)
+		t[i] = float32((float64(i)/255 - mean) / std)
 	}
-	return t
-}()
+	return &t
+}
+
+// mnistNorm and fashionNorm map a pixel byte to its normalized value.
+// Read-only after package initialization.
+var (
+	mnistNorm   = normTable(MNISTMean, MNISTStd)
+	fashionNorm = normTable(FashionMNISTMean, FashionMNISTStd)
+)
 
 // NormalizePixel returns the normalized value of one MNIST pixel byte,
 // float32((p/255 − 0.1307)/0.3081).
 func NormalizePixel(p uint8) float32 { return mnistNorm[p] }
 
-// mnistFileNames returns the image and label file names of a split.
+// normalization returns m's pixel table.
+func (m *MNIST) normalization() *[256]float32 {
+	if m.norm == nil {
+		return mnistNorm
+	}
+	return m.norm
+}
+
+// Name returns "mnist", "fashion-mnist" or "synthetic".
+func (m *MNIST) Name() string {
+	if m.name == "" {
+		return "mnist"
+	}
+	return m.name
+}
+
+// Len returns N.
+func (m *MNIST) Len() int { return m.N }
+
+// Classes returns 10.
+func (m *MNIST) Classes() int { return 10 }
+
+// Shape returns 1×Rows×Cols.
+func (m *MNIST) Shape() Shape { return Shape{C: 1, H: m.Rows, W: m.Cols} }
+
+// Fill implements Set. Images of the stored size are the normalized pixels,
+// exactly what Batch writes; smaller ones are area-resampled from them.
+// There is no augmentation: tf.Train, Seed and Epoch change nothing. Only
+// x[:len(idx)·tf.Out.Size()] and y[:len(idx)] are written, and nothing is
+// written when an argument is bad. It allocates nothing for images of up
+// to 1,024 pixels.
+func (m *MNIST) Fill(x []float32, y []int, idx []int, tf Transform) error {
+	if err := checkFill(m, x, y, idx, tf); err != nil {
+		return err
+	}
+	norm := m.normalization()
+	img, out := m.Rows*m.Cols, tf.Out.Size()
+	same := tf.Out.H == m.Rows && tf.Out.W == m.Cols
+	// A resampled image is normalized whole first, into a buffer on the
+	// stack when it fits (a digit set's 784 pixels do).
+	var stack [1024]float32
+	var full []float32
+	if !same {
+		if img <= len(stack) {
+			full = stack[:img]
+		} else {
+			full = make([]float32, img)
+		}
+	}
+	for b, i := range idx {
+		src := m.Pixels[i*img : (i+1)*img]
+		dst := x[b*out : (b+1)*out]
+		if same {
+			for j, p := range src {
+				dst[j] = norm[p]
+			}
+		} else {
+			for j, p := range src {
+				full[j] = norm[p]
+			}
+			resampleArea(dst, tf.Out.H, tf.Out.W, full, m.Rows, m.Cols)
+		}
+		y[b] = int(m.Labels[i])
+	}
+	return nil
+}
+
+// mnistFileNames returns the image and label file names of a split, the
+// same for MNIST and Fashion-MNIST.
 func mnistFileNames(split string) (images, labels string, err error) {
+	return splitFileNames("MNIST", split)
+}
+
+func splitFileNames(set, split string) (images, labels string, err error) {
 	switch split {
 	case "train":
 		return "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", nil
 	case "test":
 		return "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", nil
 	}
-	return "", "", fmt.Errorf("dataset: unknown MNIST split %q (want \"train\" or \"test\")", split)
+	return "", "", fmt.Errorf("dataset: unknown %s split %q (want \"train\" or \"test\")", set, split)
 }
 
 // LoadMNIST reads one split ("train" or "test") of MNIST from dir, which
@@ -56,15 +151,29 @@ func mnistFileNames(split string) (images, labels string, err error) {
 // wrong image size, labels outside 0..9, a label/image count mismatch,
 // truncation and trailing data are errors naming the file.
 func LoadMNIST(dir, split string) (*MNIST, error) {
-	imgName, lblName, err := mnistFileNames(split)
+	return loadIDXSplit(dir, split, "MNIST", "mnist", nil)
+}
+
+// LoadFashionMNIST reads one split ("train" or "test") of Fashion-MNIST
+// from dir, as LoadMNIST does MNIST (the same file names and format). It
+// does not verify checksums (see VerifyFashionMNIST). The result is named
+// "fashion-mnist" and normalized with FashionMNISTMean and FashionMNISTStd.
+func LoadFashionMNIST(dir, split string) (*MNIST, error) {
+	return loadIDXSplit(dir, split, "Fashion-MNIST", "fashion-mnist", fashionNorm)
+}
+
+// loadIDXSplit reads a split in MNIST's four-file layout; label names the
+// set in errors, name is the set's Name and norm its pixel table.
+func loadIDXSplit(dir, split, label, name string, norm *[256]float32) (*MNIST, error) {
+	imgName, lblName, err := splitFileNames(label, split)
 	if err != nil {
 		return nil, err
 	}
-	imgPath, err := findMaybeGz(dir, imgName)
+	imgPath, err := findMaybeGz(dir, imgName, name)
 	if err != nil {
 		return nil, err
 	}
-	lblPath, err := findMaybeGz(dir, lblName)
+	lblPath, err := findMaybeGz(dir, lblName, name)
 	if err != nil {
 		return nil, err
 	}
@@ -80,11 +189,16 @@ func LoadMNIST(dir, split string) (*MNIST, error) {
 		return nil, fmt.Errorf("dataset: %s holds %d images but %s holds %d labels",
 			filepath.Base(imgPath), img.Dims[0], filepath.Base(lblPath), lbl.Dims[0])
 	}
-	return &MNIST{N: img.Dims[0], Rows: img.Dims[1], Cols: img.Dims[2], Pixels: img.Data, Labels: lbl.Data}, nil
+	m := &MNIST{N: img.Dims[0], Rows: img.Dims[1], Cols: img.Dims[2], Pixels: img.Data, Labels: lbl.Data, norm: norm}
+	if name != "mnist" {
+		m.name = name
+	}
+	return m, nil
 }
 
 // findMaybeGz returns dir/name if it exists, else dir/name without ".gz".
-func findMaybeGz(dir, name string) (string, error) {
+// set names the data set in the error's advice.
+func findMaybeGz(dir, name, set string) (string, error) {
 	p := filepath.Join(dir, name)
 	if _, err := os.Stat(p); err == nil {
 		return p, nil
@@ -95,7 +209,7 @@ func findMaybeGz(dir, name string) (string, error) {
 	if _, err := os.Stat(raw); err == nil {
 		return raw, nil
 	}
-	return "", fmt.Errorf("dataset: %s: no such file (nor %s); run `ringtrain data get mnist`", p, filepath.Base(raw))
+	return "", fmt.Errorf("dataset: %s: no such file (nor %s); run `ringtrain data get %s`", p, filepath.Base(raw), set)
 }
 
 // readFileWith opens path and parses it with read, which names the file.
@@ -112,12 +226,14 @@ func readFileWith(path string, read func(io.Reader, string) (*IDX, error)) (*IDX
 // layout (len(idx), 1, Rows, Cols) and their labels into y. It allocates
 // nothing. x must have len(idx)*Rows*Cols elements and y len(idx); a length
 // mismatch or an index outside [0, N) is a programmer error and panics.
+// Fill writes the same values and reports bad arguments as errors.
 func (m *MNIST) Batch(idx []int, x []float32, y []int) {
 	img := m.Rows * m.Cols
 	if len(x) != len(idx)*img || len(y) != len(idx) {
 		panic(fmt.Sprintf("dataset: MNIST.Batch: %d indices need x of %d and y of %d, got %d and %d",
 			len(idx), len(idx)*img, len(idx), len(x), len(y)))
 	}
+	norm := m.normalization()
 	for b, i := range idx {
 		if i < 0 || i >= m.N {
 			panic(fmt.Sprintf("dataset: MNIST.Batch: index %d out of range [0, %d)", i, m.N))
@@ -125,29 +241,8 @@ func (m *MNIST) Batch(idx []int, x []float32, y []int) {
 		src := m.Pixels[i*img : (i+1)*img]
 		dst := x[b*img : (b+1)*img]
 		for j, p := range src {
-			dst[j] = mnistNorm[p]
+			dst[j] = norm[p]
 		}
 		y[b] = int(m.Labels[i])
 	}
-}
-
-// MNISTTrainSize is the number of images in MNIST's training split (the
-// files are pinned by checksum, so it never varies).
-const MNISTTrainSize = 60000
-
-// TrainSamples returns the number of training samples of the named data
-// set, limited to limit when limit is positive: what a coordinator shards
-// without loading the data.
-func TrainSamples(name string, limit int) (int, error) {
-	var n int
-	switch name {
-	case "mnist":
-		n = MNISTTrainSize
-	default:
-		return 0, fmt.Errorf("dataset: unknown dataset %q (known: mnist)", name)
-	}
-	if limit > 0 {
-		n = min(n, limit)
-	}
-	return n, nil
 }

@@ -263,12 +263,16 @@ func TestTrainSamples(t *testing.T) {
 		name  string
 		limit int
 		want  int
-	}{{"mnist", 0, 60000}, {"mnist", 1000, 1000}, {"mnist", 90000, 60000}} {
+	}{
+		{"mnist", 0, 60000}, {"mnist", 1000, 1000}, {"mnist", 90000, 60000},
+		{"fashion-mnist", 0, 60000}, {"fashion-mnist", 500, 500},
+		{"synthetic", 0, SyntheticTrainSize},
+	} {
 		if got, err := TrainSamples(tc.name, tc.limit); err != nil || got != tc.want {
 			t.Errorf("TrainSamples(%s, %d) = %d, %v; want %d", tc.name, tc.limit, got, err, tc.want)
 		}
 	}
-	if _, err := TrainSamples("imagenet", 0); err == nil || !strings.Contains(err.Error(), "known: mnist") {
+	if _, err := TrainSamples("imagenet", 0); err == nil || !strings.Contains(err.Error(), `unknown data set "imagenet" (known: fashion-mnist, mnist, synthetic)`) {
 		t.Errorf("unknown data set: %v", err)
 	}
 }

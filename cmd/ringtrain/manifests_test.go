@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/worker"
@@ -899,7 +900,7 @@ func checkJob(t *testing.T, r *rendered) {
 	if !slices.Contains(models.Names(), spec.Model) {
 		t.Errorf("job model %q is not in the zoo %v", spec.Model, models.Names())
 	}
-	if _, err := lookupDataSet(spec.Dataset); err != nil {
+	if err := dataset.CheckName(spec.Dataset); err != nil {
 		t.Errorf("job: %v", err)
 	}
 	var worker *appsv1.StatefulSet

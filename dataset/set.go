@@ -1,0 +1,196 @@
+package dataset
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Shape is the shape of one sample: channels, height, width.
+type Shape struct{ C, H, W int }
+
+// Size returns C·H·W, the number of floats of one sample.
+func (s Shape) Size() int { return s.C * s.H * s.W }
+
+// String returns "C×H×W".
+func (s Shape) String() string { return fmt.Sprintf("%d×%d×%d", s.C, s.H, s.W) }
+
+// Transform is how stored samples become a model's input.
+type Transform struct {
+	Out   Shape // the model's input shape
+	Train bool  // training-time augmentation (none for the digit sets)
+	// With Train, augmentation randomness is a pure function of (Seed,
+	// Epoch, sample index), so a resumed or re-sharded run sees the same
+	// inputs.
+	Seed  uint64
+	Epoch int
+}
+
+// Set is one split of a labelled data set, the seam the training engine
+// reads samples through.
+//
+// Fill may be called concurrently from several goroutines with distinct
+// destinations (input pipelines prefetch on their own goroutines); the
+// other methods return constants.
+type Set interface {
+	Name() string // "mnist", "fashion-mnist", "synthetic"
+	Len() int
+	Classes() int
+	Shape() Shape // as stored
+	// Fill writes samples idx, transformed by tf, into x (len(idx)·
+	// tf.Out.Size() floats, NCHW, normalized) and their labels into y
+	// (len(idx)). It fails (never panics) on an index out of range or
+	// buffers too short; CheckTransform's conditions are checked too.
+	Fill(x []float32, y []int, idx []int, tf Transform) error
+}
+
+// CheckTransform reports whether s can produce inputs of shape out: the
+// same channel count and out no larger than stored (a smaller out is
+// area-resampled, as the 1990 ConvNet's 16×16 digits are made from MNIST's
+// 28×28). Errors say what the model wants and what the set gives.
+func CheckTransform(s Set, out Shape) error {
+	in := s.Shape()
+	switch {
+	case out.C < 1 || out.H < 1 || out.W < 1:
+		return fmt.Errorf("dataset: the model wants %v input, which is empty; %s gives %v images", out, s.Name(), in)
+	case out.C != in.C:
+		return fmt.Errorf("dataset: the model wants %v input (%d channels); %s gives %v images (%d channels)",
+			out, out.C, s.Name(), in, in.C)
+	case out.H > in.H || out.W > in.W:
+		return fmt.Errorf("dataset: the model wants %v input; %s gives %v images, which are resampled down, never up",
+			out, s.Name(), in)
+	}
+	return nil
+}
+
+// checkFill checks Fill's arguments for s: the transform, the buffers'
+// lengths and every index, before anything is written.
+func checkFill(s Set, x []float32, y []int, idx []int, tf Transform) error {
+	if err := CheckTransform(s, tf.Out); err != nil {
+		return err
+	}
+	if need := len(idx) * tf.Out.Size(); len(x) < need {
+		return fmt.Errorf("dataset: %s: Fill of %d samples of %v needs x of %d floats, got %d", s.Name(), len(idx), tf.Out, need, len(x))
+	}
+	if len(y) < len(idx) {
+		return fmt.Errorf("dataset: %s: Fill of %d samples needs y of %d labels, got %d", s.Name(), len(idx), len(idx), len(y))
+	}
+	return checkIndices(s.Name(), idx, s.Len())
+}
+
+// checkIndices checks that every index is in [0, n).
+func checkIndices(name string, idx []int, n int) error {
+	for k, i := range idx {
+		if i < 0 || i >= n {
+			return fmt.Errorf("dataset: %s: index %d (position %d of %d) outside [0, %d)", name, i, k, len(idx), n)
+		}
+	}
+	return nil
+}
+
+// Head returns s limited to its first n samples (s itself when n <= 0 or
+// n >= s.Len()).
+func Head(s Set, n int) Set {
+	if n <= 0 || n >= s.Len() {
+		return s
+	}
+	if h, ok := s.(head); ok {
+		s = h.Set
+	}
+	return head{Set: s, n: n}
+}
+
+// head is the first n samples of a Set.
+type head struct {
+	Set
+	n int
+}
+
+func (h head) Len() int { return h.n }
+
+func (h head) Fill(x []float32, y []int, idx []int, tf Transform) error {
+	if err := checkIndices(h.Name(), idx, h.n); err != nil {
+		return err
+	}
+	return h.Set.Fill(x, y, idx, tf)
+}
+
+// The data sets Open knows, sorted.
+var names = []string{"fashion-mnist", "mnist", "synthetic"}
+
+// Names lists the data sets Open knows, sorted.
+func Names() []string { return slices.Clone(names) }
+
+// CheckName returns nil if Open knows name, else an error naming it and the
+// valid choices.
+func CheckName(name string) error {
+	if slices.Contains(names, name) {
+		return nil
+	}
+	return fmt.Errorf("dataset: unknown data set %q (known: %s)", name, strings.Join(names, ", "))
+}
+
+// Sizes of the training splits (the files are pinned by checksum, so they
+// never vary).
+const (
+	MNISTTrainSize        = 60000
+	FashionMNISTTrainSize = 60000
+)
+
+// TrainSamples returns the number of training samples of the named data
+// set, limited to limit when limit is positive: what a coordinator shards
+// without loading the data.
+func TrainSamples(name string, limit int) (int, error) {
+	var n int
+	switch name {
+	case "mnist":
+		n = MNISTTrainSize
+	case "fashion-mnist":
+		n = FashionMNISTTrainSize
+	case "synthetic":
+		n = SyntheticTrainSize
+	default:
+		return 0, CheckName(name)
+	}
+	if limit > 0 {
+		n = min(n, limit)
+	}
+	return n, nil
+}
+
+// Open returns split ("train" or "test") of the named data set. dir is
+// where its files are ("" = DefaultDataDir()/<name>). For mnist and
+// fashion-mnist, missing files are first put in place (EnsureMNIST,
+// EnsureFashionMNIST), then every file is verified against its pinned
+// SHA-256, then the split is parsed strictly. The synthetic set has no
+// files: it is generated (see NewSynthetic). logf, if not nil, receives
+// one-line notices.
+func Open(ctx context.Context, name, dir, split string, logf func(string, ...any)) (Set, error) {
+	if err := CheckName(name); err != nil {
+		return nil, err
+	}
+	if split != "train" && split != "test" {
+		return nil, fmt.Errorf("dataset: %s: unknown split %q (want \"train\" or \"test\")", name, split)
+	}
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if name == "synthetic" {
+		if split == "train" {
+			return NewSynthetic(SyntheticTrainSeed, SyntheticTrainSize), nil
+		}
+		return NewSynthetic(SyntheticTestSeed, SyntheticTestSize), nil
+	}
+	if dir == "" {
+		dir = filepath.Join(DefaultDataDir(), name)
+	}
+	if err := Ensure(ctx, name, dir, logf); err != nil {
+		return nil, err
+	}
+	if name == "mnist" {
+		return LoadMNIST(dir, split)
+	}
+	return LoadFashionMNIST(dir, split)
+}
