@@ -51,6 +51,13 @@ type Spec struct {
 	// frames). Links between workers on one host carry fp32 partial sums
 	// whatever the codec; only each segment's final sum is rounded.
 	Codec string `json:"codec,omitempty"`
+	// Buckets tunes how gradients are all-reduced while backward runs.
+	Buckets Buckets `json:"buckets,omitempty"`
+
+	// DataThreads is the number of goroutines that prepare batches ahead
+	// of the step (0: one, which keeps the compute threads their cores on
+	// the digit sets). Prefetch never changes which samples a step sees.
+	DataThreads int `json:"data_threads,omitempty"`
 
 	// Workers is the number of data-parallel workers (1: single process).
 	Workers    int `json:"workers,omitempty"`
@@ -86,6 +93,20 @@ type Schedule struct {
 	Gamma      float64 `json:"gamma,omitempty"`
 	// MinLR is the floor of the cosine schedule.
 	MinLR float64 `json:"min_lr,omitempty"`
+}
+
+// Buckets groups a model's gradients for the all-reduce: each bucket
+// starts its all-reduce as soon as backward has finished every gradient in
+// it, so communication overlaps the rest of backward. Sizes are in KiB of
+// fp32 gradients.
+type Buckets struct {
+	// FirstKiB caps the first bucket (the last layers, ready first; 0:
+	// 1024); CapKiB every later one (0: 25600).
+	FirstKiB int `json:"first_kib,omitempty"`
+	CapKiB   int `json:"cap_kib,omitempty"`
+	// AfterBackward all-reduces the whole gradient after backward instead
+	// (no overlap), for comparison.
+	AfterBackward bool `json:"after_backward,omitempty"`
 }
 
 // Default returns the spec that `ringtrain train` starts from: LeNet-5 on
@@ -174,6 +195,12 @@ func (s Spec) Validate() error {
 	if s.Threads < 0 {
 		bad("threads must not be negative, got %d", s.Threads)
 	}
+	if s.DataThreads < 0 {
+		bad("data_threads must not be negative, got %d", s.DataThreads)
+	}
+	if s.Buckets.FirstKiB < 0 || s.Buckets.CapKiB < 0 {
+		bad("buckets.first_kib and buckets.cap_kib must not be negative")
+	}
 	if s.CheckpointEvery < 0 {
 		bad("checkpoint_every must not be negative")
 	}
@@ -199,7 +226,8 @@ func (s Spec) Validate() error {
 // model on the same data with the same hyper-parameters, so a worker may
 // join the other's cluster and a checkpoint of one may resume the other.
 // Fields that do not change the mathematics (name, data directory, threads,
-// checkpoint cadence, cluster size) are left out, and so is the gradient
+// data threads, checkpoint cadence, cluster size) are left out, and so are
+// the gradient buckets (they decide how the sum is split on the wire), and so is the gradient
 // codec: it only rounds the sums, a run may resume under another one, and
 // the workers of a ring all take the coordinator's.
 func (s Spec) Hash() string {
@@ -225,10 +253,10 @@ func (s Spec) YAML() ([]byte, error) {
 	return yaml.Marshal(s)
 }
 
-// BatchPerWorker is the batch each worker of a ring takes per step: the
-// global batch_size split over the job's workers, rounded up. With every
-// worker present a step sees the same batch_size samples as single-node
-// training; with fewer, a step sees fewer.
+// BatchPerWorker is the most samples a worker of a full ring computes per
+// step: the global batch_size dealt over the job's workers, rounded up.
+// Every step takes batch_size samples whatever the ring's size; a smaller
+// ring deals each worker more.
 func (s Spec) BatchPerWorker() int {
 	w := max(s.Workers, 1)
 	return (s.BatchSize + w - 1) / w

@@ -129,16 +129,16 @@ func (c *cluster) run(ctx context.Context) (runlog.Summary, error) {
 	case statErr == nil && !c.Resume:
 		return sum, fmt.Errorf("%s already holds a cluster run; pass --resume to continue it or choose another --out", out)
 	case statErr != nil && c.Resume:
-		c.logf("no cluster run in %s: starting from the beginning", out)
+		return sum, fmt.Errorf("nothing to resume in %s: it holds no cluster run (run without --resume to start a new run there)", out)
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return sum, err
 	}
 	dataDir := spec.DataDir
 	if dataDir == "" {
-		dataDir = filepath.Join(dataset.DefaultDataDir(), "mnist")
+		dataDir = filepath.Join(dataset.DefaultDataDir(), spec.Dataset)
 	}
-	if err := dataset.EnsureMNIST(ctx, dataDir, c.logf); err != nil {
+	if err := dataset.Ensure(ctx, spec.Dataset, dataDir, c.logf); err != nil {
 		return sum, err
 	}
 	y, err := spec.YAML()
@@ -367,7 +367,7 @@ func (c *cluster) reap(grace time.Duration) {
 func (c *cluster) watch(ctx context.Context, srv *coordinator.Server, coordDone chan error) error {
 	spec := c.Spec
 	samples, _ := dataset.TrainSamples(spec.Dataset, spec.TrainLimit)
-	perStep := spec.BatchPerWorker() * spec.Workers
+	perStep := spec.BatchSize
 	steps := (samples + perStep - 1) / perStep
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -420,7 +420,7 @@ func (c *cluster) watch(ctx context.Context, srv *coordinator.Server, coordDone 
 // single-node training.
 func (c *cluster) checkpointNow(srv *coordinator.Server) {
 	st := srv.StatusReply()
-	perStep := float64(c.Spec.BatchPerWorker() * max(len(st.Ring), 1))
+	perStep := float64(c.Spec.BatchSize)
 	ahead := max(5, int64(st.ImagesPerSecond/perStep))
 	step, err := srv.RequestCheckpoint(ahead)
 	if err != nil {

@@ -31,6 +31,9 @@ type Record struct {
 	Loss            float64 `json:"loss"`
 	Accuracy        float64 `json:"accuracy"`
 	ImagesPerSecond float64 `json:"images_per_second,omitempty"`
+	// DataWaitSeconds is the time the steps of a "train" record waited
+	// for their batches (the input pipeline fell behind).
+	DataWaitSeconds float64 `json:"data_wait_seconds,omitempty"`
 }
 
 // Summary is summary.json: the outcome of a run.

@@ -38,27 +38,33 @@ func Bench(ctx context.Context, spec job.Spec, steps, repeats int, logf func(str
 	if steps < 1 || repeats < 1 {
 		return BenchResult{}, fmt.Errorf("worker: bench needs at least one step and one repeat, got %d and %d", steps, repeats)
 	}
-	su, err := newSetup(ctx, spec, logf, 0, 0)
+	e, err := newEngine(ctx, spec, spec.BatchSize, logf)
 	if err != nil {
 		return BenchResult{}, err
 	}
-	defer su.Close()
-	train, in := su.train, su.in
-	l := &loop{
-		spec: spec, model: su.model, opt: su.opt, sched: models.ConstantLR{Base: spec.Optimizer.LR},
-		train: train, in: in, sampler: dataset.NewSampler(train.N, spec.Seed, true),
-		compute: su.compute, now: time.Now,
-	}
-	b := spec.BatchSize
-	idx := make([]int, b)
-	x := make([]float32, b*in.size())
-	y := make([]int, b)
-	step := func() error {
-		for l.sampler.Next(idx) < b { // whole batches only, so every step is alike
-			l.sampler.NextEpoch()
+	defer e.Close()
+	e.sched = models.ConstantLR{Base: spec.Optimizer.LR}
+	solo := ring{rank: 0, world: 1}
+	var pipe *pipeline
+	defer func() {
+		if pipe != nil {
+			pipe.stop()
 		}
-		l.in.batch(train, idx, x, y)
-		_, _, err := l.trainStep(x, y)
+	}()
+	b := spec.BatchSize
+	step := func() error {
+		// Whole batches only, so every step is alike.
+		if pipe == nil || pipe.k >= pipe.steps || e.train.Len()-e.pos.Consumed < b {
+			if pipe != nil {
+				pipe.stop()
+			}
+			e.pos = dataset.Position{Epoch: e.pos.Epoch + 1}
+			if err := e.ensureOrder(); err != nil {
+				return err
+			}
+			pipe = startPipeline(e.train, e.order, 0, b, 0, 1, e.trainTransform(e.pos.Epoch), spec.DataThreads)
+		}
+		_, err := e.trainStep(ctx, solo, pipe)
 		return err
 	}
 	warmup := max(10, steps/10)
@@ -67,7 +73,7 @@ func Bench(ctx context.Context, spec job.Spec, steps, repeats int, logf func(str
 			return BenchResult{}, err
 		}
 	}
-	res := BenchResult{Model: spec.Model, BatchSize: b, Threads: su.threads, Steps: steps, Repeats: repeats}
+	res := BenchResult{Model: spec.Model, BatchSize: b, Threads: e.threads, Steps: steps, Repeats: repeats}
 	for r := 0; r < repeats; r++ {
 		if err := ctx.Err(); err != nil {
 			return res, err

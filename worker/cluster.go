@@ -68,19 +68,6 @@ type ClusterOptions struct {
 	AfterStep func(step int64, params []float32)
 }
 
-// fatalError marks an error the worker cannot recover from by joining a
-// new generation (bad job, diverged replica, diverged training).
-type fatalError struct{ err error }
-
-func (e *fatalError) Error() string { return e.err.Error() }
-func (e *fatalError) Unwrap() error { return e.err }
-
-func fatal(err error) error { return &fatalError{err} }
-
-// ErrDiverged is wrapped by the error a worker returns when its parameters
-// differ from rank 0's: replicas must stay bit-identical.
-var ErrDiverged = errors.New("replica diverged")
-
 // control calls the job's coordinators, following the leader.
 type control struct {
 	conns   []*grpc.ClientConn
@@ -276,11 +263,11 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 		w.logf("warning: %v (membership will rely on heartbeats)", err)
 	}
 
-	r, err := newRingTrainer(ctx, w, spec, store, rep.JobID)
+	t, err := newTrainer(ctx, spec, store, rep.JobID, w.logf)
 	if err != nil {
 		return fatal(err)
 	}
-	defer r.close()
+	defer t.close()
 
 	hbCtx, stopHB := context.WithCancel(ctx)
 	hbDone := make(chan struct{})
@@ -290,12 +277,9 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 	}()
 	defer func() { stopHB(); <-hbDone }()
 
-	err = w.loop(ctx, r)
-	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		w.logf("stopping: %v; leaving the job", context.Cause(ctx))
-		err = nil
-	}
-	if ctx.Err() != nil || err == nil {
+	l := newLifecycle(w.o.Name)
+	l.Joined()
+	return w.loop(ctx, t, l, func() {
 		// Leaving on purpose: the coordinator re-forms the ring at once
 		// instead of waiting for gossip to declare this worker dead.
 		lctx, cancel := context.WithTimeout(context.Background(), w.o.Timeout)
@@ -305,8 +289,7 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 		})
 		cancel()
 		gossip.Leave(time.Second)
-	}
-	return err
+	})
 }
 
 // join registers with the coordinator, retrying while it is unreachable,
@@ -448,45 +431,49 @@ func (w *ClusterWorker) waitReply(ctx context.Context, ok func(*api.HeartbeatRep
 	}
 }
 
-// loop runs the generations it is given until the job is complete.
-func (w *ClusterWorker) loop(ctx context.Context, r *ringTrainer) error {
-	var last uint64
-	announced := ""
+// loop drives the worker's lifecycle (lifecycle.go) until it exits: it
+// does what the machine asks (train a generation, report, leave) and feeds
+// it what happened (heartbeat replies, how a generation ended, a stop).
+func (w *ClusterWorker) loop(ctx context.Context, t *trainer, l *lifecycle, leave func()) error {
+	var fed *api.HeartbeatReply
 	for {
-		rep, err := w.waitReply(ctx, func(rep *api.HeartbeatReply) bool {
-			if rep.Stop {
-				return true
-			}
-			if rep.Status != announced {
-				announced = rep.Status
-				w.logf("coordinator: %s", rep.Status)
-			}
-			g := rep.Generation
-			return !rep.Paused && g != nil && g.Number > last && g.Rank(w.o.Name) >= 0
-		})
-		if err != nil {
-			return err
+		rd := l.Ready()
+		for _, line := range rd.Logs {
+			w.logf("%s", line)
 		}
-		if rep.Stop {
-			w.logf("the job is complete")
-			return nil
+		if f := rd.Progress; f != nil {
+			w.setProgress(func(p *progress) { p.done, p.broken, p.inRing = f.Done, f.Broken, f.InRing })
 		}
-		g := rep.Generation
-		last = g.Number
-		err = r.runGeneration(ctx, g)
+		if rd.Beat {
+			w.beat()
+		}
 		switch {
-		case err == nil:
-			w.setProgress(func(p *progress) { p.done, p.inRing = true, false })
-			w.beat()
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.As(err, new(*fatalError)):
-			return err
-		default:
-			w.metrics.ringFailures.Inc()
-			w.logf("generation %d ended: %v; waiting for the next", g.Number, err)
-			w.setProgress(func(p *progress) { p.broken, p.inRing = true, false })
-			w.beat()
+		case rd.Exit:
+			return rd.Err
+		case rd.Leave:
+			leave()
+			l.Advance()
+			continue
+		case rd.Train != nil:
+			l.Advance()
+			err := w.runGeneration(ctx, t, rd.Train)
+			if ctx.Err() != nil {
+				l.Stopped(context.Cause(ctx))
+				continue
+			}
+			if err != nil && !errors.As(err, new(*fatalError)) {
+				w.metrics.ringFailures.Inc()
+			}
+			l.Ended(err)
+			continue
 		}
+		l.Advance()
+		rep, err := w.waitReply(ctx, func(r *api.HeartbeatReply) bool { return r != fed })
+		if err != nil {
+			l.Stopped(context.Cause(ctx))
+			continue
+		}
+		fed = rep
+		l.Reply(rep)
 	}
 }

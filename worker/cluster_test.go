@@ -264,15 +264,15 @@ func TestClusterWorkersTrainAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The shards load back into a model (single-node code path).
-	su, err := newSetup(context.Background(), spec, t.Logf, 0, 0)
+	e, err := newEngine(context.Background(), spec, spec.BatchSize, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer su.Close()
-	if err := restoreState(ck, spec, su.model, su.opt); err != nil {
+	defer e.Close()
+	if err := e.restore(ck); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(su.model.Arena.Data, rec.params["w0"][steps/2]) {
+	if !slices.Equal(e.model.Arena.Data, rec.params["w0"][steps/2]) {
 		t.Fatal("the checkpoint's parameters are not the ring's at its step")
 	}
 

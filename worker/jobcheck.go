@@ -2,30 +2,59 @@ package worker
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/ringtrain/ringtrain/allreduce"
+	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/models"
 )
 
-// CheckJob validates a job as a worker will run it: the spec's own checks
-// and the names the worker's packages own that can be checked without
-// loading anything (the gradient codec).
+// optimizers are the optimizer names newOptimizer builds.
+var optimizers = []string{"adam", "adamw", "rmsprop", "sgd"}
+
+// CheckJob validates a job as a worker will run it, without loading
+// anything: the spec's own checks, and every name the engine's packages
+// own — the model (models), the data set (dataset), the optimizer and the
+// gradient codec (allreduce). Each bad name is reported with its job key
+// and the valid choices, so a typo in a job file is found once, where it
+// is loaded (train, coordinator, worker), not by every worker at once.
 func CheckJob(spec job.Spec) error {
 	if err := spec.Validate(); err != nil {
 		return err
 	}
-	if err := allreduce.CheckCodec(codecName(spec)); err != nil {
-		return fmt.Errorf("job: codec: %w", err)
+	var errs []error
+	if !slices.Contains(models.Names(), spec.Model) {
+		errs = append(errs, fmt.Errorf("model: unknown model %q (known: %s)", spec.Model, strings.Join(models.Names(), ", ")))
+	}
+	if err := dataset.CheckName(spec.Dataset); err != nil {
+		errs = append(errs, fmt.Errorf("dataset: %w", err))
+	}
+	if o := strings.ToLower(spec.Optimizer.Name); o != "" && !slices.Contains(optimizers, o) {
+		errs = append(errs, fmt.Errorf("optimizer.name: unknown optimizer %q (known: %s)", spec.Optimizer.Name, strings.Join(optimizers, ", ")))
+	}
+	if err := allreduce.CheckGradientCodec(codecName(spec)); err != nil {
+		errs = append(errs, fmt.Errorf("codec: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("job: %w", err)
 	}
 	return nil
 }
 
-// gradientCodec returns the codec the job names for gradients (fp32 when
-// none), decoding frames of at most maxFrameBytes bytes. A codec that is
+// gradientCodec returns the element codec gradients travel in: the job's
+// (fp32 when it names none, and for PowerSGD, whose factors travel in
+// fp32), decoding frames of at most maxFrameBytes bytes. A codec that is
 // an io.Closer must be closed after use.
 func gradientCodec(spec job.Spec, maxFrameBytes int) (allreduce.Codec, error) {
-	c, err := allreduce.NewCodec(codecName(spec), maxFrameBytes)
+	name := codecName(spec)
+	if _, ok := allreduce.PowerSGDRank(name); ok {
+		name = "fp32"
+	}
+	c, err := allreduce.NewCodec(name, maxFrameBytes)
 	if err != nil {
 		return nil, fmt.Errorf("job: codec: %w", err)
 	}

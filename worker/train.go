@@ -1,25 +1,25 @@
-// Package worker runs ringtrain's training loop: build the model, feed it
-// batches from the sampler, step the optimizer, evaluate, checkpoint and
-// resume. Single-node training (`ringtrain train`) runs this loop alone; a
-// cluster worker runs the same loop with the all-reduce between backward
-// and the optimizer step.
+// Package worker runs ringtrain's one training engine (engine.go): build
+// the model, feed it batches from the input pipeline, reduce its gradients
+// over the ring while backward runs, step the optimizer, evaluate,
+// checkpoint and resume. Single-node training (`ringtrain train`, Train)
+// is a ring of one, whose reduction does nothing; a cluster worker
+// (ClusterWorker) runs the same engine in each generation's ring, its
+// lifecycle an explicit state machine (lifecycle.go).
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/ringtrain/ringtrain/checkpoint"
-	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/runlog"
-	"github.com/ringtrain/ringtrain/tensorcore"
 )
 
 // Options configure one training run.
@@ -58,13 +58,7 @@ type StepStats struct {
 	LR                     float64
 	Loss, Accuracy         float64 // means over the epoch so far
 	ImagesPerSecond        float64 // training throughput over the epoch so far
-}
-
-// EvalStats are the figures of one evaluation on the test set.
-type EvalStats struct {
-	Epoch          int
-	Loss, Accuracy float64
-	Seconds        float64
+	DataWaitSeconds        float64 // time the epoch's steps waited for their batches
 }
 
 // JobFile is the name of the job file a run directory keeps: the spec the
@@ -78,8 +72,9 @@ var ErrInterrupted = errors.New("interrupted")
 // logWindow is how many steps one "train" metrics record covers.
 const logWindow = 50
 
-// Train runs a training job to completion (or until ctx is done) and
-// returns its summary, which is also written to the run directory.
+// Train runs a training job to completion (or until ctx is done) in a
+// ring of one and returns its summary, which is also written to the run
+// directory.
 func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -92,21 +87,27 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 	if err := CheckJob(spec); err != nil {
 		return runlog.Summary{}, err
 	}
-	su, err := newSetup(ctx, spec, o.Logf, o.TrainLimit, o.TestLimit)
-	if err != nil {
-		return runlog.Summary{}, err
-	}
-	defer su.Close()
-	model, train, opt := su.model, su.train, su.opt
-	stepsPerEpoch := (train.N + spec.BatchSize - 1) / spec.BatchSize
-	sched := newSchedule(spec, stepsPerEpoch)
-
+	spec.TrainLimit, spec.TestLimit = cmp.Or(spec.TrainLimit, o.TrainLimit), cmp.Or(spec.TestLimit, o.TestLimit)
 	store, err := checkpoint.Open(filepath.Join(o.RunDir, "checkpoints"))
 	if err != nil {
 		return runlog.Summary{}, err
 	}
-	sampler := dataset.NewSampler(train.N, spec.Seed, true)
-	step := 0
+	latest, err := store.Latest()
+	if err != nil {
+		return runlog.Summary{}, err
+	}
+	switch {
+	case o.Resume && latest == "":
+		return runlog.Summary{}, fmt.Errorf("worker: nothing to resume in %s: it holds no committed checkpoint (run without --resume to start a new run there)", o.RunDir)
+	case !o.Resume && latest != "":
+		return runlog.Summary{}, fmt.Errorf("worker: %s already holds a run (checkpoint %s); pass --resume to continue it or choose another --out", o.RunDir, latest)
+	}
+	e, err := newEngine(ctx, spec, spec.BatchSize, o.Logf)
+	if err != nil {
+		return runlog.Summary{}, err
+	}
+	defer e.Close()
+	e.now = o.Now
 	resumed := false
 	if o.Resume {
 		ck, err := store.LoadLatest(func(f string, a ...any) { o.Logf("warning: "+f, a...) })
@@ -114,20 +115,13 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 			return runlog.Summary{}, err
 		}
 		if ck == nil {
-			o.Logf("no checkpoint in %s: starting from the beginning", store.Dir())
-		} else {
-			if sampler, err = restore(ck, spec, model, opt, train.N); err != nil {
-				return runlog.Summary{}, err
-			}
-			step = ck.Manifest.Step
-			resumed = true
-			o.Logf("resuming from %s (epoch %d, step %d)", ck.Manifest.Name, ck.Manifest.Epoch+1, step)
+			return runlog.Summary{}, fmt.Errorf("worker: nothing to resume in %s: no checkpoint there passes its checksums", o.RunDir)
 		}
-	} else if latest, err := store.Latest(); err != nil || latest != "" {
-		if err != nil {
+		if err := e.restore(ck); err != nil {
 			return runlog.Summary{}, err
 		}
-		return runlog.Summary{}, fmt.Errorf("worker: %s already holds a run (checkpoint %s); pass --resume to continue it or choose another --out", o.RunDir, latest)
+		resumed = true
+		o.Logf("resuming from %s (epoch %d, %d of %d samples done; step %d)", ck.Manifest.Name, e.pos.Epoch+1, e.pos.Consumed, e.train.Len(), e.step)
 	}
 	if err := writeJobFile(o.RunDir, spec); err != nil {
 		return runlog.Summary{}, err
@@ -137,25 +131,22 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 		return runlog.Summary{}, err
 	}
 	defer rlog.Close()
-	if err := rlog.TruncateAfter(step); err != nil {
+	if err := rlog.TruncateAfter(int(e.step)); err != nil {
 		return runlog.Summary{}, err
-	}
-
-	l := &loop{
-		spec: spec, runDir: o.RunDir, model: model, opt: opt, sched: sched, store: store, rlog: rlog,
-		train: train, test: su.test, in: su.in, sampler: sampler, step: step,
-		compute: su.compute, evalTape: tensorcore.NewTape(su.pool),
-		progress: o.Progress, now: o.Now, stepsPerEpoch: stepsPerEpoch,
 	}
 	sum := runlog.Summary{
 		Model: spec.Model, Dataset: spec.Dataset, Epochs: spec.Epochs, BatchSize: spec.BatchSize,
-		Seed: spec.Seed, Threads: su.threads, Resumed: resumed,
+		Seed: spec.Seed, Threads: e.threads, Resumed: resumed,
 	}
-	runErr := l.run(ctx, launch, &sum)
-	sum.Steps = l.step
+	s := &solo{e: e, o: o, store: store, rlog: rlog, sum: &sum, launch: launch, lastCheckpoint: latest}
+	runErr := e.run(ctx, ring{rank: 0, world: 1}, s.hooks())
+	if runErr != nil && ctx.Err() != nil && errors.Is(runErr, ctx.Err()) {
+		runErr = s.interrupt(ctx)
+	}
+	sum.Steps = int(e.step)
 	sum.WallSeconds = o.Now().Sub(launch).Seconds()
 	sum.PeakRSSBytes = runlog.PeakRSS()
-	sum.Checkpoint = l.lastCheckpoint
+	sum.Checkpoint = s.lastCheckpoint
 	if errors.Is(runErr, ErrInterrupted) {
 		sum.Interrupted = true
 	}
@@ -168,24 +159,115 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 	return sum, runErr
 }
 
-func loadData(ctx context.Context, spec job.Spec, logf func(string, ...any)) (train, test *dataset.MNIST, err error) {
-	if spec.Dataset != "mnist" {
-		return nil, nil, fmt.Errorf("worker: unknown dataset %q (known: mnist)", spec.Dataset)
+// solo is what single-node training does around the engine's steps: the
+// run directory's records, progress and committed checkpoints.
+type solo struct {
+	e              *engine
+	o              Options
+	store          *checkpoint.Store
+	rlog           *runlog.Log
+	sum            *runlog.Summary
+	launch         time.Time
+	lastCheckpoint string
+	trainLoss      float64
+	epoch          tally // the epoch in progress
+	window         tally // the current metrics window
+}
+
+// tally accumulates the running figures of steps.
+type tally struct {
+	images, correct   int
+	lossSum           float64 // sum over images of the per-image loss
+	seconds, dataWait float64
+}
+
+func (t *tally) add(r stepReport) {
+	t.images += r.Images
+	t.correct += r.Correct
+	t.lossSum += r.Loss * float64(r.Images)
+	t.seconds += r.Seconds
+	t.dataWait += r.DataWait
+}
+
+func (s *solo) hooks() hooks {
+	e, spe := s.e, s.e.stepsPerEpoch
+	return hooks{
+		step: func(r stepReport) {
+			if s.epoch.images == 0 && s.o.Progress != nil {
+				s.o.Progress.EpochStart(r.Epoch, e.spec.Epochs, spe, r.EpochStep-1)
+			}
+			s.epoch.add(r)
+			s.window.add(r)
+			if s.window.images >= logWindow*e.spec.BatchSize || r.LastOfEpoch {
+				w := s.window
+				s.rlog.Add(runlog.Record{
+					Kind: "train", Time: s.o.Now().UTC(), Step: int(r.Step), Epoch: r.Epoch,
+					Progress: float64(r.Epoch) + float64(r.EpochStep)/float64(spe),
+					LR:       r.LR, Loss: w.lossSum / float64(w.images), Accuracy: float64(w.correct) / float64(w.images),
+					ImagesPerSecond: float64(w.images) / w.seconds, DataWaitSeconds: w.dataWait,
+				})
+				s.window = tally{}
+			}
+			if s.o.Progress != nil {
+				t := s.epoch
+				s.o.Progress.Step(StepStats{
+					Epoch: r.Epoch, Step: int(r.Step), EpochStep: r.EpochStep, LR: r.LR,
+					Loss: t.lossSum / float64(t.images), Accuracy: float64(t.correct) / float64(t.images),
+					ImagesPerSecond: float64(t.images) / t.seconds, DataWaitSeconds: t.dataWait,
+				})
+			}
+			if r.LastOfEpoch {
+				s.trainLoss = s.epoch.lossSum / float64(s.epoch.images)
+				s.sum.TrainLoss = s.trainLoss
+				s.sum.ImagesPerSecond = float64(s.epoch.images) / s.epoch.seconds
+				s.epoch = tally{}
+			}
+		},
+		checkpointDue: func(step int64) bool {
+			k := int64(e.spec.CheckpointEvery)
+			return k > 0 && step%k == 0
+		},
+		checkpoint: func(_ context.Context, ev *EvalStats) error { return s.checkpoint(ev) },
+		evaluated: func(ev EvalStats) {
+			s.sum.TestAccuracy, s.sum.TestLoss = ev.Accuracy, ev.Loss
+			if ev.Accuracy >= 0.99 && s.sum.SecondsTo99 == 0 {
+				s.sum.SecondsTo99 = s.o.Now().Sub(s.launch).Seconds()
+			}
+			s.rlog.Add(runlog.Record{
+				Kind: "eval", Time: s.o.Now().UTC(), Step: int(e.step), Epoch: ev.Epoch, Progress: float64(ev.Epoch + 1),
+				Loss: ev.Loss, Accuracy: ev.Accuracy,
+			})
+			if s.o.Progress != nil {
+				s.o.Progress.EpochEnd(ev)
+			}
+			if err := runlog.WritePlot(s.o.RunDir, e.spec.Model, s.rlog.Records()); err != nil {
+				s.o.Logf("warning: %v", err)
+			}
+		},
 	}
-	dir := spec.DataDir
-	if dir == "" {
-		dir = filepath.Join(dataset.DefaultDataDir(), "mnist")
+}
+
+// checkpoint writes and commits the state at the engine's step, then
+// applies retention. A step already checkpointed is not written again.
+func (s *solo) checkpoint(ev *EvalStats) error {
+	if s.lastCheckpoint == checkpoint.NameForStep(int(s.e.step)) {
+		return nil
 	}
-	if err := dataset.EnsureMNIST(ctx, dir, logf); err != nil {
-		return nil, nil, err
+	m, err := s.store.Save(s.e.manifest(ev, s.trainLoss, 1), s.e.state(nil).Parts(0, 1))
+	if err != nil {
+		return err
 	}
-	if train, err = dataset.LoadMNIST(dir, "train"); err != nil {
-		return nil, nil, err
+	s.lastCheckpoint = m.Name
+	return s.store.Retain(s.e.spec.KeepCheckpoints)
+}
+
+// interrupt checkpoints the position reached so --resume continues from it.
+func (s *solo) interrupt(ctx context.Context) error {
+	cause := context.Cause(ctx)
+	if err := s.checkpoint(nil); err != nil {
+		return fmt.Errorf("worker: %w (and the checkpoint at step %d failed: %v)", ErrInterrupted, s.e.step, err)
 	}
-	if test, err = dataset.LoadMNIST(dir, "test"); err != nil {
-		return nil, nil, err
-	}
-	return train, test, nil
+	return fmt.Errorf("worker: %w at step %d (%v); checkpoint %s is committed", ErrInterrupted, s.e.step, cause, s.lastCheckpoint)
 }
 
 // writeJobFile records the run's job spec in its directory.
@@ -195,18 +277,6 @@ func writeJobFile(dir string, spec job.Spec) error {
 		return fmt.Errorf("worker: %w", err)
 	}
 	return runlog.WriteFile(dir, JobFile, b)
-}
-
-// head is d limited to its first n samples (all of them when n <= 0).
-func head(d *dataset.MNIST, n int) *dataset.MNIST {
-	if n <= 0 || n >= d.N {
-		return d
-	}
-	c := *d
-	c.N = n
-	c.Pixels = d.Pixels[:n*d.Rows*d.Cols]
-	c.Labels = d.Labels[:n]
-	return &c
 }
 
 func newOptimizer(o job.Optimizer, a *models.Arena) (models.Optimizer, error) {
@@ -260,6 +330,3 @@ func newSchedule(spec job.Spec, stepsPerEpoch int) models.Schedule {
 	}
 	return s
 }
-
-// isFinite reports whether a loss is a number a run can go on from.
-func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -111,7 +111,7 @@ func modelBytes(t *testing.T, runDir string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(runDir, "checkpoints", name, modelFile))
+	b, err := os.ReadFile(filepath.Join(runDir, "checkpoints", name, checkpoint.ModelFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,26 +199,6 @@ func TestBadJobsFailClearly(t *testing.T) {
 		_, err := run(t, context.Background(), s, t.TempDir(), false, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v", tc.want, err)
-		}
-	}
-}
-
-func TestSpansCoverSourceEvenly(t *testing.T) {
-	for _, c := range [][2]int{{28, 16}, {28, 28}, {28, 14}, {5, 3}} {
-		sp := spans(c[0], c[1])
-		total := float32(0)
-		for _, s := range sp {
-			var w float32
-			for i := s.lo; i <= s.hi; i++ {
-				w += s.weight(i)
-			}
-			if d := w*s.scale - 1; d > 1e-5 || d < -1e-5 {
-				t.Errorf("%d→%d: a span weighs %v of an output pixel", c[0], c[1], w*s.scale)
-			}
-			total += w
-		}
-		if d := total - float32(c[0]); d > 1e-4 || d < -1e-4 {
-			t.Errorf("%d→%d: spans cover %v source pixels", c[0], c[1], total)
 		}
 	}
 }

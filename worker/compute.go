@@ -3,10 +3,16 @@ package worker
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"sync/atomic"
 
+	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/tensorcore"
 )
+
+// defaultThreads is the compute threads of a job that names none.
+func defaultThreads() int { return runtime.GOMAXPROCS(0) }
 
 // minReplicaBatch is the smallest slice of a batch worth a core of its own.
 // Below it, the step runs on one tape with the kernels split across cores.
@@ -23,6 +29,10 @@ const minReplicaBatch = 8
 // weighted by slice size. Small networks such as LeNet-5 spend a step in
 // many small kernels, which scale poorly across cores; whole slices do.
 // Both ways are deterministic for a given thread count.
+//
+// When step is given a final function, it reports each parameter's
+// gradient as soon as the batch's gradient of it is complete in the
+// model's arena (summed over the replicas), while backward goes on.
 type compute struct {
 	seed     uint64
 	rngs     []*rand.PCG // the dropout streams of model (index 0) and the replicas
@@ -30,8 +40,12 @@ type compute struct {
 	pool     *tensorcore.Pool
 	tape     *tensorcore.Tape // the single-tape way
 	replicas []*replica       // the split way; replicas[0] runs on model
-	shape    func(n int) []int
-	size     int // floats per image
+	in       dataset.Shape
+	size     int              // floats per image
+	paramOf  map[*float32]int // the model's gradient buffers → parameter index
+	seen     []bool           // parameters reported this step (one tape)
+	count    []atomic.Int32   // replicas done with each parameter this step
+	final    func(p int)      // the step's final, nil for none
 
 	// the batch of the step in progress, read by runPart
 	x       []float32
@@ -42,6 +56,8 @@ type compute struct {
 }
 
 type replica struct {
+	paramOf map[*float32]int
+	seen    []bool
 	model   *models.Model
 	pool    *tensorcore.Pool // one worker: kernels run on the replica's goroutine with its own scratch
 	tape    *tensorcore.Tape
@@ -50,8 +66,10 @@ type replica struct {
 	correct int
 }
 
-func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch int, seed uint64, in *input) (*compute, error) {
-	c := &compute{seed: seed, model: model, pool: pool, shape: in.shape, size: in.size()}
+func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch int, seed uint64, in dataset.Shape) (*compute, error) {
+	c := &compute{seed: seed, model: model, pool: pool, in: in, size: in.Size()}
+	c.paramOf = gradIndex(model.Arena)
+	c.seen = make([]bool, len(model.Arena.Params))
 	c.rngs = []*rand.PCG{useStream(model)}
 	if threads < 2 || batch < threads*minReplicaBatch {
 		c.tape = tensorcore.NewTape(pool)
@@ -67,8 +85,12 @@ func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch int, 
 			c.rngs = append(c.rngs, useStream(m))
 		}
 		p := tensorcore.NewPool(1)
-		c.replicas = append(c.replicas, &replica{model: m, pool: p, tape: tensorcore.NewTape(p)})
+		c.replicas = append(c.replicas, &replica{
+			model: m, pool: p, tape: tensorcore.NewTape(p),
+			paramOf: gradIndex(m.Arena), seen: make([]bool, len(m.Arena.Params)),
+		})
 	}
+	c.count = make([]atomic.Int32, len(model.Arena.Params))
 	c.runPart = func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			c.replicas[r].run(c)
@@ -92,23 +114,56 @@ func useStream(m *models.Model) *rand.PCG {
 	return src
 }
 
+// gradIndex maps the first element of each parameter's gradient in a to
+// the parameter's index (zero-sized parameters have none).
+func gradIndex(a *models.Arena) map[*float32]int {
+	m := make(map[*float32]int, len(a.Params))
+	for i, p := range a.Params {
+		if p.Len() > 0 {
+			m[&a.Grad[p.Offset]] = i
+		}
+	}
+	return m
+}
+
 // step runs forward and backward of training step number step on x
 // (len(y) images), leaving the batch-mean gradient in the model's arena,
 // and returns the batch's mean loss and its number of correct predictions.
 // The dropout streams are seeded from (seed, step, replica), so a run
 // resumed at any step draws the same masks as one that never stopped.
-func (c *compute) step(step int, x []float32, y []int) (loss float64, correct int) {
+// final, when not nil, is told each parameter whose gradient is complete,
+// once, possibly from several goroutines at once.
+func (c *compute) step(step int, x []float32, y []int, final func(p int)) (loss float64, correct int) {
 	for r, src := range c.rngs {
 		src.Seed(c.seed, uint64(step)<<8|uint64(r))
 	}
+	c.final = final
 	if c.tape != nil {
 		tp := c.tape
 		tp.Reset()
-		xv := tp.Const(tensorcore.FromSlice(x, c.shape(len(y))...))
+		xv := tp.Const(tensorcore.FromSlice(x, len(y), c.in.C, c.in.H, c.in.W))
 		logits := c.model.Forward(tp, xv, true)
 		lv := tp.CrossEntropy(logits, y)
 		c.model.Arena.ZeroGrad()
-		tp.Backward(lv)
+		if final == nil {
+			tp.Backward(lv)
+		} else {
+			clear(c.seen)
+			tp.BackwardNotify(lv, func(g *tensorcore.Tensor) {
+				if len(g.Data) == 0 {
+					return
+				}
+				if p, ok := c.paramOf[&g.Data[0]]; ok {
+					c.seen[p] = true
+					final(p)
+				}
+			})
+			for p, ok := range c.seen { // parameters the tape never saw
+				if !ok {
+					final(p)
+				}
+			}
+		}
 		return float64(lv.Value.Data[0]), models.CountCorrect(logits.Value, y)
 	}
 	n, parts := len(y), len(c.replicas)
@@ -116,8 +171,13 @@ func (c *compute) step(step int, x []float32, y []int) (loss float64, correct in
 		r.lo, r.hi = i*n/parts, (i+1)*n/parts
 	}
 	c.x, c.y, c.n = x, y, n
+	for i := range c.count {
+		c.count[i].Store(0)
+	}
 	c.pool.For(parts, 1, c.runPart)
-	c.pool.For(len(c.model.Arena.Grad), 1<<14, c.sumPart)
+	if final == nil {
+		c.pool.For(len(c.model.Arena.Grad), 1<<14, c.sumPart)
+	}
 	for _, r := range c.replicas {
 		loss += r.loss * float64(r.hi-r.lo)
 		correct += r.correct
@@ -127,6 +187,17 @@ func (c *compute) step(step int, x []float32, y []int) (loss float64, correct in
 		copy(r.model.Arena.Buffers, c.model.Arena.Buffers)
 	}
 	return loss / float64(n), correct
+}
+
+// replicaDone counts one replica done with parameter p; the last one sums
+// p's gradient over the replicas and reports it final.
+func (c *compute) replicaDone(p int) {
+	if int(c.count[p].Add(1)) != len(c.replicas) {
+		return
+	}
+	info := c.model.Arena.Params[p]
+	c.sumGradients(info.Offset, info.Offset+info.Len())
+	c.final(p)
 }
 
 // sumGradients sums elements [lo, hi) of the replicas' gradients into the
@@ -156,15 +227,38 @@ func (r *replica) run(c *compute) {
 	r.loss, r.correct = 0, 0
 	r.model.Arena.ZeroGrad()
 	if r.hi == r.lo {
+		if c.final != nil {
+			for p := range r.seen {
+				c.replicaDone(p)
+			}
+		}
 		return
 	}
 	tp := r.tape
 	tp.Reset()
 	y := c.y[r.lo:r.hi]
-	xv := tp.Const(tensorcore.FromSlice(c.x[r.lo*c.size:r.hi*c.size], c.shape(len(y))...))
+	xv := tp.Const(tensorcore.FromSlice(c.x[r.lo*c.size:r.hi*c.size], len(y), c.in.C, c.in.H, c.in.W))
 	logits := r.model.Forward(tp, xv, true)
 	lv := tp.CrossEntropy(logits, y)
-	tp.Backward(lv)
+	if c.final == nil {
+		tp.Backward(lv)
+	} else {
+		clear(r.seen)
+		tp.BackwardNotify(lv, func(g *tensorcore.Tensor) {
+			if len(g.Data) == 0 {
+				return
+			}
+			if p, ok := r.paramOf[&g.Data[0]]; ok {
+				r.seen[p] = true
+				c.replicaDone(p)
+			}
+		})
+		for p, ok := range r.seen {
+			if !ok {
+				c.replicaDone(p)
+			}
+		}
+	}
 	r.loss = float64(lv.Value.Data[0])
 	r.correct = models.CountCorrect(logits.Value, y)
 }

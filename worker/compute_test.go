@@ -1,0 +1,137 @@
+package worker
+
+import (
+	"math"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/ringtrain/ringtrain/dataset"
+	"github.com/ringtrain/ringtrain/models"
+	"github.com/ringtrain/ringtrain/tensorcore"
+)
+
+// TestSplitBatchGradientEqualsWholeBatch checks that replicas on slices of
+// a batch produce the gradient and loss of one tape on the whole batch.
+func TestSplitBatchGradientEqualsWholeBatch(t *testing.T) {
+	train, err := dataset.LoadMNIST(realMNIST(t), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batch = 50 // uneven slices across 3 replicas
+	idx := make([]int, batch)
+	for i := range idx {
+		idx[i] = 7 * i
+	}
+	for _, name := range []string{"lenet5", "mlp"} {
+		grads := map[int][]float32{}
+		losses := map[int]float64{}
+		for _, threads := range []int{1, 3} {
+			m, err := models.Build(name, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := dataset.Shape{C: m.InputShape[0], H: m.InputShape[1], W: m.InputShape[2]}
+			pool := tensorcore.NewPool(threads)
+			c, err := newCompute(m, pool, threads, batch, 5, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (threads > 1) != (c.replicas != nil) {
+				t.Fatalf("threads %d: replicas %d", threads, len(c.replicas))
+			}
+			x, y := make([]float32, batch*in.Size()), make([]int, batch)
+			if err := train.Fill(x, y, idx, dataset.Transform{Out: in}); err != nil {
+				t.Fatal(err)
+			}
+			loss, _ := c.step(0, x, y, nil)
+			grads[threads] = append([]float32(nil), m.Arena.Grad...)
+			losses[threads] = loss
+			c.Close()
+			pool.Close()
+		}
+		if d := math.Abs(losses[1] - losses[3]); d > 1e-5*math.Abs(losses[1]) {
+			t.Errorf("%s: loss %v whole, %v split", name, losses[1], losses[3])
+		}
+		var num, den float64
+		for i := range grads[1] {
+			d := float64(grads[1][i] - grads[3][i])
+			num += d * d
+			den += float64(grads[1][i]) * float64(grads[1][i])
+		}
+		if rel := math.Sqrt(num / den); rel > 1e-5 || den == 0 {
+			t.Errorf("%s: split-batch gradient differs by %.2g (relative norm)", name, rel)
+		}
+	}
+}
+
+// TestStepReportsEachGradientOnceFinal runs steps with a final function on
+// one tape and on per-core replicas, and checks that every parameter is
+// reported once, that its gradient is already what the step ends with when
+// reported, and that the gradients equal a step without reports bit for bit.
+func TestStepReportsEachGradientOnceFinal(t *testing.T) {
+	train, err := dataset.LoadMNIST(realMNIST(t), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batch = 48
+	idx := make([]int, batch)
+	for i := range idx {
+		idx[i] = 11 * i
+	}
+	for _, name := range []string{"lenet5", "resnet8"} {
+		for _, threads := range []int{1, 3} {
+			run := func(report bool) (grad []float32, snaps map[int][]float32, counts []int) {
+				m, err := models.Build(name, 5)
+				if err != nil {
+					t.Fatal(err)
+				}
+				in := dataset.Shape{C: m.InputShape[0], H: m.InputShape[1], W: m.InputShape[2]}
+				pool := tensorcore.NewPool(threads)
+				defer pool.Close()
+				c, err := newCompute(m, pool, threads, batch, 5, in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				x, y := make([]float32, batch*in.Size()), make([]int, batch)
+				if err := train.Fill(x, y, idx, dataset.Transform{Out: in}); err != nil {
+					t.Fatal(err)
+				}
+				var mu sync.Mutex
+				snaps, counts = map[int][]float32{}, make([]int, len(m.Arena.Params))
+				var final func(int)
+				if report {
+					final = func(p int) {
+						info := m.Arena.Params[p]
+						mu.Lock()
+						counts[p]++
+						snaps[p] = slices.Clone(m.Arena.Grad[info.Offset : info.Offset+info.Len()])
+						mu.Unlock()
+					}
+				}
+				for step := range 2 {
+					clear(counts)
+					c.step(step, x, y, final)
+				}
+				return slices.Clone(m.Arena.Grad), snaps, counts
+			}
+			want, _, _ := run(false)
+			got, snaps, counts := run(true)
+			if !slices.Equal(got, want) {
+				t.Errorf("%s, %d threads: gradients with reports differ from those without", name, threads)
+			}
+			m, _ := models.Build(name, 5)
+			for p, k := range counts {
+				info := m.Arena.Params[p]
+				if k != 1 {
+					t.Errorf("%s, %d threads: %s reported %d times", name, threads, info.Name, k)
+					continue
+				}
+				if !slices.Equal(snaps[p], want[info.Offset:info.Offset+info.Len()]) {
+					t.Errorf("%s, %d threads: %s reported before its gradient was complete", name, threads, info.Name)
+				}
+			}
+		}
+	}
+}
