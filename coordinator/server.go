@@ -74,10 +74,16 @@ type ServerConfig struct {
 	// off from etcd this long steps down, and a standby takes over this long
 	// after a leader dies.
 	LeaseTTL int
-	// RunLog, when set, receives "eval" records from checkpoint reports and
-	// "train" records from rank 0's heartbeats. The server serializes its
-	// use of it; the caller closes it after Run returns.
-	RunLog *runlog.Log
+	// RunDir is the job's run directory (empty: none). While this
+	// coordinator leads, it keeps the run's metrics.jsonl there: "train"
+	// records from rank 0's heartbeats and "eval" records from checkpoint
+	// reports; a generation that goes back to an earlier step (a restore
+	// from a checkpoint) drops the records past it, which the steps
+	// trained again replace. The coordinators of a job may share the
+	// directory: only the leader writes, and a new leader continues the
+	// records of the one before. WriteRunProducts adds the rest of a run's
+	// products.
+	RunDir string
 	// Logf receives log lines (nil: discarded).
 	Logf func(format string, args ...any)
 	// Now is the clock for timestamps in status and records (nil: time.Now).
@@ -164,8 +170,11 @@ type term struct {
 	done       bool
 	stateDirty bool // the job state key must be (re)written
 
-	workers   map[string]*workerInfo
-	reports   map[reportKey]*reportSet
+	workers map[string]*workerInfo
+	reports map[reportKey]*reportSet
+	// rlog is the run's metrics log in RunDir, open while the term lasts;
+	// nil without a RunDir.
+	rlog      *runlog.Log
 	lastCkpt  *checkpoint.Manifest // the newest checkpoint committed in etcd
 	lastEval  *api.Eval
 	lastTrain int64 // step of the last "train" record
@@ -502,7 +511,7 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 // trainRecord adds a "train" record from rank 0's heartbeat every
 // trainRecordEvery steps. Called with s.mu held.
 func (s *Server) trainRecord(t *term, req *api.HeartbeatRequest) {
-	if s.cfg.RunLog == nil || req.Stats == nil || t.gen == nil || req.Generation != t.gen.Number ||
+	if t.rlog == nil || req.Stats == nil || t.gen == nil || req.Generation != t.gen.Number ||
 		len(t.gen.Ring) == 0 || t.gen.Ring[0].Name != req.Name || req.Step < t.lastTrain+trainRecordEvery {
 		return
 	}
@@ -513,12 +522,12 @@ func (s *Server) trainRecord(t *term, req *api.HeartbeatRequest) {
 			s.cfg.Samples, s.smConfig.Batch, req.Step-t.gen.ResumeStep)
 		progress = float64(p.Epoch) + float64(p.Consumed)/float64(s.cfg.Samples)
 	}
-	s.cfg.RunLog.Add(runlog.Record{
+	t.rlog.Add(runlog.Record{
 		Kind: "train", Time: s.now().UTC(), Step: int(req.Step), Epoch: req.Stats.Epoch, Progress: progress,
 		LR: req.Stats.LR, Loss: req.Stats.Loss, Accuracy: req.Stats.Accuracy,
 		ImagesPerSecond: t.imagesPerSecond(),
 	})
-	if err := s.cfg.RunLog.Flush(); err != nil {
+	if err := t.rlog.Flush(); err != nil {
 		s.logf("coordinator: warning: metrics log: %v", err)
 	}
 }
