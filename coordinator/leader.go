@@ -28,7 +28,9 @@ func EtcdStateKey(job string) string { return "/ringtrain/" + job + "/state" }
 type JobState struct {
 	JobHash string `json:"job_hash"`
 	Leader  string `json:"leader"`
-	State   string `json:"state"` // "running" or "done"
+	// LeaderAddr is the leader's control-plane address, when it knows it.
+	LeaderAddr string `json:"leader_addr,omitempty"`
+	State      string `json:"state"` // "running" or "done"
 }
 
 // fatalError is an error that ends Run instead of a campaign.
@@ -319,7 +321,7 @@ func (s *Server) guarded(ctx context.Context, t *term, what string, ops ...clien
 
 // writeState writes the job state key.
 func (s *Server) writeState(ctx context.Context, t *term, state string) error {
-	b, err := json.Marshal(JobState{JobHash: s.hash, Leader: s.cfg.Name, State: state})
+	b, err := json.Marshal(JobState{JobHash: s.hash, Leader: s.cfg.Name, LeaderAddr: s.cfg.ControlAddr, State: state})
 	if err != nil {
 		return fmt.Errorf("coordinator: %w", err)
 	}

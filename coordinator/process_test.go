@@ -3,6 +3,7 @@ package coordinator
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -85,6 +86,12 @@ func TestProcessLeavesTheRunProducts(t *testing.T) {
 		t.Fatalf("/readyz of the leader: %v %v", resp, err)
 	}
 	resp.Body.Close()
+	// The leader publishes where it answers, for standbys to name.
+	kv, err := c.cli.Get(c.ctx(), EtcdStateKey(JobName(c.spec)))
+	var js JobState
+	if err != nil || len(kv.Kvs) != 1 || json.Unmarshal(kv.Kvs[0].Value, &js) != nil || js.LeaderAddr != proc.ControlAddr() {
+		t.Errorf("job state %s (%v), want the leader's address %s", kv.Kvs, err, proc.ControlAddr())
+	}
 
 	client := dial(t, proc.ControlAddr())
 	ws := map[string]*worker{}

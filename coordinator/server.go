@@ -62,6 +62,11 @@ type ServerConfig struct {
 	Gossip *membership.Member
 	// GossipAddr is the memberlist address workers join (JoinReply.Gossip).
 	GossipAddr string
+	// ControlAddr is the control-plane address (host:port) others reach
+	// this coordinator at. While it leads it is in the job's state key, so
+	// that a standby's status says where the leader answers. Optional
+	// (Listen sets it from the bound port and ProcessConfig.Advertise).
+	ControlAddr string
 	// HeartbeatInterval is how often workers heartbeat (default 200 ms); one
 	// tick of the state machine is half of it.
 	HeartbeatInterval time.Duration
@@ -381,6 +386,23 @@ func (s *Server) leaderName(ctx context.Context) string {
 	return string(resp.Kvs[0].Value)
 }
 
+// leaderAddr returns the control address the leader named leader
+// published in the job's state key, best effort ("" when etcd does not
+// answer quickly or the key is another leader's).
+func (s *Server) leaderAddr(ctx context.Context, leader string) string {
+	ctx, cancel := context.WithTimeout(ctx, leaderLookup)
+	defer cancel()
+	resp, err := s.cfg.Etcd.Get(ctx, EtcdStateKey(s.job))
+	if err != nil || len(resp.Kvs) == 0 {
+		return ""
+	}
+	var st JobState
+	if json.Unmarshal(resp.Kvs[0].Value, &st) != nil || st.Leader != leader {
+		return ""
+	}
+	return st.LeaderAddr
+}
+
 // standbyError is what a standby answers the workers' calls with.
 func (s *Server) standbyError(ctx context.Context) error {
 	return status.Errorf(codes.Unavailable, "standby coordinator %s; the leader is %s", s.cfg.Name, s.leaderName(ctx))
@@ -606,6 +628,7 @@ func (s *Server) status(ctx context.Context) *api.StatusReply {
 	if t == nil {
 		r.State, r.Coordinator = "standby", s.leaderName(ctx)
 		r.Reason = fmt.Sprintf("standby coordinator %s; the leader is %s", s.cfg.Name, r.Coordinator)
+		r.LeaderAddr = s.leaderAddr(ctx, r.Coordinator)
 		return r
 	}
 	defer s.mu.Unlock()

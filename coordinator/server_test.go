@@ -703,12 +703,13 @@ func TestServerCheckpointsEtcdOutageAndDone(t *testing.T) {
 func TestServerFailover(t *testing.T) {
 	c := newCluster(t)
 	runDir := t.TempDir() // shared by both, as on a shared volume
-	shared := func(cfg *ServerConfig) { cfg.RunDir = runDir }
+	shared := func(cfg *ServerConfig) { cfg.RunDir, cfg.ControlAddr = runDir, cfg.Name+".example:7070" }
 	a := c.start("coord-a", shared)
 	a.waitLeader(t)
 	b := c.start("coord-b", shared)
 
-	if st := b.srv.StatusReply(); st.State != "standby" || st.Coordinator != "coord-a" {
+	// A standby's status names the leader and where it answers.
+	if st := b.srv.StatusReply(); st.State != "standby" || st.Coordinator != "coord-a" || st.LeaderAddr != "coord-a.example:7070" {
 		t.Errorf("standby status %+v", st)
 	}
 	_, err := b.client.Join(c.ctx(), &api.JoinRequest{Name: "w1", Token: testToken, JobHash: c.spec.Hash()})
