@@ -219,6 +219,9 @@ type StatusReply struct {
 	Dataset     string `json:"dataset"`
 	Codec       string `json:"codec,omitempty"` // the gradients' codec; empty: fp32
 	Coordinator string `json:"coordinator"`     // the leader's name
+	// LeaderAddr is the leader's control address, as a standby answering
+	// knows it from etcd ("" when it does not).
+	LeaderAddr string `json:"leader_addr,omitempty"`
 	// State is waiting, running, paused or done; Reason says why in words.
 	State      string         `json:"state"`
 	Reason     string         `json:"reason"`

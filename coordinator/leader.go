@@ -17,6 +17,7 @@ import (
 	"github.com/ringtrain/ringtrain/api"
 	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/membership"
+	"github.com/ringtrain/ringtrain/runlog"
 )
 
 // EtcdStateKey is the key of a job's state (a JobState in JSON), written by
@@ -27,7 +28,9 @@ func EtcdStateKey(job string) string { return "/ringtrain/" + job + "/state" }
 type JobState struct {
 	JobHash string `json:"job_hash"`
 	Leader  string `json:"leader"`
-	State   string `json:"state"` // "running" or "done"
+	// LeaderAddr is the leader's control-plane address, when it knows it.
+	LeaderAddr string `json:"leader_addr,omitempty"`
+	State      string `json:"state"` // "running" or "done"
 }
 
 // fatalError is an error that ends Run instead of a campaign.
@@ -161,6 +164,11 @@ func (s *Server) lead(ctx context.Context, sess *concurrency.Session, key string
 		// Step down first: from here on every call is answered as standby.
 		s.mu.Lock()
 		s.term = nil
+		if t.rlog != nil {
+			if err := t.rlog.Close(); err != nil {
+				s.logf("coordinator: warning: metrics log: %v", err)
+			}
+		}
 		s.mu.Unlock()
 		s.metrics.leader.Set(0)
 		cancel()
@@ -269,6 +277,20 @@ func (s *Server) startTerm(ctx context.Context, key string, rev int64) (*term, e
 	if err := s.writeState(ctx, t, state); err != nil {
 		return nil, err
 	}
+	if s.cfg.RunDir != "" {
+		// Only a leader writes the run's metrics: it continues what an
+		// earlier leader wrote there.
+		if t.rlog, err = runlog.Open(s.cfg.RunDir); err != nil {
+			s.logf("coordinator: warning: %v; the run's metrics are not recorded", err)
+			t.rlog = nil
+		} else {
+			for _, r := range t.rlog.Records() {
+				if r.Kind == "train" {
+					t.lastTrain = max(t.lastTrain, int64(r.Step))
+				}
+			}
+		}
+	}
 	return t, nil
 }
 
@@ -299,7 +321,7 @@ func (s *Server) guarded(ctx context.Context, t *term, what string, ops ...clien
 
 // writeState writes the job state key.
 func (s *Server) writeState(ctx context.Context, t *term, state string) error {
-	b, err := json.Marshal(JobState{JobHash: s.hash, Leader: s.cfg.Name, State: state})
+	b, err := json.Marshal(JobState{JobHash: s.hash, Leader: s.cfg.Name, LeaderAddr: s.cfg.ControlAddr, State: state})
 	if err != nil {
 		return fmt.Errorf("coordinator: %w", err)
 	}
@@ -383,6 +405,13 @@ func (s *Server) apply(t *term, rd Ready) {
 			}
 		}
 		t.lastTrain = min(t.lastTrain, ag.ResumeStep)
+		if t.rlog != nil {
+			// The steps past the resume step are trained again (after a
+			// restore from a checkpoint) and their records written anew.
+			if err := t.rlog.TruncateAfter(int(ag.ResumeStep)); err != nil {
+				s.logf("coordinator: warning: metrics log: %v", err)
+			}
+		}
 		from := "source " + ag.Source
 		switch {
 		case ag.Restore != "":

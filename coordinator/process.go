@@ -25,7 +25,8 @@ type ProcessConfig struct {
 	// `ringtrain status` connect there.
 	Listen string
 	// Gossip is the memberlist address (TCP and UDP) and Advertise the
-	// host other processes reach this one at.
+	// host other processes reach this one at (by gossip, and the control
+	// plane: Server.ControlAddr defaults to it with the bound port).
 	Gossip, Advertise string
 	// HTTP is the address serving /healthz, /readyz, /metrics and /status
 	// (Server.HTTPHandler); empty: none.
@@ -68,6 +69,10 @@ func Listen(cfg ProcessConfig) (*Process, error) {
 	if p.control, err = net.Listen("tcp", cfg.Listen); err != nil {
 		member.Shutdown()
 		return nil, fmt.Errorf("coordinator: control-plane address: %w", err)
+	}
+	if srv.cfg.ControlAddr == "" && cfg.Advertise != "" {
+		_, port, _ := net.SplitHostPort(p.control.Addr().String())
+		srv.cfg.ControlAddr = net.JoinHostPort(cfg.Advertise, port)
 	}
 	if cfg.HTTP != "" {
 		if p.http, err = net.Listen("tcp", cfg.HTTP); err != nil {

@@ -62,6 +62,11 @@ type ServerConfig struct {
 	Gossip *membership.Member
 	// GossipAddr is the memberlist address workers join (JoinReply.Gossip).
 	GossipAddr string
+	// ControlAddr is the control-plane address (host:port) others reach
+	// this coordinator at. While it leads it is in the job's state key, so
+	// that a standby's status says where the leader answers. Optional
+	// (Listen sets it from the bound port and ProcessConfig.Advertise).
+	ControlAddr string
 	// HeartbeatInterval is how often workers heartbeat (default 200 ms); one
 	// tick of the state machine is half of it.
 	HeartbeatInterval time.Duration
@@ -74,10 +79,16 @@ type ServerConfig struct {
 	// off from etcd this long steps down, and a standby takes over this long
 	// after a leader dies.
 	LeaseTTL int
-	// RunLog, when set, receives "eval" records from checkpoint reports and
-	// "train" records from rank 0's heartbeats. The server serializes its
-	// use of it; the caller closes it after Run returns.
-	RunLog *runlog.Log
+	// RunDir is the job's run directory (empty: none). While this
+	// coordinator leads, it keeps the run's metrics.jsonl there: "train"
+	// records from rank 0's heartbeats and "eval" records from checkpoint
+	// reports; a generation that goes back to an earlier step (a restore
+	// from a checkpoint) drops the records past it, which the steps
+	// trained again replace. The coordinators of a job may share the
+	// directory: only the leader writes, and a new leader continues the
+	// records of the one before. WriteRunProducts adds the rest of a run's
+	// products.
+	RunDir string
 	// Logf receives log lines (nil: discarded).
 	Logf func(format string, args ...any)
 	// Now is the clock for timestamps in status and records (nil: time.Now).
@@ -164,8 +175,11 @@ type term struct {
 	done       bool
 	stateDirty bool // the job state key must be (re)written
 
-	workers   map[string]*workerInfo
-	reports   map[reportKey]*reportSet
+	workers map[string]*workerInfo
+	reports map[reportKey]*reportSet
+	// rlog is the run's metrics log in RunDir, open while the term lasts;
+	// nil without a RunDir.
+	rlog      *runlog.Log
 	lastCkpt  *checkpoint.Manifest // the newest checkpoint committed in etcd
 	lastEval  *api.Eval
 	lastTrain int64 // step of the last "train" record
@@ -372,6 +386,23 @@ func (s *Server) leaderName(ctx context.Context) string {
 	return string(resp.Kvs[0].Value)
 }
 
+// leaderAddr returns the control address the leader named leader
+// published in the job's state key, best effort ("" when etcd does not
+// answer quickly or the key is another leader's).
+func (s *Server) leaderAddr(ctx context.Context, leader string) string {
+	ctx, cancel := context.WithTimeout(ctx, leaderLookup)
+	defer cancel()
+	resp, err := s.cfg.Etcd.Get(ctx, EtcdStateKey(s.job))
+	if err != nil || len(resp.Kvs) == 0 {
+		return ""
+	}
+	var st JobState
+	if json.Unmarshal(resp.Kvs[0].Value, &st) != nil || st.Leader != leader {
+		return ""
+	}
+	return st.LeaderAddr
+}
+
 // standbyError is what a standby answers the workers' calls with.
 func (s *Server) standbyError(ctx context.Context) error {
 	return status.Errorf(codes.Unavailable, "standby coordinator %s; the leader is %s", s.cfg.Name, s.leaderName(ctx))
@@ -502,7 +533,7 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 // trainRecord adds a "train" record from rank 0's heartbeat every
 // trainRecordEvery steps. Called with s.mu held.
 func (s *Server) trainRecord(t *term, req *api.HeartbeatRequest) {
-	if s.cfg.RunLog == nil || req.Stats == nil || t.gen == nil || req.Generation != t.gen.Number ||
+	if t.rlog == nil || req.Stats == nil || t.gen == nil || req.Generation != t.gen.Number ||
 		len(t.gen.Ring) == 0 || t.gen.Ring[0].Name != req.Name || req.Step < t.lastTrain+trainRecordEvery {
 		return
 	}
@@ -513,12 +544,12 @@ func (s *Server) trainRecord(t *term, req *api.HeartbeatRequest) {
 			s.cfg.Samples, s.smConfig.Batch, req.Step-t.gen.ResumeStep)
 		progress = float64(p.Epoch) + float64(p.Consumed)/float64(s.cfg.Samples)
 	}
-	s.cfg.RunLog.Add(runlog.Record{
+	t.rlog.Add(runlog.Record{
 		Kind: "train", Time: s.now().UTC(), Step: int(req.Step), Epoch: req.Stats.Epoch, Progress: progress,
 		LR: req.Stats.LR, Loss: req.Stats.Loss, Accuracy: req.Stats.Accuracy,
 		ImagesPerSecond: t.imagesPerSecond(),
 	})
-	if err := s.cfg.RunLog.Flush(); err != nil {
+	if err := t.rlog.Flush(); err != nil {
 		s.logf("coordinator: warning: metrics log: %v", err)
 	}
 }
@@ -597,6 +628,7 @@ func (s *Server) status(ctx context.Context) *api.StatusReply {
 	if t == nil {
 		r.State, r.Coordinator = "standby", s.leaderName(ctx)
 		r.Reason = fmt.Sprintf("standby coordinator %s; the leader is %s", s.cfg.Name, r.Coordinator)
+		r.LeaderAddr = s.leaderAddr(ctx, r.Coordinator)
 		return r
 	}
 	defer s.mu.Unlock()

@@ -85,12 +85,12 @@ func (s *Server) ReportCheckpoint(ctx context.Context, req *api.CheckpointReport
 	if ev := reportedEval(rs.reports); ev != nil {
 		t.lastEval = ev
 		m.Metrics.TestAccuracy, m.Metrics.TestLoss = ev.Accuracy, ev.Loss
-		if s.cfg.RunLog != nil {
-			s.cfg.RunLog.Add(runlog.Record{
+		if t.rlog != nil {
+			t.rlog.Add(runlog.Record{
 				Kind: "eval", Time: s.now().UTC(), Step: m.Step, Epoch: ev.Epoch, Progress: float64(ev.Epoch + 1),
 				Loss: ev.Loss, Accuracy: ev.Accuracy,
 			})
-			if err := s.cfg.RunLog.Flush(); err != nil {
+			if err := t.rlog.Flush(); err != nil {
 				s.logf("coordinator: warning: metrics log: %v", err)
 			}
 		}

@@ -572,13 +572,9 @@ func TestServerKeepsAReplacementWhenItsPredecessorIsDeclaredDead(t *testing.T) {
 
 func TestServerCheckpointsEtcdOutageAndDone(t *testing.T) {
 	c := newCluster(t)
-	rl, err := runlog.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rl.Close() }) // after the coordinator stops
+	runDir := t.TempDir()
 	cd := c.start("coord-a", func(cfg *ServerConfig) {
-		cfg.RunLog = rl
+		cfg.RunDir = runDir
 		cfg.LeaseTTL = 20 // outlives the etcd outage below
 	})
 	cd.waitLeader(t)
@@ -657,7 +653,7 @@ func TestServerCheckpointsEtcdOutageAndDone(t *testing.T) {
 		return err == nil && len(resp.Kvs) == 1 && json.Unmarshal(resp.Kvs[0].Value, &js) == nil && js.State == "done"
 	})
 	evals := 0
-	for _, r := range rl.Records() {
+	for _, r := range records(t, runDir) {
 		if r.Kind == "eval" && r.Step == 8 && r.Accuracy == 0.97 {
 			evals++
 		}
@@ -706,11 +702,14 @@ func TestServerCheckpointsEtcdOutageAndDone(t *testing.T) {
 
 func TestServerFailover(t *testing.T) {
 	c := newCluster(t)
-	a := c.start("coord-a", nil)
+	runDir := t.TempDir() // shared by both, as on a shared volume
+	shared := func(cfg *ServerConfig) { cfg.RunDir, cfg.ControlAddr = runDir, cfg.Name+".example:7070" }
+	a := c.start("coord-a", shared)
 	a.waitLeader(t)
-	b := c.start("coord-b", nil)
+	b := c.start("coord-b", shared)
 
-	if st := b.srv.StatusReply(); st.State != "standby" || st.Coordinator != "coord-a" {
+	// A standby's status names the leader and where it answers.
+	if st := b.srv.StatusReply(); st.State != "standby" || st.Coordinator != "coord-a" || st.LeaderAddr != "coord-a.example:7070" {
 		t.Errorf("standby status %+v", st)
 	}
 	_, err := b.client.Join(c.ctx(), &api.JoinRequest{Name: "w1", Token: testToken, JobHash: c.spec.Hash()})
@@ -726,10 +725,17 @@ func TestServerFailover(t *testing.T) {
 	w2, _ := c.join(t, a, "w2")
 	ws := map[string]*worker{"w1": w1, "w2": w2}
 	g := w1.waitGeneration(t, 0, func(g *api.Generation) bool { return len(g.Ring) == 2 })
-	name := c.checkpointAll(t, g, ws, 4, 0, 32, nil)
+	name := c.checkpointAll(t, g, ws, 4, 0, 32, &api.Eval{Epoch: 0, Accuracy: 0.5})
 	c.waitCommitted(t, name)
 	w1.heartbeat(t, g.Number, 5, false)
+	ws[g.Ring[0].Name].heartbeat(t, g.Number, 50, false)
 	last := c.etcdGeneration(t)
+	// The leader writes the run's records; the standby, sharing the
+	// directory, leaves them alone.
+	rs := records(t, runDir)
+	if len(rs) != 2 || rs[0].Kind != "eval" || rs[0].Step != 4 || rs[1].Kind != "train" || rs[1].Step != 50 {
+		t.Fatalf("records before the failover %+v", rs)
+	}
 
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
@@ -751,6 +757,11 @@ func TestServerFailover(t *testing.T) {
 	}
 	if st := b.srv.StatusReply(); st.Coordinator != "coord-b" || st.LastCheckpoint != name {
 		t.Errorf("new leader's status %+v", st)
+	}
+	// The new leader continues the records; those past the checkpoint it
+	// restores are trained again, and go.
+	if rs := records(t, runDir); len(rs) != 1 || rs[0].Kind != "eval" || rs[0].Step != 4 {
+		t.Errorf("records after the restore at step 4: %+v", rs)
 	}
 }
 
@@ -827,12 +838,8 @@ func TestServerEtcdOutageLongerThanTheLease(t *testing.T) {
 func TestServerPausesBelowMinWorkersAndLogsTraining(t *testing.T) {
 	c := newCluster(t)
 	c.spec.MinWorkers = 2
-	rl, err := runlog.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rl.Close() })
-	cd := c.start("coord-a", func(cfg *ServerConfig) { cfg.RunLog = rl })
+	runDir := t.TempDir()
+	cd := c.start("coord-a", func(cfg *ServerConfig) { cfg.RunDir = runDir })
 	cd.waitLeader(t)
 	w1, _ := c.join(t, cd, "w1")
 	eventually(t, "status to say why the job waits", func() bool {
@@ -847,7 +854,7 @@ func TestServerPausesBelowMinWorkersAndLogsTraining(t *testing.T) {
 	w2.heartbeat(t, g.Number, 50, false)
 	w1.heartbeat(t, g.Number, 50, false)
 	var train []runlog.Record
-	for _, r := range rl.Records() {
+	for _, r := range records(t, runDir) {
 		if r.Kind == "train" {
 			train = append(train, r)
 		}
@@ -880,4 +887,14 @@ func TestServerPausesBelowMinWorkersAndLogsTraining(t *testing.T) {
 	if r := w1.heartbeat(t, g2.Number, 50, false); r.Paused {
 		t.Errorf("heartbeat after the pause: %+v", r)
 	}
+}
+
+// records reads the records of a run directory's metrics log.
+func records(t *testing.T, dir string) []runlog.Record {
+	t.Helper()
+	rs, err := runlog.ReadRecords(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
 }

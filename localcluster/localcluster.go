@@ -92,7 +92,9 @@ type cluster struct {
 // ring checkpoints where it stands first, and the error wraps
 // worker.ErrInterrupted), or it cannot go on. The run directory receives
 // what a single-node run leaves (metrics.jsonl, curves.png, summary.json,
-// checkpoints/) plus coordinator.log, worker-N.log and etcd/. Every
+// checkpoints/), the final model (model.safetensors, see
+// coordinator.Server.WriteRunProducts), and coordinator.log, worker-N.log
+// and etcd/. Every
 // process it started has exited when it returns.
 func Run(ctx context.Context, o Options) (runlog.Summary, error) {
 	c := &cluster{Options: o, logf: o.Logf}
@@ -159,31 +161,6 @@ func (c *cluster) run(ctx context.Context) (runlog.Summary, error) {
 		return sum, fmt.Errorf("etcd: %w", err)
 	}
 	defer cli.Close()
-	rlog, err := runlog.Open(out)
-	if err != nil {
-		return sum, err
-	}
-	defer rlog.Close()
-	if c.Resume {
-		// Records past the checkpoint the job resumes from are replaced by
-		// the resumed run's.
-		store, err := checkpoint.OpenShared(filepath.Join(out, storeSubdir))
-		if err != nil {
-			return sum, err
-		}
-		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		latest, ok, err := checkpoint.NewEtcdCommitter(cli, coordinator.JobName(spec), store).Latest(lctx)
-		cancel()
-		if err != nil {
-			return sum, err
-		}
-		if ok {
-			if err := rlog.TruncateAfter(latest.Step); err != nil {
-				return sum, err
-			}
-		}
-	}
-
 	// The coordinator's own lines go to the run directory's log file; the
 	// progress display shows the job's state.
 	clog, err := os.OpenFile(filepath.Join(out, coordinatorLog), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -196,7 +173,7 @@ func (c *cluster) run(ctx context.Context) (runlog.Summary, error) {
 	token := hex.EncodeToString(tok)
 	proc, err := coordinator.Listen(coordinator.ProcessConfig{
 		Server: coordinator.ServerConfig{
-			Name: "coordinator", Spec: spec, Token: token, Etcd: cli, StoreDir: filepath.Join(out, storeSubdir), RunLog: rlog,
+			Name: "coordinator", Spec: spec, Token: token, Etcd: cli, StoreDir: filepath.Join(out, storeSubdir), RunDir: out,
 			Logf: func(f string, a ...any) {
 				fmt.Fprintf(clog, "%s %s\n", time.Now().Format(time.RFC3339Nano), fmt.Sprintf(f, a...))
 			},
@@ -280,31 +257,21 @@ func (c *cluster) run(ctx context.Context) (runlog.Summary, error) {
 	c.reap(grace)
 	// The coordinator adds to the run log; it is done before the log is
 	// read for the summary and the plot.
-	stop()
-	sum.Steps = int(st.Step)
+	if err := stop(); err != nil && runErr == nil {
+		runErr = err
+	}
 	sum.WallSeconds = time.Since(launch).Seconds()
 	sum.ImagesPerSecond = st.ImagesPerSecond
 	sum.Threads = threads
 	sum.Resumed = c.Resume && statErr == nil
 	sum.Checkpoint = st.LastCheckpoint
-	if e := st.LastEval; e != nil {
-		sum.TestAccuracy, sum.TestLoss = e.Accuracy, e.Loss
-	}
-	for _, r := range rlog.Records() {
-		if r.Kind == "eval" && r.Accuracy >= 0.99 {
-			sum.SecondsTo99 = r.Time.Sub(launch).Seconds()
-			break
-		}
-	}
 	sum.PeakRSSBytes = runlog.PeakRSS()
 	if errors.Is(runErr, context.Canceled) {
 		sum.Interrupted = true
 		runErr = fmt.Errorf("%w: the cluster stopped; checkpoint %s is committed", worker.ErrInterrupted, st.LastCheckpoint)
 	}
-	if err := runlog.WriteSummary(out, sum); err != nil && runErr == nil {
-		runErr = err
-	}
-	if err := runlog.WritePlot(out, spec.Model, rlog.Records()); err != nil && runErr == nil {
+	sum, err = srv.WriteRunProducts(sum, launch)
+	if err != nil && runErr == nil {
 		runErr = err
 	}
 	return sum, runErr

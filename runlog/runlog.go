@@ -101,6 +101,12 @@ func Open(dir string) (*Log, error) {
 	return l, l.Flush()
 }
 
+// ReadRecords reads the records of the run directory dir's metrics log
+// (none when it has none), as Open does: a torn last line is dropped.
+func ReadRecords(dir string) ([]Record, error) {
+	return readRecords(filepath.Join(dir, MetricsFile))
+}
+
 func readRecords(path string) ([]Record, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {

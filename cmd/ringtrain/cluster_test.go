@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ import (
 	"github.com/ringtrain/ringtrain/internal/testpki"
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/runlog"
+	"github.com/ringtrain/ringtrain/safetensors"
 )
 
 // The tests in this file run real clusters: the real etcd server binary
@@ -764,6 +766,15 @@ func TestLocalClusterCtrlCCheckpointsAndResumes(t *testing.T) {
 	if sum := resumeRun(t, ctx, out); !sum.Resumed || sum.Steps != 2*938 || sum.TestAccuracy < 0.97 {
 		t.Fatalf("resumed summary %+v", sum)
 	}
+	store, err := checkpoint.OpenShared(filepath.Join(out, "checkpoints"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	final, err := store.LoadLatest(t.Logf)
+	if err != nil || final == nil {
+		t.Fatalf("final checkpoint: %v", err)
+	}
+	checkRunProducts(t, out, final)
 	m := regexp.MustCompile(`checkpoint (ckpt-\d+) is committed`).FindStringSubmatch(text)
 	if m == nil || m[1] == checkpoint.NameForStep(938) {
 		t.Fatalf("no mid-epoch checkpoint named after the interrupt:\n%s", text)
@@ -771,6 +782,46 @@ func TestLocalClusterCtrlCCheckpointsAndResumes(t *testing.T) {
 	log, _ := os.ReadFile(filepath.Join(out, "coordinator.log"))
 	if !strings.Contains(string(log), "from restore "+m[1]) {
 		t.Errorf("the resumed run did not start from %s:\n%s", m[1], log)
+	}
+}
+
+// checkRunProducts checks that a cluster's run directory holds what
+// `ringtrain train` leaves, and the final model: final's model tensors,
+// merged from the ranks' shards under their own names.
+func checkRunProducts(t *testing.T, dir string, final *checkpoint.Checkpoint) {
+	t.Helper()
+	sum, err := runlog.ReadSummary(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Checkpoint != final.Manifest.Name || sum.Steps != final.Manifest.Step || sum.TestAccuracy <= 0.1 || sum.Model == "" {
+		t.Errorf("summary.json %+v; final checkpoint %s at step %d", sum, final.Manifest.Name, final.Manifest.Step)
+	}
+	recs, err := runlog.ReadRecords(dir)
+	if err != nil || len(recs) == 0 || recs[len(recs)-1].Kind != "eval" {
+		t.Errorf("metrics.jsonl: %v, %d records", err, len(recs))
+	}
+	if fi, err := os.Stat(filepath.Join(dir, runlog.PlotFile)); err != nil || fi.Size() == 0 {
+		t.Errorf("curves.png: %v", err)
+	}
+	model, err := safetensors.ReadFile(filepath.Join(dir, checkpoint.ModelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, err := final.Merged(checkpoint.ModelFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(model.Names()) != len(want) || len(want) == 0 {
+		t.Fatalf("model.safetensors holds %d tensors, the checkpoint's shards %d", len(model.Names()), len(want))
+	}
+	for name, w := range want {
+		if got, ok := model.Tensor(name); !ok || !bytes.Equal(got.Data, w.Data) {
+			t.Errorf("model.safetensors: tensor %s differs from the checkpoint's", name)
+		}
+	}
+	if !slices.Contains(model.Names(), "c1.weight") { // LeNet-5's first convolution
+		t.Errorf("model.safetensors has no PyTorch state_dict names: %v", model.Names())
 	}
 }
 
@@ -808,6 +859,8 @@ func TestClusterMutualTLS(t *testing.T) {
 	if err != nil || !strings.Contains(out, "done") {
 		t.Errorf("status over TLS: %v\n%s", err, out)
 	}
+	// The coordinator's run directory, by default run/ beside the store.
+	checkRunProducts(t, filepath.Join(c.dir, "run"), c.finalCheckpoint())
 	if _, err := runCLI(t, "status", "--coordinator", c.coordinatorAddrs(), "--timeout", "2s"); err == nil {
 		t.Error("a plaintext status call got an answer from a TLS coordinator")
 	}

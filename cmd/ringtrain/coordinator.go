@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/runlog"
 	"github.com/ringtrain/ringtrain/worker"
 )
 
@@ -22,6 +24,7 @@ func newCoordinatorCmd() *cobra.Command {
 		endpoints   string
 		file        string
 		exitWhenEnd bool
+		out         string
 	)
 	cmd := &cobra.Command{
 		Use:   "coordinator",
@@ -32,7 +35,14 @@ Coordinators of a job campaign for its leadership in etcd; the leader admits
 workers (join token and job hash), turns membership changes into generations
 of the ring, shards each epoch, and commits the checkpoints the workers write
 to the shared store. Run two for a standby that takes over from etcd. Only the
-leader answers /readyz with 200, so a Service in front of them reaches it.`,
+leader answers /readyz with 200, so a Service in front of them reaches it.
+
+The run directory (--out; default: run/ beside the store, e.g. /shared/run for
+--store /shared/checkpoints) receives what 'ringtrain train' leaves: the
+leader keeps metrics.jsonl there while the job runs, and when the job is
+complete writes summary.json, curves.png and model.safetensors (the final
+model, its workers' shards merged, PyTorch state_dict names). Coordinators of
+a job may share it; only the leader writes.`,
 		Example: `  RINGTRAIN_JOIN_TOKEN=secret ringtrain coordinator --etcd-endpoints http://etcd:2379 -f job.yaml --store /shared/checkpoints`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -49,6 +59,9 @@ leader answers /readyz with 200, so a Service in front of them reaches it.`,
 			}
 			if p.store == "" {
 				return errors.New("--store is required")
+			}
+			if out == "" {
+				out = filepath.Join(filepath.Dir(filepath.Clean(p.store)), "run")
 			}
 			token, err := p.token()
 			if err != nil {
@@ -70,15 +83,16 @@ leader answers /readyz with 200, so a Service in front of them reaches it.`,
 			logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "%s\n", fmt.Sprintf(f, a...)) }
 			proc, err := coordinator.Listen(coordinator.ProcessConfig{
 				Server: coordinator.ServerConfig{
-					Name: p.name, Spec: spec, CheckJob: worker.CheckJob, Token: token, Etcd: cli, StoreDir: p.store, Logf: logf,
+					Name: p.name, Spec: spec, CheckJob: worker.CheckJob, Token: token, Etcd: cli, StoreDir: p.store, RunDir: out, Logf: logf,
 				},
 				Listen: p.listen, Gossip: p.gossip, HTTP: p.http, Advertise: host, TLS: serverTLS,
 			})
 			if err != nil {
 				return err
 			}
-			logf("coordinator %s: control %s, gossip %s, job %s (%s)", p.name, proc.ControlAddr(), proc.GossipAddr(), coordinator.JobName(spec), spec.Hash())
-			return runCoordinator(cmd.Context(), proc, exitWhenEnd)
+			logf("coordinator %s: control %s, gossip %s, job %s (%s), run directory %s",
+				p.name, proc.ControlAddr(), proc.GossipAddr(), coordinator.JobName(spec), spec.Hash(), out)
+			return runCoordinator(cmd.Context(), proc, exitWhenEnd, logf)
 		},
 	}
 	f := cmd.Flags()
@@ -87,28 +101,43 @@ leader answers /readyz with 200, so a Service in front of them reaches it.`,
 	f.StringVarP(&file, "job", "f", "", "job file (YAML)")
 	f.StringVar(&p.store, "store", "", "checkpoint store directory (a volume every worker mounts at the same path)")
 	f.BoolVar(&exitWhenEnd, "exit-when-done", false, "exit once the job is complete (default: keep serving status)")
+	f.StringVar(&out, "out", "", "run directory: metrics.jsonl, and summary.json, curves.png and model.safetensors once the job is complete (default: run/ beside --store)")
 	return cmd
 }
 
 // runCoordinator runs proc until ctx ends (nil), the server fails, or,
-// with exitWhenDone, the job is complete.
-func runCoordinator(ctx context.Context, proc *coordinator.Process, exitWhenDone bool) error {
+// with exitWhenDone, the job is complete. When the job is complete, the
+// run directory gets its products (Server.WriteRunProducts).
+func runCoordinator(ctx context.Context, proc *coordinator.Process, exitWhenDone bool, logf func(string, ...any)) error {
+	launch := time.Now()
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	runErr := make(chan error, 1)
 	go func() { runErr <- proc.Run(rctx) }()
-	done := proc.Server().Done()
-	if !exitWhenDone {
-		done = nil
+	srv := proc.Server()
+	done := srv.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			cancel()
+			return <-runErr
+		case err := <-runErr:
+			return err
+		case <-done:
+			done = nil
+			st := srv.StatusReply()
+			sum := runlog.Summary{WallSeconds: time.Since(launch).Seconds(), ImagesPerSecond: st.ImagesPerSecond, Checkpoint: st.LastCheckpoint}
+			if _, err := srv.WriteRunProducts(sum, time.Time{}); err != nil {
+				logf("coordinator: warning: run products: %v", err)
+			} else {
+				logf("coordinator: the job is complete; its run products are in %s", srv.RunDir())
+			}
+			if exitWhenDone {
+				// Let the workers hear Stop before the control plane goes away.
+				time.Sleep(time.Second)
+				cancel()
+				return <-runErr
+			}
+		}
 	}
-	select {
-	case <-ctx.Done():
-	case <-done:
-		// Let the workers hear Stop before the control plane goes away.
-		time.Sleep(time.Second)
-	case err := <-runErr:
-		return err
-	}
-	cancel()
-	return <-runErr
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
 
 	"github.com/ringtrain/ringtrain/api"
 	"github.com/ringtrain/ringtrain/dataset"
@@ -319,5 +322,67 @@ func TestCoordinatorChecksTheJobAtStart(t *testing.T) {
 	}
 	if _, err := os.Stat(store); err == nil {
 		t.Error("the refused coordinator created its store")
+	}
+}
+
+// statusServer answers Status with a fixed reply.
+type statusServer struct {
+	api.ControlServer // nil: only Status is called
+	reply             *api.StatusReply
+}
+
+func (s statusServer) Status(context.Context, *api.StatusRequest) (*api.StatusReply, error) {
+	return s.reply, nil
+}
+
+// serveStatus serves a Status that answers reply on a loopback port.
+func serveStatus(t *testing.T, reply *api.StatusReply) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	api.RegisterControlServer(g, statusServer{reply: reply})
+	go g.Serve(ln)
+	t.Cleanup(g.Stop)
+	return ln.Addr().String()
+}
+
+// Asked a standby, status shows the leader's view, following the address
+// the standby names; when the leader does not answer, it shows who leads
+// and nothing it does not know.
+func TestStatusFollowsTheLeader(t *testing.T) {
+	leader := serveStatus(t, &api.StatusReply{Job: "j", Coordinator: "coord-a", State: "running", Reason: "running: generation 3, 2 workers",
+		Generation: 3, Ring: []string{"worker-0", "worker-1"}, Epochs: 2, Step: 700,
+		Workers: []api.WorkerStatus{{Name: "worker-0"}, {Name: "worker-1", Rank: 1}}})
+	standbyOf := func(addr string) string {
+		return serveStatus(t, &api.StatusReply{Job: "j", Coordinator: "coord-a", State: "standby",
+			Reason: "standby coordinator coord-b; the leader is coord-a", LeaderAddr: addr, Epochs: 2})
+	}
+	cred := dialOption(nil)
+	st, err := fetchStatus(context.Background(), []string{standbyOf(leader)}, cred, 2*time.Second)
+	if err != nil || st.State != "running" || st.Generation != 3 {
+		t.Fatalf("status asked of a standby: %+v, %v; want the leader's", st, err)
+	}
+
+	st, err = fetchStatus(context.Background(), []string{standbyOf("127.0.0.1:1")}, cred, time.Second)
+	if err != nil || st.State != "standby" {
+		t.Fatalf("status with the leader unreachable: %+v, %v; want the standby's answer", st, err)
+	}
+	var out bytes.Buffer
+	printStatus(&out, st)
+	text := out.String()
+	if !strings.Contains(text, "the leader is coord-a") || !strings.Contains(text, "the leader at 127.0.0.1:1 did not answer") ||
+		strings.Contains(text, "generation") || strings.Contains(text, "ring") {
+		t.Errorf("status of a standby whose leader does not answer:\n%s", text)
+	}
+
+	// While the job waits or settles there is no ring yet, but workers.
+	out.Reset()
+	printStatus(&out, &api.StatusReply{State: "waiting", Reason: "settling: 2 workers", MinWorkers: 2, MaxWorkers: 2, Epochs: 1,
+		Workers: []api.WorkerStatus{{Name: "worker-0", Rank: -1}, {Name: "worker-1", Rank: -1}}})
+	if !strings.Contains(out.String(), "no ring yet, 2 workers joined (min 2, max 2)") {
+		t.Errorf("status of a settling job:\n%s", out.String())
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -70,32 +71,30 @@ committed checkpoint and evaluation, and, when the job is waiting, why.`,
 }
 
 // fetchStatus asks each coordinator in turn and returns the leader's
-// answer, or else a standby's.
+// answer. When only standbys answer, it asks the leader at the address a
+// standby names; if that does not answer either, it returns the standby's
+// answer, saying so in its Reason.
 func fetchStatus(ctx context.Context, coords []string, cred grpc.DialOption, timeout time.Duration) (*api.StatusReply, error) {
 	var standby *api.StatusReply
 	var errs []string
-	for _, addr := range coords {
-		cc, err := grpc.NewClient("passthrough:///"+addr, cred)
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", addr, err))
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, timeout)
-		st, err := api.NewControlClient(cc).Status(cctx, &api.StatusRequest{})
-		cancel()
-		cc.Close()
+	asked := map[string]bool{}
+	for i := 0; i < len(coords); i++ {
+		addr := coords[i]
+		asked[addr] = true
+		st, err := askStatus(ctx, addr, cred, timeout)
 		switch {
 		case err != nil:
-			msg := err.Error()
-			if s, ok := status.FromError(err); ok {
-				msg = s.Message()
-				if s.Code() == codes.DeadlineExceeded || s.Code() == codes.Unavailable {
-					msg = "unreachable: " + msg
-				}
+			errs = append(errs, fmt.Sprintf("%s: %v", addr, err))
+			if standby != nil && addr == standby.LeaderAddr {
+				standby.Reason += fmt.Sprintf("; the leader at %s did not answer (%v)", addr, err)
 			}
-			errs = append(errs, fmt.Sprintf("%s: %s", addr, msg))
 		case st.State == "standby":
-			standby = st
+			if standby == nil {
+				standby = st
+			}
+			if a := st.LeaderAddr; a != "" && !asked[a] {
+				coords = append(coords, a)
+			}
 		default:
 			return st, nil
 		}
@@ -106,19 +105,55 @@ func fetchStatus(ctx context.Context, coords []string, cred grpc.DialOption, tim
 	return nil, fmt.Errorf("status: no coordinator answered: %s", strings.Join(errs, "; "))
 }
 
+// askStatus asks the coordinator at addr for its status.
+func askStatus(ctx context.Context, addr string, cred grpc.DialOption, timeout time.Duration) (*api.StatusReply, error) {
+	cc, err := grpc.NewClient("passthrough:///"+addr, cred)
+	if err != nil {
+		return nil, err
+	}
+	defer cc.Close()
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	st, err := api.NewControlClient(cc).Status(cctx, &api.StatusRequest{})
+	if err != nil {
+		if s, ok := status.FromError(err); ok {
+			if s.Code() == codes.DeadlineExceeded || s.Code() == codes.Unavailable {
+				return nil, errors.New("unreachable: " + s.Message())
+			}
+			return nil, errors.New(s.Message())
+		}
+		return nil, err
+	}
+	return st, nil
+}
+
 func printStatus(w io.Writer, st *api.StatusReply) {
 	codec := ""
 	if st.Codec != "" && st.Codec != "fp32" {
 		codec = ", gradients as " + st.Codec
 	}
 	fmt.Fprintf(w, "job %s (%s on %s%s, hash %s)\n", st.Job, st.Model, st.Dataset, codec, st.JobHash)
+	if st.State == "standby" {
+		// Only the leader knows the job's state; a standby knows who
+		// leads.
+		fmt.Fprintln(w, st.Reason)
+		return
+	}
 	fmt.Fprintf(w, "coordinator %s: %s", st.Coordinator, st.State)
 	if st.Reason != "" {
 		fmt.Fprintf(w, " (%s)", st.Reason)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "generation %d, ring of %d workers (min %d, max %d); %s, step %d, %.0f images/s\n",
-		st.Generation, len(st.Ring), st.MinWorkers, st.MaxWorkers, epochProgress(st), st.Step, st.ImagesPerSecond)
+	ring := fmt.Sprintf("generation %d, ring of %d workers", st.Generation, len(st.Ring))
+	switch {
+	case len(st.Ring) == 0 && st.State == "done":
+		ring = "no ring"
+	case len(st.Ring) == 0:
+		// The job waits or settles: the workers that joined so far.
+		ring = fmt.Sprintf("no ring yet, %d workers joined", len(st.Workers))
+	}
+	fmt.Fprintf(w, "%s (min %d, max %d); %s, step %d, %.0f images/s\n",
+		ring, st.MinWorkers, st.MaxWorkers, epochProgress(st), st.Step, st.ImagesPerSecond)
 	if st.LastCheckpoint != "" {
 		fmt.Fprintf(w, "last committed checkpoint %s\n", st.LastCheckpoint)
 	}
