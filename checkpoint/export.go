@@ -9,7 +9,6 @@ import (
 	"github.com/ringtrain/ringtrain/safetensors"
 )
 
-
 // Merged returns the tensors of the checkpoint's file base (e.g.
 // ModelFile), whether it was written whole or in shards
 // (base's stem-0000r-of-0000w.safetensors), and the metadata of the first
