@@ -3,8 +3,6 @@ package checkpoint
 import (
 	"fmt"
 	"path/filepath"
-	"slices"
-	"strings"
 
 	"github.com/ringtrain/ringtrain/safetensors"
 )
@@ -14,42 +12,15 @@ import (
 // (base's stem-0000r-of-0000w.safetensors), and the metadata of the first
 // of those files in name order. A tensor found in two files is an error.
 func (ck *Checkpoint) Merged(base string) (map[string]safetensors.Tensor, map[string]string, error) {
-	names := filesOf(ck.Manifest, base)
-	if len(names) == 0 {
-		return nil, nil, fmt.Errorf("checkpoint: %s has no %s", ck.Manifest.Name, base)
+	fs, err := ck.gather(base)
+	if err != nil {
+		return nil, nil, err
 	}
-	tensors := make(map[string]safetensors.Tensor)
-	var meta map[string]string
-	for _, name := range names {
-		f := ck.Files[name]
-		if f == nil {
-			return nil, nil, fmt.Errorf("checkpoint: %s: %s is not loaded", ck.Manifest.Name, name)
-		}
-		if meta == nil {
-			meta = f.Metadata
-		}
-		for _, tn := range f.Names() {
-			if _, dup := tensors[tn]; dup {
-				return nil, nil, fmt.Errorf("checkpoint: %s: tensor %s appears in two files", ck.Manifest.Name, tn)
-			}
-			tensors[tn], _ = f.Tensor(tn)
-		}
+	tensors := make(map[string]safetensors.Tensor, len(fs.tensors))
+	for tn, l := range fs.tensors {
+		tensors[tn] = l.t
 	}
-	return tensors, meta, nil
-}
-
-// filesOf returns the names of m's files that are base or its shards,
-// sorted.
-func filesOf(m Manifest, base string) []string {
-	stem := strings.TrimSuffix(base, ".safetensors")
-	var names []string
-	for _, f := range m.Files {
-		if f.Name == base || (strings.HasPrefix(f.Name, stem+"-") && strings.HasSuffix(f.Name, ".safetensors")) {
-			names = append(names, f.Name)
-		}
-	}
-	slices.Sort(names)
-	return names
+	return tensors, ck.Files[fs.files[0]].Metadata, nil
 }
 
 // ExportModel writes the model of checkpoint name as one safetensors file
@@ -63,9 +34,8 @@ func (s *Store) ExportModel(name, path string) error {
 		return err
 	}
 	ck := &Checkpoint{Manifest: m, Files: make(map[string]*safetensors.File)}
-	model := filesOf(m, ModelFile)
 	for _, fi := range m.Files {
-		if !slices.Contains(model, fi.Name) {
+		if !isFileOf(ModelFile, fi.Name) {
 			continue
 		}
 		p := filepath.Join(s.dir, name, fi.Name)

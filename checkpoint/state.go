@@ -160,6 +160,12 @@ func parseShardFileName(file, name string) (rank, world int, ok bool) {
 	return rank - 1, world, true
 }
 
+// isFileOf reports whether name is file itself or one of its shards.
+func isFileOf(file, name string) bool {
+	_, _, ok := parseShardFileName(file, name)
+	return ok || name == file
+}
+
 func allDigits(s string) bool {
 	for _, c := range []byte(s) {
 		if c < '0' || c > '9' {
@@ -283,7 +289,7 @@ func (fs fileSet) describe() string {
 func (ck *Checkpoint) gather(file string) (fileSet, error) {
 	fs := fileSet{file: file}
 	for name := range ck.Files {
-		if _, _, ok := parseShardFileName(file, name); ok || name == file {
+		if isFileOf(file, name) {
 			fs.files = append(fs.files, name)
 		}
 	}
@@ -296,7 +302,7 @@ func (ck *Checkpoint) gather(file string) (fileSet, error) {
 		f := ck.Files[name]
 		for _, tn := range f.Names() {
 			if prev, dup := fs.tensors[tn]; dup {
-				return fs, fmt.Errorf("checkpoint: %s: tensor %q is in both %s and %s", ck.Manifest.Name, tn, prev.file, name)
+				return fs, fmt.Errorf("checkpoint: %s: tensor %q appears in two files: both %s and %s hold it", ck.Manifest.Name, tn, prev.file, name)
 			}
 			t, _ := f.Tensor(tn)
 			fs.tensors[tn] = located{file: name, t: t}
