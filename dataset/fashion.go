@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -121,23 +119,11 @@ func (s FashionMNISTSource) Ensure(ctx context.Context, dir string, logf func(st
 	}
 	var problems []error
 	if s.Local != "" {
-		var still []pinnedFile
-		for _, f := range missing {
-			err := copyFromFile(ctx, filepath.Join(s.Local, f.name), dir, f)
-			switch {
-			case err == nil:
-				logf("Fashion-MNIST: %s copied from %s", f.name, s.Local)
-			case errors.Is(err, fs.ErrNotExist):
-				still = append(still, f)
-			default:
-				if ctx.Err() != nil {
-					return err
-				}
-				problems = append(problems, err)
-				still = append(still, f)
-			}
+		if missing, err = copyMissing(ctx, s.Local, dir, missing, &problems, func(name string) {
+			logf("Fashion-MNIST: %s copied from %s", name, s.Local)
+		}); err != nil {
+			return err
 		}
-		missing = still
 	}
 	if len(s.BaseURLs) > 0 {
 		var still []pinnedFile
@@ -153,16 +139,12 @@ func (s FashionMNISTSource) Ensure(ctx context.Context, dir string, logf func(st
 		missing = still
 	}
 	if len(missing) > 0 {
-		names := make([]string, len(missing))
-		for i, f := range missing {
-			names[i] = f.name
-		}
 		how := "no download URL is configured"
 		if len(s.BaseURLs) > 0 {
 			how = "no download succeeded"
 		}
 		err := fmt.Errorf("dataset: Fashion-MNIST: %s still missing in %s: not in %q and %s",
-			strings.Join(names, ", "), dir, s.Local, how)
+			joinNames(missing), dir, s.Local, how)
 		return errors.Join(append([]error{err}, problems...)...)
 	}
 	return syncDir(dir)

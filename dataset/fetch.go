@@ -167,23 +167,11 @@ func (s MNISTSource) Ensure(ctx context.Context, dir string, logf func(format st
 	escaped := escapeModulePath(MNISTModule)
 	if s.ModCache != "" && len(missing) > 0 {
 		src := filepath.Join(s.ModCache, filepath.FromSlash(escaped)+"@"+MNISTModuleVersion, "data")
-		var still []pinnedFile
-		for _, f := range missing {
-			err := copyFromFile(ctx, filepath.Join(src, f.name), dir, f)
-			switch {
-			case err == nil:
-				logf("MNIST: %s copied from the module cache", f.name)
-			case errors.Is(err, fs.ErrNotExist):
-				still = append(still, f)
-			default:
-				if ctx.Err() != nil {
-					return err
-				}
-				problems = append(problems, err)
-				still = append(still, f)
-			}
+		if missing, err = copyMissing(ctx, src, dir, missing, &problems, func(name string) {
+			logf("MNIST: %s copied from the module cache", name)
+		}); err != nil {
+			return err
 		}
-		missing = still
 	}
 	if s.ModCache != "" && len(missing) > 0 {
 		zipPath := filepath.Join(s.ModCache, "cache", "download", filepath.FromSlash(escaped), "@v", MNISTModuleVersion+".zip")
@@ -204,16 +192,12 @@ func (s MNISTSource) Ensure(ctx context.Context, dir string, logf func(format st
 		}
 	}
 	if len(missing) > 0 {
-		names := make([]string, len(missing))
-		for i, f := range missing {
-			names[i] = f.name
-		}
 		how := "no module proxy is configured (GOPROXY)"
 		if s.Proxy != "" {
 			how = "the module proxy's zip lacks them"
 		}
 		err := fmt.Errorf("dataset: MNIST: %s still missing in %s: not in the Go module cache %q and %s",
-			strings.Join(names, ", "), dir, s.ModCache, how)
+			joinNames(missing), dir, s.ModCache, how)
 		return errors.Join(append([]error{err}, problems...)...)
 	}
 	return syncDir(dir)
@@ -278,6 +262,40 @@ func verifyFile(path string, f pinnedFile) error {
 		return fmt.Errorf("dataset: %s: %w: got %s, want %s", path, errChecksum, got, f.wanted())
 	}
 	return nil
+}
+
+// joinNames lists the files' names, comma-separated.
+func joinNames(files []pinnedFile) string {
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = f.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// copyMissing installs in dir each of missing that folder src holds with
+// its pinned sum, telling copied each one installed, and returns those
+// still missing. A file src lacks is simply still missing; one that fails
+// (a wrong sum) is added to problems and still missing. Only the end of
+// ctx is returned as an error.
+func copyMissing(ctx context.Context, src, dir string, missing []pinnedFile, problems *[]error, copied func(name string)) ([]pinnedFile, error) {
+	var still []pinnedFile
+	for _, f := range missing {
+		err := copyFromFile(ctx, filepath.Join(src, f.name), dir, f)
+		switch {
+		case err == nil:
+			copied(f.name)
+		case errors.Is(err, fs.ErrNotExist):
+			still = append(still, f)
+		default:
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			*problems = append(*problems, err)
+			still = append(still, f)
+		}
+	}
+	return still, nil
 }
 
 // copyFromFile installs f into dir from the file at src.
