@@ -12,21 +12,29 @@ import (
 // TestShapedRing all-reduces over a shaped 4-rank ring: the sums are
 // bit-identical to the unshaped ring's, and the all-reduce takes at least
 // the time the links need to carry each rank's 2(N−1)/N of the buffer.
+// shapedRing returns the transports of an in-memory ring of n ranks, each
+// wrapped by Shaped with shape when shaped is set.
+func shapedRing(t *testing.T, n int, shaped bool, shape LinkShape) []Transport {
+	t.Helper()
+	net, err := NewMemNetwork(n, 4, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := make([]Transport, n)
+	for i := range ts {
+		ts[i] = net.Transport(i)
+		if shaped {
+			ts[i] = Shaped(ts[i], shape)
+		}
+	}
+	return ts
+}
+
 func TestShapedRing(t *testing.T) {
 	const n, length = 4, 1 << 20
 	shape := LinkShape{BytesPerSecond: 20e6, Latency: time.Millisecond}
 	run := func(shaped bool) ([][]float32, time.Duration) {
-		net, err := NewMemNetwork(n, 4, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts := make([]Transport, n)
-		for i := range ts {
-			ts[i] = net.Transport(i)
-			if shaped {
-				ts[i] = Shaped(ts[i], shape)
-			}
-		}
+		ts := shapedRing(t, n, shaped, shape)
 		bufs := make([][]float32, n)
 		for r := range bufs {
 			bufs[r] = make([]float32, length)
@@ -67,17 +75,7 @@ func TestShapedFusedBF16(t *testing.T) {
 	const n, length, chunk = 3, 1 << 16, 1024
 	var fused [n]int
 	run := func(shaped bool) [][]float32 {
-		net, err := NewMemNetwork(n, 4, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts := make([]Transport, n)
-		for i := range ts {
-			ts[i] = net.Transport(i)
-			if shaped {
-				ts[i] = Shaped(ts[i], LinkShape{BytesPerSecond: 50e6})
-			}
-		}
+		ts := shapedRing(t, n, shaped, LinkShape{BytesPerSecond: 50e6})
 		bufs := make([][]float32, n)
 		errs := runRing(t, ts, fixedCfg(Config{Codec: BF16{}, Chunk: chunk}), func(ctx context.Context, c *Comm) error {
 			buf := make([]float32, length)

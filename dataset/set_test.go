@@ -17,13 +17,7 @@ import (
 // the test split.
 func realMNISTTest(t *testing.T) *MNIST {
 	t.Helper()
-	t.Setenv("GOMODCACHE", goModCache(t))
-	t.Setenv("GOPROXY", "off")
-	dir := t.TempDir()
-	if err := EnsureMNIST(context.Background(), dir, nil); err != nil {
-		t.Fatal(err)
-	}
-	m, err := LoadMNIST(dir, "test")
+	m, err := LoadMNIST(realMNISTDir(t), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
