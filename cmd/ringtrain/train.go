@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/localcluster"
 	"github.com/ringtrain/ringtrain/runlog"
 	"github.com/ringtrain/ringtrain/worker"
 )
@@ -69,8 +70,9 @@ checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
 				if maxRestarts < 0 {
 					return fmt.Errorf("--max-restarts must not be negative, got %d", maxRestarts)
 				}
-				lc := &localCluster{spec: s, out: out, resume: resume, maxRestarts: maxRestarts, progress: progress, logf: logf}
-				sum, err = lc.run(cmd.Context())
+				sum, err = localcluster.Run(cmd.Context(), localcluster.Options{
+					Spec: s, Dir: out, Resume: resume, MaxRestarts: maxRestarts, Progress: progress, Logf: logf,
+				})
 			} else {
 				sum, err = worker.Train(cmd.Context(), worker.Options{Spec: s, RunDir: out, Resume: resume, Progress: progress, Logf: logf})
 			}
