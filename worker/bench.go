@@ -53,12 +53,13 @@ func Bench(ctx context.Context, spec job.Spec, steps, repeats int, logf func(str
 	}()
 	b := spec.BatchSize
 	step := func() error {
-		// Whole batches only, so every step is alike.
-		if pipe == nil || pipe.k >= pipe.steps || e.train.Len()-e.pos.Consumed < b {
+		// Whole batches only, so every step is alike: an epoch's short
+		// last step is skipped for the next epoch's first.
+		if pipe == nil || e.pos.Epoch != e.orderEp || e.train.Len()-e.pos.Consumed < b {
 			if pipe != nil {
 				pipe.stop()
 			}
-			e.pos = dataset.Position{Epoch: e.pos.Epoch + 1}
+			e.pos = dataset.Position{Epoch: e.orderEp + 1}
 			if err := e.ensureOrder(); err != nil {
 				return err
 			}

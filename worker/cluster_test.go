@@ -413,8 +413,9 @@ func TestClusterWorkerDivergenceIsAnError(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		errs[name] = make(chan error, 1)
-		go func() { errs[name] <- w.Run(ctx) }()
+		done := make(chan error, 1)
+		errs[name] = done
+		go func() { done <- w.Run(ctx) }()
 	}
 	err := <-errs["w1"]
 	if !errors.Is(err, ErrDiverged) || !strings.Contains(err.Error(), "step 100") {

@@ -145,25 +145,7 @@ func (c *compute) step(step int, x []float32, y []int, final func(p int)) (loss 
 		logits := c.model.Forward(tp, xv, true)
 		lv := tp.CrossEntropy(logits, y)
 		c.model.Arena.ZeroGrad()
-		if final == nil {
-			tp.Backward(lv)
-		} else {
-			clear(c.seen)
-			tp.BackwardNotify(lv, func(g *tensorcore.Tensor) {
-				if len(g.Data) == 0 {
-					return
-				}
-				if p, ok := c.paramOf[&g.Data[0]]; ok {
-					c.seen[p] = true
-					final(p)
-				}
-			})
-			for p, ok := range c.seen { // parameters the tape never saw
-				if !ok {
-					final(p)
-				}
-			}
-		}
+		backward(tp, lv, c.paramOf, c.seen, final)
 		return float64(lv.Value.Data[0]), models.CountCorrect(logits.Value, y)
 	}
 	n, parts := len(y), len(c.replicas)
@@ -187,6 +169,31 @@ func (c *compute) step(step int, x []float32, y []int, final func(p int)) (loss 
 		copy(r.model.Arena.Buffers, c.model.Arena.Buffers)
 	}
 	return loss / float64(n), correct
+}
+
+// backward runs tp's backward pass from lv and, when final is not nil,
+// tells it the index (by paramOf) of each parameter whose gradient is
+// complete, then those the tape never saw; seen is the scratch for that.
+func backward(tp *tensorcore.Tape, lv *tensorcore.Var, paramOf map[*float32]int, seen []bool, final func(p int)) {
+	if final == nil {
+		tp.Backward(lv)
+		return
+	}
+	clear(seen)
+	tp.BackwardNotify(lv, func(g *tensorcore.Tensor) {
+		if len(g.Data) == 0 {
+			return
+		}
+		if p, ok := paramOf[&g.Data[0]]; ok {
+			seen[p] = true
+			final(p)
+		}
+	})
+	for p, ok := range seen {
+		if !ok {
+			final(p)
+		}
+	}
 }
 
 // replicaDone counts one replica done with parameter p; the last one sums
@@ -240,25 +247,11 @@ func (r *replica) run(c *compute) {
 	xv := tp.Const(tensorcore.FromSlice(c.x[r.lo*c.size:r.hi*c.size], len(y), c.in.C, c.in.H, c.in.W))
 	logits := r.model.Forward(tp, xv, true)
 	lv := tp.CrossEntropy(logits, y)
-	if c.final == nil {
-		tp.Backward(lv)
-	} else {
-		clear(r.seen)
-		tp.BackwardNotify(lv, func(g *tensorcore.Tensor) {
-			if len(g.Data) == 0 {
-				return
-			}
-			if p, ok := r.paramOf[&g.Data[0]]; ok {
-				r.seen[p] = true
-				c.replicaDone(p)
-			}
-		})
-		for p, ok := range r.seen {
-			if !ok {
-				c.replicaDone(p)
-			}
-		}
+	var done func(int)
+	if c.final != nil {
+		done = c.replicaDone
 	}
+	backward(tp, lv, r.paramOf, r.seen, done)
 	r.loss = float64(lv.Value.Data[0])
 	r.correct = models.CountCorrect(logits.Value, y)
 }

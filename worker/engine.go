@@ -133,6 +133,9 @@ type hooks struct {
 	checkpoint func(ctx context.Context, ev *EvalStats) error
 	// evaluated is told every epoch's evaluation before its checkpoint.
 	evaluated func(EvalStats)
+	// checksummed is told the parameter checksum every replica of the
+	// ring agreed on, and the step it was taken after.
+	checksummed func(step int64, sum uint64)
 }
 
 // stepReport is what one step did.
@@ -147,14 +150,10 @@ type stepReport struct {
 	LastOfEpoch       bool
 }
 
-// errRing marks an error of the ring (a peer, the network, a newer
-// generation): the cluster worker waits for the next generation.
-type errRing struct{ err error }
-
-func (e *errRing) Error() string { return e.err.Error() }
-func (e *errRing) Unwrap() error { return e.err }
-
-func ringError(op string, err error) error { return &errRing{fmt.Errorf("worker: %s: %w", op, err)} }
+// ringError wraps an error of the ring (a peer, the network, a newer
+// generation): not fatal, so the cluster worker waits for the next
+// generation.
+func ringError(op string, err error) error { return fmt.Errorf("worker: %s: %w", op, err) }
 
 // checksumEvery is how often (in steps) the ranks of a ring compare a
 // checksum of their parameters; they also compare at every epoch's end.
@@ -184,7 +183,7 @@ func (e *engine) run(ctx context.Context, r ring, h hooks) error {
 					h.step(rep)
 				}
 				if r.world > 1 && e.step%checksumEvery == 0 {
-					if err := e.checksum(ctx, r); err != nil {
+					if err := e.checksum(ctx, r, h); err != nil {
 						return err
 					}
 				}
@@ -217,7 +216,7 @@ func (e *engine) endEpoch(ctx context.Context, r ring, epoch int, h hooks) error
 		h.evaluated(ev)
 	}
 	if r.world > 1 {
-		if err := e.checksum(ctx, r); err != nil {
+		if err := e.checksum(ctx, r, h); err != nil {
 			return err
 		}
 	}
@@ -283,7 +282,6 @@ func (e *engine) trainStep(ctx context.Context, r ring, pipe *pipeline) (stepRep
 			scale(a.Grad, weight)
 		}
 	}
-	t2 := e.now()
 	if r.grads != nil {
 		if err := r.grads.wait(); err != nil {
 			return rep, ringError(fmt.Sprintf("all-reduce of step %d", e.step+1), err)
@@ -297,15 +295,12 @@ func (e *engine) trainStep(ctx context.Context, r ring, pipe *pipeline) (stepRep
 			scale(a.Buffers, 1/float32(r.world))
 		}
 	}
-	t3 := e.now()
 	e.opt.Step(e.sched.LR(int(e.step)))
 	e.step++
 	e.pos = dataset.AdvancePosition(e.pos, n, e.spec.BatchSize, 1)
 	rep.Step = e.step
 	rep.LastOfEpoch = e.pos.Epoch != rep.Epoch
 	rep.DataWait = t1.Sub(t0).Seconds()
-	rep.Forward = t2.Sub(t1).Seconds()
-	rep.Reduce = t3.Sub(t2).Seconds()
 	rep.Seconds = e.now().Sub(t0).Seconds()
 	return rep, nil
 }
@@ -372,7 +367,7 @@ func (e *engine) evalRange(lo, hi int) (lossSum float64, correct int, err error)
 
 // checksum compares this rank's parameters with rank 0's: replicas that
 // differ are an error, not a silent drift.
-func (e *engine) checksum(ctx context.Context, r ring) error {
+func (e *engine) checksum(ctx context.Context, r ring, h hooks) error {
 	mine := paramChecksum(e.model.Arena)
 	buf := []float32{math.Float32frombits(uint32(mine)), math.Float32frombits(uint32(mine >> 32))}
 	if err := r.comm.Broadcast(ctx, 0, buf); err != nil {
@@ -381,6 +376,9 @@ func (e *engine) checksum(ctx context.Context, r ring) error {
 	root := uint64(math.Float32bits(buf[0])) | uint64(math.Float32bits(buf[1]))<<32
 	if root != mine {
 		return fatal(fmt.Errorf("worker: %w at step %d: rank %d's parameters hash to %016x, rank 0's to %016x", ErrDiverged, e.step, r.rank, mine, root))
+	}
+	if h.checksummed != nil {
+		h.checksummed(e.step, mine)
 	}
 	return nil
 }

@@ -254,6 +254,9 @@ func (w *ClusterWorker) clusterHooks(t *trainer, r ring, g *api.Generation) hook
 		evaluated: func(ev EvalStats) {
 			w.logf("epoch %d: test loss %.4f, accuracy %.2f%%", ev.Epoch+1, ev.Loss, 100*ev.Accuracy)
 		},
+		checksummed: func(step int64, sum uint64) {
+			w.setProgress(func(p *progress) { p.stats.Checksum, p.stats.ChecksumStep = fmt.Sprintf("%016x", sum), step })
+		},
 	}
 }
 
@@ -276,15 +279,8 @@ func (w *ClusterWorker) report(t *trainer, rep stepReport) {
 	}
 	w.metrics.loss.Set(st.Loss)
 	w.metrics.imagesPerSecond.Set(st.ImagesPerSecond)
-	mine := ""
-	if e.step%checksumEvery == 0 {
-		mine = fmt.Sprintf("%016x", paramChecksum(e.model.Arena))
-	}
 	w.setProgress(func(p *progress) {
 		st.Checksum, st.ChecksumStep = p.stats.Checksum, p.stats.ChecksumStep
-		if mine != "" {
-			st.Checksum, st.ChecksumStep = mine, e.step
-		}
 		p.step, p.epoch, p.consumed, p.stats = e.step, e.pos.Epoch, e.pos.Consumed, st
 	})
 	*ws = tally{}

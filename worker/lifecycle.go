@@ -29,9 +29,8 @@ import (
 type lifecycle struct {
 	name      string
 	phase     phase
-	last      uint64          // the newest generation this worker trained in
-	start     *api.Generation // the generation to train, when phase is training
-	announced string          // the coordinator status last logged
+	last      uint64 // the newest generation this worker trained in
+	announced string // the coordinator status last logged
 	out       ready
 }
 
@@ -53,15 +52,13 @@ func (p phase) String() string {
 
 // ready is what the driver must do after the inputs fed since the last
 // Advance, in this order: log, update the reported progress, beat, then
-// the one action (join, train, leave or exit).
+// the one action (train, leave or exit).
 type ready struct {
 	Logs []string
 	// Progress, when set, are the flags the next heartbeat reports.
 	Progress *progressFlags
 	// Beat asks for a heartbeat at once.
 	Beat bool
-	// Join asks to (re)register with the coordinator.
-	Join bool
 	// Train is the generation to run now.
 	Train *api.Generation
 	// Leave asks to tell the coordinator this worker leaves.
@@ -77,11 +74,9 @@ type progressFlags struct {
 	Done, Broken, InRing bool
 }
 
-func newLifecycle(name string) *lifecycle {
-	l := &lifecycle{name: name}
-	l.out.Join = true
-	return l
-}
+// newLifecycle starts the life of the worker called name, joining: the
+// driver registers with the coordinator and reports Joined.
+func newLifecycle(name string) *lifecycle { return &lifecycle{name: name} }
 
 // Ready returns what to do; it is the same until Advance.
 func (l *lifecycle) Ready() ready { return l.out }
@@ -123,7 +118,6 @@ func (l *lifecycle) Reply(rep *api.HeartbeatReply) {
 	}
 	l.last = g.Number
 	l.phase = phaseTraining
-	l.start = g
 	l.out.Train = g
 }
 
@@ -134,7 +128,6 @@ func (l *lifecycle) Ended(err error) {
 	if l.phase != phaseTraining {
 		return
 	}
-	l.start = nil
 	switch {
 	case err == nil:
 		l.phase = phaseWaiting
@@ -158,14 +151,12 @@ func (l *lifecycle) Stopped(cause error) {
 		return
 	}
 	l.phase = phaseLeaving
-	l.start = nil
 	l.out.Logs = append(l.out.Logs, fmt.Sprintf("stopping: %v; leaving the job", cause))
 	l.out.Leave = true
 }
 
 func (l *lifecycle) fail(err error) {
 	l.phase = phaseFailed
-	l.start = nil
 	l.out.Exit = true
 	l.out.Err = err
 }

@@ -38,15 +38,16 @@ type gradReducer struct {
 
 	work chan int   // bucket indices, in plan order
 	done chan error // one per bucket reduced, with its error
+	wg   sync.WaitGroup
 
-	mu     sync.Mutex
+	// Set by begin, before the step's backward reports anything.
 	ctx    context.Context
 	weight float32
+
+	mu     sync.Mutex
 	left   []int // per bucket: parameters not yet final this step
-	next   int   // the next bucket to hand over
-	sent   int   // buckets handed over this step
+	next   int   // the next bucket to hand over; all before it are handed over
 	closed bool
-	wg     sync.WaitGroup
 }
 
 // newGradReducer plans the buckets of arena a for the job's limits and
@@ -88,10 +89,7 @@ func newGradReducer(a *models.Arena, lim job.Buckets, reduce func(ctx context.Co
 func (g *gradReducer) loop() {
 	defer g.wg.Done()
 	for bi := range g.work {
-		g.mu.Lock()
-		ctx := g.ctx
-		g.mu.Unlock()
-		g.done <- g.reduce(ctx, bi)
+		g.done <- g.reduce(g.ctx, bi) // begin wrote ctx before handing bi over
 	}
 }
 
@@ -106,11 +104,13 @@ func (g *gradReducer) close() {
 	g.wg.Wait()
 }
 
-// begin starts a step whose gradients the rank weighs by weight.
+// begin starts a step whose gradients the rank weighs by weight. The
+// previous step must have been waited for.
 func (g *gradReducer) begin(ctx context.Context, weight float32) {
+	g.ctx, g.weight = ctx, weight
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.ctx, g.weight, g.next, g.sent = ctx, weight, 0, 0
+	g.next = 0
 	for bi, b := range g.buckets {
 		g.left[bi] = len(b.Params)
 	}
@@ -118,12 +118,8 @@ func (g *gradReducer) begin(ctx context.Context, weight float32) {
 
 // final reports parameter p's gradient complete for this step.
 func (g *gradReducer) final(p int) {
-	info := g.params[p]
-	g.mu.Lock()
-	w := g.weight
-	g.mu.Unlock()
-	if w != 1 {
-		scale(g.grad[info.Offset:info.Offset+info.Len()], w)
+	if info := g.params[p]; g.weight != 1 {
+		scale(g.grad[info.Offset:info.Offset+info.Len()], g.weight)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -145,7 +141,6 @@ func (g *gradReducer) handOverLocked() {
 	for g.next < len(g.buckets) && g.left[g.next] == 0 {
 		g.work <- g.next
 		g.next++
-		g.sent++
 	}
 }
 
@@ -153,10 +148,10 @@ func (g *gradReducer) handOverLocked() {
 // first error. Every parameter must have been reported final.
 func (g *gradReducer) wait() error {
 	g.mu.Lock()
-	sent := g.sent
+	handed := g.next
 	g.mu.Unlock()
-	if sent != len(g.buckets) {
-		panic(fmt.Sprintf("worker: gradReducer: %d of %d buckets ready after backward", sent, len(g.buckets)))
+	if handed != len(g.buckets) {
+		panic(fmt.Sprintf("worker: gradReducer: %d of %d buckets ready after backward", handed, len(g.buckets)))
 	}
 	var first error
 	for range g.buckets {

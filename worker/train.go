@@ -8,7 +8,6 @@
 package worker
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,9 +35,6 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Now is the clock (time.Now when nil); tests may pass their own.
 	Now func() time.Time
-	// TrainLimit and TestLimit, when positive, use only the first that
-	// many samples of each split (quick trials and tests).
-	TrainLimit, TestLimit int
 }
 
 // Progress is told what the loop is doing, for a progress bar or log lines.
@@ -87,7 +83,6 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 	if err := CheckJob(spec); err != nil {
 		return runlog.Summary{}, err
 	}
-	spec.TrainLimit, spec.TestLimit = cmp.Or(spec.TrainLimit, o.TrainLimit), cmp.Or(spec.TestLimit, o.TestLimit)
 	store, err := checkpoint.Open(filepath.Join(o.RunDir, "checkpoints"))
 	if err != nil {
 		return runlog.Summary{}, err

@@ -51,12 +51,13 @@ func smallSpec(t *testing.T, model string) job.Spec {
 	s := job.Default()
 	s.Model, s.DataDir, s.Epochs, s.BatchSize, s.Seed, s.Threads = model, realMNIST(t), 2, 32, 11, 2
 	s.Optimizer.LR = 0.05
+	s.TrainLimit, s.TestLimit = 1000, 500
 	return s
 }
 
 func run(t *testing.T, ctx context.Context, spec job.Spec, dir string, resume bool, p Progress) (runlog.Summary, error) {
 	t.Helper()
-	return Train(ctx, Options{Spec: spec, RunDir: dir, Resume: resume, Progress: p, TrainLimit: 1000, TestLimit: 500, Logf: t.Logf})
+	return Train(ctx, Options{Spec: spec, RunDir: dir, Resume: resume, Progress: p, Logf: t.Logf})
 }
 
 func TestTrainLearnsAndWritesRunDir(t *testing.T) {
