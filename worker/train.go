@@ -138,6 +138,10 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 	if runErr != nil && ctx.Err() != nil && errors.Is(runErr, ctx.Err()) {
 		runErr = s.interrupt(ctx)
 	}
+	if runErr == nil && s.lastCheckpoint != "" {
+		// The final model as one file, as a cluster's coordinator leaves it.
+		runErr = store.ExportModel(s.lastCheckpoint, filepath.Join(o.RunDir, checkpoint.ModelFile))
+	}
 	sum.Steps = int(e.step)
 	sum.WallSeconds = o.Now().Sub(launch).Seconds()
 	sum.PeakRSSBytes = runlog.PeakRSS()

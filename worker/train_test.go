@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -81,6 +82,14 @@ func TestTrainLearnsAndWritesRunDir(t *testing.T) {
 	back, err := runlog.ReadSummary(dir)
 	if err != nil || back.TestAccuracy != sum.TestAccuracy {
 		t.Errorf("summary.json = %+v, %v", back, err)
+	}
+	// The final model, as one file, is the last checkpoint's.
+	final, err := os.ReadFile(filepath.Join(dir, checkpoint.ModelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(final, modelBytes(t, dir)) {
+		t.Error("model.safetensors differs from the last checkpoint's model")
 	}
 	// A second run into the same directory must not clobber the first.
 	if _, err := run(t, context.Background(), smallSpec(t, "lenet5"), dir, false, nil); err == nil || !strings.Contains(err.Error(), "--resume") {
