@@ -285,8 +285,11 @@ func (s *Server) startTerm(ctx context.Context, key string, rev int64) (*term, e
 			t.rlog = nil
 		} else {
 			for _, r := range t.rlog.Records() {
-				if r.Kind == "train" {
+				switch r.Kind {
+				case "train":
 					t.lastTrain = max(t.lastTrain, int64(r.Step))
+				case "eval":
+					t.lastEvalStep = max(t.lastEvalStep, int64(r.Step))
 				}
 			}
 		}
@@ -405,6 +408,7 @@ func (s *Server) apply(t *term, rd Ready) {
 			}
 		}
 		t.lastTrain = min(t.lastTrain, ag.ResumeStep)
+		t.lastEvalStep = min(t.lastEvalStep, ag.ResumeStep)
 		if t.rlog != nil {
 			// The steps past the resume step are trained again (after a
 			// restore from a checkpoint) and their records written anew.

@@ -57,7 +57,7 @@ func TestTheJobIsCheckedFirst(t *testing.T) {
 // complete.
 func TestProcessLeavesTheRunProducts(t *testing.T) {
 	c := newCluster(t)
-	c.spec.Epochs = 7 // 56 steps of 8 samples: one "train" record, at step 50
+	c.spec.Epochs = 14 // 112 steps of 8 samples: one "train" record, at step 50
 	runDir := filepath.Join(t.TempDir(), "run")
 	proc, err := Listen(ProcessConfig{
 		Server: ServerConfig{
@@ -105,30 +105,39 @@ func TestProcessLeavesTheRunProducts(t *testing.T) {
 	rank0 := ws[g.Ring[0].Name]
 	rank0.heartbeat(t, g.Number, 50, false)
 
-	// The final checkpoint, each rank writing its shard of the model.
-	name := checkpoint.NameForStep(56)
+	// Checkpoints with an evaluation, each rank writing its shard of the
+	// model; the last one is final.
 	shards := []map[string]safetensors.Tensor{
 		{"conv1.weight": f32(1, 2, 3), "fc.bias": f32(4)},
 		{"conv1.bias": f32(5)},
 	}
 	meta := map[string]string{"model": "lenet5", "format": "pt"}
-	for rank, p := range g.Ring {
-		fi, err := c.store.WriteShard(name, checkpoint.Part{Name: fmt.Sprintf("model-%05d-of-%05d.safetensors", rank+1, 2), Tensors: shards[rank], Metadata: meta})
-		if err != nil {
-			t.Fatal(err)
+	checkpointAt := func(step, epoch int, acc float64) string {
+		name := checkpoint.NameForStep(step)
+		for rank, p := range g.Ring {
+			fi, err := c.store.WriteShard(name, checkpoint.Part{Name: fmt.Sprintf("model-%05d-of-%05d.safetensors", rank+1, 2), Tensors: shards[rank], Metadata: meta})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := &api.CheckpointReport{
+				Name: p.Name, Token: testToken, Generation: g.Number, Rank: rank, World: 2,
+				Checkpoint: name, Step: int64(step), Epoch: epoch, Consumed: 0, TrainLoss: 0.25,
+				Files: []api.FileInfo{{Name: fi.Name, Size: fi.Size, SHA256: fi.SHA256}},
+			}
+			if rank == 1 {
+				req.Eval = &api.Eval{Epoch: epoch - 1, Loss: 0.05, Accuracy: acc}
+			}
+			if _, err := client.ReportCheckpoint(c.ctx(), req); err != nil {
+				t.Fatal(err)
+			}
 		}
-		req := &api.CheckpointReport{
-			Name: p.Name, Token: testToken, Generation: g.Number, Rank: rank, World: 2,
-			Checkpoint: name, Step: 56, Epoch: 7, Consumed: 0, TrainLoss: 0.25,
-			Files: []api.FileInfo{{Name: fi.Name, Size: fi.Size, SHA256: fi.SHA256}},
-		}
-		if rank == 1 {
-			req.Eval = &api.Eval{Epoch: 6, Loss: 0.05, Accuracy: 0.991}
-		}
-		if _, err := client.ReportCheckpoint(c.ctx(), req); err != nil {
-			t.Fatal(err)
-		}
+		return name
 	}
+	checkpointAt(104, 13, 0.98)
+	// Rank 0's heartbeat for step 104 may arrive after that step's
+	// evaluation was recorded: it adds no "train" record behind it.
+	rank0.heartbeat(t, g.Number, 104, false)
+	name := checkpointAt(112, 14, 0.991)
 	select {
 	case <-srv.Done():
 	case <-time.After(hang):
@@ -141,17 +150,18 @@ func TestProcessLeavesTheRunProducts(t *testing.T) {
 	}
 
 	rs := records(t, runDir)
-	if len(rs) != 2 || rs[0].Kind != "train" || rs[0].Step != 50 || rs[1].Kind != "eval" || rs[1].Step != 56 || rs[1].Accuracy != 0.991 {
-		t.Errorf("metrics.jsonl records %+v, want a train record at step 50 and the evaluation at 56", rs)
+	if len(rs) != 3 || rs[0].Kind != "train" || rs[0].Step != 50 || rs[1].Kind != "eval" || rs[1].Step != 104 ||
+		rs[2].Kind != "eval" || rs[2].Step != 112 || rs[2].Accuracy != 0.991 {
+		t.Errorf("metrics.jsonl records %+v, want a train record at step 50 and evaluations at 104 and 112", rs)
 	}
 	got, err := runlog.ReadSummary(runDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := runlog.Summary{
-		Model: c.spec.Model, Dataset: c.spec.Dataset, Epochs: 7, BatchSize: 8, Seed: c.spec.Seed, Threads: 2, Steps: 56,
+		Model: c.spec.Model, Dataset: c.spec.Dataset, Epochs: 14, BatchSize: 8, Seed: c.spec.Seed, Threads: 2, Steps: 112,
 		TestAccuracy: 0.991, TestLoss: 0.05, TrainLoss: 0.25, ImagesPerSecond: 100, WallSeconds: 60, Checkpoint: name,
-		SecondsTo99: rs[1].Time.Sub(launch).Seconds(),
+		SecondsTo99: rs[2].Time.Sub(launch).Seconds(),
 	}
 	if got != want || sum != want {
 		t.Errorf("summary.json %+v\nreturned    %+v\nwant        %+v", got, sum, want)

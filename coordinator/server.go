@@ -183,7 +183,11 @@ type term struct {
 	lastCkpt  *checkpoint.Manifest // the newest checkpoint committed in etcd
 	lastEval  *api.Eval
 	lastTrain int64 // step of the last "train" record
-	genFailed bool  // the last generation write to etcd failed (for logging once)
+	// lastEvalStep is the step of the last "eval" record: a heartbeat
+	// that arrives after it, for that step or an earlier one, writes no
+	// "train" record, so the log's steps never go back.
+	lastEvalStep int64
+	genFailed    bool // the last generation write to etcd failed (for logging once)
 	// ckptAt is the step at which the current generation was asked to
 	// checkpoint (RequestCheckpoint); 0 if none.
 	ckptAt    int64
@@ -534,7 +538,8 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 // trainRecordEvery steps. Called with s.mu held.
 func (s *Server) trainRecord(t *term, req *api.HeartbeatRequest) {
 	if t.rlog == nil || req.Stats == nil || t.gen == nil || req.Generation != t.gen.Number ||
-		len(t.gen.Ring) == 0 || t.gen.Ring[0].Name != req.Name || req.Step < t.lastTrain+trainRecordEvery {
+		len(t.gen.Ring) == 0 || t.gen.Ring[0].Name != req.Name || req.Step < t.lastTrain+trainRecordEvery ||
+		req.Step <= t.lastEvalStep {
 		return
 	}
 	t.lastTrain = req.Step

@@ -86,6 +86,7 @@ func (s *Server) ReportCheckpoint(ctx context.Context, req *api.CheckpointReport
 		t.lastEval = ev
 		m.Metrics.TestAccuracy, m.Metrics.TestLoss = ev.Accuracy, ev.Loss
 		if t.rlog != nil {
+			t.lastEvalStep = max(t.lastEvalStep, int64(m.Step))
 			t.rlog.Add(runlog.Record{
 				Kind: "eval", Time: s.now().UTC(), Step: m.Step, Epoch: ev.Epoch, Progress: float64(ev.Epoch + 1),
 				Loss: ev.Loss, Accuracy: ev.Accuracy,
