@@ -16,7 +16,9 @@
 //     (shm.go) and keep the stream for pings, aborts and the end of the
 //     link. Shaped wraps any transport in links of a fixed bandwidth and
 //     latency (a queue that serialises frames), for experiments on
-//     overlap and for simulated clusters.
+//     overlap and for simulated clusters. A RingListener (ListenRing) keeps
+//     a rank's port bound for the life of its process and gives each
+//     generation's GRPCTransport a view of it that the transport may close.
 //   - A Codec turns float32 spans into wire bytes (FP32, BF16, FP16, and a
 //     lossless zstd/s2 wrapper around any of them). The ring never inspects
 //     the bytes. PowerSGD, which is not element-wise, is a reducer over a

@@ -25,7 +25,9 @@ type GRPCConfig struct {
 	Rank  int
 	Addrs []string // every rank's listening address, indexed by rank
 	// Listener accepts this rank's incoming link (from the left
-	// neighbour). The transport owns it from DialRing on.
+	// neighbour). The transport owns it from DialRing on; a
+	// RingListener's Generation view keeps the port bound after the
+	// transport closes it.
 	Listener        net.Listener
 	Job, Generation uint64
 	// Timeout bounds every wait for a neighbour: connecting, a frame from

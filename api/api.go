@@ -1,6 +1,7 @@
 // Package api is ringtrain's control-plane wire API: the messages workers,
-// coordinators and `ringtrain status` exchange, and the gRPC service that
-// carries them.
+// coordinators and `ringtrain status` exchange, the gRPC service that
+// carries them, and LeaderClient, which calls whichever of a job's
+// coordinators is the leader.
 //
 // The service is plain gRPC with a JSON codec instead of protobuf: the
 // messages are small and rare (a heartbeat a few times a second per

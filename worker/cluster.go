@@ -12,9 +12,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/ringtrain/ringtrain/allreduce"
 	"github.com/ringtrain/ringtrain/api"
 	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/job"
@@ -68,75 +68,12 @@ type ClusterOptions struct {
 	AfterStep func(step int64, params []float32)
 }
 
-// control calls the job's coordinators, following the leader.
-type control struct {
-	conns   []*grpc.ClientConn
-	clients []*api.ControlClient
-	addrs   []string
-	timeout time.Duration
-
-	mu  sync.Mutex
-	cur int // the coordinator that answered last
-}
-
-func newControl(addrs []string, timeout time.Duration, opts []grpc.DialOption) (*control, error) {
-	if len(addrs) == 0 {
-		return nil, errors.New("worker: no coordinator address")
-	}
-	c := &control{addrs: addrs, timeout: timeout}
-	if len(opts) == 0 {
-		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	}
-	for _, a := range addrs {
-		cc, err := grpc.NewClient("passthrough:///"+a, opts...)
-		if err != nil {
-			c.close()
-			return nil, fmt.Errorf("worker: coordinator %s: %w", a, err)
-		}
-		c.conns = append(c.conns, cc)
-		c.clients = append(c.clients, api.NewControlClient(cc))
-	}
-	return c, nil
-}
-
-func (c *control) close() {
-	for _, cc := range c.conns {
-		cc.Close()
-	}
-}
-
-// call runs fn against the leader: it starts with the coordinator that
-// answered last and moves on while they answer Unavailable (a standby, or
-// down). The error is the last coordinator's.
-func (c *control) call(ctx context.Context, fn func(context.Context, *api.ControlClient) error) error {
-	c.mu.Lock()
-	start := c.cur
-	c.mu.Unlock()
-	var err error
-	for i := range c.clients {
-		k := (start + i) % len(c.clients)
-		cctx, cancel := context.WithTimeout(ctx, c.timeout)
-		err = fn(cctx, c.clients[k])
-		cancel()
-		if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
-			c.mu.Lock()
-			c.cur = k
-			c.mu.Unlock()
-			return err
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
-	return err
-}
-
 // ClusterWorker is one worker process of a cluster: it joins the job, runs
 // each generation of the ring it is given, and checkpoints its shard.
 type ClusterWorker struct {
 	o    ClusterOptions
 	logf func(string, ...any)
-	ctl  *control
+	ctl  *api.LeaderClient // the job's coordinators, following the leader
 
 	kick chan struct{} // asks the heartbeat loop for an immediate beat
 
@@ -146,7 +83,7 @@ type ClusterWorker struct {
 	prog       progress
 	gossipAddr string // this worker's memberlist address, as others reach it
 
-	data *dataListener // the all-reduce listener, bound for the worker's life
+	data *allreduce.RingListener // the all-reduce listener, bound for the worker's life
 
 	metrics *workerMetrics
 }
@@ -186,7 +123,7 @@ func NewClusterWorker(o ClusterOptions) (*ClusterWorker, error) {
 	if _, _, err := net.SplitHostPort(o.DataAdvertise); err != nil {
 		return nil, fmt.Errorf("worker: data address %q: %w", o.DataAdvertise, err)
 	}
-	ctl, err := newControl(o.Coordinators, o.Timeout, o.ControlDial)
+	ctl, err := api.NewLeaderClient(o.Coordinators, o.Timeout, o.ControlDial...)
 	if err != nil {
 		return nil, err
 	}
@@ -209,8 +146,8 @@ func (w *ClusterWorker) SetHTTPAddr(addr string) {
 // complete (nil), ctx ends (the worker leaves the job: nil as well), or a
 // fatal error.
 func (w *ClusterWorker) Run(ctx context.Context) error {
-	defer w.ctl.close()
-	data, err := listenData(ctx, w.o.DataListen, w.o.Timeout)
+	defer w.ctl.Close()
+	data, err := allreduce.ListenRing(ctx, w.o.DataListen, w.o.Timeout)
 	if err != nil {
 		return fatal(fmt.Errorf("worker: all-reduce listener: %w", err))
 	}
@@ -283,7 +220,7 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 		// Leaving on purpose: the coordinator re-forms the ring at once
 		// instead of waiting for gossip to declare this worker dead.
 		lctx, cancel := context.WithTimeout(context.Background(), w.o.Timeout)
-		w.ctl.call(lctx, func(c context.Context, cl *api.ControlClient) error {
+		w.ctl.Call(lctx, func(c context.Context, cl *api.ControlClient) error {
 			_, err := cl.Leave(c, &api.LeaveRequest{Name: w.o.Name, Token: w.o.Token})
 			return err
 		})
@@ -312,7 +249,7 @@ func (w *ClusterWorker) join(ctx context.Context) (*api.JoinReply, error) {
 	var last string
 	for {
 		var rep *api.JoinReply
-		err := w.ctl.call(ctx, func(c context.Context, cl *api.ControlClient) error {
+		err := w.ctl.Call(ctx, func(c context.Context, cl *api.ControlClient) error {
 			var err error
 			rep, err = cl.Join(c, req)
 			return err
@@ -357,7 +294,7 @@ func (w *ClusterWorker) heartbeats(ctx context.Context, interval time.Duration) 
 			Broken: p.broken, Done: p.done, Stats: &stats,
 		}
 		var rep *api.HeartbeatReply
-		err := w.ctl.call(ctx, func(c context.Context, cl *api.ControlClient) error {
+		err := w.ctl.Call(ctx, func(c context.Context, cl *api.ControlClient) error {
 			var err error
 			rep, err = cl.Heartbeat(c, req)
 			return err

@@ -110,7 +110,7 @@ func (w *ClusterWorker) runGeneration(parent context.Context, t *trainer, g *api
 	w.metrics.generation.Set(float64(g.Number))
 	w.metrics.rank.Set(float64(rank))
 
-	ln := w.data.generation()
+	ln := w.data.Generation()
 	addrs := make([]string, world)
 	for i, p := range g.Ring {
 		addrs[i] = p.DataAddr
@@ -310,7 +310,7 @@ func (w *ClusterWorker) checkpoint(ctx context.Context, t *trainer, g *api.Gener
 	t.ckptGen, t.ckptStep = g.Number, e.step
 	w.metrics.checkpoints.Inc()
 	start := time.Now()
-	err := w.ctl.call(ctx, func(c context.Context, cl *api.ControlClient) error {
+	err := w.ctl.Call(ctx, func(c context.Context, cl *api.ControlClient) error {
 		_, err := cl.ReportCheckpoint(c, rep)
 		return err
 	})

@@ -1,4 +1,4 @@
-package worker
+package allreduce
 
 import (
 	"context"
@@ -8,17 +8,17 @@ import (
 	"time"
 )
 
-// TestDataListenerOutlivesGenerations checks that closing one generation's
+// TestRingListenerOutlivesGenerations checks that closing one generation's
 // view leaves the port bound for the next, and that closing the listener
 // frees it.
-func TestDataListenerOutlivesGenerations(t *testing.T) {
-	d, err := listenData(context.Background(), "127.0.0.1:0", time.Second)
+func TestRingListenerOutlivesGenerations(t *testing.T) {
+	r, err := ListenRing(context.Background(), "127.0.0.1:0", time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := d.ln.Addr().String()
+	addr := r.Addr().String()
 	for gen := 1; gen <= 3; gen++ {
-		ln := d.generation()
+		ln := r.Generation()
 		if ln.Addr().String() != addr {
 			t.Fatalf("generation %d listens on %s, want %s", gen, ln.Addr(), addr)
 		}
@@ -49,10 +49,10 @@ func TestDataListenerOutlivesGenerations(t *testing.T) {
 		}
 	}
 	// A view blocked in Accept returns when the listener closes.
-	ln := d.generation()
+	ln := r.Generation()
 	blocked := make(chan error, 1)
 	go func() { _, err := ln.Accept(); blocked <- err }()
-	d.Close()
+	r.Close()
 	select {
 	case err := <-blocked:
 		if err == nil {
