@@ -24,7 +24,7 @@ var allowedImports = map[string][]string{
 	"safetensors": {renameio},
 	"job":         {"sigs.k8s.io/yaml"},
 	"runlog":      {"gonum.org/v1/plot", renameio},
-	"models":      {module + "tensorcore"},
+	"models":      {module + "tensorcore", module + "job"},
 	"dataset":     {module + "tensorcore", renameio},
 	"allreduce":   {module + "allreduce", "google.golang.org/grpc", "google.golang.org/protobuf", "github.com/klauspost/compress", "golang.org/x/sys/cpu", "gonum.org/v1/gonum"},
 	"checkpoint":  {module + "safetensors", "go.etcd.io/etcd/", renameio},

@@ -1,7 +1,8 @@
 // Package models holds ringtrain's networks and what trains them: layers
 // (Modules that record tensorcore ops on a tape), weight initializers,
 // losses, optimizers, learning-rate schedules, the flat parameter arena and
-// the model zoo (name → constructor).
+// the model zoo (name → constructor). It also builds the optimizer and the
+// schedule a job file names (NewOptimizer, NewSchedule, CheckOptimizer).
 //
 // Memory layout. Every parameter of a model lives in one []float32
 // (Arena.Data) and every gradient in one parallel []float32 (Arena.Grad);
@@ -14,5 +15,6 @@
 // Building allocates; a training step does not: a layer's Forward only
 // records ops on the tape, and optimizers update the flat slices in place.
 //
-// models imports only tensorcore and the standard library.
+// models imports only tensorcore, job (for the job file's optimizer and
+// schedule) and the standard library.
 package models

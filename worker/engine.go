@@ -90,11 +90,11 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 	if c := e.train.Classes(); c > e.model.NumClasses {
 		return nil, fmt.Errorf("worker: model %s scores %d classes; data set %s has %d", spec.Model, e.model.NumClasses, spec.Dataset, c)
 	}
-	if e.opt, err = newOptimizer(spec.Optimizer, e.model.Arena); err != nil {
+	if e.opt, err = models.NewOptimizer(spec.Optimizer, e.model.Arena); err != nil {
 		return nil, err
 	}
 	e.stepsPerEpoch = dataset.StepsPerEpoch(e.train.Len(), spec.BatchSize)
-	e.sched = newSchedule(spec, e.stepsPerEpoch)
+	e.sched = models.NewSchedule(spec.Schedule, spec.Optimizer.LR, spec.Epochs, e.stepsPerEpoch)
 	e.pool = tensorcore.NewPool(e.threads)
 	if e.compute, err = newCompute(e.model, e.pool, e.threads, perRank, spec.Seed, e.in); err != nil {
 		e.pool.Close()

@@ -13,13 +13,10 @@ import (
 	"github.com/ringtrain/ringtrain/models"
 )
 
-// optimizers are the optimizer names newOptimizer builds.
-var optimizers = []string{"adam", "adamw", "rmsprop", "sgd"}
-
 // CheckJob validates a job as a worker will run it, without loading
 // anything: the spec's own checks, and every name the engine's packages
-// own — the model (models), the data set (dataset), the optimizer and the
-// gradient codec (allreduce). Each bad name is reported with its job key
+// own — the model and the optimizer (models), the data set (dataset) and
+// the gradient codec (allreduce). Each bad name is reported with its job key
 // and the valid choices, so a typo in a job file is found once, where it
 // is loaded (train, coordinator, worker), not by every worker at once.
 func CheckJob(spec job.Spec) error {
@@ -33,8 +30,8 @@ func CheckJob(spec job.Spec) error {
 	if err := dataset.CheckName(spec.Dataset); err != nil {
 		errs = append(errs, fmt.Errorf("dataset: %w", err))
 	}
-	if o := strings.ToLower(spec.Optimizer.Name); o != "" && !slices.Contains(optimizers, o) {
-		errs = append(errs, fmt.Errorf("optimizer.name: unknown optimizer %q (known: %s)", spec.Optimizer.Name, strings.Join(optimizers, ", ")))
+	if err := models.CheckOptimizer(spec.Optimizer.Name); err != nil {
+		errs = append(errs, fmt.Errorf("optimizer.name: %w", err))
 	}
 	if err := allreduce.CheckGradientCodec(codecName(spec)); err != nil {
 		errs = append(errs, fmt.Errorf("codec: %w", err))

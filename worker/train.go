@@ -12,12 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/job"
-	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/runlog"
 )
 
@@ -276,56 +274,4 @@ func writeJobFile(dir string, spec job.Spec) error {
 		return fmt.Errorf("worker: %w", err)
 	}
 	return runlog.WriteFile(dir, JobFile, b)
-}
-
-func newOptimizer(o job.Optimizer, a *models.Arena) (models.Optimizer, error) {
-	switch strings.ToLower(o.Name) {
-	case "sgd", "":
-		return models.NewSGD(a.Data, a.Grad, models.SGDConfig{Momentum: float32(o.Momentum), Nesterov: o.Nesterov, WeightDecay: float32(o.WeightDecay)})
-	case "adam", "adamw":
-		cfg := models.DefaultAdam()
-		if strings.EqualFold(o.Name, "adamw") {
-			cfg = models.DefaultAdamW()
-		}
-		if o.Beta1 != 0 {
-			cfg.Beta1 = float32(o.Beta1)
-		}
-		if o.Beta2 != 0 {
-			cfg.Beta2 = float32(o.Beta2)
-		}
-		if o.Eps != 0 {
-			cfg.Eps = float32(o.Eps)
-		}
-		if o.WeightDecay != 0 {
-			cfg.WeightDecay = float32(o.WeightDecay)
-		}
-		return models.NewAdam(a.Data, a.Grad, cfg)
-	case "rmsprop":
-		cfg := models.DefaultRMSProp()
-		cfg.Momentum = float32(o.Momentum)
-		cfg.WeightDecay = float32(o.WeightDecay)
-		if o.Eps != 0 {
-			cfg.Eps = float32(o.Eps)
-		}
-		return models.NewRMSProp(a.Data, a.Grad, cfg)
-	}
-	return nil, fmt.Errorf("worker: unknown optimizer %q (known: sgd, adam, adamw, rmsprop)", o.Name)
-}
-
-func newSchedule(spec job.Spec, stepsPerEpoch int) models.Schedule {
-	base := spec.Optimizer.LR
-	total := spec.Epochs * stepsPerEpoch
-	var s models.Schedule
-	switch spec.Schedule.Name {
-	case "step":
-		s = models.StepDecay{Base: base, Every: spec.Schedule.StepEpochs * stepsPerEpoch, Gamma: spec.Schedule.Gamma}
-	case "cosine":
-		s = models.Cosine{Base: base, Min: spec.Schedule.MinLR, Steps: total - spec.Schedule.WarmupSteps}
-	default:
-		s = models.ConstantLR{Base: base}
-	}
-	if spec.Schedule.WarmupSteps > 0 {
-		s = models.Warmup{Steps: spec.Schedule.WarmupSteps, Start: 1.0 / 3, Then: s}
-	}
-	return s
 }
