@@ -86,7 +86,8 @@ type Optimizer struct {
 type Schedule struct {
 	// Name is constant, step or cosine.
 	Name string `json:"name"`
-	// WarmupSteps ramps the rate linearly from 0 over this many steps.
+	// WarmupSteps ramps the rate linearly from a third of its value up to
+	// it over this many steps, then the schedule starts.
 	WarmupSteps int `json:"warmup_steps,omitempty"`
 	// StepEpochs and Gamma: multiply by Gamma every StepEpochs epochs.
 	StepEpochs int     `json:"step_epochs,omitempty"`

@@ -23,7 +23,7 @@ var (
 )
 
 // realMNIST makes the real MNIST available once for the package's tests.
-func realMNIST(t *testing.T) string {
+func realMNIST(t testing.TB) string {
 	t.Helper()
 	mnistOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "ringtrain-worker-mnist")
