@@ -5,10 +5,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/ringtrain/ringtrain/api"
+	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/runlog"
 )
@@ -124,8 +130,8 @@ func TestMain(m *testing.M) {
 }
 
 // TestCtrlCCheckpointsAndResumes interrupts a real training process with
-// SIGINT, checks that it leaves a verified checkpoint and says how to
-// resume, and resumes it to the end.
+// SIGINT, checks that it leaves a verified checkpoint where it stopped and
+// says how to resume, and resumes it from that step to the end.
 func TestCtrlCCheckpointsAndResumes(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "run")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -137,13 +143,157 @@ func TestCtrlCCheckpointsAndResumes(t *testing.T) {
 	if !strings.Contains(text, "--resume") || !strings.Contains(text, "interrupted") {
 		t.Fatalf("no resume hint after Ctrl-C:\n%s", text)
 	}
+	// It says where it stopped and which checkpoint holds that step.
+	m := regexp.MustCompile(`interrupted at step (\d+) .*; checkpoint (ckpt-\d+) is committed`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("the interrupted run does not say where it stopped:\n%s", text)
+	}
+	step, _ := strconv.Atoi(m[1])
+	if m[2] != checkpoint.NameForStep(step) {
+		t.Fatalf("stopped at step %d but committed %s:\n%s", step, m[2], text)
+	}
 	if o, err := runCLI(t, "checkpoint", "verify", "--dir", out); err != nil || !strings.Contains(o, ": ok") {
 		t.Fatalf("checkpoint after Ctrl-C does not verify: %v\n%s", err, o)
 	}
 	// Exactly what the hint says: the run directory remembers its job.
-	if sum := resumeRun(t, ctx, out); !sum.Resumed || sum.Steps != 2*938 || sum.TestAccuracy < 0.95 {
+	sum, said := resumeRun(t, ctx, out)
+	if !sum.Resumed || sum.Steps != 2*938 || sum.TestAccuracy < 0.95 {
 		t.Fatalf("resumed run summary %+v", sum)
 	}
+	checkResumedFrom(t, said, m[2], step)
+}
+
+// checkResumedFrom fails t unless the output of a resumed run says it
+// resumes from checkpoint name at step.
+func checkResumedFrom(t *testing.T, output, name string, step int) {
+	t.Helper()
+	for _, line := range strings.Split(output, "\n") {
+		if strings.HasPrefix(line, "resuming from ") {
+			if !strings.HasPrefix(line, "resuming from "+name+" (") || !strings.HasSuffix(line, fmt.Sprintf("; step %d)", step)) {
+				t.Errorf("resumed run says %q, want it to resume from %s at step %d", line, name, step)
+			}
+			return
+		}
+	}
+	t.Errorf("resumed run does not say where it resumes from:\n%s", output)
+}
+
+// TestSIGKILLResumesBitIdentical kills a training process with SIGKILL
+// once it has committed mid-epoch checkpoints, resumes it, and checks
+// that it continues from the newest committed checkpoint and ends with
+// exactly the model and optimizer state of an uninterrupted run.
+func TestSIGKILLResumesBitIdentical(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains an MLP twice over")
+	}
+	// 30000 samples in batches of 64: 469 steps an epoch, checkpointed
+	// every 50 steps.
+	const stepsPerEpoch, every = 469, 50
+	args := []string{"train", "--model", "mlp", "--epochs", "2", "--train-limit", "30000", "--test-limit", "1000", "--checkpoint-every", strconv.Itoa(every)}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // catches hangs only
+	defer cancel()
+	bin, data := binary(t)
+	train := func(out string) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, bin, append(slices.Clone(args), "--out", out)...)
+		cmd.Env = append(os.Environ(), "RINGTRAIN_DATA="+data)
+		return cmd
+	}
+
+	whole := filepath.Join(t.TempDir(), "whole")
+	if o, err := train(whole).CombinedOutput(); err != nil {
+		t.Fatalf("uninterrupted run: %v\n%s", err, o)
+	}
+
+	out := filepath.Join(t.TempDir(), "killed")
+	store, err := checkpoint.OpenShared(filepath.Join(out, "checkpoints"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := train(out)
+	var text bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &text, &text
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	var waitErr error
+wait:
+	for {
+		select {
+		case waitErr = <-exited:
+			break wait
+		case <-tick.C:
+			// Killed once two checkpoints are committed, so that one
+			// older than the newest is there to resume from by mistake.
+			if name, err := store.Latest(); err != nil || name >= checkpoint.NameForStep(2*every) {
+				cmd.Process.Kill()
+				waitErr = <-exited
+				break wait
+			}
+		}
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("the run was not killed: %v\n%s", waitErr, text.String())
+	}
+	// The newest committed checkpoint, as `ringtrain checkpoint list`
+	// shows it.
+	newest, err := store.Latest()
+	if err != nil || newest == "" {
+		t.Fatalf("no committed checkpoint after SIGKILL: %v", err)
+	}
+	man, err := store.ReadManifest(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := man.Step
+	if newest != checkpoint.NameForStep(step) || step%stepsPerEpoch == 0 || step >= 2*stepsPerEpoch {
+		t.Fatalf("newest committed checkpoint after SIGKILL: %s at step %d, not mid-epoch", newest, step)
+	}
+	t.Logf("killed with %s committed", newest)
+
+	sum, said := resumeRun(t, ctx, out)
+	checkResumedFrom(t, said, newest, step)
+	if !sum.Resumed || sum.Steps != 2*stepsPerEpoch {
+		t.Fatalf("resumed run summary %+v", sum)
+	}
+	sameFinalState(t, whole, out)
+}
+
+// sameFinalState fails t unless the newest checkpoints of two run
+// directories hold the same model and optimizer state: the same step, the
+// same tensors bit for bit, and the same metadata in each file.
+func sameFinalState(t *testing.T, wantOut, gotOut string) {
+	t.Helper()
+	load := func(out string) *checkpoint.Checkpoint {
+		store, err := checkpoint.OpenShared(filepath.Join(out, "checkpoints"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ck, err := store.LoadLatest(t.Logf)
+		if err != nil || ck == nil {
+			t.Fatalf("%s: no checkpoint to load: %v", out, err)
+		}
+		return ck
+	}
+	want, got := load(wantOut), load(gotOut)
+	wantFiles, gotFiles := slices.Sorted(maps.Keys(want.Files)), slices.Sorted(maps.Keys(got.Files))
+	if !slices.Equal(wantFiles, gotFiles) {
+		t.Fatalf("final checkpoints hold %v and %v", wantFiles, gotFiles)
+	}
+	for _, f := range []string{checkpoint.ModelFile, checkpoint.OptimizerFile} {
+		if want.Files[f] == nil || want.Files[f].Len() == 0 {
+			t.Fatalf("final checkpoint has no tensors in %s", f)
+		}
+	}
+	for _, f := range wantFiles {
+		if w, g := want.Files[f].Metadata, got.Files[f].Metadata; !maps.Equal(w, g) {
+			t.Fatalf("%s: metadata %v, uninterrupted run %v", f, g, w)
+		}
+	}
+	tensorsEqual(t, want, got)
 }
 
 // interruptedRun runs `ringtrain args…` and sends it SIGINT delay after
@@ -185,20 +335,21 @@ func runUntil(t *testing.T, ctx context.Context, prefix string, act func(*exec.C
 }
 
 // resumeRun runs what the resume hint says, `ringtrain train --out out
-// --resume`, and returns the run's summary.
-func resumeRun(t *testing.T, ctx context.Context, out string) runlog.Summary {
+// --resume`, and returns the run's summary and what the command printed.
+func resumeRun(t *testing.T, ctx context.Context, out string) (runlog.Summary, string) {
 	t.Helper()
 	bin, data := binary(t)
 	cmd := exec.CommandContext(ctx, bin, "train", "--out", out, "--resume")
 	cmd.Env = append(os.Environ(), "RINGTRAIN_DATA="+data)
-	if o, err := cmd.CombinedOutput(); err != nil {
+	o, err := cmd.CombinedOutput()
+	if err != nil {
 		t.Fatalf("resume failed: %v\n%s", err, o)
 	}
 	sum, err := runlog.ReadSummary(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sum
+	return sum, string(o)
 }
 
 // TestMainJob runs the README's main job as a user does and checks its
