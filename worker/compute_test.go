@@ -1,10 +1,12 @@
 package worker
 
 import (
+	"context"
 	"math"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/models"
@@ -133,5 +135,38 @@ func TestStepReportsEachGradientOnceFinal(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestStepReportsItsPhases checks that a step's report splits its time
+// into data wait, compute, reduction and optimizer, which add up to the
+// step: on a clock that advances 1 ms at every reading, each phase is one
+// reading apart.
+func TestStepReportsItsPhases(t *testing.T) {
+	spec := smallSpec(t, "mlp")
+	e, err := newEngine(context.Background(), spec, spec.BatchSize, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	var clock time.Time
+	e.now = func() time.Time { clock = clock.Add(time.Millisecond); return clock }
+	if err := e.ensureOrder(); err != nil {
+		t.Fatal(err)
+	}
+	pipe := startPipeline(e.train, e.order, 0, spec.BatchSize, 0, 1, e.trainTransform(0), 1)
+	defer pipe.stop()
+	rep, err := e.trainStep(context.Background(), ring{rank: 0, world: 1}, pipe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	phases := []float64{rep.DataWait, rep.Compute, rep.Reduce, rep.Optimizer}
+	for i, p := range phases {
+		if p != 0.001 {
+			t.Errorf("phase %d took %v s, want 0.001 (one clock reading)", i, p)
+		}
+	}
+	if rep.Seconds != 0.004 {
+		t.Errorf("step took %v s, want the phases' sum 0.004", rep.Seconds)
 	}
 }

@@ -146,7 +146,8 @@ type stepReport struct {
 	Loss              float64
 	LR                float64
 	Seconds, DataWait float64 // the whole step, and the part spent waiting for its batch
-	Forward, Reduce   float64 // compute (forward+backward), and waiting for the reduction after it
+	Compute, Reduce   float64 // forward and backward, and the wait for the reduction after them
+	Optimizer         float64 // the optimizer step
 	LastOfEpoch       bool
 }
 
@@ -282,6 +283,7 @@ func (e *engine) trainStep(ctx context.Context, r ring, pipe *pipeline) (stepRep
 			scale(a.Grad, weight)
 		}
 	}
+	t2 := e.now()
 	if r.grads != nil {
 		if err := r.grads.wait(); err != nil {
 			return rep, ringError(fmt.Sprintf("all-reduce of step %d", e.step+1), err)
@@ -295,13 +297,15 @@ func (e *engine) trainStep(ctx context.Context, r ring, pipe *pipeline) (stepRep
 			scale(a.Buffers, 1/float32(r.world))
 		}
 	}
+	t3 := e.now()
 	e.opt.Step(e.sched.LR(int(e.step)))
 	e.step++
 	e.pos = dataset.AdvancePosition(e.pos, n, e.spec.BatchSize, 1)
 	rep.Step = e.step
 	rep.LastOfEpoch = e.pos.Epoch != rep.Epoch
-	rep.DataWait = t1.Sub(t0).Seconds()
-	rep.Seconds = e.now().Sub(t0).Seconds()
+	t4 := e.now()
+	rep.DataWait, rep.Compute, rep.Reduce, rep.Optimizer = t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds(), t3.Sub(t2).Seconds(), t4.Sub(t3).Seconds()
+	rep.Seconds = t4.Sub(t0).Seconds()
 	return rep, nil
 }
 

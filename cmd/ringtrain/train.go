@@ -108,7 +108,7 @@ checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
 	f.IntVar(&spec.Threads, "threads", 0, "compute threads (0: all cores; with --workers, per worker: cores / workers)")
 	f.IntVar(&spec.Workers, "workers", spec.Workers, "data-parallel workers: above 1, a local cluster (embedded etcd, a coordinator, worker processes)")
 	f.IntVar(&maxRestarts, "max-restarts", 3, "with --workers: times a worker that dies while the job runs is started again")
-	f.StringVar(&spec.Codec, "codec", "", "gradient codec between workers: fp32 (default), bf16 or fp16, optionally +zstd or +s2")
+	f.StringVar(&spec.Codec, "codec", "", "gradient codec between workers: fp32 (default), bf16 or fp16 (optionally +zstd or +s2), or powersgd-rN (rank N, e.g. powersgd-r4)")
 	f.IntVar(&spec.CheckpointEvery, "checkpoint-every", 0, "steps between checkpoints (0: every epoch)")
 	f.IntVar(&spec.KeepCheckpoints, "keep-checkpoints", spec.KeepCheckpoints, "committed checkpoints to keep")
 	f.IntVar(&spec.TrainLimit, "train-limit", 0, "use only the first N training samples (0: all)")
