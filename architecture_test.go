@@ -14,6 +14,10 @@ const module = "github.com/ringtrain/ringtrain/"
 // renameio is how the packages that write files replace them atomically.
 const renameio = "github.com/google/renameio/v2"
 
+// protowire encodes the protos of runlog's TensorBoard event file: the
+// wire format only, with no generated code or proto registry.
+const protowire = "google.golang.org/protobuf/encoding/protowire"
+
 // allowedImports is the package map of ARCHITECTURE.md: for each package,
 // the project packages and outside modules its non-test code may import.
 // Imports only go down: tensorcore knows nothing of networks, models nothing
@@ -23,7 +27,7 @@ var allowedImports = map[string][]string{
 	"tensorcore":  {"golang.org/x/sys/cpu"},
 	"safetensors": {renameio},
 	"job":         {"sigs.k8s.io/yaml"},
-	"runlog":      {"gonum.org/v1/plot", renameio},
+	"runlog":      {"gonum.org/v1/plot", renameio, protowire},
 	"models":      {module + "tensorcore", module + "job"},
 	"dataset":     {module + "tensorcore", renameio},
 	"allreduce":   {module + "allreduce", "google.golang.org/grpc", "google.golang.org/protobuf", "github.com/klauspost/compress", "golang.org/x/sys/cpu", "gonum.org/v1/gonum"},
@@ -114,6 +118,9 @@ func TestRuleCatchesForbiddenImport(t *testing.T) {
 		{"models", module + "tensorcore", true},
 		{"tensorcore", "golang.org/x/sys/cpu", true},
 		{"safetensors", "encoding/json", true},
+		{"runlog", protowire, true},
+		{"runlog", "google.golang.org/protobuf/proto", false},
+		{"runlog", "google.golang.org/grpc", false},
 	} {
 		got := isStdlib(tc.imp) || hasAnyPrefix(tc.imp, allowedImports[tc.pkg])
 		if got != tc.ok {

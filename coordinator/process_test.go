@@ -154,6 +154,22 @@ func TestProcessLeavesTheRunProducts(t *testing.T) {
 		rs[2].Kind != "eval" || rs[2].Step != 112 || rs[2].Accuracy != 0.991 {
 		t.Errorf("metrics.jsonl records %+v, want a train record at step 50 and evaluations at 104 and 112", rs)
 	}
+	// The same scalars in the run directory's TensorBoard event file.
+	if files, err := runlog.EventFiles(runDir); err != nil || len(files) != 1 {
+		t.Errorf("event files %v, %v; want one", files, err)
+	} else if events, err := runlog.ReadEvents(files[0]); err != nil {
+		t.Error(err)
+	} else {
+		var got []string
+		for _, ev := range events {
+			if ev.FileVersion == "" && len(ev.Scalars) > 0 {
+				got = append(got, fmt.Sprintf("%d %s=%g", ev.Step, ev.Scalars[0].Tag, ev.Scalars[0].Value))
+			}
+		}
+		if want := []string{"50 train/loss=" + fmt.Sprint(float32(rs[0].Loss)), "104 test/loss=0.05", "112 test/loss=0.05"}; !slices.Equal(got, want) {
+			t.Errorf("event file holds %q, want %q", got, want)
+		}
+	}
 	got, err := runlog.ReadSummary(runDir)
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,6 @@
 // Package runlog writes what a training run leaves in its run directory for
-// people and tools to read: metrics as JSON lines, a PNG plot of the loss
-// and accuracy curves, and summary.json.
+// people and tools to read: metrics as JSON lines and as a TensorBoard
+// event file, a PNG plot of the loss and accuracy curves, and summary.json.
 package runlog
 
 import (
@@ -60,11 +60,29 @@ type Summary struct {
 }
 
 // Log appends metric records to metrics.jsonl in a run directory and keeps
-// them for the plot. It is not safe for concurrent use.
+// them for the plot. It writes their scalars to a TensorBoard event file
+// in the same directory as well (tags train/loss, train/accuracy,
+// train/epoch, train/lr, train/images_per_second, train/data_wait_seconds,
+// test/loss and test/accuracy; step is the record's step and wall_time its
+// time), so `tensorboard --logdir runs/` shows the run.
+//
+// metrics.jsonl is the record of truth and the event file always mirrors
+// it: Open, and TruncateAfter when it drops records, write the records
+// kept into a new event file and then remove the run directory's other
+// ringtrain event files (names ending in .ringtrain; event files of other
+// writers stay). So a resumed run never shows scalars past the step it
+// resumed from, nor any twice. A crash between the two leaves an extra
+// event file, which the next Open removes. The event file's name is
+// events.out.tfevents.<unix seconds>.<hostname>.<pid>.<n>.ringtrain, n
+// counting the event files of the process, so files written on different
+// hosts, by different processes or one after the other never share a name.
+//
+// It is not safe for concurrent use.
 type Log struct {
 	dir     string
 	f       *os.File
 	w       *bufio.Writer
+	ev      *eventWriter
 	records []Record
 	err     error
 }
@@ -80,7 +98,8 @@ const (
 // Open opens the run directory's metrics log for appending, creating the
 // directory. Records already in the file (a resumed run) are read back so
 // the plot shows the whole run; a torn last line (a crash mid-write) is
-// dropped.
+// dropped. They are written to a new event file, which replaces the event
+// files of earlier runs in dir.
 func Open(dir string) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("runlog: %w", err)
@@ -90,15 +109,26 @@ func Open(dir string) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The event file first: metrics.jsonl is emptied only once both
+	// files can be written.
+	ev, err := createEventFile(dir)
+	if err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
+		ev.f.Close()
+		os.Remove(ev.path)
 		return nil, fmt.Errorf("runlog: %w", err)
 	}
-	l := &Log{dir: dir, f: f, w: bufio.NewWriter(f)}
+	l := &Log{dir: dir, f: f, w: bufio.NewWriter(f), ev: ev}
 	for _, r := range old {
 		l.Add(r)
 	}
-	return l, l.Flush()
+	if err := l.Flush(); err != nil {
+		return l, err
+	}
+	return l, l.removeOldEventFiles()
 }
 
 // ReadRecords reads the records of the run directory dir's metrics log
@@ -142,18 +172,34 @@ func (l *Log) Add(r Record) {
 	}
 	if _, err := l.w.Write(append(b, '\n')); err != nil {
 		l.err = fmt.Errorf("runlog: %w", err)
+		return
+	}
+	if ev, ok := recordEvent(r); ok {
+		l.err = l.ev.write(ev)
 	}
 }
 
 // TruncateAfter drops the records past a step (a resumed run repeats the
-// steps after its checkpoint, and their records are written again).
+// steps after its checkpoint, and their records are written again). When
+// it drops any, metrics.jsonl is rewritten with the records kept and so is
+// the event file: the kept records go to a new event file and the old one
+// is removed (see Log). When it drops none, both files stay as they are.
 func (l *Log) TruncateAfter(step int) error {
-	keep := l.records[:0]
+	var keep []Record
 	for _, r := range l.records {
 		if r.Step <= step {
 			keep = append(keep, r)
 		}
 	}
+	if len(keep) == len(l.records) {
+		return l.Flush()
+	}
+	ev, err := createEventFile(l.dir)
+	if err != nil {
+		return err
+	}
+	l.ev.f.Close() // the old event file, removed below
+	l.ev = ev
 	l.records = nil
 	if err := l.f.Truncate(0); err != nil {
 		return fmt.Errorf("runlog: %w", err)
@@ -165,7 +211,16 @@ func (l *Log) TruncateAfter(step int) error {
 	for _, r := range keep {
 		l.Add(r)
 	}
-	return l.Flush()
+	if err := l.Flush(); err != nil {
+		return err
+	}
+	return l.removeOldEventFiles()
+}
+
+// removeOldEventFiles removes the run directory's ringtrain event files
+// other than the log's own.
+func (l *Log) removeOldEventFiles() error {
+	return removeEventFilesBut(l.dir, l.ev.path)
 }
 
 // Records returns the records so far (the caller must not modify them).
@@ -178,7 +233,9 @@ func (l *Log) Flush() error {
 	}
 	if err := l.w.Flush(); err != nil {
 		l.err = fmt.Errorf("runlog: %w", err)
+		return l.err
 	}
+	l.err = l.ev.flush()
 	return l.err
 }
 
@@ -187,6 +244,9 @@ func (l *Log) Close() error {
 	err := l.Flush()
 	if cerr := l.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("runlog: %w", cerr)
+	}
+	if cerr := l.ev.close(); err == nil && cerr != nil {
+		err = cerr
 	}
 	return err
 }

@@ -176,6 +176,34 @@ func latestCheckpoint(t *testing.T, runDir string) *checkpoint.Checkpoint {
 // directories are at the same step and hold the same files, each with the
 // same metadata and the same tensors: the same names, and for each the
 // same dtype, shape and bytes. Both must hold model and optimizer state.
+// eventsMirrorRecords checks that the run directory holds one ringtrain
+// event file and that it holds the scalars of metrics.jsonl, record for
+// record.
+func eventsMirrorRecords(t *testing.T, dir string) {
+	t.Helper()
+	files, err := runlog.EventFiles(dir)
+	if err != nil || len(files) != 1 {
+		t.Fatalf("event files in %s: %v, %v; want one", dir, files, err)
+	}
+	events, err := runlog.ReadEvents(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := runlog.ReadRecords(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != len(rs)+1 || events[0].FileVersion != runlog.FileVersion {
+		t.Fatalf("event file holds %d events, want the version event and one per record of metrics.jsonl (%d)", len(events), len(rs))
+	}
+	for i, r := range rs {
+		tag := map[string]string{"train": "train/loss", "eval": "test/loss"}[r.Kind]
+		if ev := events[i+1]; ev.Step != int64(r.Step) || len(ev.Scalars) == 0 || ev.Scalars[0] != (runlog.Scalar{Tag: tag, Value: float32(r.Loss)}) {
+			t.Errorf("event %d: step %d, scalars %v; metrics.jsonl has %s at step %d, loss %v", i+1, ev.Step, ev.Scalars, r.Kind, r.Step, r.Loss)
+		}
+	}
+}
+
 func sameFinalState(t *testing.T, wantDir, gotDir string) {
 	t.Helper()
 	want, got := latestCheckpoint(t, wantDir), latestCheckpoint(t, gotDir)
@@ -263,6 +291,8 @@ func TestResumeIsBitIdentical(t *testing.T) {
 				t.Errorf("resumed run ends at loss %v acc %v, uninterrupted %v %v", got.TestLoss, got.TestAccuracy, want.TestLoss, want.TestAccuracy)
 			}
 			sameFinalState(t, whole, split)
+			// TensorBoard's view of the resumed run: its metrics once each.
+			eventsMirrorRecords(t, split)
 		})
 	}
 }
