@@ -112,6 +112,17 @@ type WorkerStats struct {
 	// Checksum is the parameters' checksum at ChecksumStep (hex).
 	Checksum     string `json:"checksum,omitempty"`
 	ChecksumStep int64  `json:"checksum_step,omitempty"`
+	// PhaseSteps is the number of steps the worker finished since its
+	// previous heartbeat, and StepSeconds, DataWaitSeconds, ComputeSeconds
+	// and ReduceSeconds are their means per step: the whole step, the
+	// wait for its batch, forward and backward, and the wait for the
+	// all-reduce after them. Every step is in exactly one heartbeat
+	// (PhaseSteps 0: none since the previous one, and the means are 0).
+	PhaseSteps      int     `json:"phase_steps,omitempty"`
+	StepSeconds     float64 `json:"step_seconds,omitempty"`
+	DataWaitSeconds float64 `json:"data_wait_seconds,omitempty"`
+	ComputeSeconds  float64 `json:"compute_seconds,omitempty"`
+	ReduceSeconds   float64 `json:"reduce_seconds,omitempty"`
 }
 
 // HeartbeatReply tells a worker what to do.
@@ -247,6 +258,22 @@ type WorkerStatus struct {
 	Step     int64        `json:"step"`
 	LastSeen time.Time    `json:"last_seen"`
 	Stats    *WorkerStats `json:"stats,omitempty"`
+	// Straggler is set while the coordinator flags the worker as slower
+	// than the rest of its ring.
+	Straggler *Straggler `json:"straggler,omitempty"`
+}
+
+// Straggler says how a worker lags behind its ring.
+type Straggler struct {
+	// Phase is what is slow: "compute" (forward and backward), "data"
+	// (waiting for batches) or "network" (the all-reduce, when neither of
+	// its own phases explains it).
+	Phase string `json:"phase"`
+	// Factor is the worker's mean seconds per step in Phase over the
+	// ring's median of the same phase (the worker itself left out).
+	Factor float64 `json:"factor"`
+	// Since is when the coordinator flagged it.
+	Since time.Time `json:"since"`
 }
 
 // ControlServer is the coordinator's side of the control plane.

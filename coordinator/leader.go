@@ -243,12 +243,13 @@ func (s *Server) startTerm(ctx context.Context, key string, rev int64) (*term, e
 	cfg := s.smConfig
 	cfg.StartGeneration = gen
 	t := &term{
-		key:       key,
-		rev:       rev,
-		committer: committer,
-		commits:   make(chan commitJob, commitQueue),
-		workers:   make(map[string]*workerInfo),
-		reports:   make(map[reportKey]*reportSet),
+		key:        key,
+		rev:        rev,
+		committer:  committer,
+		commits:    make(chan commitJob, commitQueue),
+		workers:    make(map[string]*workerInfo),
+		reports:    make(map[reportKey]*reportSet),
+		stragglers: NewStragglerDetector(s.cfg.Stragglers),
 	}
 	if ck != nil {
 		latest := ck.Manifest
@@ -402,6 +403,11 @@ func (s *Server) apply(t *term, rd Ready) {
 			t.sm.Restored(ag.ResumeStep, Position{Epoch: ag.Epoch, Consumed: ag.Consumed})
 		}
 		t.gen, t.paused = ag, false
+		ring := make([]string, len(ag.Ring))
+		for i, p := range ag.Ring {
+			ring[i] = p.Name
+		}
+		s.logStragglers(t.stragglers.Retain(ring))
 		for k := range t.reports {
 			if k.gen < ag.Number {
 				delete(t.reports, k)
@@ -430,6 +436,7 @@ func (s *Server) apply(t *term, rd Ready) {
 			s.logf("coordinator: ring of generation %d paused (%d members remain: %v)", t.gen.Number, len(rd.Pause), rd.Pause)
 		}
 		t.paused = true
+		s.logStragglers(t.stragglers.Retain(nil))
 	}
 	if rd.Status != "" {
 		t.reason = rd.Status

@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ringtrain/ringtrain/api"
 )
 
 // metrics are a server's Prometheus metrics, in a registry of its own (two
@@ -72,22 +74,45 @@ type jobFigures struct {
 	trainLoss          float64
 	testAccuracy       float64
 	lastCheckpointStep int
+	// stragglers are the running ring's workers and their flags.
+	stragglers []workerFlag
+}
+
+type workerFlag struct {
+	name string
+	flag *api.Straggler
 }
 
 func (c *jobCollector) desc(i int) *prometheus.Desc {
 	return prometheus.NewDesc(jobGauges[i].name, jobGauges[i].help, nil, nil)
 }
 
+// stragglerDesc is the straggler gauge: for each worker of the running
+// ring, one series per phase, 1 for the phase it is flagged in, else 0.
+var stragglerDesc = prometheus.NewDesc("ringtrain_worker_straggler",
+	"1 while the worker is flagged as a straggler in the phase (compute, data or network), else 0.",
+	[]string{"worker", "phase"}, nil)
+
 func (c *jobCollector) Describe(ch chan<- *prometheus.Desc) {
 	for i := range jobGauges {
 		ch <- c.desc(i)
 	}
+	ch <- stragglerDesc
 }
 
 func (c *jobCollector) Collect(ch chan<- prometheus.Metric) {
 	f := c.s.figures()
 	for i, g := range jobGauges {
 		ch <- prometheus.MustNewConstMetric(c.desc(i), prometheus.GaugeValue, g.value(f))
+	}
+	for _, w := range f.stragglers {
+		for _, phase := range StragglerPhases {
+			v := 0.0
+			if w.flag != nil && w.flag.Phase == phase {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(stragglerDesc, prometheus.GaugeValue, v, w.name, phase)
+		}
 	}
 }
 
@@ -114,6 +139,9 @@ func (s *Server) figures() jobFigures {
 	f.generation = t.gen.Number
 	if !t.paused {
 		f.workers = len(t.gen.Ring)
+		for _, p := range t.gen.Ring {
+			f.stragglers = append(f.stragglers, workerFlag{p.Name, t.stragglers.Straggler(p.Name)})
+		}
 	}
 	if f.step < t.gen.ResumeStep {
 		f.step, f.epoch = t.gen.ResumeStep, t.gen.Epoch

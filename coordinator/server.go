@@ -89,6 +89,9 @@ type ServerConfig struct {
 	// records of the one before. WriteRunProducts adds the rest of a run's
 	// products.
 	RunDir string
+	// Stragglers are the thresholds of straggler detection (zero fields:
+	// the defaults; see StragglerDetector).
+	Stragglers StragglerConfig
 	// Logf receives log lines (nil: discarded).
 	Logf func(format string, args ...any)
 	// Now is the clock for timestamps in status and records (nil: time.Now).
@@ -192,6 +195,9 @@ type term struct {
 	// checkpoint (RequestCheckpoint); 0 if none.
 	ckptAt    int64
 	ckptAtGen uint64
+	// stragglers judges the phase figures of the running ring's
+	// heartbeats.
+	stragglers *StragglerDetector
 }
 
 // workerInfo is what the coordinator knows about one member.
@@ -522,6 +528,9 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 	if req.Stats != nil {
 		st := *req.Stats
 		w.stats = &st
+		if t.gen != nil && !t.paused && req.Generation == t.gen.Number && t.gen.Rank(req.Name) >= 0 {
+			s.logStragglers(t.stragglers.Observe(req.Name, w.lastSeen, st))
+		}
 	}
 	s.trainRecord(t, req)
 	if t.sm.HasReady() {
@@ -532,6 +541,13 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 		rep.CheckpointAt = t.ckptAt
 	}
 	return rep, nil
+}
+
+// logStragglers logs the straggler flags raised and cleared.
+func (s *Server) logStragglers(evs []StragglerEvent) {
+	for _, ev := range evs {
+		s.logf("coordinator: %s", ev)
+	}
 }
 
 // trainRecord adds a "train" record from rank 0's heartbeat every
@@ -663,7 +679,7 @@ func (s *Server) status(ctx context.Context) *api.StatusReply {
 	slices.SortFunc(names, naturalCompare)
 	for _, name := range names {
 		w := t.workers[name]
-		ws := api.WorkerStatus{Name: name, Rank: -1, Step: w.step, LastSeen: w.lastSeen}
+		ws := api.WorkerStatus{Name: name, Rank: -1, Step: w.step, LastSeen: w.lastSeen, Straggler: t.stragglers.Straggler(name)}
 		if t.gen != nil {
 			ws.Rank = t.gen.Rank(name)
 			if ws.Rank >= 0 && w.gen == t.gen.Number && w.step > r.Step {

@@ -898,3 +898,96 @@ func records(t *testing.T, dir string) []runlog.Record {
 	}
 	return rs
 }
+
+// TestServerFlagsStragglers: the phase figures of the ring's heartbeats
+// feed the straggler detector; a flagged worker shows in the status, in
+// /status, in the ringtrain_worker_straggler gauge and in the log, and
+// all of it clears once it keeps up again.
+func TestServerFlagsStragglers(t *testing.T) {
+	c := newCluster(t)
+	c.spec.Workers, c.spec.MinWorkers, c.spec.MaxWorkers = 3, 3, 3
+	var mu sync.Mutex
+	clock := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	cd := c.start("coord-a", func(cfg *ServerConfig) {
+		cfg.Now = now
+		cfg.Stragglers = StragglerConfig{Window: 3, Hold: time.Second}
+	})
+	cd.waitLeader(t)
+	ws := map[string]*worker{}
+	for _, n := range []string{"w1", "w2", "w3"} {
+		ws[n], _ = c.join(t, cd, n)
+	}
+	g := ws["w1"].waitGeneration(t, 0, func(g *api.Generation) bool { return len(g.Ring) == 3 })
+	step := int64(0)
+	// beats sends every worker's heartbeat n times, 200 ms apart on the
+	// server's clock, w2 with slowCompute seconds of compute per step.
+	beats := func(n int, slowCompute float64) {
+		for range n {
+			mu.Lock()
+			clock = clock.Add(200 * time.Millisecond)
+			mu.Unlock()
+			step += 10
+			for _, name := range []string{"w1", "w2", "w3"} {
+				st := &api.WorkerStats{PhaseSteps: 10, ComputeSeconds: 0.004, ReduceSeconds: 0.006, StepSeconds: 0.010}
+				if name == "w2" {
+					st.ComputeSeconds, st.ReduceSeconds = slowCompute, 0.010-slowCompute
+				}
+				_, err := ws[name].c.Heartbeat(c.ctx(), &api.HeartbeatRequest{Name: name, Token: testToken, Generation: g.Number, Step: step, Stats: st})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	straggler := func(name string) *api.Straggler {
+		for _, w := range cd.srv.StatusReply().Workers {
+			if w.Name == name {
+				return w.Straggler
+			}
+		}
+		t.Fatalf("no %s in the status", name)
+		return nil
+	}
+	gauge := func(name, phase string) float64 {
+		return metric(t, cd.srv, fmt.Sprintf("ringtrain_worker_straggler{phase=%q,worker=%q}", phase, name))
+	}
+
+	beats(8, 0.009) // the window of 3 fills, then 1 s of hold
+	st := straggler("w2")
+	if st == nil || st.Phase != PhaseCompute || st.Factor < 2.24 || st.Factor > 2.26 {
+		t.Fatalf("w2's straggler status %+v, want compute at 2.25×", st)
+	}
+	for _, n := range []string{"w1", "w3"} {
+		if s := straggler(n); s != nil {
+			t.Errorf("%s flagged too: %+v", n, s)
+		}
+	}
+	var js api.StatusReply
+	if err := json.Unmarshal(httpGet(cd.srv, "/status").Body.Bytes(), &js); err != nil || len(js.Workers) != 3 ||
+		js.Workers[1].Straggler == nil || js.Workers[1].Straggler.Phase != "compute" || js.Workers[1].Stats.ComputeSeconds != 0.009 {
+		t.Errorf("/status %+v, %v", js.Workers, err)
+	}
+	for _, tc := range []struct {
+		name, phase string
+		want        float64
+	}{{"w2", "compute", 1}, {"w2", "data", 0}, {"w2", "network", 0}, {"w1", "compute", 0}, {"w3", "network", 0}} {
+		if got := gauge(tc.name, tc.phase); got != tc.want {
+			t.Errorf("ringtrain_worker_straggler of %s in %s: %v, want %v", tc.name, tc.phase, got, tc.want)
+		}
+	}
+	if !strings.Contains(c.log.String(), "w2 is a straggler: compute 2.") {
+		t.Errorf("no flag in the log:\n%s", c.log)
+	}
+
+	beats(8, 0.004) // the window turns over, then 1 s of keeping up
+	if st := straggler("w2"); st != nil {
+		t.Errorf("w2 still flagged after it recovered: %+v", st)
+	}
+	if got := gauge("w2", "compute"); got != 0 {
+		t.Errorf("ringtrain_worker_straggler of w2 after it recovered: %v", got)
+	}
+	if !strings.Contains(c.log.String(), "w2 is no longer a straggler: it keeps up with the ring") {
+		t.Errorf("no clearing in the log:\n%s", c.log)
+	}
+}

@@ -100,6 +100,10 @@ type progress struct {
 	done            bool
 	inRing          bool
 	stats           api.WorkerStats
+	// phases are the steps since the last heartbeat was sent; their means
+	// are in stats (report fills them) and the heartbeat that carries
+	// them starts anew.
+	phases tally
 }
 
 // NewClusterWorker checks the options and connects to the coordinators
@@ -287,6 +291,8 @@ func (w *ClusterWorker) heartbeats(ctx context.Context, interval time.Duration) 
 	for {
 		w.mu.Lock()
 		p := w.prog
+		w.prog.phases = tally{}
+		w.prog.phases.phases(&w.prog.stats)
 		w.mu.Unlock()
 		stats := p.stats
 		req := &api.HeartbeatRequest{

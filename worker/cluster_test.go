@@ -42,6 +42,15 @@ type fakeCoordinator struct {
 	reports map[string][]*api.CheckpointReport
 	sealed  []checkpoint.Manifest
 	done    bool
+	// phases sums the phase figures of each worker's heartbeats.
+	phases map[string]*phaseSums
+}
+
+// phaseSums are the phase figures of a worker's heartbeats, summed over
+// their steps.
+type phaseSums struct {
+	steps                       int
+	step, data, compute, reduce float64
 }
 
 func (f *fakeCoordinator) Join(_ context.Context, r *api.JoinRequest) (*api.JoinReply, error) {
@@ -84,6 +93,22 @@ func (f *fakeCoordinator) Heartbeat(_ context.Context, r *api.HeartbeatRequest) 
 	defer f.mu.Unlock()
 	if _, ok := f.members[r.Name]; !ok {
 		return nil, status.Error(codes.NotFound, "not a member")
+	}
+	if st := r.Stats; st != nil && st.PhaseSteps > 0 {
+		if f.phases == nil {
+			f.phases = map[string]*phaseSums{}
+		}
+		p := f.phases[r.Name]
+		if p == nil {
+			p = &phaseSums{}
+			f.phases[r.Name] = p
+		}
+		n := float64(st.PhaseSteps)
+		p.steps += st.PhaseSteps
+		p.step += n * st.StepSeconds
+		p.data += n * st.DataWaitSeconds
+		p.compute += n * st.ComputeSeconds
+		p.reduce += n * st.ReduceSeconds
 	}
 	return &api.HeartbeatReply{Generation: f.gen, Status: "running", Stop: f.done}, nil
 }
@@ -254,6 +279,19 @@ func TestClusterWorkersTrainAndResume(t *testing.T) {
 	}
 	if len(f.sealed) != 2 {
 		t.Fatalf("sealed %d checkpoints, want one per epoch", len(f.sealed))
+	}
+	// The heartbeats carry the phases of every step exactly once; the
+	// phases are parts of the step.
+	for _, name := range []string{"w0", "w1"} {
+		p := f.phases[name]
+		if p == nil || int64(p.steps) != steps {
+			t.Fatalf("%s's heartbeats cover %+v steps, want %d", name, p, steps)
+		}
+		if parts := p.data + p.compute + p.reduce; p.compute <= 0 || p.reduce <= 0 || parts > p.step || parts < 0.5*p.step {
+			t.Errorf("%s's phases: %+v", name, *p)
+		}
+		t.Logf("%s: %.2f ms per step: compute %.2f, data %.2f, reduce %.2f", name,
+			1e3*p.step/float64(p.steps), 1e3*p.compute/float64(p.steps), 1e3*p.data/float64(p.steps), 1e3*p.reduce/float64(p.steps))
 	}
 	first := f.sealed[0]
 	if first.Step != int(steps/2) || first.Epoch != 1 || first.Position != 0 || len(first.Files) != 4 {

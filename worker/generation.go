@@ -260,14 +260,20 @@ func (w *ClusterWorker) clusterHooks(t *trainer, r ring, g *api.Generation) hook
 	}
 }
 
-// report updates the figures the heartbeat carries.
+// report updates the figures the heartbeat carries: loss, accuracy and
+// images/s over a window of a few steps, and the phases of every step
+// since the previous heartbeat (progress.phases).
 func (w *ClusterWorker) report(t *trainer, rep stepReport) {
 	e, ws := t.e, &t.window
 	ws.add(rep)
 	w.metrics.step.Set(float64(e.step))
 	w.metrics.stepSeconds.Observe(rep.Seconds)
 	if ws.images < 4*t.spec.BatchPerWorker() && e.step%10 != 0 {
-		w.setProgress(func(p *progress) { p.step, p.epoch, p.consumed = e.step, e.pos.Epoch, e.pos.Consumed })
+		w.setProgress(func(p *progress) {
+			p.step, p.epoch, p.consumed = e.step, e.pos.Epoch, e.pos.Consumed
+			p.phases.add(rep)
+			p.phases.phases(&p.stats)
+		})
 		return
 	}
 	st := api.WorkerStats{Epoch: e.pos.Epoch, LR: rep.LR}
@@ -281,9 +287,22 @@ func (w *ClusterWorker) report(t *trainer, rep stepReport) {
 	w.metrics.imagesPerSecond.Set(st.ImagesPerSecond)
 	w.setProgress(func(p *progress) {
 		st.Checksum, st.ChecksumStep = p.stats.Checksum, p.stats.ChecksumStep
+		p.phases.add(rep)
+		p.phases.phases(&st)
 		p.step, p.epoch, p.consumed, p.stats = e.step, e.pos.Epoch, e.pos.Consumed, st
 	})
 	*ws = tally{}
+}
+
+// phases sets st's per-step phase figures to the tally's means (all 0
+// for a tally of no steps).
+func (t *tally) phases(st *api.WorkerStats) {
+	st.PhaseSteps, st.StepSeconds, st.DataWaitSeconds, st.ComputeSeconds, st.ReduceSeconds = t.steps, 0, 0, 0, 0
+	if t.steps == 0 {
+		return
+	}
+	n := float64(t.steps)
+	st.StepSeconds, st.DataWaitSeconds, st.ComputeSeconds, st.ReduceSeconds = t.seconds/n, t.dataWait/n, t.compute/n, t.reduce/n
 }
 
 // checkpoint writes this rank's shard of the checkpoint at the current

@@ -173,17 +173,22 @@ type solo struct {
 
 // tally accumulates the running figures of steps.
 type tally struct {
+	steps             int
 	images, correct   int
 	lossSum           float64 // sum over images of the per-image loss
 	seconds, dataWait float64
+	compute, reduce   float64
 }
 
 func (t *tally) add(r stepReport) {
+	t.steps++
 	t.images += r.Images
 	t.correct += r.Correct
 	t.lossSum += r.Loss * float64(r.Images)
 	t.seconds += r.Seconds
 	t.dataWait += r.DataWait
+	t.compute += r.Compute
+	t.reduce += r.Reduce
 }
 
 func (s *solo) hooks() hooks {

@@ -1,16 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -25,49 +28,109 @@ func newStatusCmd() *cobra.Command {
 		coordinators string
 		asJSON       bool
 		timeout      time.Duration
+		watch        bool
+		interval     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show a training cluster's state",
 		Long: `Show a training cluster's state: the job, the leading coordinator, the
-generation of the ring and its workers (step, loss, images/s), the last
-committed checkpoint and evaluation, and, when the job is waiting, why.`,
+generation of the ring and its workers (step, loss, images/s, milliseconds
+per step and the part of it spent computing, waiting for data and waiting
+for the all-reduce, and whether the coordinator flags it as a straggler),
+the last committed checkpoint and evaluation, and, when the job is waiting,
+why.
+
+With --watch it refreshes every --interval until interrupted: in place on a
+terminal, else one status after another, separated by a blank line.`,
 		Example: `  ringtrain status --coordinator localhost:7070
-  ringtrain status --coordinator localhost:7070 --json`,
+  ringtrain status --coordinator localhost:7070 --json
+  ringtrain status --coordinator localhost:7070 --watch --interval 2s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			coords := splitList(coordinators)
 			if len(coords) == 0 {
 				return fmt.Errorf("--coordinator is required")
 			}
+			if watch && interval <= 0 {
+				return fmt.Errorf("--interval must be positive, not %v", interval)
+			}
 			_, clientTLS, err := p.tlsConfigs()
 			if err != nil {
 				return err
 			}
-			st, err := fetchStatus(cmd.Context(), coords, dialOption(clientTLS), timeout)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				b, err := json.Marshal(st)
+			render := func(ctx context.Context, w io.Writer) error {
+				st, err := fetchStatus(ctx, coords, dialOption(clientTLS), timeout)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+				if asJSON {
+					b, err := json.Marshal(st)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(w, string(b))
+					return nil
+				}
+				printStatus(w, st)
 				return nil
 			}
-			printStatus(cmd.OutOrStdout(), st)
-			return nil
+			out := cmd.OutOrStdout()
+			if !watch {
+				return render(cmd.Context(), out)
+			}
+			return watchStatus(cmd.Context(), out, isTerminal(out), interval, render)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&coordinators, "coordinator", "localhost:7070", "coordinator control address(es), HOST:PORT[,HOST:PORT]")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	f.DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for an answer")
+	f.BoolVar(&watch, "watch", false, "refresh until interrupted (Ctrl-C)")
+	f.DurationVar(&interval, "interval", 2*time.Second, "time between refreshes with --watch")
 	f.StringVar(&p.tlsCert, "tls-cert", "", "client certificate (PEM) for mutual TLS")
 	f.StringVar(&p.tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
 	f.StringVar(&p.tlsCA, "tls-ca", "", "CA certificate (PEM) of the cluster")
 	return cmd
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// ANSI escapes of the terminal refresh: cursor home, clear the screen.
+const clearScreen = "\x1b[H\x1b[2J"
+
+// watchStatus renders the status every interval until ctx ends (nil:
+// Ctrl-C is how a watch ends). On a terminal each refresh clears the
+// screen and redraws it whole; elsewhere refreshes follow one another,
+// separated by a blank line. A status that cannot be had is shown as its
+// error, and the watch goes on.
+func watchStatus(ctx context.Context, w io.Writer, tty bool, interval time.Duration, render func(context.Context, io.Writer) error) error {
+	for first := true; ; first = false {
+		var b bytes.Buffer
+		if err := render(ctx, &b); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			fmt.Fprintf(&b, "status: %v\n", err)
+		}
+		switch {
+		case tty:
+			fmt.Fprintf(w, "%s%s\n(every %v; Ctrl-C to stop)\n", clearScreen, b.Bytes(), interval)
+		case first:
+			w.Write(b.Bytes())
+		default:
+			fmt.Fprintf(w, "\n%s", b.Bytes())
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
 }
 
 // fetchStatus asks each coordinator in turn and returns the leader's
@@ -164,22 +227,34 @@ func printStatus(w io.Writer, st *api.StatusReply) {
 	if len(st.Workers) == 0 {
 		return
 	}
+	// The phases are milliseconds per step over the steps of the
+	// worker's last heartbeat.
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tRANK\tSTEP\tLOSS\tIMAGES/S\tLAST SEEN")
+	fmt.Fprintln(tw, "WORKER\tRANK\tSTEP\tLOSS\tIMAGES/S\tMS/STEP\tCOMPUTE\tDATA\tREDUCE\tSTRAGGLER\tLAST SEEN")
 	for _, m := range st.Workers {
 		rank := "-"
 		if m.Rank >= 0 {
 			rank = fmt.Sprint(m.Rank)
 		}
 		loss, ips := "-", "-"
-		if m.Stats != nil {
-			loss, ips = fmt.Sprintf("%.4f", m.Stats.Loss), fmt.Sprintf("%.0f", m.Stats.ImagesPerSecond)
+		phases := []string{"-", "-", "-", "-"}
+		if s := m.Stats; s != nil {
+			loss, ips = fmt.Sprintf("%.4f", s.Loss), fmt.Sprintf("%.0f", s.ImagesPerSecond)
+			if s.PhaseSteps > 0 {
+				for i, x := range []float64{s.StepSeconds, s.ComputeSeconds, s.DataWaitSeconds, s.ReduceSeconds} {
+					phases[i] = fmt.Sprintf("%.1f", 1e3*x)
+				}
+			}
+		}
+		straggler := "-"
+		if s := m.Straggler; s != nil {
+			straggler = fmt.Sprintf("%s %.1f×", s.Phase, s.Factor)
 		}
 		seen := "-"
 		if !m.LastSeen.IsZero() {
 			seen = time.Since(m.LastSeen).Round(100*time.Millisecond).String() + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", m.Name, rank, m.Step, loss, ips, seen)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", m.Name, rank, m.Step, loss, ips, strings.Join(phases, "\t"), straggler, seen)
 	}
 	tw.Flush()
 }
