@@ -253,11 +253,14 @@ type StatusReply struct {
 
 // WorkerStatus is one member as the coordinator sees it.
 type WorkerStatus struct {
-	Name     string       `json:"name"`
-	Rank     int          `json:"rank"` // -1 when not in the ring
-	Step     int64        `json:"step"`
-	LastSeen time.Time    `json:"last_seen"`
-	Stats    *WorkerStats `json:"stats,omitempty"`
+	Name string `json:"name"`
+	Rank int    `json:"rank"` // -1 when not in the ring
+	// Generation is the generation the worker last reported running; Step
+	// the steps it has finished in it.
+	Generation uint64       `json:"generation,omitempty"`
+	Step       int64        `json:"step"`
+	LastSeen   time.Time    `json:"last_seen"`
+	Stats      *WorkerStats `json:"stats,omitempty"`
 	// Straggler is set while the coordinator flags the worker as slower
 	// than the rest of its ring.
 	Straggler *Straggler `json:"straggler,omitempty"`
@@ -274,6 +277,42 @@ type Straggler struct {
 	Factor float64 `json:"factor"`
 	// Since is when the coordinator flagged it.
 	Since time.Time `json:"since"`
+}
+
+// GenerationEvent is one entry of a job's generation history: a new
+// generation of the ring, or the ring stopped (Paused) because too few
+// workers remain.
+type GenerationEvent struct {
+	Number uint64    `json:"number"` // the new generation; for a pause, the one stopped
+	Time   time.Time `json:"time"`
+	Paused bool      `json:"paused,omitempty"`
+	// Ring is the new ring in rank order; for a pause, the members of the
+	// stopped ring that wait.
+	Ring []string `json:"ring"`
+	// ResumeStep, Epoch, Consumed, Source and Restore are where the new
+	// ring continues from, as in Generation.
+	ResumeStep int64  `json:"resume_step"`
+	Epoch      int    `json:"epoch"`
+	Consumed   int    `json:"consumed"`
+	Source     string `json:"source,omitempty"`
+	Restore    string `json:"restore,omitempty"`
+	// Causes are why: the membership changes since the previous
+	// generation.
+	Causes []GenerationCause `json:"causes"`
+	// Reason is the job's status line after the event, e.g. "waiting: 2
+	// of min 3 workers".
+	Reason string `json:"reason,omitempty"`
+}
+
+// GenerationCause is one reason for a generation or a pause. Kind is
+// start (the job's first generation), resume (the first generation of a
+// coordinator that took over the job), join, rejoin (a member's process
+// restarted), left, dead (memberlist declared it gone), silent (no
+// heartbeat) or broken (the member found the ring's all-reduce broken).
+type GenerationCause struct {
+	Kind   string `json:"kind"`
+	Worker string `json:"worker,omitempty"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // ControlServer is the coordinator's side of the control plane.

@@ -391,6 +391,7 @@ func (s *Server) drive(ctx context.Context, t *term) error {
 // generation's number is in etcd.
 func (s *Server) apply(t *term, rd Ready) {
 	members := t.sm.Members()
+	paused := false // the ring stopped with this Ready
 	for _, r := range rd.Removed {
 		s.logf("coordinator: %s removed (%s)", r.Name, r.Reason)
 		if !slices.Contains(members, r.Name) { // not re-joined since
@@ -429,11 +430,14 @@ func (s *Server) apply(t *term, rd Ready) {
 		case ag.Source == "":
 			from = "initial parameters"
 		}
-		s.logf("coordinator: generation %d: %d workers %v; resume step %d (%s) from %s",
-			ag.Number, len(ag.Ring), g.Ring, ag.ResumeStep, checkpoint.DescribePosition(ag.Epoch, ag.Consumed, s.cfg.Samples), from)
+		s.logf("coordinator: generation %d: %d workers %v; resume step %d (%s) from %s; because of %s",
+			ag.Number, len(ag.Ring), g.Ring, ag.ResumeStep, checkpoint.DescribePosition(ag.Epoch, ag.Consumed, s.cfg.Samples), from,
+			describeCauses(g.Causes))
 	} else if _, running := t.sm.Generation(); !running && t.gen != nil {
 		if !t.paused {
-			s.logf("coordinator: ring of generation %d paused (%d members remain: %v)", t.gen.Number, len(rd.Pause), rd.Pause)
+			s.logf("coordinator: ring of generation %d paused (%d members remain: %v); because of %s",
+				t.gen.Number, len(rd.Pause), rd.Pause, describeCauses(rd.PauseCauses))
+			paused = true
 		}
 		t.paused = true
 		s.logStragglers(t.stragglers.Retain(nil))
@@ -441,6 +445,17 @@ func (s *Server) apply(t *term, rd Ready) {
 	if rd.Status != "" {
 		t.reason = rd.Status
 		s.logf("coordinator: job %s: %s", s.job, rd.Status)
+	}
+	switch {
+	case rd.Generation != nil:
+		ev := generationEvent(t.gen, rd.Generation.Causes)
+		ev.Time, ev.Reason = s.now().UTC(), t.reason
+		s.addHistory(ev)
+	case paused:
+		s.addHistory(api.GenerationEvent{
+			Number: t.gen.Number, Time: s.now().UTC(), Paused: true, Ring: slices.Clone(rd.Pause),
+			Causes: apiCauses(rd.PauseCauses), Reason: t.reason,
+		})
 	}
 }
 

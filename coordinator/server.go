@@ -158,7 +158,13 @@ type Server struct {
 	mu       sync.Mutex
 	term     *term // nil while standby
 	doneOnce sync.Once
+	// history is the generation history of this coordinator's terms,
+	// oldest first, at most historyLen events.
+	history []api.GenerationEvent
 }
+
+// historyLen bounds the generation history a coordinator keeps.
+const historyLen = 200
 
 // term is the job state of one leadership term. Its fields are guarded by
 // Server.mu except where noted.
@@ -679,7 +685,7 @@ func (s *Server) status(ctx context.Context) *api.StatusReply {
 	slices.SortFunc(names, naturalCompare)
 	for _, name := range names {
 		w := t.workers[name]
-		ws := api.WorkerStatus{Name: name, Rank: -1, Step: w.step, LastSeen: w.lastSeen, Straggler: t.stragglers.Straggler(name)}
+		ws := api.WorkerStatus{Name: name, Rank: -1, Generation: w.gen, Step: w.step, LastSeen: w.lastSeen, Straggler: t.stragglers.Straggler(name)}
 		if t.gen != nil {
 			ws.Rank = t.gen.Rank(name)
 			if ws.Rank >= 0 && w.gen == t.gen.Number && w.step > r.Step {

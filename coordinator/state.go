@@ -167,12 +167,63 @@ type Generation struct {
 	Source string
 
 	HeartbeatTicks int // how often each worker must heartbeat
+
+	// Causes are why this generation was formed: the membership changes
+	// since the previous generation (joins, re-joins, leaves, deaths,
+	// broken rings), after CauseStart or CauseResume for the first
+	// generation of a Coordinator. At most maxCauses are kept.
+	Causes []Cause
+}
+
+// Cause is one reason for a new generation or a pause.
+type Cause struct {
+	Kind   string // one of the Cause* kinds
+	Worker string // the worker concerned; empty for CauseStart and CauseResume
+	Detail string // e.g. "6 ticks" of silence, or the broken generation; may be empty
+}
+
+// Kinds of Cause.
+const (
+	CauseStart  = "start"  // the job's first generation
+	CauseResume = "resume" // the first generation of a coordinator that took over a job with earlier generations
+	CauseJoin   = "join"   // a worker joined
+	CauseRejoin = "rejoin" // a member joined again (its process restarted)
+	CauseLeft   = "left"   // a member left on purpose
+	CauseDead   = "dead"   // memberlist declared a member dead
+	CauseSilent = "silent" // a member sent no heartbeat for DeadTicks
+	CauseBroken = "broken" // a member found the ring's all-reduce broken
+)
+
+// maxCauses bounds the causes of one generation: a job that waits while
+// workers come and go keeps the first ones.
+const maxCauses = 32
+
+func (c Cause) String() string {
+	s := c.Kind
+	if c.Worker != "" {
+		s += " " + c.Worker
+	}
+	if c.Detail != "" {
+		s += " (" + c.Detail + ")"
+	}
+	return s
 }
 
 // Removal records a member that left the job.
 type Removal struct {
 	Name   string
 	Reason string // "left", "dead" (memberlist) or "silent for N ticks"
+}
+
+// removalCause is the Cause of a removal with reason.
+func removalCause(name, reason string) Cause {
+	switch reason {
+	case "left":
+		return Cause{Kind: CauseLeft, Worker: name}
+	case "dead":
+		return Cause{Kind: CauseDead, Worker: name}
+	}
+	return Cause{Kind: CauseSilent, Worker: name, Detail: strings.TrimPrefix(reason, "silent for ")}
 }
 
 // Ready is what the driver must do now, in this order: forget Removed
@@ -185,11 +236,16 @@ type Ready struct {
 	Pause      []string    // members of the stopped ring: below MinWorkers, the job waits
 	Generation *Generation // a new ring to start; nil if none
 	Status     string      // non-empty when the job's status changed, e.g. "waiting: 2 of min 3 workers"
+	// PauseCauses, when the ring stops for lack of workers, are the
+	// membership changes since the last generation that stopped it (the
+	// next generation lists them again, with the changes that end the
+	// pause).
+	PauseCauses []Cause
 }
 
 // Empty reports whether r asks for nothing.
 func (r Ready) Empty() bool {
-	return len(r.Removed) == 0 && len(r.Pause) == 0 && r.Generation == nil && r.Status == ""
+	return len(r.Removed) == 0 && len(r.Pause) == 0 && r.Generation == nil && r.Status == "" && len(r.PauseCauses) == 0
 }
 
 // member is the coordinator's record of one worker.
@@ -249,9 +305,10 @@ type Coordinator struct {
 	gen     Generation // the last published generation; Number 0 before the first
 	running bool       // gen is running (not paused for lack of workers)
 
-	pending      bool  // membership changed since gen was published
-	pendingSince int64 // tick of the first such change
-	forced       bool  // a re-join requires a new generation even if the set is unchanged
+	pending      bool    // membership changed since gen was published
+	pendingSince int64   // tick of the first such change
+	forced       bool    // a re-join requires a new generation even if the set is unchanged
+	causes       []Cause // the changes since gen was published, for the next generation
 
 	out         Ready  // outputs not yet acknowledged by Advance
 	shownStatus string // the status the driver last acknowledged
@@ -276,7 +333,7 @@ func (c *Coordinator) Now() int64 { return c.now }
 // before the first) and whether it is running (false while paused).
 func (c *Coordinator) Generation() (Generation, bool) {
 	g := c.gen
-	g.Ring, g.Ranks = slices.Clone(g.Ring), maps.Clone(g.Ranks)
+	g.Ring, g.Ranks, g.Causes = slices.Clone(g.Ring), maps.Clone(g.Ranks), slices.Clone(g.Causes)
 	return g, c.running
 }
 
@@ -311,6 +368,7 @@ func (c *Coordinator) Join(name, token, jobHash string) error {
 		m.lastHeard = c.now
 		m.inRing, m.step, m.stepGen, m.prior = 0, 0, 0, false
 		c.forced = true
+		c.addCause(Cause{Kind: CauseRejoin, Worker: name})
 		c.changed()
 		c.settle()
 		return nil
@@ -320,6 +378,7 @@ func (c *Coordinator) Join(name, token, jobHash string) error {
 	}
 	c.members = append(c.members, &member{name: name, joinIndex: c.nextJoin, lastHeard: c.now})
 	c.nextJoin++
+	c.addCause(Cause{Kind: CauseJoin, Worker: name})
 	c.changed()
 	c.settle()
 	return nil
@@ -428,6 +487,7 @@ func (c *Coordinator) Broken(name string, generation uint64) {
 	}
 	m.lastHeard = c.now
 	c.forced = true
+	c.addCause(Cause{Kind: CauseBroken, Worker: name, Detail: fmt.Sprintf("generation %d", generation)})
 	c.changed()
 	c.settle()
 }
@@ -459,6 +519,8 @@ func (c *Coordinator) Ready() Ready {
 		Pause:      slices.Clone(c.out.Pause),
 		Generation: c.out.Generation,
 		Status:     c.out.Status,
+		// The causes are never changed in place: a copy is a snapshot.
+		PauseCauses: slices.Clone(c.out.PauseCauses),
 	}
 	c.given = r
 	return r
@@ -477,6 +539,9 @@ func (c *Coordinator) Advance() {
 	}
 	if slices.Equal(c.out.Pause, c.given.Pause) {
 		c.out.Pause = nil
+	}
+	if c.given.PauseCauses != nil && slices.Equal(c.out.PauseCauses, c.given.PauseCauses) {
+		c.out.PauseCauses = nil
 	}
 	if c.given.Status != "" {
 		c.shownStatus = c.given.Status
@@ -507,7 +572,17 @@ func (c *Coordinator) remove(name, reason string) {
 		}
 	}
 	c.out.Removed = append(c.out.Removed, Removal{Name: name, Reason: reason})
+	c.addCause(removalCause(name, reason))
 	c.changed()
+}
+
+// addCause notes why the next generation will be formed. A ring reported
+// broken by several members, or by one several times, is one cause each.
+func (c *Coordinator) addCause(k Cause) {
+	if len(c.causes) >= maxCauses || (k.Kind == CauseBroken && slices.Contains(c.causes, k)) {
+		return
+	}
+	c.causes = append(c.causes, k)
 }
 
 // changed notes a membership change: it opens the settling window if none
@@ -542,12 +617,19 @@ func (c *Coordinator) decide() {
 					pause = append(pause, name)
 				}
 			}
-			c.out.Generation = nil
+			if g := c.out.Generation; g != nil {
+				// A generation no worker was told of: its causes are
+				// the next one's.
+				c.causes = append(slices.Clone(g.Causes), c.causes...)
+				c.out.Generation = nil
+			}
 			c.out.Pause = pause
+			c.out.PauseCauses = slices.Clone(c.causes)
 		}
 		return
 	}
 	if c.running && !c.forced && len(c.members) == len(c.gen.Ring) && c.allInRing() {
+		c.causes = nil // the changes cancelled out
 		return
 	}
 	c.forced = false
@@ -568,6 +650,19 @@ func (c *Coordinator) allInRing() bool {
 // publish makes the current members the next generation.
 func (c *Coordinator) publish() {
 	resume, pos, source := c.cfg.StartStep, c.cfg.StartPosition, ""
+	causes := c.causes
+	if g := c.out.Generation; g != nil {
+		// It supersedes a generation no worker was told of yet.
+		causes = append(slices.Clone(g.Causes), causes...)
+	}
+	if len(c.gen.Ring) == 0 {
+		first := CauseStart
+		if c.cfg.StartGeneration > 0 {
+			first = CauseResume
+		}
+		causes = append([]Cause{{Kind: first}}, causes...)
+	}
+	c.causes = nil
 	if len(c.gen.Ring) > 0 {
 		// Survivors: members of the previous ring with state since then.
 		resume, source = c.gen.ResumeStep, ""
@@ -618,6 +713,7 @@ func (c *Coordinator) publish() {
 		Position:       pos,
 		Source:         source,
 		HeartbeatTicks: c.cfg.HeartbeatTicks,
+		Causes:         causes,
 	}
 	for _, m := range c.members {
 		if m.inRing == 0 {
@@ -626,9 +722,9 @@ func (c *Coordinator) publish() {
 	}
 	c.running = true
 	g := c.gen
-	g.Ring, g.Ranks = slices.Clone(ring), maps.Clone(ranks)
+	g.Ring, g.Ranks, g.Causes = slices.Clone(ring), maps.Clone(ranks), slices.Clone(causes)
 	c.out.Generation = &g
-	c.out.Pause = nil
+	c.out.Pause, c.out.PauseCauses = nil, nil
 }
 
 // status describes the job now.

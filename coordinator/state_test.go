@@ -373,3 +373,139 @@ func FuzzCoordinator(f *testing.F) {
 		runScript(t, cfg, script)
 	})
 }
+
+// TestGenerationCauses: every generation says why it was formed (the
+// job's start, joins, deaths, leaves, silence, a broken ring, a re-join),
+// a pause says which changes stopped the ring, and the generation that
+// ends the pause lists them again with the joins that ended it.
+func TestGenerationCauses(t *testing.T) {
+	cfg := testConfig()
+	cfg.SettleTicks = 0
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	causes := func(ks []Cause) string {
+		var s []string
+		for _, k := range ks {
+			s = append(s, k.String())
+		}
+		return strings.Join(s, ", ")
+	}
+	next := func(what, want string) {
+		t.Helper()
+		rd := c.Ready()
+		c.Advance()
+		if rd.Generation == nil {
+			t.Fatalf("%s: no generation: %+v", what, rd)
+		}
+		if got := causes(rd.Generation.Causes); got != want {
+			t.Errorf("%s: generation %d causes %q, want %q", what, rd.Generation.Number, got, want)
+		}
+		if g, _ := c.Generation(); causes(g.Causes) != want {
+			t.Errorf("%s: Generation() causes %q, want %q", what, causes(g.Causes), want)
+		}
+	}
+	join := func(name string) {
+		t.Helper()
+		if err := c.Join(name, "secret", "job1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	join("w0")
+	join("w1")
+	next("start", "start, join w0, join w1")
+	join("w2")
+	next("join", "join w2")
+	c.Broken("w0", 2)
+	next("broken", "broken w0 (generation 2)")
+	join("w1") // a restarted process
+	next("rejoin", "rejoin w1")
+	c.Leave("w2")
+	next("leave", "left w2")
+	c.Dead("w1") // below MinWorkers: the ring stops
+	rd := c.Ready()
+	c.Advance()
+	if rd.Generation != nil || len(rd.Pause) != 1 || causes(rd.PauseCauses) != "dead w1" {
+		t.Fatalf("pause: %+v, want w0 paused because w1 is dead", rd)
+	}
+	if c.HasReady() {
+		t.Fatalf("pause acknowledged, still ready: %+v", c.Ready())
+	}
+	join("w3")
+	next("after the pause", "dead w1, join w3")
+	// A join and a leave that cancel out leave no cause behind.
+	join("w4")
+	c.Leave("w4")
+	c.Ready()
+	c.Advance()
+	for range cfg.DeadTicks - 1 {
+		c.Heartbeat("w0", 6, 0)
+		c.Tick()
+	}
+	c.Tick() // w3 is silent for DeadTicks; w0 is not
+	rd = c.Ready()
+	c.Advance()
+	if causes(rd.PauseCauses) != "silent w3 (4 ticks)" {
+		t.Fatalf("silence: pause causes %q", causes(rd.PauseCauses))
+	}
+
+	// The first generation of a coordinator that takes over a job.
+	cfg.StartGeneration, cfg.StartStep = 7, 30
+	c, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	join("w0")
+	join("w1")
+	next("takeover", "resume, join w0, join w1")
+}
+
+// TestGenerationCausesBounded: a job that waits while workers come and go
+// keeps the first maxCauses causes.
+func TestGenerationCausesBounded(t *testing.T) {
+	cfg := testConfig()
+	cfg.SettleTicks, cfg.MinWorkers = 0, 2
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range maxCauses {
+		c.Join("w0", "secret", "job1")
+		c.Leave("w0")
+	}
+	c.Join("w0", "secret", "job1")
+	c.Join("w1", "secret", "job1")
+	rd := c.Ready()
+	c.Advance()
+	if rd.Generation == nil || len(rd.Generation.Causes) != maxCauses+1 || rd.Generation.Causes[0].Kind != CauseStart {
+		t.Fatalf("generation %+v, want start and %d causes", rd.Generation, maxCauses)
+	}
+}
+
+// TestBrokenCausesCoalesce: the members of a broken ring report it in every
+// heartbeat until the next generation; within the settling window each
+// member is one cause.
+func TestBrokenCausesCoalesce(t *testing.T) {
+	c, err := New(testConfig()) // SettleTicks 2
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Join("w0", "secret", "job1")
+	c.Join("w1", "secret", "job1")
+	c.Tick()
+	c.Tick()
+	if rd := c.Ready(); rd.Generation == nil || rd.Generation.Number != 1 {
+		t.Fatalf("no first generation: %+v", rd)
+	}
+	c.Advance()
+	for range 2 {
+		c.Broken("w0", 1)
+		c.Broken("w1", 1)
+		c.Tick()
+	}
+	rd := c.Ready()
+	if rd.Generation == nil || fmt.Sprint(rd.Generation.Causes) != "[broken w0 (generation 1) broken w1 (generation 1)]" {
+		t.Fatalf("generation %+v", rd.Generation)
+	}
+}
