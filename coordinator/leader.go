@@ -256,6 +256,7 @@ func (s *Server) startTerm(ctx context.Context, key string, rev int64) (*term, e
 		cfg.StartStep = int64(latest.Step)
 		cfg.StartPosition = Position{Epoch: latest.Epoch, Consumed: latest.Position}
 		t.lastCkpt = &latest
+		t.committed = s.committedUpTo(rctx, committer, latest)
 		t.lastTrain = int64(latest.Step)
 		t.done = s.isFinal(latest.Epoch, latest.Position)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/api"
 	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/dashboard"
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/membership"
@@ -161,6 +162,9 @@ type Server struct {
 	// history is the generation history of this coordinator's terms,
 	// oldest first, at most historyLen events.
 	history []api.GenerationEvent
+	// records reads RunDir's metrics log while this coordinator is a
+	// standby (nil without a RunDir).
+	records *dashboard.RecordsFile
 }
 
 // historyLen bounds the generation history a coordinator keeps.
@@ -204,6 +208,9 @@ type term struct {
 	// stragglers judges the phase figures of the running ring's
 	// heartbeats.
 	stragglers *StragglerDetector
+	// committed are the checkpoints committed in etcd that retention
+	// keeps, oldest first (the last is lastCkpt).
+	committed []checkpoint.Manifest
 }
 
 // workerInfo is what the coordinator knows about one member.
@@ -333,6 +340,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		done:      make(chan struct{}),
 	}
 	s.metrics = newMetrics(s)
+	if cfg.RunDir != "" {
+		s.records = dashboard.NewRecordsFile(cfg.RunDir)
+	}
 	return s, nil
 }
 
@@ -720,7 +730,9 @@ func (t *term) state() (state, reason string) {
 
 // HTTPHandler serves /healthz (200 while the process runs), /readyz (200
 // iff this coordinator leads the job, else 503), /metrics (Prometheus, the
-// server's own registry) and /status (the StatusReply as JSON).
+// server's own registry), /status (the StatusReply as JSON) and, at every
+// other path, the job's dashboard (package dashboard: the page at /, its
+// JSON under /api/).
 func (s *Server) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -743,5 +755,6 @@ func (s *Server) HTTPHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(append(b, '\n'))
 	})
+	mux.Handle("/", dashboard.Handler(dashSource{s}))
 	return mux
 }

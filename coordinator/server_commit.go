@@ -254,6 +254,7 @@ func (s *Server) commit(ctx context.Context, t *term, j commitJob) {
 		m.Name, m.Step, checkpoint.DescribePosition(m.Epoch, m.Position, s.cfg.Samples), j.gen, len(m.Files))
 	s.mu.Lock()
 	t.lastCkpt = &m
+	t.committed = keepCommitted(t.committed, m, s.keep)
 	if j.final {
 		t.done, t.stateDirty = true, true
 	}

@@ -69,6 +69,10 @@ type Options struct {
 	// Logf receives notices for people (workers restarted, an interrupt);
 	// nil discards them.
 	Logf func(format string, args ...any)
+	// UI, when set, is the address (HOST:PORT, bound as given) where the
+	// coordinator's HTTP listener serves the job's dashboard, beside its
+	// /healthz, /readyz, /metrics and /status.
+	UI string
 }
 
 // cluster is one Run: the options and the worker processes.
@@ -178,10 +182,13 @@ func (c *cluster) run(ctx context.Context) (runlog.Summary, error) {
 				fmt.Fprintf(clog, "%s %s\n", time.Now().Format(time.RFC3339Nano), fmt.Sprintf(f, a...))
 			},
 		},
-		Listen: "127.0.0.1:0", Gossip: "127.0.0.1:0", Advertise: "127.0.0.1",
+		Listen: "127.0.0.1:0", Gossip: "127.0.0.1:0", Advertise: "127.0.0.1", HTTP: c.UI,
 	})
 	if err != nil {
 		return sum, err
+	}
+	if c.UI != "" {
+		c.logf("dashboard: http://%s/", proc.HTTPAddr())
 	}
 	// The coordinator outlives an interrupt of ctx long enough to have the
 	// ring checkpoint where it stands (see checkpointNow).

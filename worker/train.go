@@ -208,6 +208,9 @@ func (s *solo) hooks() hooks {
 					LR:       r.LR, Loss: w.lossSum / float64(w.images), Accuracy: float64(w.correct) / float64(w.images),
 					ImagesPerSecond: float64(w.images) / w.seconds, DataWaitSeconds: w.dataWait,
 				})
+				// Each record reaches the file at once, for a dashboard
+				// or tail -f (an error is kept for Close).
+				s.rlog.Flush()
 				s.window = tally{}
 			}
 			if s.o.Progress != nil {
@@ -239,6 +242,7 @@ func (s *solo) hooks() hooks {
 				Kind: "eval", Time: s.o.Now().UTC(), Step: int(e.step), Epoch: ev.Epoch, Progress: float64(ev.Epoch + 1),
 				Loss: ev.Loss, Accuracy: ev.Accuracy,
 			})
+			s.rlog.Flush()
 			if s.o.Progress != nil {
 				s.o.Progress.EpochEnd(ev)
 			}

@@ -42,7 +42,13 @@ The run directory (--out; default: run/ beside the store, e.g. /shared/run for
 leader keeps metrics.jsonl there while the job runs, and when the job is
 complete writes summary.json, curves.png and model.safetensors (the final
 model, its workers' shards merged, PyTorch state_dict names). Coordinators of
-a job may share it; only the leader writes.`,
+a job may share it; only the leader writes.
+
+The --http listener also serves the job's live, read-only dashboard at /
+(curves, the ring and its workers, the generations with their causes, the
+committed checkpoints, the job file). It listens where --http says: all
+interfaces for the default :8080, which Kubernetes probes need; give
+--http 127.0.0.1:8080 to keep it to this machine.`,
 		Example: `  RINGTRAIN_JOIN_TOKEN=secret ringtrain coordinator --etcd-endpoints http://etcd:2379 -f job.yaml --store /shared/checkpoints`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -97,6 +103,7 @@ a job may share it; only the leader writes.`,
 	}
 	f := cmd.Flags()
 	p.register(f, ":7070", "control-plane gRPC address: workers and 'ringtrain status' connect here")
+	f.Lookup("http").Usage = "HTTP address serving /healthz, /readyz, /metrics, /status and the job's read-only dashboard at / (empty: none; binds what it names: all interfaces for :8080)"
 	f.StringVar(&endpoints, "etcd-endpoints", "", "etcd client URLs, comma-separated")
 	f.StringVarP(&file, "job", "f", "", "job file (YAML)")
 	f.StringVar(&p.store, "store", "", "checkpoint store directory (a volume every worker mounts at the same path)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/ringtrain/ringtrain/dashboard"
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/localcluster"
 	"github.com/ringtrain/ringtrain/runlog"
@@ -24,6 +26,7 @@ func newTrainCmd() *cobra.Command {
 		out         string
 		resume      bool
 		maxRestarts int
+		ui          string
 		spec        = job.Default()
 	)
 	cmd := &cobra.Command{
@@ -35,10 +38,17 @@ The job is described by flags, or by a YAML job file (-f job.yaml) that the
 flags override; the same job file runs unchanged on a cluster. The run
 directory (--out) receives metrics.jsonl, curves.png, summary.json and
 checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
---resume continues it.`,
+--resume continues it.
+
+--ui ADDR serves a live, read-only dashboard of the run (curves, the ring
+and its generations, checkpoints, the job file) while it trains; with
+--workers it is the local cluster's coordinator's. A port alone (8080 or
+:8080) listens on the loopback interface only (127.0.0.1): only this
+machine sees it. Name a host to open it to others, e.g. --ui 0.0.0.0:8080.`,
 		Example: `  ringtrain train --model lenet5 --dataset mnist --epochs 3 --out runs/lenet5
   ringtrain train -f job.yaml --epochs 12
-  ringtrain train --out runs/lenet5 --resume`,
+  ringtrain train --out runs/lenet5 --resume
+  ringtrain train --workers 3 --ui 127.0.0.1:8080   # then open http://127.0.0.1:8080/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s := spec
@@ -64,6 +74,13 @@ checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
 			stdout := cmd.OutOrStdout()
 			progress := newProgress(stdout)
 			logf := func(f string, a ...any) { progress.notice(fmt.Sprintf(f, a...)) }
+			bind := ""
+			if ui != "" {
+				var err error
+				if bind, err = dashboard.BindAddr(ui); err != nil {
+					return fmt.Errorf("--ui: %w", err)
+				}
+			}
 			var sum runlog.Summary
 			var err error
 			if s.Workers > 1 {
@@ -71,10 +88,26 @@ checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
 					return fmt.Errorf("--max-restarts must not be negative, got %d", maxRestarts)
 				}
 				sum, err = localcluster.Run(cmd.Context(), localcluster.Options{
-					Spec: s, Dir: out, Resume: resume, MaxRestarts: maxRestarts, Progress: progress, Logf: logf,
+					Spec: s, Dir: out, Resume: resume, MaxRestarts: maxRestarts, Progress: progress, Logf: logf, UI: bind,
 				})
 			} else {
-				sum, err = worker.Train(cmd.Context(), worker.Options{Spec: s, RunDir: out, Resume: resume, Progress: progress, Logf: logf})
+				var p worker.Progress = progress
+				var solo *soloUI
+				if bind != "" {
+					solo = newSoloUI(progress, s, out)
+					ctx, stopUI := context.WithCancel(cmd.Context())
+					defer stopUI()
+					addr, err := dashboard.Serve(ctx, bind, dashboard.Handler(solo))
+					if err != nil {
+						return fmt.Errorf("--ui: %w", err)
+					}
+					logf("dashboard: http://%s/", addr)
+					p = solo
+				}
+				sum, err = worker.Train(cmd.Context(), worker.Options{Spec: s, RunDir: out, Resume: resume, Progress: p, Logf: logf})
+				if solo != nil {
+					solo.finish(err)
+				}
 			}
 			progress.finish()
 			if err != nil {
@@ -107,6 +140,7 @@ checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
 	f.IntVar(&spec.Schedule.WarmupSteps, "warmup-steps", 0, "linear learning-rate warm-up steps")
 	f.IntVar(&spec.Threads, "threads", 0, "compute threads (0: all cores; with --workers, per worker: cores / workers)")
 	f.IntVar(&spec.Workers, "workers", spec.Workers, "data-parallel workers: above 1, a local cluster (embedded etcd, a coordinator, worker processes)")
+	f.StringVar(&ui, "ui", "", "serve the live dashboard at this address, e.g. 127.0.0.1:8080 (a port alone binds loopback only; name a host such as 0.0.0.0:8080 to open it to others; default: none)")
 	f.IntVar(&maxRestarts, "max-restarts", 3, "with --workers: times a worker that dies while the job runs is started again")
 	f.StringVar(&spec.Codec, "codec", "", "gradient codec between workers: fp32 (default), bf16 or fp16 (optionally +zstd or +s2), or powersgd-rN (rank N, e.g. powersgd-r4)")
 	f.IntVar(&spec.CheckpointEvery, "checkpoint-every", 0, "steps between checkpoints (0: every epoch)")
