@@ -35,8 +35,11 @@ var allowedImports = map[string][]string{
 	"coordinator": {module + "api", module + "dataset", module + "checkpoint", module + "job", module + "runlog", module + "membership",
 		"go.etcd.io/etcd/", "google.golang.org/grpc", "github.com/prometheus/client_golang"},
 	"worker": {module + "tensorcore", module + "models", module + "dataset", module + "allreduce",
-		module + "checkpoint", module + "safetensors", module + "job", module + "runlog", module + "api", module + "membership",
+		module + "checkpoint", module + "safetensors", module + "job", module + "runlog", module + "api", module + "membership", module + "timeline",
 		"google.golang.org/grpc", "github.com/prometheus/client_golang"},
+	// The step timeline: its events, recorder, file format and Chrome
+	// trace export, on the standard library alone.
+	"timeline": {},
 	// The local cluster of `train --workers N` drives a coordinator and
 	// worker processes; it is the one package besides cmd/ that knows both.
 	"localcluster": {module + "coordinator", module + "worker", module + "etcdlocal", module + "job", module + "runlog",
@@ -114,6 +117,9 @@ func TestRuleCatchesForbiddenImport(t *testing.T) {
 		{"models", module + "tensorcore", true},
 		{"tensorcore", "golang.org/x/sys/cpu", true},
 		{"safetensors", "encoding/json", true},
+		{"timeline", module + "worker", false},
+		{"timeline", "encoding/json", true},
+		{"worker", module + "timeline", true},
 	} {
 		got := isStdlib(tc.imp) || hasAnyPrefix(tc.imp, allowedImports[tc.pkg])
 		if got != tc.ok {

@@ -24,6 +24,7 @@ func newTrainCmd() *cobra.Command {
 		out         string
 		resume      bool
 		maxRestarts int
+		record      bool
 		spec        = job.Default()
 	)
 	cmd := &cobra.Command{
@@ -33,8 +34,9 @@ func newTrainCmd() *cobra.Command {
 
 The job is described by flags, or by a YAML job file (-f job.yaml) that the
 flags override; the same job file runs unchanged on a cluster. The run
-directory (--out) receives metrics.jsonl, curves.png, summary.json and
-checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
+directory (--out) receives metrics.jsonl, curves.png, summary.json,
+checkpoints/ and timeline/, each worker's step timeline ('ringtrain trace
+--dir' turns it into a trace for Perfetto). Ctrl-C stops the run after checkpointing where it stood;
 --resume continues it.`,
 		Example: `  ringtrain train --model lenet5 --dataset mnist --epochs 3 --out runs/lenet5
   ringtrain train -f job.yaml --epochs 12
@@ -71,10 +73,10 @@ checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
 					return fmt.Errorf("--max-restarts must not be negative, got %d", maxRestarts)
 				}
 				sum, err = localcluster.Run(cmd.Context(), localcluster.Options{
-					Spec: s, Dir: out, Resume: resume, MaxRestarts: maxRestarts, Progress: progress, Logf: logf,
+					Spec: s, Dir: out, Resume: resume, MaxRestarts: maxRestarts, Progress: progress, Logf: logf, Timeline: record,
 				})
 			} else {
-				sum, err = worker.Train(cmd.Context(), worker.Options{Spec: s, RunDir: out, Resume: resume, Progress: progress, Logf: logf})
+				sum, err = worker.Train(cmd.Context(), worker.Options{Spec: s, RunDir: out, Resume: resume, Progress: progress, Logf: logf, Timeline: record})
 			}
 			progress.finish()
 			if err != nil {
@@ -107,6 +109,7 @@ checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
 	f.IntVar(&spec.Schedule.WarmupSteps, "warmup-steps", 0, "linear learning-rate warm-up steps")
 	f.IntVar(&spec.Threads, "threads", 0, "compute threads (0: all cores; with --workers, per worker: cores / workers)")
 	f.IntVar(&spec.Workers, "workers", spec.Workers, "data-parallel workers: above 1, a local cluster (embedded etcd, a coordinator, worker processes)")
+	f.BoolVar(&record, "timeline", true, "record each worker's step timeline in the run directory's timeline/ (see 'ringtrain trace')")
 	f.IntVar(&maxRestarts, "max-restarts", 3, "with --workers: times a worker that dies while the job runs is started again")
 	f.StringVar(&spec.Codec, "codec", "", "gradient codec between workers: fp32 (default), bf16 or fp16 (optionally +zstd or +s2), or powersgd-rN (rank N, e.g. powersgd-r4)")
 	f.IntVar(&spec.CheckpointEvery, "checkpoint-every", 0, "steps between checkpoints (0: every epoch)")
