@@ -42,8 +42,11 @@ var allowedImports = map[string][]string{
 	"coordinator": {module + "api", module + "dataset", module + "checkpoint", module + "job", module + "runlog", module + "membership",
 		module + "dashboard", "go.etcd.io/etcd/", "google.golang.org/grpc", "github.com/prometheus/client_golang"},
 	"worker": {module + "tensorcore", module + "models", module + "dataset", module + "allreduce",
-		module + "checkpoint", module + "safetensors", module + "job", module + "runlog", module + "api", module + "membership",
+		module + "checkpoint", module + "safetensors", module + "job", module + "runlog", module + "api", module + "membership", module + "timeline",
 		"google.golang.org/grpc", "github.com/prometheus/client_golang"},
+	// The step timeline: its events, recorder, file format and Chrome
+	// trace export, on the standard library alone.
+	"timeline": {},
 	// The local cluster of `train --workers N` drives a coordinator and
 	// worker processes; it is the one package besides cmd/ that knows both.
 	"localcluster": {module + "coordinator", module + "worker", module + "etcdlocal", module + "job", module + "runlog",
@@ -128,6 +131,9 @@ func TestRuleCatchesForbiddenImport(t *testing.T) {
 		{"runlog", protowire, true},
 		{"runlog", "google.golang.org/protobuf/proto", false},
 		{"runlog", "google.golang.org/grpc", false},
+		{"timeline", module + "worker", false},
+		{"timeline", "encoding/json", true},
+		{"worker", module + "timeline", true},
 	} {
 		got := isStdlib(tc.imp) || hasAnyPrefix(tc.imp, allowedImports[tc.pkg])
 		if got != tc.ok {

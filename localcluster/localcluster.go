@@ -73,6 +73,9 @@ type Options struct {
 	// coordinator's HTTP listener serves the job's dashboard, beside its
 	// /healthz, /readyz, /metrics and /status.
 	UI string
+	// Timeline has the workers record their step timelines in the run
+	// directory's timeline/ (worker.TimelineDir).
+	Timeline bool
 }
 
 // cluster is one Run: the options and the worker processes.
@@ -97,8 +100,8 @@ type cluster struct {
 // worker.ErrInterrupted), or it cannot go on. The run directory receives
 // what a single-node run leaves (metrics.jsonl, curves.png, summary.json,
 // checkpoints/), the final model (model.safetensors, see
-// coordinator.Server.WriteRunProducts), and coordinator.log, worker-N.log
-// and etcd/. Every
+// coordinator.Server.WriteRunProducts), coordinator.log, worker-N.log and
+// etcd/, and with Options.Timeline the workers' timeline/. Every
 // process it started has exited when it returns.
 func Run(ctx context.Context, o Options) (runlog.Summary, error) {
 	c := &cluster{Options: o, logf: o.Logf}
@@ -228,6 +231,9 @@ func (c *cluster) run(ctx context.Context) (runlog.Summary, error) {
 		cmd := exec.Command(exe, "worker", "--coordinator", proc.ControlAddr(), "--name", name,
 			"--listen", "127.0.0.1:"+strconv.Itoa(port), "--gossip", "127.0.0.1:0", "--advertise", "127.0.0.1",
 			"--http", "", "--data-dir", dataDir, "--threads", strconv.Itoa(threads))
+		if c.Timeline {
+			cmd.Args = append(cmd.Args, "--timeline", filepath.Join(out, worker.TimelineDir))
+		}
 		cmd.Env = append(os.Environ(), TokenEnv+"="+token)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		detach(cmd)

@@ -24,6 +24,19 @@ type BenchResult struct {
 	Samples   []float64 `json:"samples"`
 	// StepMillis is the median time of one training step.
 	StepMillis float64 `json:"step_ms"`
+	// Timeline reports whether the steps were recorded in a timeline.
+	Timeline bool `json:"timeline"`
+}
+
+// BenchOptions configure Bench.
+type BenchOptions struct {
+	// Steps is the steps of one timed window, Repeats the windows.
+	Steps, Repeats int
+	// TimelineDir, when set, has the steps recorded in a timeline there,
+	// as training records them.
+	TimelineDir string
+	// Logf prints notices (a data download); nil prints nothing.
+	Logf func(string, ...any)
 }
 
 // Bench measures training throughput: it runs the job's model on real
@@ -31,42 +44,25 @@ type BenchResult struct {
 // warm-up steps, then times repeats windows of steps each and reports
 // images per second over them. Data loading is included, evaluation and
 // checkpointing are not.
-func Bench(ctx context.Context, spec job.Spec, steps, repeats int, logf func(string, ...any)) (BenchResult, error) {
+func Bench(ctx context.Context, spec job.Spec, o BenchOptions) (BenchResult, error) {
+	steps, repeats, logf := o.Steps, o.Repeats, o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
 	if err := CheckJob(spec); err != nil {
 		return BenchResult{}, err
 	}
 	if steps < 1 || repeats < 1 {
 		return BenchResult{}, fmt.Errorf("worker: bench needs at least one step and one repeat, got %d and %d", steps, repeats)
 	}
-	e, err := newEngine(ctx, spec, spec.BatchSize, logf)
+	l, err := newBenchLoop(ctx, spec, logf)
 	if err != nil {
 		return BenchResult{}, err
 	}
-	defer e.Close()
-	e.sched = models.ConstantLR{Base: spec.Optimizer.LR}
-	solo := ring{rank: 0, world: 1}
-	var pipe *pipeline
-	defer func() {
-		if pipe != nil {
-			pipe.stop()
-		}
-	}()
-	b := spec.BatchSize
-	step := func() error {
-		// Whole batches only, so every step is alike: an epoch's short
-		// last step is skipped for the next epoch's first.
-		if pipe == nil || e.pos.Epoch != e.orderEp || e.train.Len()-e.pos.Consumed < b {
-			if pipe != nil {
-				pipe.stop()
-			}
-			e.pos = dataset.Position{Epoch: e.orderEp + 1}
-			if err := e.ensureOrder(); err != nil {
-				return err
-			}
-			pipe = startPipeline(e.train, e.order, 0, b, 0, 1, e.trainTransform(e.pos.Epoch), spec.DataThreads)
-		}
-		_, err := e.trainStep(ctx, solo, pipe)
-		return err
+	defer l.close()
+	e, step, b := l.e, l.step, spec.BatchSize
+	if o.TimelineDir != "" {
+		defer openTimeline(e, o.TimelineDir, "bench", logf)()
 	}
 	warmup := max(10, steps/10)
 	for i := 0; i < warmup; i++ {
@@ -74,7 +70,7 @@ func Bench(ctx context.Context, spec job.Spec, steps, repeats int, logf func(str
 			return BenchResult{}, err
 		}
 	}
-	res := BenchResult{Model: spec.Model, BatchSize: b, Threads: e.threads, Steps: steps, Repeats: repeats}
+	res := BenchResult{Model: spec.Model, BatchSize: b, Threads: e.threads, Steps: steps, Repeats: repeats, Timeline: e.tl != nil}
 	for r := 0; r < repeats; r++ {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -93,6 +89,48 @@ func Bench(ctx context.Context, spec job.Spec, steps, repeats int, logf func(str
 	res.Min, res.Max = sorted[0], sorted[len(sorted)-1]
 	res.StepMillis = 1000 * float64(b) / res.Median
 	return res, nil
+}
+
+// benchLoop runs training steps of whole batches on one engine, in a ring
+// of one, as Bench times them.
+type benchLoop struct {
+	ctx  context.Context
+	e    *engine
+	pipe *pipeline
+}
+
+func newBenchLoop(ctx context.Context, spec job.Spec, logf func(string, ...any)) (*benchLoop, error) {
+	e, err := newEngine(ctx, spec, spec.BatchSize, logf)
+	if err != nil {
+		return nil, err
+	}
+	e.sched = models.ConstantLR{Base: spec.Optimizer.LR}
+	return &benchLoop{ctx: ctx, e: e}, nil
+}
+
+// step runs one training step. Whole batches only, so every step is
+// alike: an epoch's short last step is skipped for the next epoch's first.
+func (l *benchLoop) step() error {
+	e, b := l.e, l.e.spec.BatchSize
+	if l.pipe == nil || e.pos.Epoch != e.orderEp || e.train.Len()-e.pos.Consumed < b {
+		if l.pipe != nil {
+			l.pipe.stop()
+		}
+		e.pos = dataset.Position{Epoch: e.orderEp + 1}
+		if err := e.ensureOrder(); err != nil {
+			return err
+		}
+		l.pipe = startPipeline(e.train, e.order, 0, b, 0, 1, e.trainTransform(e.pos.Epoch), e.spec.DataThreads)
+	}
+	_, err := e.trainStep(l.ctx, ring{rank: 0, world: 1}, l.pipe)
+	return err
+}
+
+func (l *benchLoop) close() {
+	if l.pipe != nil {
+		l.pipe.stop()
+	}
+	l.e.Close()
 }
 
 // median of sorted values.

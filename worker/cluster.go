@@ -63,6 +63,10 @@ type ClusterOptions struct {
 	Timeout time.Duration
 
 	Logf func(format string, args ...any)
+	// TimelineDir, when set, is where the worker records its step
+	// timeline (a file named after the worker; see package timeline).
+	TimelineDir string
+
 	// AfterStep, when set, is called after every optimizer step with the
 	// step number and the parameters (tests compare runs with it).
 	AfterStep func(step int64, params []float32)
@@ -209,6 +213,9 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 		return fatal(err)
 	}
 	defer t.close()
+	if w.o.TimelineDir != "" {
+		defer openTimeline(t.e, w.o.TimelineDir, w.o.Name, w.logf)()
+	}
 
 	hbCtx, stopHB := context.WithCancel(ctx)
 	hbDone := make(chan struct{})

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/models"
@@ -64,6 +65,7 @@ type replica struct {
 	lo, hi  int
 	loss    float64
 	correct int
+	fwdEnd  time.Time // when its forward (and loss) ended this step
 }
 
 func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch int, seed uint64, in dataset.Shape) (*compute, error) {
@@ -128,12 +130,14 @@ func gradIndex(a *models.Arena) map[*float32]int {
 
 // step runs forward and backward of training step number step on x
 // (len(y) images), leaving the batch-mean gradient in the model's arena,
-// and returns the batch's mean loss and its number of correct predictions.
+// and returns the batch's mean loss, its number of correct predictions and
+// when forward (with the loss) ended: on per-core replicas, when the last
+// replica's did. Reading the clock changes nothing computed.
 // The dropout streams are seeded from (seed, step, replica), so a run
 // resumed at any step draws the same masks as one that never stopped.
 // final, when not nil, is told each parameter whose gradient is complete,
 // once, possibly from several goroutines at once.
-func (c *compute) step(step int, x []float32, y []int, final func(p int)) (loss float64, correct int) {
+func (c *compute) step(step int, x []float32, y []int, final func(p int)) (loss float64, correct int, fwdEnd time.Time) {
 	for r, src := range c.rngs {
 		src.Seed(c.seed, uint64(step)<<8|uint64(r))
 	}
@@ -144,9 +148,10 @@ func (c *compute) step(step int, x []float32, y []int, final func(p int)) (loss 
 		xv := tp.Const(tensorcore.FromSlice(x, len(y), c.in.C, c.in.H, c.in.W))
 		logits := c.model.Forward(tp, xv, true)
 		lv := tp.CrossEntropy(logits, y)
+		fwdEnd = time.Now()
 		c.model.Arena.ZeroGrad()
 		backward(tp, lv, c.paramOf, c.seen, final)
-		return float64(lv.Value.Data[0]), models.CountCorrect(logits.Value, y)
+		return float64(lv.Value.Data[0]), models.CountCorrect(logits.Value, y), fwdEnd
 	}
 	n, parts := len(y), len(c.replicas)
 	for i, r := range c.replicas {
@@ -163,12 +168,15 @@ func (c *compute) step(step int, x []float32, y []int, final func(p int)) (loss 
 	for _, r := range c.replicas {
 		loss += r.loss * float64(r.hi-r.lo)
 		correct += r.correct
+		if r.fwdEnd.After(fwdEnd) {
+			fwdEnd = r.fwdEnd
+		}
 	}
 	for _, r := range c.replicas[1:] {
 		// Replicas see the model's running statistics, not their own.
 		copy(r.model.Arena.Buffers, c.model.Arena.Buffers)
 	}
-	return loss / float64(n), correct
+	return loss / float64(n), correct, fwdEnd
 }
 
 // backward runs tp's backward pass from lv and, when final is not nil,
@@ -231,7 +239,7 @@ func scale(xs []float32, a float32) {
 
 // run does forward and backward of the replica's slice of the batch.
 func (r *replica) run(c *compute) {
-	r.loss, r.correct = 0, 0
+	r.loss, r.correct, r.fwdEnd = 0, 0, time.Time{}
 	r.model.Arena.ZeroGrad()
 	if r.hi == r.lo {
 		if c.final != nil {
@@ -247,6 +255,7 @@ func (r *replica) run(c *compute) {
 	xv := tp.Const(tensorcore.FromSlice(c.x[r.lo*c.size:r.hi*c.size], len(y), c.in.C, c.in.H, c.in.W))
 	logits := r.model.Forward(tp, xv, true)
 	lv := tp.CrossEntropy(logits, y)
+	r.fwdEnd = time.Now()
 	var done func(int)
 	if c.final != nil {
 		done = c.replicaDone

@@ -46,7 +46,7 @@ func TestSplitBatchGradientEqualsWholeBatch(t *testing.T) {
 			if err := train.Fill(x, y, idx, dataset.Transform{Out: in}); err != nil {
 				t.Fatal(err)
 			}
-			loss, _ := c.step(0, x, y, nil)
+			loss, _, _ := c.step(0, x, y, nil)
 			grads[threads] = append([]float32(nil), m.Arena.Grad...)
 			losses[threads] = loss
 			c.Close()

@@ -16,6 +16,7 @@ import (
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/tensorcore"
+	"github.com/ringtrain/ringtrain/timeline"
 )
 
 // engine is ringtrain's one training loop. Single-node training is a ring
@@ -59,6 +60,10 @@ type engine struct {
 	initData, initBuffers []float32
 
 	syncBuf, statsBuf []float32
+
+	// tl records the phases of every step and what happens between
+	// steps; nil records nothing.
+	tl *timeline.Recorder
 }
 
 // newEngine builds the model, the data sets, the optimizer and the compute
@@ -189,9 +194,11 @@ func (e *engine) run(ctx context.Context, r ring, h hooks) error {
 					}
 				}
 				if !rep.LastOfEpoch && h.checkpointDue != nil && h.checkpointDue(e.step) && h.checkpoint != nil {
+					start := e.now()
 					if err := h.checkpoint(ctx, nil); err != nil {
 						return err
 					}
+					e.mark(timeline.Checkpoint, start)
 				}
 			}
 			return nil
@@ -222,9 +229,23 @@ func (e *engine) endEpoch(ctx context.Context, r ring, epoch int, h hooks) error
 		}
 	}
 	if h.checkpoint != nil {
-		return h.checkpoint(ctx, &ev)
+		start := e.now()
+		if err := h.checkpoint(ctx, &ev); err != nil {
+			return err
+		}
+		e.mark(timeline.Checkpoint, start)
 	}
 	return nil
+}
+
+// mark records an event of kind k between steps, from start to now, and
+// writes the timeline out (a write error stops the timeline, not training:
+// the owner reports it when it closes the recorder).
+func (e *engine) mark(k timeline.Kind, start time.Time) {
+	if e.tl != nil {
+		e.tl.Add(k, e.step, start, e.now())
+		e.tl.Flush()
+	}
 }
 
 // ensureOrder computes the order of the epoch training stands in.
@@ -262,6 +283,7 @@ func (e *engine) trainStep(ctx context.Context, r ring, pipe *pipeline) (stepRep
 	// Each rank's gradient is its samples' mean weighted by their share of
 	// the global batch, so the ring's sum is the global batch's mean.
 	weight := float32(len(bt.y)) / float32(global)
+	var fwdEnd time.Time
 	if r.grads != nil {
 		r.grads.begin(ctx, weight)
 	}
@@ -275,7 +297,7 @@ func (e *engine) trainStep(ctx context.Context, r ring, pipe *pipeline) (stepRep
 		if r.grads != nil {
 			final = r.grads.final
 		}
-		rep.Loss, rep.Correct = e.compute.step(int(e.step), bt.x, bt.y, final)
+		rep.Loss, rep.Correct, fwdEnd = e.compute.step(int(e.step), bt.x, bt.y, final)
 		if !isFinite(rep.Loss) {
 			return rep, fatal(fmt.Errorf("worker: training diverged at step %d: loss is %v; lower the learning rate", e.step+1, rep.Loss))
 		}
@@ -306,7 +328,38 @@ func (e *engine) trainStep(ctx context.Context, r ring, pipe *pipeline) (stepRep
 	t4 := e.now()
 	rep.DataWait, rep.Compute, rep.Reduce, rep.Optimizer = t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds(), t3.Sub(t2).Seconds(), t4.Sub(t3).Seconds()
 	rep.Seconds = t4.Sub(t0).Seconds()
+	if e.tl != nil {
+		e.recordStep(r, t0, t1, fwdEnd, t2, t3, t4)
+	}
 	return rep, nil
+}
+
+// recordStep records the phases of the step just taken: data wait t0–t1,
+// forward t1–fwd, backward fwd–t2 (each bucket's all-reduce ran meanwhile,
+// on the reducer's goroutine), the wait for the reduction t2–t3 (none in
+// a ring of one), the optimizer t3–t4.
+func (e *engine) recordStep(r ring, t0, t1, fwd, t2, t3, t4 time.Time) {
+	if fwd.Before(t1) { // no samples this step, or a clock of the owner's
+		fwd = t1
+	}
+	if fwd.After(t2) {
+		fwd = t2
+	}
+	tl, s := e.tl, e.step
+	tl.Add(timeline.Data, s, t0, t1)
+	tl.Add(timeline.Forward, s, t1, fwd)
+	tl.Add(timeline.Backward, s, fwd, t2)
+	if g := r.grads; g != nil {
+		for b, sp := range g.spans {
+			tl.AddAllReduce(s, b, 4*int64(g.buckets[b].Span.Len), sp.start, sp.end)
+		}
+		tl.Add(timeline.Reduce, s, t2, t3)
+	} else {
+		t3 = t2 // nothing to wait for: the phases stay contiguous
+	}
+	tl.Add(timeline.Optimizer, s, t3, t4)
+	tl.Add(timeline.Step, s, t0, t4)
+	tl.Commit()
 }
 
 // EvalStats are the figures of one evaluation on the test set.
@@ -320,6 +373,7 @@ type EvalStats struct {
 // r-th of world equal slices, and the sums go round the ring exactly.
 func (e *engine) evaluate(ctx context.Context, r ring, epoch int) (EvalStats, error) {
 	start := e.now()
+	defer e.mark(timeline.Eval, start)
 	t := e.test.Len()
 	lossSum, correct, err := e.evalRange(r.rank*t/r.world, (r.rank+1)*t/r.world)
 	if err != nil {
@@ -372,6 +426,7 @@ func (e *engine) evalRange(lo, hi int) (lossSum float64, correct int, err error)
 // checksum compares this rank's parameters with rank 0's: replicas that
 // differ are an error, not a silent drift.
 func (e *engine) checksum(ctx context.Context, r ring, h hooks) error {
+	defer e.mark(timeline.Checksum, e.now())
 	mine := paramChecksum(e.model.Arena)
 	buf := []float32{math.Float32frombits(uint32(mine)), math.Float32frombits(uint32(mine >> 32))}
 	if err := r.comm.Broadcast(ctx, 0, buf); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/timeline"
 )
 
 // trainer is a cluster worker's engine and checkpoint store, which survive
@@ -156,10 +157,12 @@ func (w *ClusterWorker) runGeneration(parent context.Context, t *trainer, g *api
 		defer grads.close()
 		r.grads = grads
 	}
+	syncStart := time.Now()
 	if err := w.sync(ctx, t, r, g); err != nil {
 		return err
 	}
 	e := t.e
+	e.mark(timeline.Sync, syncStart)
 	w.setProgress(func(p *progress) {
 		p.step, p.epoch, p.consumed, p.inRing, p.trained = e.step, e.pos.Epoch, e.pos.Consumed, true, true
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/ringtrain/ringtrain/allreduce"
 	"github.com/ringtrain/ringtrain/job"
@@ -39,6 +40,10 @@ type gradReducer struct {
 	work chan int   // bucket indices, in plan order
 	done chan error // one per bucket reduced, with its error
 	wg   sync.WaitGroup
+	// spans[b] is when bucket b's reduction of the step began and ended,
+	// written by the reducing goroutine before it reports the bucket done
+	// (so wait's caller reads it after wait returns, without a lock).
+	spans []bucketSpan
 
 	// Set by begin, before the step's backward reports anything.
 	ctx    context.Context
@@ -69,7 +74,7 @@ func newGradReducer(a *models.Arena, lim job.Buckets, reduce func(ctx context.Co
 		grad: a.Grad, params: a.Params, buckets: buckets, bucketOf: make([]int, len(sizes)),
 		afterBackward: lim.AfterBackward,
 		work:          make(chan int, len(buckets)), done: make(chan error, len(buckets)),
-		left: make([]int, len(buckets)),
+		left: make([]int, len(buckets)), spans: make([]bucketSpan, len(buckets)),
 	}
 	for bi, b := range buckets {
 		for _, p := range b.Params {
@@ -89,9 +94,15 @@ func newGradReducer(a *models.Arena, lim job.Buckets, reduce func(ctx context.Co
 func (g *gradReducer) loop() {
 	defer g.wg.Done()
 	for bi := range g.work {
-		g.done <- g.reduce(g.ctx, bi) // begin wrote ctx before handing bi over
+		start := time.Now()
+		err := g.reduce(g.ctx, bi) // begin wrote ctx before handing bi over
+		g.spans[bi] = bucketSpan{start, time.Now()}
+		g.done <- err
 	}
 }
+
+// bucketSpan is when a bucket's reduction began and ended.
+type bucketSpan struct{ start, end time.Time }
 
 // close stops the reducing goroutine once the buckets handed over are done.
 func (g *gradReducer) close() {

@@ -17,6 +17,7 @@ import (
 	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/runlog"
+	"github.com/ringtrain/ringtrain/timeline"
 )
 
 // Options configure one training run.
@@ -33,6 +34,33 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Now is the clock (time.Now when nil); tests may pass their own.
 	Now func() time.Time
+	// Timeline records the step timeline in RunDir/timeline/ (see
+	// TimelineDir and package timeline).
+	Timeline bool
+}
+
+// TimelineDir is the subdirectory of a run directory that holds its
+// workers' timelines, one file per worker (timeline.File).
+const TimelineDir = "timeline"
+
+// SoloName is the name of a single-node run's worker in its timeline.
+const SoloName = "worker-0"
+
+// openTimeline starts e's timeline in dir under name; failing, it says so
+// and training goes on without one. The returned function closes it.
+func openTimeline(e *engine, dir, name string, logf func(string, ...any)) func() {
+	tl, err := timeline.Open(dir, name, timeline.Options{})
+	if err != nil {
+		logf("warning: %v; training goes on without a timeline", err)
+		return func() {}
+	}
+	e.tl = tl
+	return func() {
+		if err := tl.Close(); err != nil {
+			logf("warning: the timeline %s stopped early: %v", tl.Path(), err)
+		}
+		e.tl = nil
+	}
 }
 
 // Progress is told what the loop is doing, for a progress bar or log lines.
@@ -118,6 +146,9 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 	}
 	if err := writeJobFile(o.RunDir, spec); err != nil {
 		return runlog.Summary{}, err
+	}
+	if o.Timeline {
+		defer openTimeline(e, filepath.Join(o.RunDir, TimelineDir), SoloName, o.Logf)()
 	}
 	rlog, err := runlog.Open(o.RunDir)
 	if err != nil {

@@ -346,14 +346,14 @@ func TestBadJobsFailClearly(t *testing.T) {
 
 func TestBenchReportsEveryRepeat(t *testing.T) {
 	spec := smallSpec(t, "mlp")
-	res, err := Bench(context.Background(), spec, 5, 3, t.Logf)
+	res, err := Bench(context.Background(), spec, BenchOptions{Steps: 5, Repeats: 3, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Samples) != 3 || res.Median <= 0 || res.Min > res.Median || res.Max < res.Median || res.Threads != 2 {
 		t.Fatalf("bench result %+v", res)
 	}
-	if _, err := Bench(context.Background(), spec, 0, 1, t.Logf); err == nil {
+	if _, err := Bench(context.Background(), spec, BenchOptions{Steps: 0, Repeats: 1, Logf: t.Logf}); err == nil {
 		t.Fatal("zero steps accepted")
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -16,15 +17,26 @@ func newBenchTrainCmd() *cobra.Command {
 		steps   int
 		repeats int
 		asJSON  bool
+		record  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "train",
 		Short: "Measure training throughput (images/s) of a model on real batches",
 		Example: `  ringtrain bench train --model lenet5 --batch-size 64
-  ringtrain bench train --model mlp --threads 1 --json`,
+  ringtrain bench train --model mlp --threads 1 --json
+  ringtrain bench train --threads 1 --timeline --json   # the cost of the step timeline`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := worker.Bench(cmd.Context(), spec, steps, repeats, func(string, ...any) {})
+			o := worker.BenchOptions{Steps: steps, Repeats: repeats}
+			if record {
+				dir, err := os.MkdirTemp("", "ringtrain-bench-timeline")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+				o.TimelineDir = dir
+			}
+			res, err := worker.Bench(cmd.Context(), spec, o)
 			if err != nil {
 				return err
 			}
@@ -48,5 +60,6 @@ func newBenchTrainCmd() *cobra.Command {
 	f.IntVar(&steps, "steps", 200, "timed steps per repeat")
 	f.IntVar(&repeats, "repeat", 5, "timed repeats (the median is reported)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON line")
+	f.BoolVar(&record, "timeline", false, "record the steps' timeline as training does (in a temporary directory, removed after)")
 	return cmd
 }

@@ -42,6 +42,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newWorkerCmd())
 	root.AddCommand(newStatusCmd())
 	root.AddCommand(newCheckpointCmd())
+	root.AddCommand(newTraceCmd())
 	root.AddCommand(newModelsCmd())
 	root.AddCommand(newDataCmd())
 	root.AddCommand(newBenchCmd())

@@ -27,6 +27,7 @@ func newTrainCmd() *cobra.Command {
 		resume      bool
 		maxRestarts int
 		ui          string
+		record      bool
 		spec        = job.Default()
 	)
 	cmd := &cobra.Command{
@@ -36,9 +37,10 @@ func newTrainCmd() *cobra.Command {
 
 The job is described by flags, or by a YAML job file (-f job.yaml) that the
 flags override; the same job file runs unchanged on a cluster. The run
-directory (--out) receives metrics.jsonl, curves.png, summary.json and
-checkpoints/. Ctrl-C stops the run after checkpointing where it stood;
---resume continues it.
+directory (--out) receives metrics.jsonl, curves.png, summary.json,
+checkpoints/ and timeline/, each worker's step timeline ('ringtrain trace
+--dir' turns it into a trace for Perfetto). Ctrl-C stops the run after
+checkpointing where it stood; --resume continues it.
 
 --ui ADDR serves a live, read-only dashboard of the run (curves, the ring
 and its generations, checkpoints, the job file) while it trains; with
@@ -88,7 +90,7 @@ machine sees it. Name a host to open it to others, e.g. --ui 0.0.0.0:8080.`,
 					return fmt.Errorf("--max-restarts must not be negative, got %d", maxRestarts)
 				}
 				sum, err = localcluster.Run(cmd.Context(), localcluster.Options{
-					Spec: s, Dir: out, Resume: resume, MaxRestarts: maxRestarts, Progress: progress, Logf: logf, UI: bind,
+					Spec: s, Dir: out, Resume: resume, MaxRestarts: maxRestarts, Progress: progress, Logf: logf, UI: bind, Timeline: record,
 				})
 			} else {
 				var p worker.Progress = progress
@@ -104,7 +106,7 @@ machine sees it. Name a host to open it to others, e.g. --ui 0.0.0.0:8080.`,
 					logf("dashboard: http://%s/", addr)
 					p = solo
 				}
-				sum, err = worker.Train(cmd.Context(), worker.Options{Spec: s, RunDir: out, Resume: resume, Progress: p, Logf: logf})
+				sum, err = worker.Train(cmd.Context(), worker.Options{Spec: s, RunDir: out, Resume: resume, Progress: p, Logf: logf, Timeline: record})
 				if solo != nil {
 					solo.finish(err)
 				}
@@ -141,6 +143,7 @@ machine sees it. Name a host to open it to others, e.g. --ui 0.0.0.0:8080.`,
 	f.IntVar(&spec.Threads, "threads", 0, "compute threads (0: all cores; with --workers, per worker: cores / workers)")
 	f.IntVar(&spec.Workers, "workers", spec.Workers, "data-parallel workers: above 1, a local cluster (embedded etcd, a coordinator, worker processes)")
 	f.StringVar(&ui, "ui", "", "serve the live dashboard at this address, e.g. 127.0.0.1:8080 (a port alone binds loopback only; name a host such as 0.0.0.0:8080 to open it to others; default: none)")
+	f.BoolVar(&record, "timeline", true, "record each worker's step timeline in the run directory's timeline/ (see 'ringtrain trace')")
 	f.IntVar(&maxRestarts, "max-restarts", 3, "with --workers: times a worker that dies while the job runs is started again")
 	f.StringVar(&spec.Codec, "codec", "", "gradient codec between workers: fp32 (default), bf16 or fp16 (optionally +zstd or +s2), or powersgd-rN (rank N, e.g. powersgd-r4)")
 	f.IntVar(&spec.CheckpointEvery, "checkpoint-every", 0, "steps between checkpoints (0: every epoch)")

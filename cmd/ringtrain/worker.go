@@ -19,6 +19,7 @@ func newWorkerCmd() *cobra.Command {
 		dataDir      string
 		threads      int
 		shm          bool
+		timelineDir  string
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -60,6 +61,7 @@ job is complete. SIGTERM makes it leave the job at once; the others carry on.`,
 				StoreDir: p.store, DataDir: dataDir, Threads: threads,
 				ControlDial: []grpc.DialOption{dialOption(clientTLS)}, ServerTLS: serverTLS, ClientTLS: clientTLS,
 				NoSharedMemory: !shm,
+				TimelineDir:    timelineDir,
 				Logf:           func(f string, a ...any) { fmt.Fprintf(os.Stderr, "%s: %s\n", p.name, fmt.Sprintf(f, a...)) },
 			}
 			if file != "" {
@@ -93,6 +95,7 @@ job is complete. SIGTERM makes it leave the job at once; the others carry on.`,
 	f.StringVar(&p.store, "store", "", "checkpoint store directory (default: the one the coordinator advertises)")
 	f.StringVar(&dataDir, "data-dir", "", "data set directory (default: the job's data_dir, else the user cache)")
 	f.IntVar(&threads, "threads", 0, "compute threads (default: the job's threads, else all cores)")
+	f.StringVar(&timelineDir, "timeline", "", "record the step timeline in DIR/<name>.jsonl (a shared volume; 'ringtrain trace --dir DIR' reads it); off when empty")
 	f.BoolVar(&shm, "shm", true, "exchange gradients with ring neighbours on this host through shared memory (/dev/shm); false keeps them on gRPC")
 	return cmd
 }
