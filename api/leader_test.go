@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -147,5 +148,63 @@ func TestLeaderClientStopsWhenCancelled(t *testing.T) {
 func TestNewLeaderClientNeedsAnAddress(t *testing.T) {
 	if _, err := NewLeaderClient(nil, time.Second); err == nil || err.Error() != "api: no coordinator address" {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestCheckAddress(t *testing.T) {
+	for _, ok := range []string{"coordinator:7070", "10.0.0.1:1", "[::1]:65535", "a.b.svc.cluster.local:7070"} {
+		if err := CheckAddress(ok); err != nil {
+			t.Errorf("CheckAddress(%q) = %v", ok, err)
+		}
+	}
+	for addr, want := range map[string]string{
+		"coordinator":       "not HOST:PORT",
+		"coordinator:":      "no port",
+		":7070":             "no host",
+		"coordinator:0":     "port",
+		"coordinator:65536": "port",
+		"coordinator:grpc":  "port",
+		"a:b:c":             "not HOST:PORT",
+		"":                  "not HOST:PORT",
+	} {
+		if err := CheckAddress(addr); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckAddress(%q) = %v, want an error saying %q", addr, err, want)
+		}
+	}
+	if _, err := NewLeaderClient([]string{"ok:1", "coordinator:"}, time.Second); err == nil || !strings.Contains(err.Error(), "coordinator:") {
+		t.Errorf("NewLeaderClient with an address without a port: %v", err)
+	}
+}
+
+// Diagnose calls transient what may cure itself (a refused connection, a
+// standby) and names what cannot (a server without the control service).
+func TestDiagnose(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	c := newLeaderClient(t, time.Second, closed)
+	err = callStatus(context.Background(), c)
+	if status.Code(err) != codes.Unavailable || c.Diagnose(context.Background(), err) != nil {
+		t.Errorf("a closed port: %v, diagnosed %v; want transient", err, c.Diagnose(context.Background(), err))
+	}
+	sb := newLeaderClient(t, time.Second, serve(t, standby("standby coordinator b")))
+	err = callStatus(context.Background(), sb)
+	if d := sb.Diagnose(context.Background(), err); status.Code(err) != codes.Unavailable || d != nil {
+		t.Errorf("a standby: %v, diagnosed %v; want transient", err, d)
+	}
+	ln, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	go g.Serve(ln)
+	t.Cleanup(g.Stop)
+	other := newLeaderClient(t, time.Second, ln.Addr().String())
+	err = callStatus(context.Background(), other)
+	if d := other.Diagnose(context.Background(), err); d == nil || !strings.Contains(d.Error(), ln.Addr().String()) {
+		t.Errorf("a gRPC server without the control service: %v, diagnosed %v; want an error naming it", err, d)
 	}
 }

@@ -287,14 +287,15 @@ func (c *EtcdCommitter) Latest(ctx context.Context) (m Manifest, ok bool, err er
 // `latest`) whose files in the store verify against its committed manifest.
 // Each one that fails, or whose record is unusable, is reported through
 // warnf and skipped, so the previous one is used. It returns nil and no
-// error when nothing is committed, and an error when nothing committed
+// error when nothing is committed, and an error wrapping ErrNoneVerifies,
+// naming each checkpoint and why it fails, when nothing committed
 // verifies.
 func (c *EtcdCommitter) LoadLatest(ctx context.Context, warnf func(format string, args ...any)) (*Checkpoint, error) {
 	recs, latest, err := c.snapshot(ctx)
 	if err != nil || latest == "" {
 		return nil, err
 	}
-	var errs []error
+	var names, whys []string
 	for i := len(recs) - 1; i >= 0; i-- {
 		r := recs[i]
 		if r.name > latest {
@@ -308,13 +309,26 @@ func (c *EtcdCommitter) LoadLatest(ctx context.Context, warnf func(format string
 		if err == nil {
 			return ck, nil
 		}
-		errs = append(errs, err)
+		names, whys = append(names, r.name), append(whys, err.Error())
 		if warnf != nil {
 			warnf("skipping checkpoint %s: %v", r.name, err)
 		}
 	}
-	return nil, fmt.Errorf("checkpoint: no checkpoint of job %s committed in etcd verifies in %s: %w", c.job, c.store.dir, errors.Join(errs...))
+	return nil, &noneVerifiesError{fmt.Sprintf("checkpoint: none of job %s's %d checkpoints committed in etcd (%s) verifies in %s: %s",
+		c.job, len(names), strings.Join(names, ", "), c.store.dir, strings.Join(whys, "; "))}
 }
+
+// ErrNoneVerifies is matched (errors.Is) by the error of
+// EtcdCommitter.LoadLatest when checkpoints are committed but the files of
+// none of them verify in the store: it is not the store they were written
+// to, or their files are gone or damaged.
+var ErrNoneVerifies = errors.New("checkpoint: no committed checkpoint verifies")
+
+// noneVerifiesError says which committed checkpoints fail and why.
+type noneVerifiesError struct{ msg string }
+
+func (e *noneVerifiesError) Error() string        { return e.msg }
+func (e *noneVerifiesError) Is(target error) bool { return target == ErrNoneVerifies }
 
 // Retain keeps the newest keep committed checkpoints (counted back from
 // `latest`) and deletes the older records in one transaction with the same
@@ -376,8 +390,11 @@ func (c *EtcdCommitter) Retain(ctx context.Context, keep int, leaderKey string, 
 	return nil
 }
 
-// validCheckpointName accepts the names NameForStep makes: the ckpt- prefix
-// and no path separators or dot segments.
+// ValidName accepts the names NameForStep makes: the ckpt- prefix and no
+// path separators or dot segments, so a name stays inside its store.
+func ValidName(name string) error { return validCheckpointName(name) }
+
+// validCheckpointName is ValidName.
 func validCheckpointName(name string) error {
 	if !strings.HasPrefix(name, dirPrefix) || len(name) == len(dirPrefix) ||
 		strings.ContainsAny(name, "/\\\x00") || strings.Contains(name, "..") || isStaging(name) {

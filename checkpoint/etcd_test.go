@@ -314,8 +314,10 @@ func TestEtcdCorruptCheckpointFallsBack(t *testing.T) {
 
 	// When nothing verifies, LoadLatest says so.
 	flipByte(t, filepath.Join(e.store.Dir(), NameForStep(10), "model.safetensors"))
-	if ck, err := e.c.LoadLatest(e.ctx, nil); ck != nil || err == nil {
-		t.Fatalf("all corrupt: LoadLatest = %v, %v", ck, err)
+	if ck, err := e.c.LoadLatest(e.ctx, nil); ck != nil || !errors.Is(err, ErrNoneVerifies) ||
+		!strings.Contains(err.Error(), NameForStep(20)+", "+NameForStep(10)) ||
+		!strings.Contains(err.Error(), e.store.Dir()) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("all corrupt: LoadLatest = %v, %v; want ErrNoneVerifies, on one line naming both and the store", ck, err)
 	}
 }
 

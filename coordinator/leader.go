@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,8 +46,10 @@ func (e *fatalError) Unwrap() error { return e.err }
 // leader key). It returns nil when ctx ends, after resigning (so a standby
 // takes over at once) and after every goroutine it started has returned. It
 // returns an error only when this coordinator must not lead the job: etcd
-// holds checkpoints of another job under the same name, or its keys cannot
-// be understood.
+// holds the state or checkpoints of another job under the same name (and
+// ServerConfig.ReplaceJob is not set), none of the checkpoints committed
+// in etcd verifies in the store, or its keys cannot be understood. The
+// error is logged once.
 func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -217,16 +220,6 @@ func (s *Server) startTerm(ctx context.Context, key string, rev int64) (*term, e
 			return nil, &fatalError{fmt.Errorf("coordinator: etcd key %s holds %q, not a generation number", genKey, resp.Kvs[0].Value)}
 		}
 	}
-	// Resume from the newest committed checkpoint whose files verify: one
-	// that fails its checksums is skipped with a warning.
-	ck, err := committer.LoadLatest(rctx, func(f string, a ...any) { s.logf("coordinator: warning: "+f, a...) })
-	if err != nil {
-		return nil, fmt.Errorf("coordinator: job %s: %w", s.job, err)
-	}
-	if ck != nil && ck.Manifest.JobHash != s.hash {
-		return nil, &fatalError{fmt.Errorf("coordinator: etcd holds job %s's checkpoints with hash %s; this job file has hash %s",
-			s.job, ck.Manifest.JobHash, s.hash)}
-	}
 	stateKey := EtcdStateKey(s.job)
 	resp, err = s.cfg.Etcd.Get(rctx, stateKey)
 	if err != nil {
@@ -238,6 +231,42 @@ func (s *Server) startTerm(ctx context.Context, key string, rev int64) (*term, e
 			s.logf("coordinator: warning: etcd key %s holds no job state (%v); overwriting it", stateKey, err)
 			st = JobState{}
 		}
+	}
+	// The keys under the job's name must be this job's: a job file with
+	// another hash is another job, whose generation, state and checkpoints
+	// this one must not take up.
+	other := ""
+	if st.JobHash != "" && st.JobHash != s.hash {
+		other = st.JobHash
+	} else if m, ok, err := committer.Latest(rctx); err == nil && ok && m.JobHash != s.hash {
+		other = m.JobHash
+	}
+	if other != "" {
+		if !s.cfg.ReplaceJob {
+			return nil, &fatalError{fmt.Errorf("coordinator: etcd holds the state of another job named %s (hash %s; this job file has hash %s) "+
+				"under /ringtrain/%s/: give this job another name (name: in the job file), or start it over with --replace-job, "+
+				"which clears that job's etcd state", s.job, other, s.hash, s.job)}
+		}
+		if err := s.replaceJob(ctx, key, rev, other, gen); err != nil {
+			return nil, err
+		}
+		gen, st = 0, JobState{}
+	}
+	// Resume from the newest committed checkpoint whose files verify: one
+	// that fails its checksums is skipped with a warning. When none does,
+	// the store is not the one the job wrote to (or its files are gone):
+	// campaigning again cannot help.
+	ck, err := committer.LoadLatest(rctx, func(f string, a ...any) { s.logf("coordinator: warning: "+f, a...) })
+	if errors.Is(err, checkpoint.ErrNoneVerifies) {
+		return nil, &fatalError{fmt.Errorf("coordinator: job %s: %w; is --store (%s) the volume its workers wrote to? "+
+			"Check it with `ringtrain checkpoint verify --dir %s`", s.job, err, s.storeDir, s.storeDir)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: job %s: %w", s.job, err)
+	}
+	if ck != nil && ck.Manifest.JobHash != s.hash {
+		return nil, &fatalError{fmt.Errorf("coordinator: etcd holds job %s's checkpoints with hash %s; this job file has hash %s",
+			s.job, ck.Manifest.JobHash, s.hash)}
 	}
 
 	cfg := s.smConfig
@@ -260,12 +289,8 @@ func (s *Server) startTerm(ctx context.Context, key string, rev int64) (*term, e
 		t.lastTrain = int64(latest.Step)
 		t.done = s.isFinal(latest.Epoch, latest.Position)
 	}
-	if st.State == "done" {
-		if st.JobHash == s.hash {
-			t.done = true
-		} else {
-			s.logf("coordinator: warning: etcd says job %s with hash %s is done; this job file has hash %s, starting it", s.job, st.JobHash, s.hash)
-		}
+	if st.State == "done" && st.JobHash == s.hash {
+		t.done = true
 	}
 	t.sm, err = New(cfg)
 	if err != nil {
@@ -299,6 +324,41 @@ func (s *Server) startTerm(ctx context.Context, key string, rev int64) (*term, e
 	return t, nil
 }
 
+// replaceJob clears the etcd keys of another job (hash other, at
+// generation gen) under this job's name: its state, generation and
+// committed checkpoints, in one transaction guarded by this term's leader
+// key (key, rev). The leader keys stay. It logs what it cleared; the
+// cleared checkpoints' files stay in the store, where this job's own
+// checkpoints replace them as it reaches their steps and retention removes
+// the rest.
+func (s *Server) replaceJob(ctx context.Context, key string, rev int64, other string, gen uint64) error {
+	rctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	prefix := checkpoint.EtcdCheckpointsPrefix(s.job)
+	resp, err := s.cfg.Etcd.Get(rctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return fmt.Errorf("coordinator: reading %s: %w", prefix, err)
+	}
+	var names []string
+	for _, kv := range resp.Kvs {
+		names = append(names, strings.TrimPrefix(string(kv.Key), prefix))
+	}
+	err = s.guardedBy(ctx, key, rev, "clearing the state of the job it replaces",
+		clientv3.OpDelete(EtcdStateKey(s.job)),
+		clientv3.OpDelete(checkpoint.EtcdGenerationKey(s.job)),
+		clientv3.OpDelete(prefix, clientv3.WithPrefix()))
+	if err != nil {
+		return err
+	}
+	ckpts := "none"
+	if len(names) > 0 {
+		ckpts = strings.Join(names, ", ")
+	}
+	s.logf("coordinator: replacing the job named %s with hash %s (generation %d; checkpoint keys: %s): its etcd state is cleared "+
+		"(its files stay in %s); starting job hash %s afresh", s.job, other, gen, ckpts, s.storeDir, s.hash)
+	return nil
+}
+
 // isFinal reports whether a data position is the end of the job's last
 // epoch.
 func (s *Server) isFinal(epoch, consumed int) bool {
@@ -309,17 +369,23 @@ func (s *Server) isFinal(epoch, consumed int) bool {
 // guarded runs ops in one etcd transaction only if t's leader key still
 // exists with the revision it won the election with.
 func (s *Server) guarded(ctx context.Context, t *term, what string, ops ...clientv3.Op) error {
+	return s.guardedBy(ctx, t.key, t.rev, what, ops...)
+}
+
+// guardedBy runs ops in one etcd transaction only if the leader key key
+// still exists with create revision rev.
+func (s *Server) guardedBy(ctx context.Context, key string, rev int64, what string, ops ...clientv3.Op) error {
 	ctx, cancel := context.WithTimeout(ctx, etcdOpTimeout)
 	defer cancel()
 	resp, err := s.cfg.Etcd.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(t.key), "=", t.rev)).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).
 		Then(ops...).
 		Commit()
 	if err != nil {
 		return fmt.Errorf("coordinator: %s: etcd: %w", what, err)
 	}
 	if !resp.Succeeded {
-		return fmt.Errorf("coordinator: %s: %w (leader key %s is gone)", what, checkpoint.ErrNotLeader, t.key)
+		return fmt.Errorf("coordinator: %s: %w (leader key %s is gone)", what, checkpoint.ErrNotLeader, key)
 	}
 	return nil
 }

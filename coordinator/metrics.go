@@ -17,6 +17,7 @@ type metrics struct {
 
 	leader         prometheus.Gauge
 	heartbeats     prometheus.Counter
+	refused        prometheus.Counter
 	committed      prometheus.Counter
 	commitFailures prometheus.Counter
 }
@@ -30,6 +31,9 @@ func newMetrics(s *Server) *metrics {
 		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ringtrain_heartbeats_total", Help: "Worker heartbeats answered as leader.",
 		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ringtrain_wrong_token_refusals_total", Help: "Calls refused for a wrong join token.",
+		}),
 		committed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ringtrain_checkpoints_committed_total", Help: "Checkpoints committed in etcd.",
 		}),
@@ -37,7 +41,7 @@ func newMetrics(s *Server) *metrics {
 			Name: "ringtrain_checkpoint_commit_failures_total", Help: "Checkpoints every rank reported that were not committed.",
 		}),
 	}
-	m.reg.MustRegister(m.leader, m.heartbeats, m.committed, m.commitFailures, &jobCollector{s: s})
+	m.reg.MustRegister(m.leader, m.heartbeats, m.refused, m.committed, m.commitFailures, &jobCollector{s: s})
 	return m
 }
 

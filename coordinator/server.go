@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/ringtrain/ringtrain/api"
@@ -51,7 +53,7 @@ type ServerConfig struct {
 	// StoreDir (checkpoint.Open).
 	Store *checkpoint.Store
 	// StoreDir is the store directory advertised to workers (default
-	// Store.Dir()).
+	// Store.Dir()), made absolute.
 	StoreDir string
 	// Samples is the number of training samples per epoch (0: the data
 	// set's, as dataset.TrainSamples counts them); the coordinator loads
@@ -93,6 +95,14 @@ type ServerConfig struct {
 	// Stragglers are the thresholds of straggler detection (zero fields:
 	// the defaults; see StragglerDetector).
 	Stragglers StragglerConfig
+	// ReplaceJob lets this coordinator start its job over when etcd holds
+	// the state of another job (another job hash) under the same name: the
+	// leader clears that job's state, generation and committed checkpoints
+	// from etcd (its files stay in the store) and starts afresh. Without
+	// it such a coordinator refuses to lead (Run's error). The state of
+	// this very job is always resumed: a store in which none of its
+	// committed checkpoints verifies is an error either way.
+	ReplaceJob bool
 	// Logf receives log lines (nil: discarded).
 	Logf func(format string, args ...any)
 	// Now is the clock for timestamps in status and records (nil: time.Now).
@@ -165,6 +175,47 @@ type Server struct {
 	// records reads RunDir's metrics log while this coordinator is a
 	// standby (nil without a RunDir).
 	records *dashboard.RecordsFile
+
+	// refused rate-limits the log lines of calls refused for a wrong
+	// token.
+	refused refusalLog
+}
+
+// refusalLogEvery is the least time between two log lines of calls
+// refused for a wrong token.
+const refusalLogEvery = 10 * time.Second
+
+// refusalLog rate-limits the log lines of refused calls: the first is
+// logged, then at most one per period, with the number refused since the
+// line before.
+type refusalLog struct {
+	mu     sync.Mutex
+	every  time.Duration // 0: refusalLogEvery
+	last   time.Time
+	missed int
+}
+
+func (r *refusalLog) setEvery(d time.Duration) {
+	r.mu.Lock()
+	r.every = d
+	r.mu.Unlock()
+}
+
+// allow reports whether a refusal at now is logged and, if so, how many
+// were not since the last one logged.
+func (r *refusalLog) allow(now time.Time) (ok bool, missed int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	every := r.every
+	if every == 0 {
+		every = refusalLogEvery
+	}
+	if !r.last.IsZero() && now.Sub(r.last) < every {
+		r.missed++
+		return false, 0
+	}
+	missed, r.last, r.missed = r.missed, now, 0
+	return true, missed
 }
 
 // historyLen bounds the generation history a coordinator keeps.
@@ -323,6 +374,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.StoreDir == "" {
 		cfg.StoreDir = cfg.Store.Dir()
 	}
+	// Workers take the store as an absolute, clean path: a relative one
+	// would name another directory in each worker's working directory.
+	if abs, err := filepath.Abs(cfg.StoreDir); err == nil {
+		cfg.StoreDir = abs
+	}
 	s := &Server{
 		cfg:       cfg,
 		job:       jobName,
@@ -400,6 +456,25 @@ func (s *Server) tokenOK(token string) bool {
 
 var errWrongToken = status.Error(codes.PermissionDenied, "coordinator: wrong join token")
 
+// wrongToken logs a call (what) refused for a wrong token, naming the
+// peer's address and the worker name it claims, never the token
+// (rate-limited: refusalLog), and returns the refusal.
+func (s *Server) wrongToken(ctx context.Context, what, name string) error {
+	from := "an unknown address"
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		from = p.Addr.String()
+	}
+	if ok, missed := s.refused.allow(time.Now()); ok {
+		more := ""
+		if missed > 0 {
+			more = fmt.Sprintf(" (and %d more calls refused for a wrong token since the last such line)", missed)
+		}
+		s.logf("coordinator: refused a %s from %s claiming to be worker %q: wrong join token%s", what, from, name, more)
+	}
+	s.metrics.refused.Inc()
+	return errWrongToken
+}
+
 // leaderName returns the current leader's name as etcd has it, best
 // effort ("unknown" when etcd does not answer quickly).
 func (s *Server) leaderName(ctx context.Context) string {
@@ -451,7 +526,7 @@ func (s *Server) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinReply
 		return nil, status.Error(codes.InvalidArgument, "coordinator: join without a worker name")
 	}
 	if !s.tokenOK(req.Token) {
-		return nil, errWrongToken
+		return nil, s.wrongToken(ctx, "join", req.Name)
 	}
 	hash := req.JobHash
 	if hash == "" {
@@ -505,7 +580,7 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 		return nil, status.Error(codes.InvalidArgument, "coordinator: heartbeat without a worker name")
 	}
 	if !s.tokenOK(req.Token) {
-		return nil, errWrongToken
+		return nil, s.wrongToken(ctx, "heartbeat", req.Name)
 	}
 	if req.Step < 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "coordinator: heartbeat from %s: negative step %d", req.Name, req.Step)
@@ -608,7 +683,7 @@ func (s *Server) Leave(ctx context.Context, req *api.LeaveRequest) (*api.LeaveRe
 		return nil, status.Error(codes.InvalidArgument, "coordinator: leave without a worker name")
 	}
 	if !s.tokenOK(req.Token) {
-		return nil, errWrongToken
+		return nil, s.wrongToken(ctx, "leave", req.Name)
 	}
 	t := s.leading()
 	if t == nil {

@@ -47,7 +47,7 @@ type commitJob struct {
 // seals it in the store and commits it in etcd (see api.ControlServer).
 // Reports naming an earlier generation are acknowledged and ignored.
 func (s *Server) ReportCheckpoint(ctx context.Context, req *api.CheckpointReport) (*api.CheckpointAck, error) {
-	if err := s.checkReport(req); err != nil {
+	if err := s.checkReport(ctx, req); err != nil {
 		return nil, err
 	}
 	t := s.leading()
@@ -111,12 +111,12 @@ func (s *Server) ReportCheckpoint(ctx context.Context, req *api.CheckpointReport
 }
 
 // checkReport rejects malformed reports and wrong tokens.
-func (s *Server) checkReport(req *api.CheckpointReport) error {
+func (s *Server) checkReport(ctx context.Context, req *api.CheckpointReport) error {
 	if req == nil || req.Name == "" {
 		return status.Error(codes.InvalidArgument, "coordinator: checkpoint report without a worker name")
 	}
 	if !s.tokenOK(req.Token) {
-		return errWrongToken
+		return s.wrongToken(ctx, "checkpoint report", req.Name)
 	}
 	bad := func(format string, args ...any) error {
 		return status.Errorf(codes.InvalidArgument, "coordinator: checkpoint report from %s: %s", req.Name, fmt.Sprintf(format, args...))

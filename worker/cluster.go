@@ -61,6 +61,11 @@ type ClusterOptions struct {
 	// Timeout bounds every wait for a ring neighbour and every control
 	// call (0: 3s).
 	Timeout time.Duration
+	// JoinTimeout bounds the wait to join the job when the worker starts
+	// (0: no bound, as a Kubernetes pod waits for its coordinator). While
+	// it waits the worker logs what it waits for every JoinReport (0:
+	// 30s).
+	JoinTimeout, JoinReport time.Duration
 
 	Logf func(format string, args ...any)
 	// TimelineDir, when set, is where the worker records its step
@@ -72,6 +77,9 @@ type ClusterOptions struct {
 	AfterStep func(step int64, params []float32)
 }
 
+// DefaultJoinReport is how often a worker waiting to join says so.
+const DefaultJoinReport = 30 * time.Second
+
 // ClusterWorker is one worker process of a cluster: it joins the job, runs
 // each generation of the ring it is given, and checkpoints its shard.
 type ClusterWorker struct {
@@ -82,6 +90,8 @@ type ClusterWorker struct {
 	kick chan struct{} // asks the heartbeat loop for an immediate beat
 
 	mu         sync.Mutex
+	jobHash    string              // the hash of the job this worker runs, once joined
+	failed     error               // a fatal error of the heartbeat loop: it ends Run
 	reply      *api.HeartbeatReply // the newest heartbeat reply
 	changed    chan struct{}       // closed and replaced when reply changes
 	prog       progress
@@ -113,14 +123,20 @@ type progress struct {
 // NewClusterWorker checks the options and connects to the coordinators
 // (lazily: nothing is dialled until Run).
 func NewClusterWorker(o ClusterOptions) (*ClusterWorker, error) {
-	if o.Name == "" || strings.ContainsAny(o.Name, " \t\r\n/") {
-		return nil, fmt.Errorf("worker: bad worker name %q", o.Name)
+	if err := checkWorkerName(o.Name); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
 	}
 	if o.Token == "" {
 		return nil, errors.New("worker: no join token (set --token-file or RINGTRAIN_JOIN_TOKEN)")
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 3 * time.Second
+	}
+	if o.JoinTimeout < 0 {
+		return nil, fmt.Errorf("worker: negative join timeout %v", o.JoinTimeout)
+	}
+	if o.JoinReport <= 0 {
+		o.JoinReport = DefaultJoinReport
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
@@ -172,9 +188,13 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 	w.mu.Lock()
 	w.gossipAddr = gossip.Addr()
 	w.mu.Unlock()
-	rep, err := w.join(ctx)
+	rep, err := w.join(ctx, true)
 	if err != nil {
 		return err
+	}
+	hbInterval, err := checkJoinReply(rep, w.o.StoreDir != "")
+	if err != nil {
+		return fatal(fmt.Errorf("worker: the coordinator at %s: %w", strings.Join(w.o.Coordinators, ","), err))
 	}
 	spec, err := job.Parse([]byte(rep.Job), "the coordinator's job")
 	if err != nil {
@@ -186,6 +206,9 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 	if spec.Hash() != rep.JobHash {
 		return fatal(fmt.Errorf("worker: the coordinator's job hashes to %s but it announced %s", spec.Hash(), rep.JobHash))
 	}
+	w.mu.Lock()
+	w.jobHash = rep.JobHash // joining again, the worker asks for this job
+	w.mu.Unlock()
 	if w.o.DataDir != "" {
 		spec.DataDir = w.o.DataDir
 	}
@@ -221,7 +244,7 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 	hbDone := make(chan struct{})
 	go func() {
 		defer close(hbDone)
-		w.heartbeats(hbCtx, time.Duration(max(rep.HeartbeatMillis, 10))*time.Millisecond)
+		w.heartbeats(hbCtx, hbInterval)
 	}()
 	defer func() { stopHB(); <-hbDone }()
 
@@ -240,12 +263,21 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 	})
 }
 
-// join registers with the coordinator, retrying while it is unreachable,
-// a standby or full; a refusal is final.
-func (w *ClusterWorker) join(ctx context.Context) (*api.JoinReply, error) {
+// join registers with the coordinator. It retries while the coordinators
+// are unreachable, a standby or full, backing off up to 2s and saying what
+// it waits for when that changes and every JoinReport; a refusal is final.
+// When the worker starts (first), so are an address that can never work
+// (api.LeaderClient.Diagnose) and the end of JoinTimeout (when set).
+// Joining again, the worker asks for the job it runs: a coordinator that
+// runs another job now refuses it.
+func (w *ClusterWorker) join(ctx context.Context, first bool) (*api.JoinReply, error) {
 	w.mu.Lock()
-	httpAddr, gossip, p := w.o.HTTPAddr, w.gossipAddr, w.prog
+	httpAddr, gossip, p, running := w.o.HTTPAddr, w.gossipAddr, w.prog, w.jobHash
 	w.mu.Unlock()
+	timeout := time.Duration(0)
+	if first {
+		timeout = w.o.JoinTimeout
+	}
 	req := &api.JoinRequest{
 		Name: w.o.Name, Token: w.o.Token, DataAddr: w.o.DataAdvertise,
 		GossipAddr: gossip, HTTPAddr: httpAddr,
@@ -256,17 +288,33 @@ func (w *ClusterWorker) join(ctx context.Context) (*api.JoinReply, error) {
 	if w.o.Spec != nil {
 		req.JobHash = w.o.Spec.Hash()
 	}
+	if running != "" {
+		req.JobHash = running
+	}
+	where := strings.Join(w.o.Coordinators, ",")
+	start := time.Now()
+	jctx, expired := ctx, (<-chan struct{})(nil) // expired: the join timeout passed
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		jctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+		expired = jctx.Done()
+	}
 	delay := 100 * time.Millisecond
 	var last string
+	var reported time.Time
 	for {
 		var rep *api.JoinReply
-		err := w.ctl.Call(ctx, func(c context.Context, cl *api.ControlClient) error {
+		err := w.ctl.Call(jctx, func(c context.Context, cl *api.ControlClient) error {
 			var err error
 			rep, err = cl.Join(c, req)
 			return err
 		})
 		if err == nil {
-			w.logf("joined the job at %s", strings.Join(w.o.Coordinators, ","))
+			if running != "" && rep.JobHash != running {
+				return nil, fatal(fmt.Errorf("worker: the coordinator at %s now runs job hash %s; this worker runs %s", where, rep.JobHash, running))
+			}
+			w.logf("joined the job at %s", where)
 			return rep, nil
 		}
 		switch status.Code(err) {
@@ -276,17 +324,52 @@ func (w *ClusterWorker) join(ctx context.Context) (*api.JoinReply, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if msg := status.Convert(err).Message(); msg != last {
-			w.logf("waiting to join: %s", msg)
-			last = msg
+		msg := status.Convert(err).Message()
+		timedOut := func() error {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if last == "" {
+				last = msg
+			}
+			return fatal(fmt.Errorf("worker: no coordinator at %s admitted %s within the join timeout of %v: %s",
+				where, w.o.Name, timeout, last))
 		}
+		if timeout > 0 && jctx.Err() != nil {
+			return nil, timedOut() // the call was cut short: say why the ones before failed
+		}
+		if first {
+			if perr := w.ctl.Diagnose(ctx, err); perr != nil {
+				return nil, fatal(fmt.Errorf("worker: %w", perr))
+			}
+		}
+		now := time.Now()
+		switch {
+		case msg != last:
+			w.logf("waiting for the coordinator at %s: %s", where, msg)
+			reported = now
+		case now.Sub(reported) >= w.o.JoinReport:
+			w.logf("still waiting for the coordinator at %s: %s (for %s)", where, msg, roundWait(now.Sub(start)))
+			reported = now
+		}
+		last = msg
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-expired:
+			return nil, timedOut()
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 2*time.Second)
 	}
+}
+
+// roundWait rounds a wait for a log line: to the second from 10s on.
+func roundWait(d time.Duration) time.Duration {
+	if d >= 10*time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(10 * time.Millisecond)
 }
 
 // heartbeats reports progress every interval (and at once when kicked)
@@ -318,8 +401,9 @@ func (w *ClusterWorker) heartbeats(ctx context.Context, interval time.Duration) 
 			w.setReply(rep)
 		case status.Code(err) == codes.NotFound:
 			w.logf("the coordinator does not know this worker (%s): joining again", status.Convert(err).Message())
-			if _, err := w.join(ctx); err != nil && ctx.Err() == nil {
-				w.logf("warning: join again: %v", err)
+			if _, err := w.join(ctx, false); err != nil && ctx.Err() == nil {
+				w.fail(err) // refused: the coordinator runs another job, or with another token
+				return
 			}
 		}
 		select {
@@ -329,6 +413,25 @@ func (w *ClusterWorker) heartbeats(ctx context.Context, interval time.Duration) 
 		case <-w.kick:
 		}
 	}
+}
+
+// fail ends the worker with err (from the heartbeat loop): waitReply
+// returns it.
+func (w *ClusterWorker) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failed == nil {
+		w.failed = fatal(err)
+		close(w.changed)
+		w.changed = make(chan struct{})
+	}
+}
+
+// failure is the error fail set, or nil.
+func (w *ClusterWorker) failure() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failed
 }
 
 func (w *ClusterWorker) setReply(r *api.HeartbeatReply) {
@@ -364,12 +467,16 @@ func (w *ClusterWorker) setProgress(fn func(p *progress)) {
 	w.mu.Unlock()
 }
 
-// waitReply blocks until the newest reply satisfies ok, or ctx ends.
+// waitReply blocks until the newest reply satisfies ok, ctx ends, or the
+// heartbeat loop fails (its error).
 func (w *ClusterWorker) waitReply(ctx context.Context, ok func(*api.HeartbeatReply) bool) (*api.HeartbeatReply, error) {
 	for {
 		w.mu.Lock()
-		r, ch := w.reply, w.changed
+		r, ch, failed := w.reply, w.changed, w.failed
 		w.mu.Unlock()
+		if failed != nil {
+			return nil, failed
+		}
 		if r != nil && ok(r) {
 			return r, nil
 		}
@@ -407,6 +514,9 @@ func (w *ClusterWorker) loop(ctx context.Context, t *trainer, l *lifecycle, leav
 		case rd.Train != nil:
 			l.Advance()
 			err := w.runGeneration(ctx, t, rd.Train)
+			if f := w.failure(); f != nil {
+				return f
+			}
 			if ctx.Err() != nil {
 				l.Stopped(context.Cause(ctx))
 				continue
@@ -419,6 +529,9 @@ func (w *ClusterWorker) loop(ctx context.Context, t *trainer, l *lifecycle, leav
 		}
 		l.Advance()
 		rep, err := w.waitReply(ctx, func(r *api.HeartbeatReply) bool { return r != fed })
+		if f := w.failure(); f != nil {
+			return f
+		}
 		if err != nil {
 			l.Stopped(context.Cause(ctx))
 			continue

@@ -44,6 +44,10 @@ type fakeCoordinator struct {
 	done    bool
 	// phases sums the phase figures of each worker's heartbeats.
 	phases map[string]*phaseSums
+	// editJoin and editBeat, when set, change every join and heartbeat
+	// reply (tests of a coordinator's bad replies).
+	editJoin func(*api.JoinReply)
+	editBeat func(*api.HeartbeatReply)
 }
 
 // phaseSums are the phase figures of a worker's heartbeats, summed over
@@ -54,6 +58,8 @@ type phaseSums struct {
 }
 
 func (f *fakeCoordinator) Join(_ context.Context, r *api.JoinRequest) (*api.JoinReply, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if r.Token != f.token {
 		return nil, status.Error(codes.PermissionDenied, "wrong join token")
 	}
@@ -64,8 +70,6 @@ func (f *fakeCoordinator) Join(_ context.Context, r *api.JoinRequest) (*api.Join
 	if err != nil {
 		return nil, err
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.members[r.Name] = r.DataAddr
 	if len(f.members) == f.world && f.gen == nil {
 		g := f.first
@@ -75,7 +79,11 @@ func (f *fakeCoordinator) Join(_ context.Context, r *api.JoinRequest) (*api.Join
 		}
 		f.gen = &g
 	}
-	return &api.JoinReply{Job: string(y), JobHash: f.spec.Hash(), JobID: 7, Gossip: []string{f.gossip.Addr()}, HeartbeatMillis: 20, StoreDir: f.store.Dir()}, nil
+	rep := &api.JoinReply{Job: string(y), JobHash: f.spec.Hash(), JobID: 7, Gossip: []string{f.gossip.Addr()}, HeartbeatMillis: 20, StoreDir: f.store.Dir()}
+	if f.editJoin != nil {
+		f.editJoin(rep)
+	}
+	return rep, nil
 }
 
 func mapKeys(m map[string]string) func(func(string) bool) {
@@ -110,7 +118,11 @@ func (f *fakeCoordinator) Heartbeat(_ context.Context, r *api.HeartbeatRequest) 
 		p.compute += n * st.ComputeSeconds
 		p.reduce += n * st.ReduceSeconds
 	}
-	return &api.HeartbeatReply{Generation: f.gen, Status: "running", Stop: f.done}, nil
+	rep := &api.HeartbeatReply{Generation: f.gen, Status: "running", Stop: f.done}
+	if f.editBeat != nil {
+		f.editBeat(rep)
+	}
+	return rep, nil
 }
 
 func (f *fakeCoordinator) ReportCheckpoint(_ context.Context, r *api.CheckpointReport) (*api.CheckpointAck, error) {

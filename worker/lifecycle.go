@@ -25,7 +25,9 @@ import (
 //
 // A generation is trained at most once: only a newer one than the last
 // trained starts training. A reply that pauses the job, or names a ring
-// without this worker, is waited through.
+// without this worker, is waited through. A reply that fails
+// checkHeartbeatReply ends the worker: a coordinator that sends one is
+// broken or not the job's.
 type lifecycle struct {
 	name      string
 	phase     phase
@@ -101,6 +103,10 @@ func (l *lifecycle) Joined() {
 func (l *lifecycle) Reply(rep *api.HeartbeatReply) {
 	if l.phase != phaseWaiting {
 		return // training ends by Ended; leaving and done ignore replies
+	}
+	if err := checkHeartbeatReply(rep); err != nil {
+		l.fail(fatal(fmt.Errorf("worker: the coordinator's heartbeat reply: %w", err)))
+		return
 	}
 	if rep.Status != l.announced {
 		l.announced = rep.Status

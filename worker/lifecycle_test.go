@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +28,7 @@ var updateLifecycle = flag.Bool("update", false, "rewrite the expected output of
 //
 //	joined
 //	reply [gen=N ring=a,b] [paused] [stop] [status=WORD]
+//	reply-json {...}        a reply as the coordinator's JSON
 //	ended ok|ring|fatal
 //	stopped
 //	advance                 Advance alone (prints what Ready asks after it)
@@ -99,7 +101,7 @@ func runLifecycleCommand(t *testing.T, l *lifecycle, cmd string) string {
 					rep.Generation = &api.Generation{}
 				}
 				for _, name := range strings.Split(v, ",") {
-					rep.Generation.Ring = append(rep.Generation.Ring, api.Peer{Name: name})
+					rep.Generation.Ring = append(rep.Generation.Ring, api.Peer{Name: name, DataAddr: name + ":7080"})
 				}
 			case "paused":
 				rep.Paused = true
@@ -110,6 +112,12 @@ func runLifecycleCommand(t *testing.T, l *lifecycle, cmd string) string {
 			default:
 				t.Fatalf("%s: unknown argument %s", cmd, a)
 			}
+		}
+		l.Reply(rep)
+	case "reply-json":
+		rep := &api.HeartbeatReply{}
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(cmd, "reply-json ")), rep); err != nil {
+			t.Fatalf("%s: %v", cmd, err)
 		}
 		l.Reply(rep)
 	case "ended":

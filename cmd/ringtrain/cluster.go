@@ -51,7 +51,8 @@ func (p *processFlags) register(f *pflag.FlagSet, listen, listenHelp string) {
 	f.StringVar(&p.tlsCA, "tls-ca", "", "CA certificate (PEM) that signs every process's certificate")
 }
 
-// token reads the join token from --token-file or the environment.
+// token reads the join token from --token-file or the environment and
+// checks it (checkToken).
 func (p *processFlags) token() (string, error) {
 	if p.tokenFile != "" {
 		b, err := os.ReadFile(p.tokenFile)
@@ -62,12 +63,39 @@ func (p *processFlags) token() (string, error) {
 		if t == "" {
 			return "", fmt.Errorf("join token: %s is empty", p.tokenFile)
 		}
-		return t, nil
+		return t, checkToken(t, p.tokenFile)
 	}
 	if t := strings.TrimSpace(os.Getenv(tokenEnv)); t != "" {
-		return t, nil
+		return t, checkToken(t, "$"+tokenEnv)
 	}
-	return "", fmt.Errorf("no join token: pass --token-file or set %s", tokenEnv)
+	return "", fmt.Errorf("no join token: pass --token-file or set %s (make one with %s)", tokenEnv, makeToken)
+}
+
+// minTokenBytes is the shortest join token a coordinator or worker
+// accepts.
+const minTokenBytes = 16
+
+// makeToken is how to make a join token.
+const makeToken = "`head -c 32 /dev/urandom | base64`"
+
+// placeholderTokens are parts of the values that stand for a token in
+// examples and manifests (deploy/k8s/base/secret.yaml), lower case.
+var placeholderTokens = []string{"replace-me", "replace_me", "replaceme", "changeme", "change-me", "change_me"}
+
+// checkToken refuses a join token that is a placeholder or shorter than
+// minTokenBytes, saying where it came from (from) and how to make one; the
+// error never shows the token.
+func checkToken(tok, from string) error {
+	lower := strings.ToLower(tok)
+	for _, p := range placeholderTokens {
+		if strings.Contains(lower, p) {
+			return fmt.Errorf("join token from %s is a placeholder (as in deploy/k8s/base/secret.yaml): make one with %s", from, makeToken)
+		}
+	}
+	if len(tok) < minTokenBytes {
+		return fmt.Errorf("join token from %s is %d bytes; use at least %d random bytes: make one with %s", from, len(tok), minTokenBytes, makeToken)
+	}
+	return nil
 }
 
 // advertiseHost is the host others reach this process at.

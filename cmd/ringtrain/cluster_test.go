@@ -135,7 +135,7 @@ func newTestCluster(t *testing.T, spec job.Spec) *testCluster {
 		t.Fatal(err)
 	}
 	c := &testCluster{
-		t: t, bin: bin, data: filepath.Join(data, "mnist"), dir: dir, token: "test-token", jobFile: jobFile, spec: spec,
+		t: t, bin: bin, data: filepath.Join(data, "mnist"), dir: dir, token: strongToken, jobFile: jobFile, spec: spec,
 		store: filepath.Join(dir, "store"), coordAt: map[string]string{}, workers: map[string]*proc{}, workerAt: map[string]string{},
 		httpAt: map[string]string{},
 	}
@@ -679,7 +679,7 @@ func TestClusterStatusAndRefusals(t *testing.T) {
 	}
 
 	// A worker with the wrong token.
-	bad := c.start("intruder", c.bin, []string{tokenEnv + "=wrong"}, "worker",
+	bad := c.start("intruder", c.bin, []string{tokenEnv + "=" + wrongToken}, "worker",
 		"--coordinator", c.coordinatorAddrs(), "--name", "intruder", "--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0",
 		"--http", "", "--advertise", "127.0.0.1", "--data-dir", c.data)
 	// A worker started for another job.
@@ -706,6 +706,11 @@ func TestClusterStatusAndRefusals(t *testing.T) {
 	}
 	if st := c.status(); st == nil || len(st.Workers) != 1 {
 		t.Errorf("refused workers became members: %+v", st)
+	}
+	// The coordinator logs the refusal of the wrong token, naming the
+	// worker, never the token.
+	if log := c.coords[0].logText(); !strings.Contains(log, `claiming to be worker "intruder": wrong join token`) || strings.Contains(log, wrongToken) {
+		t.Errorf("coordinator log of the intruder's refusal:\n%s", log)
 	}
 }
 

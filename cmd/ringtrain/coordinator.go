@@ -25,6 +25,7 @@ func newCoordinatorCmd() *cobra.Command {
 		file        string
 		exitWhenEnd bool
 		out         string
+		replaceJob  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "coordinator",
@@ -48,9 +49,21 @@ The --http listener also serves the job's live, read-only dashboard at /
 (curves, the ring and its workers, the generations with their causes, the
 committed checkpoints, the job file). It listens where --http says: all
 interfaces for the default :8080, which Kubernetes probes need; give
---http 127.0.0.1:8080 to keep it to this machine.`,
-		Example: `  RINGTRAIN_JOIN_TOKEN=secret ringtrain coordinator --etcd-endpoints http://etcd:2379 -f job.yaml --store /shared/checkpoints`,
-		Args:    cobra.NoArgs,
+--http 127.0.0.1:8080 to keep it to this machine.
+
+A job's state in etcd is keyed by the job's name. A coordinator whose job
+file has another hash than the job etcd holds under that name refuses to
+start; --replace-job starts the new job over instead, clearing the old
+job's state and committed checkpoints from etcd (their files stay in the
+store). A coordinator whose store holds none of the checkpoints etcd lists
+as committed exits, naming them and the store: --store is not the volume
+the workers wrote to, or the files are gone.
+
+The join token (--token-file or $RINGTRAIN_JOIN_TOKEN) must be at least 16
+bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
+		Example: `  head -c 32 /dev/urandom | base64 > join-token
+  ringtrain coordinator --token-file join-token --etcd-endpoints http://etcd:2379 -f job.yaml --store /shared/checkpoints`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
 				return errors.New("-f/--job is required")
@@ -89,7 +102,8 @@ interfaces for the default :8080, which Kubernetes probes need; give
 			logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "%s\n", fmt.Sprintf(f, a...)) }
 			proc, err := coordinator.Listen(coordinator.ProcessConfig{
 				Server: coordinator.ServerConfig{
-					Name: p.name, Spec: spec, CheckJob: worker.CheckJob, Token: token, Etcd: cli, StoreDir: p.store, RunDir: out, Logf: logf,
+					Name: p.name, Spec: spec, CheckJob: worker.CheckJob, Token: token, Etcd: cli, StoreDir: p.store, RunDir: out,
+					ReplaceJob: replaceJob, Logf: logf,
 				},
 				Listen: p.listen, Gossip: p.gossip, HTTP: p.http, Advertise: host, TLS: serverTLS,
 			})
@@ -107,6 +121,7 @@ interfaces for the default :8080, which Kubernetes probes need; give
 	f.StringVar(&endpoints, "etcd-endpoints", "", "etcd client URLs, comma-separated")
 	f.StringVarP(&file, "job", "f", "", "job file (YAML)")
 	f.StringVar(&p.store, "store", "", "checkpoint store directory (a volume every worker mounts at the same path)")
+	f.BoolVar(&replaceJob, "replace-job", false, "when etcd holds another job (another job hash) under this job's name, clear its etcd state and start this job over (default: refuse to start)")
 	f.BoolVar(&exitWhenEnd, "exit-when-done", false, "exit once the job is complete (default: keep serving status)")
 	f.StringVar(&out, "out", "", "run directory: metrics.jsonl, and summary.json, curves.png and model.safetensors once the job is complete (default: run/ beside --store)")
 	return cmd

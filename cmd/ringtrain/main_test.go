@@ -460,7 +460,7 @@ func TestCoordinatorChecksTheJobAtStart(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("model: lenet5\ndataset: mnist\ncodec: bf17\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(tokenEnv, "secret")
+	t.Setenv(tokenEnv, strongToken)
 	store := filepath.Join(dir, "store")
 	start := time.Now()
 	_, err := runCLI(t, "coordinator", "-f", bad, "--etcd-endpoints", "http://127.0.0.1:1", "--store", store,

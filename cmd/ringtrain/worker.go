@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -20,6 +21,7 @@ func newWorkerCmd() *cobra.Command {
 		threads      int
 		shm          bool
 		timelineDir  string
+		joinTimeout  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -30,9 +32,20 @@ The worker joins the job at --coordinator (a comma-separated list when there
 are standby coordinators) with the join token, trains its shard of each epoch
 in lock step with the other workers (gradients summed by ring all-reduce),
 writes its shard of every checkpoint to the shared store, and exits when the
-job is complete. SIGTERM makes it leave the job at once; the others carry on.`,
-		Example: `  RINGTRAIN_JOIN_TOKEN=secret ringtrain worker --coordinator coordinator:7070 --name worker-0 --advertise 10.0.0.5`,
-		Args:    cobra.NoArgs,
+job is complete. SIGTERM makes it leave the job at once; the others carry on.
+
+Until it joins, the worker waits for a coordinator that refuses connections
+or times out (one that is not up yet), saying so every 30s; --join-timeout
+bounds the wait. An address that can never work ends it at once: one
+without a port, a host DNS says does not exist, or a server that is not a
+ringtrain coordinator (an HTTP server such as a coordinator's --http, or
+another gRPC server such as etcd).
+
+The join token (--token-file or $RINGTRAIN_JOIN_TOKEN) must be at least 16
+bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
+		Example: `  head -c 32 /dev/urandom | base64 > join-token
+  ringtrain worker --token-file join-token --coordinator coordinator:7070 --name worker-0 --advertise 10.0.0.5`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			token, err := p.token()
 			if err != nil {
@@ -60,9 +73,9 @@ job is complete. SIGTERM makes it leave the job at once; the others carry on.`,
 				GossipBind: p.gossip, GossipAdvertise: host,
 				StoreDir: p.store, DataDir: dataDir, Threads: threads,
 				ControlDial: []grpc.DialOption{dialOption(clientTLS)}, ServerTLS: serverTLS, ClientTLS: clientTLS,
-				NoSharedMemory: !shm,
-				TimelineDir:    timelineDir,
-				Logf:           func(f string, a ...any) { fmt.Fprintf(os.Stderr, "%s: %s\n", p.name, fmt.Sprintf(f, a...)) },
+				NoSharedMemory: !shm, JoinTimeout: joinTimeout,
+				TimelineDir: timelineDir,
+				Logf:        func(f string, a ...any) { fmt.Fprintf(os.Stderr, "%s: %s\n", p.name, fmt.Sprintf(f, a...)) },
 			}
 			if file != "" {
 				s, err := job.Load(file)
@@ -96,6 +109,7 @@ job is complete. SIGTERM makes it leave the job at once; the others carry on.`,
 	f.StringVar(&dataDir, "data-dir", "", "data set directory (default: the job's data_dir, else the user cache)")
 	f.IntVar(&threads, "threads", 0, "compute threads (default: the job's threads, else all cores)")
 	f.StringVar(&timelineDir, "timeline", "", "record the step timeline in DIR/<name>.jsonl (a shared volume; 'ringtrain trace --dir DIR' reads it); off when empty")
+	f.DurationVar(&joinTimeout, "join-timeout", 0, "give up when no coordinator admits this worker within this long (0: wait on, as a Kubernetes pod should)")
 	f.BoolVar(&shm, "shm", true, "exchange gradients with ring neighbours on this host through shared memory (/dev/shm); false keeps them on gRPC")
 	return cmd
 }
