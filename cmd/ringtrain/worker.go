@@ -90,7 +90,7 @@ job is complete. SIGTERM makes it leave the job at once; the others carry on.`,
 	p.register(f, ":7080", "all-reduce address: ring neighbours connect here")
 	f.StringVar(&coordinators, "coordinator", "", "coordinator control address(es), HOST:PORT[,HOST:PORT]")
 	f.StringVarP(&file, "job", "f", "", "job file: refuse to join a coordinator running another job")
-	f.StringVar(&p.store, "store", "", "checkpoint store directory (default: the one the coordinator advertises)")
+	f.StringVar(&p.store, "store", "", "checkpoint store root, as the coordinators' --store is mounted here (default: the job's store the coordinator advertises)")
 	f.StringVar(&dataDir, "data-dir", "", "data set directory (default: the job's data_dir, else the user cache)")
 	f.IntVar(&threads, "threads", 0, "compute threads (default: the job's threads, else all cores)")
 	f.BoolVar(&shm, "shm", true, "exchange gradients with ring neighbours on this host through shared memory (/dev/shm); false keeps them on gRPC")
