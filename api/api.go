@@ -123,6 +123,12 @@ type WorkerStats struct {
 	DataWaitSeconds float64 `json:"data_wait_seconds,omitempty"`
 	ComputeSeconds  float64 `json:"compute_seconds,omitempty"`
 	ReduceSeconds   float64 `json:"reduce_seconds,omitempty"`
+	// CheckpointFailures counts the checkpoints whose shard this worker
+	// failed to write (a full disk, say) since it started: each was
+	// skipped, and training went on. LastCheckpointError is the last
+	// failure's error.
+	CheckpointFailures  int    `json:"checkpoint_failures,omitempty"`
+	LastCheckpointError string `json:"last_checkpoint_error,omitempty"`
 }
 
 // HeartbeatReply tells a worker what to do.

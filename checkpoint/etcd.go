@@ -35,9 +35,11 @@ import (
 // generation has moved on, therefore cannot commit; and since both keys are
 // written in one transaction, no reader ever sees half a commit.
 //
-// The files stay in the Store directory (on a cluster a shared volume):
-// workers write them with write-temp, fsync, rename; etcd only records which
-// checkpoints are committed. The store's own `latest` pointer is not used.
+// The files stay in the job's Store directory (on a cluster a shared
+// volume, <store>/<job>/, see OpenJob): workers write them with write-temp,
+// fsync, rename; etcd only records which checkpoints are committed. The
+// store's own `latest` pointer is a copy kept for readers of the store
+// alone (ringtrain checkpoint list); etcd never reads it.
 
 const (
 	etcdRoot       = "/ringtrain/"
@@ -72,6 +74,10 @@ type EtcdCommitter struct {
 	job    string
 	store  *Store
 	jobErr error // non-nil when job is not a valid job name
+
+	// Warnf, when set, is told what goes wrong without failing a call:
+	// the store's copy of the `latest` pointer not moved after a commit.
+	Warnf func(format string, args ...any)
 }
 
 // NewEtcdCommitter returns a committer for job's checkpoints, whose files
@@ -197,10 +203,11 @@ func (c *EtcdCommitter) Commit(ctx context.Context, m Manifest, leaderKey string
 	}
 	// Mirror the commit in the store's own `latest` pointer, so the store
 	// also describes itself (ringtrain checkpoint list, single-node
-	// resume). etcd stays the record: a mirror left behind by a crash here
-	// only lags, and the next commit moves it.
-	if err := c.store.setLatest(m.Name); err != nil {
-		return fmt.Errorf("checkpoint: %s is committed in etcd, but the store's latest pointer was not moved: %w", m.Name, err)
+	// resume). etcd stays the record: a mirror left behind (by a crash
+	// here, or a write that failed) only lags, and the next commit moves
+	// it; the commit has happened either way.
+	if err := c.store.setLatest(m.Name); err != nil && c.Warnf != nil {
+		c.Warnf("checkpoint %s is committed in etcd, but the store's copy of the latest pointer was not moved: %v", m.Name, err)
 	}
 	return nil
 }
@@ -332,10 +339,21 @@ func (e *noneVerifiesError) Is(target error) bool { return target == ErrNoneVeri
 
 // Retain keeps the newest keep committed checkpoints (counted back from
 // `latest`) and deletes the older records in one transaction with the same
-// guard as Commit; then it removes from the store the directories of
-// checkpoints older than the oldest one kept (including the leftovers of an
-// earlier Retain that stopped between the two steps). Directories newer
-// than that are never touched, so a checkpoint being written survives.
+// guard as Commit; then it removes from the store what is this job's and
+// older than the oldest one kept:
+//
+//   - a checkpoint directory whose own manifest carries the job hash of
+//     the records (the records just deleted, and the leftovers of an
+//     earlier Retain that stopped between its two steps, or of a seal that
+//     was never committed); in a store opened for the job (OpenJob), also
+//     one named by a deleted record whose manifest cannot be read;
+//   - shards never sealed and staging directories of those steps, except
+//     in a store of the layout before stores were separated per job, which
+//     may be another job's.
+//
+// Another job's checkpoints are never removed, even where jobs share a
+// directory. Nothing newer than the oldest one kept is touched, so a
+// checkpoint being written survives.
 func (c *EtcdCommitter) Retain(ctx context.Context, keep int, leaderKey string, leaderRev int64, generation int) error {
 	if keep < 1 {
 		return fmt.Errorf("checkpoint: retain %d: must keep at least one", keep)
@@ -350,16 +368,23 @@ func (c *EtcdCommitter) Retain(ctx context.Context, keep int, leaderKey string, 
 	if err != nil || latest == "" {
 		return err
 	}
-	var names []string
+	var kept []record
 	for _, r := range recs {
 		if r.name <= latest && validCheckpointName(r.name) == nil {
-			names = append(names, r.name)
+			kept = append(kept, r)
 		}
 	}
-	if len(names) <= keep {
+	if len(kept) <= keep {
 		return nil
 	}
-	oldestKept := names[len(names)-keep]
+	oldest := kept[len(kept)-keep]
+	oldestKept := oldest.name
+	doomed := make(map[string]bool)
+	for _, r := range recs {
+		if r.name < oldestKept {
+			doomed[r.name] = true
+		}
+	}
 	// Every record key that sorts before the oldest kept one goes, in one
 	// range deletion; `latest` sorts after every checkpoint name.
 	from := EtcdCheckpointsPrefix(c.job) + dirPrefix
@@ -374,17 +399,42 @@ func (c *EtcdCommitter) Retain(ctx context.Context, keep int, leaderKey string, 
 	if !resp.Succeeded {
 		return refusal(fmt.Sprintf("deletion of checkpoints before %s", oldestKept), resp, leaderRev, generation)
 	}
-	entries, err := os.ReadDir(c.store.dir)
+	hash := oldest.manifest.JobHash
+	if oldest.err != nil {
+		hash = c.store.jobHash
+	}
+	s := c.store
+	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	for _, e := range entries {
 		n := e.Name()
-		base := strings.TrimSuffix(n, partsSuffix) // shards never sealed go with their step
-		if e.IsDir() && validCheckpointName(base) == nil && base < oldestKept {
-			if err := os.RemoveAll(filepath.Join(c.store.dir, n)); err != nil {
-				return fmt.Errorf("checkpoint: %w", err)
+		if !e.IsDir() {
+			continue
+		}
+		var base string
+		var gone bool
+		if isCheckpointName(n) {
+			base = n
+			m, err := s.ReadManifest(n)
+			if err == nil {
+				gone = m.JobHash == hash
+			} else {
+				gone = doomed[n] && s.jobHash != "" && !s.legacy
 			}
+		} else {
+			// Shards never sealed and staging directories go with their
+			// step.
+			base, _, _ = strings.Cut(n, ".")
+			_, staging := stagingOwner(n)
+			gone = (strings.HasSuffix(n, partsSuffix) || staging) && !s.legacy
+		}
+		if !gone || !isCheckpointName(base) || base >= oldestKept {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(s.dir, n)); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
 		}
 	}
 	return nil

@@ -41,7 +41,7 @@ func (s *Store) WriteShard(name string, p Part) (FileInfo, error) {
 		return FileInfo{}, fmt.Errorf("checkpoint: %w", err)
 	}
 	defer tmp.Cleanup()
-	fi, err := writeHashed(tmp, p.Name, func(w io.Writer) error { return safetensors.Write(w, p.Tensors, p.Metadata) })
+	fi, err := writeHashed(s.writer(tmp.Name(), tmp), p.Name, func(w io.Writer) error { return safetensors.Write(w, p.Tensors, p.Metadata) })
 	if err != nil {
 		return FileInfo{}, fmt.Errorf("checkpoint: %s/%s: %w", name, p.Name, err)
 	}
@@ -55,11 +55,19 @@ func (s *Store) WriteShard(name string, p Part) (FileInfo, error) {
 }
 
 // Seal finishes checkpoint m, whose Files the workers wrote with
-// WriteShard: it checks every file against its size and SHA-256, writes the
-// manifest and gives the directory its final name. Like Write it does not
-// move the local `latest` pointer: the checkpoint counts once committed
-// (EtcdCommitter.Commit). m's Name must be NameForStep(m.Step); Version and
-// Created are filled in and the sealed manifest is returned.
+// WriteShard: it checks every file against its size and SHA-256, moves the
+// shards into a staging directory of this sealer's own, writes the
+// manifest there and gives it the checkpoint's final name. Like Write it
+// does not move the local `latest` pointer: the checkpoint counts once
+// committed (EtcdCommitter.Commit). m's Name must be NameForStep(m.Step);
+// Version and Created are filled in and the sealed manifest is returned.
+//
+// A checkpoint of the same name that exists already (committed, perhaps,
+// by a commit whose answer was lost) is never replaced: Seal returns its
+// manifest when it verifies and is the same checkpoint (job hash, step and
+// position), so that the caller commits that one, and else an error
+// wrapping ErrExists; the shards stay where the workers wrote them, for
+// retention.
 func (s *Store) Seal(m Manifest) (Manifest, error) {
 	m.Version = FormatVersion
 	if want := NameForStep(m.Step); m.Name != want {
@@ -71,7 +79,6 @@ func (s *Store) Seal(m Manifest) (Manifest, error) {
 	if len(m.Files) == 0 {
 		return m, fmt.Errorf("checkpoint: seal %s: no files", m.Name)
 	}
-	staging := filepath.Join(s.dir, m.Name+partsSuffix)
 	seen := make(map[string]bool, len(m.Files))
 	for _, f := range m.Files {
 		if err := validFileName(f.Name); err != nil {
@@ -81,26 +88,37 @@ func (s *Store) Seal(m Manifest) (Manifest, error) {
 			return m, fmt.Errorf("checkpoint: seal %s: file %s listed twice", m.Name, f.Name)
 		}
 		seen[f.Name] = true
-		if err := verifyFile(filepath.Join(staging, f.Name), f); err != nil {
+	}
+	if kept, found, err := s.existing(m); found {
+		return kept, err
+	}
+	parts := filepath.Join(s.dir, m.Name+partsSuffix)
+	for _, f := range m.Files {
+		if err := verifyFile(filepath.Join(parts, f.Name), f); err != nil {
 			return m, fmt.Errorf("checkpoint: seal %s: %w", m.Name, err)
 		}
+	}
+	// The shards move into a directory nobody else writes: a worker still
+	// writing into the shared one (a rank of a later ring) makes a new one.
+	staging := filepath.Join(s.dir, m.Name+"."+s.tag()+tmpSuffix)
+	if err := os.Rename(parts, staging); err != nil {
+		return m, fmt.Errorf("checkpoint: seal %s: %w", m.Name, err)
 	}
 	// Files nobody reported (a worker of a broken ring) do not belong.
 	entries, err := os.ReadDir(staging)
 	if err != nil {
+		os.RemoveAll(staging)
 		return m, fmt.Errorf("checkpoint: %w", err)
 	}
 	for _, e := range entries {
 		if !seen[e.Name()] {
 			if err := os.RemoveAll(filepath.Join(staging, e.Name())); err != nil {
+				os.RemoveAll(staging)
 				return m, fmt.Errorf("checkpoint: %w", err)
 			}
 		}
 	}
-	if err := s.publish(staging, m); err != nil {
-		return m, err
-	}
-	return m, nil
+	return s.publish(staging, m)
 }
 
 // isStaging reports whether a directory entry is unfinished work: a Write

@@ -208,6 +208,15 @@ func (s *Server) startTerm(ctx context.Context, key string, rev int64) (*term, e
 	rctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	committer := checkpoint.NewEtcdCommitter(s.cfg.Etcd, s.job, s.cfg.Store)
+	committer.Warnf = func(f string, a ...any) { s.logf("coordinator: warning: "+f, a...) }
+	// Only a leader removes anything, and only its own unfinished writes
+	// (of an earlier term, or an earlier run under this name): a standby's
+	// or a deposed leader's are theirs.
+	if n, err := s.cfg.Store.RemoveOwnStaging(); err != nil {
+		s.logf("coordinator: warning: %v", err)
+	} else if n > 0 {
+		s.logf("coordinator: removed %d unfinished writes of %s from the store", n, s.cfg.Name)
+	}
 	genKey := checkpoint.EtcdGenerationKey(s.job)
 	resp, err := s.cfg.Etcd.Get(rctx, genKey)
 	if err != nil {

@@ -48,12 +48,22 @@ type ServerConfig struct {
 	CheckJob func(job.Spec) error
 	Token    string // the join token every worker must present; non-empty
 	Etcd     *clientv3.Client
-	// Store is the checkpoint store (a shared volume on a cluster); the
-	// coordinator seals the workers' shards there. Nil: NewServer opens
-	// StoreDir (checkpoint.Open).
+	// Store is the job's checkpoint store (a shared volume on a cluster);
+	// the coordinator seals the workers' shards there, and its directory is
+	// advertised to them. Nil: NewServer opens the job's store under
+	// StoreDir (checkpoint.OpenJobShared: StoreDir/<job name>, or StoreDir
+	// itself when it has the layout before stores were separated per job
+	// and holds this job's checkpoints), refusing one that holds the
+	// checkpoints of another job of the same name.
+	//
+	// A coordinator removes nothing from the store while it is a standby;
+	// when it leads it removes its own unfinished writes (its staging
+	// directories carry its Name), and retention removes what the job's
+	// etcd records list.
 	Store *checkpoint.Store
-	// StoreDir is the store directory advertised to workers (default
-	// Store.Dir()), made absolute.
+	// StoreDir is the store root (--store), when Store is nil. The
+	// server sets it to the job's store directory, made absolute: the
+	// directory advertised to workers.
 	StoreDir string
 	// Samples is the number of training samples per epoch (0: the data
 	// set's, as dataset.TrainSamples counts them); the coordinator loads
@@ -275,8 +285,9 @@ type workerInfo struct {
 }
 
 // NewServer checks the job (CheckJob) and cfg, applies cfg's defaults,
-// opens the store if cfg has none, and returns a server that does nothing
-// until Run.
+// opens the job's store under cfg.StoreDir if cfg has none (refusing one
+// that holds another job's checkpoints under this job's name), and returns
+// a server that does nothing until Run.
 func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.CheckJob != nil {
 		if err := cfg.CheckJob(cfg.Spec); err != nil {
@@ -364,16 +375,23 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if keep < 1 {
 		keep = defaultKeepCheckpoints
 	}
+	if err := checkpoint.ValidJobName(jobName); err != nil {
+		return nil, fmt.Errorf("coordinator: server: %w", err)
+	}
 	if cfg.Store == nil { // last: a config refused above leaves no trace
-		store, err := checkpoint.Open(cfg.StoreDir)
+		// Every coordinator, standby or not, opens the store shared: it
+		// removes nothing (see startTerm).
+		store, err := checkpoint.OpenJobShared(cfg.StoreDir, jobName, spec.Hash())
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: server: %w", err)
 		}
+		if store.Legacy() {
+			logf("coordinator: the store %s has the layout before stores were separated per job and holds job %s's checkpoints: they continue there", store.Dir(), jobName)
+		}
 		cfg.Store = store
 	}
-	if cfg.StoreDir == "" {
-		cfg.StoreDir = cfg.Store.Dir()
-	}
+	cfg.Store = cfg.Store.Owned(cfg.Name)
+	cfg.StoreDir = cfg.Store.Dir()
 	// Workers take the store as an absolute, clean path: a relative one
 	// would name another directory in each worker's working directory.
 	if abs, err := filepath.Abs(cfg.StoreDir); err == nil {
@@ -402,14 +420,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	return s, nil
 }
 
-// JobName is the name of spec's job in etcd keys: its Name, or "ringtrain"
-// when it has none.
-func JobName(spec job.Spec) string {
-	if spec.Name == "" {
-		return "ringtrain"
-	}
-	return spec.Name
-}
+// JobName is the name of spec's job in etcd keys and the store: its Name,
+// or "ringtrain" when it has none (job.Spec.JobName).
+func JobName(spec job.Spec) string { return spec.JobName() }
 
 // JobID derives the all-reduce frame stamp of a job from its hash: the
 // first 8 bytes of the hex hash, big-endian. A hash that is not at least 16
@@ -618,6 +631,13 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 	}
 	if req.Stats != nil {
 		st := *req.Stats
+		before := 0
+		if w.stats != nil {
+			before = w.stats.CheckpointFailures
+		}
+		if st.CheckpointFailures > before {
+			s.logf("coordinator: warning: %s failed to write %d checkpoint shards so far; the last: %s", req.Name, st.CheckpointFailures, st.LastCheckpointError)
+		}
 		w.stats = &st
 		if t.gen != nil && !t.paused && req.Generation == t.gen.Number && t.gen.Rank(req.Name) >= 0 {
 			s.logStragglers(t.stragglers.Observe(req.Name, w.lastSeen, st))

@@ -76,6 +76,21 @@ func (s *Server) ReportCheckpoint(ctx context.Context, req *api.CheckpointReport
 		return &api.CheckpointAck{}, nil
 	}
 	delete(t.reports, key)
+	// An earlier checkpoint of the generation that is still incomplete
+	// never will be: a rank skipped it (its shard write failed).
+	for k, older := range t.reports {
+		if k.gen == key.gen && k.name < key.name {
+			delete(t.reports, k)
+			var missing []string
+			for rank, r := range older.reports {
+				if r == nil {
+					missing = append(missing, t.gen.Ring[rank].Name)
+				}
+			}
+			s.metrics.commitFailures.Inc()
+			s.logf("coordinator: warning: checkpoint %s of generation %d not committed: %v never reported it (a failed shard write)", k.name, k.gen, missing)
+		}
+	}
 	m, err := s.manifest(t.gen, rs.reports)
 	if err != nil {
 		s.metrics.commitFailures.Inc()

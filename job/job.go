@@ -249,6 +249,19 @@ func (s Spec) Hash() string {
 	return hex.EncodeToString(sum[:8])
 }
 
+// DefaultName is the name of a job whose file gives none.
+const DefaultName = "ringtrain"
+
+// JobName is the job's name where it names things: its etcd keys
+// (/ringtrain/<name>/…) and its checkpoint store (<store>/<name>/). It is
+// Name, or DefaultName when the job has none.
+func (s Spec) JobName() string {
+	if s.Name == "" {
+		return DefaultName
+	}
+	return s.Name
+}
+
 // YAML renders the spec as a job file.
 func (s Spec) YAML() ([]byte, error) {
 	return yaml.Marshal(s)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -44,7 +45,9 @@ type ClusterOptions struct {
 	// HTTPAddr is advertised to the coordinator for status (optional).
 	HTTPAddr string
 
-	// StoreDir overrides the checkpoint store the coordinator advertises;
+	// StoreDir, when set, is the checkpoint store root (the coordinators'
+	// --store, as this worker mounts it): the worker writes into the job's
+	// store under it instead of the directory the coordinator advertises.
 	// DataDir overrides the job's data directory; Threads its threads.
 	StoreDir, DataDir string
 	Threads           int
@@ -75,6 +78,10 @@ type ClusterOptions struct {
 	// AfterStep, when set, is called after every optimizer step with the
 	// step number and the parameters (tests compare runs with it).
 	AfterStep func(step int64, params []float32)
+
+	// storeFilter, when set, is the checkpoint store's write filter
+	// (checkpoint.Store.WithWriteFilter): tests inject faults with it.
+	storeFilter func(path string, w io.Writer) io.Writer
 }
 
 // DefaultJoinReport is how often a worker waiting to join says so.
@@ -114,6 +121,10 @@ type progress struct {
 	done            bool
 	inRing          bool
 	stats           api.WorkerStats
+	// ckptFailures counts the checkpoint shards this worker failed to
+	// write, and ckptError is the last failure's error.
+	ckptFailures int
+	ckptError    string
 	// phases are the steps since the last heartbeat was sent; their means
 	// are in stats (report fills them) and the heartbeat that carries
 	// them starts anew.
@@ -215,16 +226,12 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 	if w.o.Threads > 0 {
 		spec.Threads = w.o.Threads
 	}
-	storeDir := rep.StoreDir
-	if w.o.StoreDir != "" {
-		storeDir = w.o.StoreDir
-	}
-	if storeDir == "" {
-		return fatal(errors.New("worker: no checkpoint store: the coordinator advertises none and --store is not set"))
-	}
-	store, err := checkpoint.OpenShared(storeDir)
+	store, err := w.openStore(spec, rep.StoreDir)
 	if err != nil {
 		return fatal(err)
+	}
+	if w.o.storeFilter != nil {
+		store = store.WithWriteFilter(w.o.storeFilter)
 	}
 
 	if err := gossip.Join(rep.Gossip); err != nil {
@@ -261,6 +268,23 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 		cancel()
 		gossip.Leave(time.Second)
 	})
+}
+
+// openStore opens the job's checkpoint store: the job's store under
+// ClusterOptions.StoreDir, the store root as this worker mounts it, when
+// set; else the one the coordinator advertises. A store that holds
+// checkpoints of another job of the same name is refused.
+func (w *ClusterWorker) openStore(spec job.Spec, advertised string) (*checkpoint.Store, error) {
+	if w.o.StoreDir != "" {
+		return checkpoint.OpenJobShared(w.o.StoreDir, spec.JobName(), spec.Hash())
+	}
+	if advertised == "" {
+		return nil, errors.New("worker: no checkpoint store: the coordinator advertises none and --store is not set")
+	}
+	if err := checkpoint.CheckJob(advertised, spec.JobName(), spec.Hash()); err != nil {
+		return nil, err
+	}
+	return checkpoint.OpenShared(advertised)
 }
 
 // join registers with the coordinator. It retries while the coordinators
@@ -385,6 +409,7 @@ func (w *ClusterWorker) heartbeats(ctx context.Context, interval time.Duration) 
 		w.prog.phases.phases(&w.prog.stats)
 		w.mu.Unlock()
 		stats := p.stats
+		stats.CheckpointFailures, stats.LastCheckpointError = p.ckptFailures, p.ckptError
 		req := &api.HeartbeatRequest{
 			Name: w.o.Name, Token: w.o.Token, Generation: p.generation, Step: p.step,
 			Broken: p.broken, Done: p.done, Stats: &stats,

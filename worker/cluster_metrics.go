@@ -18,8 +18,11 @@ type workerMetrics struct {
 	imagesPerSecond prometheus.Gauge
 	stepSeconds     prometheus.Histogram
 	checkpoints     prometheus.Counter
-	ringFailures    prometheus.Counter
-	heartbeats      *prometheus.CounterVec
+	// checkpointFailures counts the checkpoint shards that could not be
+	// written (each skipped its checkpoint).
+	checkpointFailures prometheus.Counter
+	ringFailures       prometheus.Counter
+	heartbeats         *prometheus.CounterVec
 }
 
 func newWorkerMetrics() *workerMetrics {
@@ -37,11 +40,13 @@ func newWorkerMetrics() *workerMetrics {
 			Namespace: "ringtrain", Subsystem: "worker", Name: "step_seconds",
 			Help: "Duration of one training step, all-reduce included.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
-		checkpoints:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: "ringtrain", Subsystem: "worker", Name: "checkpoint_shards_total", Help: "Checkpoint shards written."}),
+		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "ringtrain", Subsystem: "worker", Name: "checkpoint_shards_total", Help: "Checkpoint shards written."}),
+		checkpointFailures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "ringtrain", Subsystem: "worker", Name: "checkpoint_write_failures_total",
+			Help: "Checkpoint shards that could not be written (a full disk, say); each skipped its checkpoint."}),
 		ringFailures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "ringtrain", Subsystem: "worker", Name: "ring_failures_total", Help: "Generations that ended in a ring failure."}),
 		heartbeats:   prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "ringtrain", Subsystem: "worker", Name: "heartbeats_total", Help: "Heartbeats sent, by result."}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.step, m.generation, m.rank, m.loss, m.imagesPerSecond, m.stepSeconds, m.checkpoints, m.ringFailures, m.heartbeats,
+	m.reg.MustRegister(m.step, m.generation, m.rank, m.loss, m.imagesPerSecond, m.stepSeconds, m.checkpoints, m.checkpointFailures, m.ringFailures, m.heartbeats,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -48,6 +50,8 @@ type fakeCoordinator struct {
 	// reply (tests of a coordinator's bad replies).
 	editJoin func(*api.JoinReply)
 	editBeat func(*api.HeartbeatReply)
+	// stats are each worker's newest heartbeat stats.
+	stats map[string]api.WorkerStats
 }
 
 // phaseSums are the phase figures of a worker's heartbeats, summed over
@@ -101,6 +105,12 @@ func (f *fakeCoordinator) Heartbeat(_ context.Context, r *api.HeartbeatRequest) 
 	defer f.mu.Unlock()
 	if _, ok := f.members[r.Name]; !ok {
 		return nil, status.Error(codes.NotFound, "not a member")
+	}
+	if st := r.Stats; st != nil {
+		if f.stats == nil {
+			f.stats = map[string]api.WorkerStats{}
+		}
+		f.stats[r.Name] = *st
 	}
 	if st := r.Stats; st != nil && st.PhaseSteps > 0 {
 		if f.phases == nil {
@@ -253,10 +263,17 @@ func runClusterWith(t *testing.T, f *fakeCoordinator, addr string, rec *stepReco
 		}
 		go func() { errs <- w.Run(ctx) }()
 	}
+	// The first worker to fail stops the others: the fake forms no second
+	// ring, so they would wait for one until the timeout.
+	var first error
 	for range f.world {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			cancel()
 		}
+	}
+	if first != nil {
+		t.Fatal(first)
 	}
 }
 
@@ -490,7 +507,18 @@ func TestClusterResumesAtAnotherWorldSize(t *testing.T) {
 		t.Fatalf("first checkpoint %+v", mid)
 	}
 
-	f3 := &fakeCoordinator{spec: spec, token: "tok", world: 3, store: f.store,
+	// The ring of 3 resumes in a store that holds the checkpoint of step 4
+	// alone: in the first one the ring of 2's final checkpoint (step 10)
+	// would stay, as a store never replaces a checkpoint, and the ring of
+	// 3's final one would not be written.
+	store3, err := checkpoint.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(store3.Dir(), mid.Name), os.DirFS(filepath.Join(f.store.Dir(), mid.Name))); err != nil {
+		t.Fatal(err)
+	}
+	f3 := &fakeCoordinator{spec: spec, token: "tok", world: 3, store: store3,
 		first: api.Generation{ResumeStep: int64(mid.Step), Epoch: mid.Epoch, Consumed: mid.Position, Restore: mid.Name}}
 	rec3 := &stepRecord{params: map[string]map[int64][]float32{}}
 	runCluster(t, f3, startFake(t, f3), rec3)

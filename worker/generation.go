@@ -310,8 +310,12 @@ func (t *tally) phases(st *api.WorkerStats) {
 
 // checkpoint writes this rank's shard of the checkpoint at the current
 // step and reports it; the coordinator seals and commits it once every
-// rank has. A report that does not reach the coordinator is only a
-// warning: training goes on and a later checkpoint commits.
+// rank has. A shard that cannot be written (a full disk) skips that
+// checkpoint: a warning, a count in the heartbeats (and the
+// ringtrain_worker_checkpoint_write_failures_total metric), and training
+// goes on, the next checkpoint committing in its place; only the job's
+// final checkpoint, which ends the job, is retried until it is written. A
+// report that does not reach the coordinator is only a warning too.
 func (w *ClusterWorker) checkpoint(ctx context.Context, t *trainer, g *api.Generation, rank, world int, ev *EvalStats) error {
 	e := t.e
 	name := checkpoint.NameForStep(int(e.step))
@@ -322,12 +326,27 @@ func (w *ClusterWorker) checkpoint(ctx context.Context, t *trainer, g *api.Gener
 	if ev != nil {
 		rep.Eval = &api.Eval{Epoch: ev.Epoch, Loss: ev.Loss, Accuracy: ev.Accuracy}
 	}
-	for _, p := range e.state(t.codecState()).Parts(rank, world) {
-		fi, err := t.store.WriteShard(name, p)
-		if err != nil {
-			return fatal(fmt.Errorf("worker: writing checkpoint shard: %w", err))
+	parts := e.state(t.codecState()).Parts(rank, world)
+	final := e.pos.Epoch >= t.spec.Epochs
+	for wait := time.Second; ; wait = min(2*wait, maxShardRetry) {
+		files, err := writeShards(t.store, name, parts)
+		if err == nil {
+			rep.Files = files
+			break
 		}
-		rep.Files = append(rep.Files, api.FileInfo{Name: fi.Name, Size: fi.Size, SHA256: fi.SHA256})
+		w.metrics.checkpointFailures.Inc()
+		w.setProgress(func(p *progress) { p.ckptFailures, p.ckptError = p.ckptFailures+1, err.Error() })
+		w.beat()
+		if !final {
+			w.logf("warning: checkpoint %s skipped: this rank's shard was not written: %v; training goes on", name, err)
+			return nil
+		}
+		w.logf("warning: the final checkpoint %s: this rank's shard was not written: %v; trying again in %v", name, err, wait)
+		select {
+		case <-ctx.Done():
+			return ringError("the final checkpoint", context.Cause(ctx))
+		case <-time.After(wait):
+		}
 	}
 	t.ckptGen, t.ckptStep = g.Number, e.step
 	w.metrics.checkpoints.Inc()
@@ -343,4 +362,22 @@ func (w *ClusterWorker) checkpoint(ctx context.Context, t *trainer, g *api.Gener
 		return ringError("checkpoint report", context.Cause(ctx))
 	}
 	return nil
+}
+
+// maxShardRetry bounds the pause between attempts to write a shard of the
+// job's final checkpoint.
+const maxShardRetry = 30 * time.Second
+
+// writeShards writes this rank's parts of checkpoint name into the store
+// and returns what the report lists of them.
+func writeShards(store *checkpoint.Store, name string, parts []checkpoint.Part) ([]api.FileInfo, error) {
+	var files []api.FileInfo
+	for _, p := range parts {
+		fi, err := store.WriteShard(name, p)
+		if err != nil {
+			return nil, fmt.Errorf("worker: writing checkpoint shard: %w", err)
+		}
+		files = append(files, api.FileInfo{Name: fi.Name, Size: fi.Size, SHA256: fi.SHA256})
+	}
+	return files, nil
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ringtrain/ringtrain/checkpoint"
@@ -24,7 +25,7 @@ import (
 type Options struct {
 	Spec job.Spec
 	// RunDir receives metrics.jsonl, curves.png, summary.json and the
-	// checkpoints/ store.
+	// job's checkpoint store, checkpoints/<job name>/ (see openRunStore).
 	RunDir string
 	// Resume continues from the run directory's last committed checkpoint.
 	Resume bool
@@ -109,19 +110,9 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 	if err := CheckJob(spec); err != nil {
 		return runlog.Summary{}, err
 	}
-	store, err := checkpoint.Open(filepath.Join(o.RunDir, "checkpoints"))
+	store, err := openRunStore(o, spec)
 	if err != nil {
 		return runlog.Summary{}, err
-	}
-	latest, err := store.Latest()
-	if err != nil {
-		return runlog.Summary{}, err
-	}
-	switch {
-	case o.Resume && latest == "":
-		return runlog.Summary{}, fmt.Errorf("worker: nothing to resume in %s: it holds no committed checkpoint (run without --resume to start a new run there)", o.RunDir)
-	case !o.Resume && latest != "":
-		return runlog.Summary{}, fmt.Errorf("worker: %s already holds a run (checkpoint %s); pass --resume to continue it or choose another --out", o.RunDir, latest)
 	}
 	e, err := newEngine(ctx, spec, spec.BatchSize, o.Logf)
 	if err != nil {
@@ -130,6 +121,7 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 	defer e.Close()
 	e.now = o.Now
 	resumed := false
+	var resumedFrom *checkpoint.Checkpoint
 	if o.Resume {
 		ck, err := store.LoadLatest(func(f string, a ...any) { o.Logf("warning: "+f, a...) })
 		if err != nil {
@@ -141,7 +133,7 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 		if err := e.restore(ck); err != nil {
 			return runlog.Summary{}, err
 		}
-		resumed = true
+		resumed, resumedFrom = true, ck
 		o.Logf("resuming from %s (epoch %d, %d of %d samples done; step %d)", ck.Manifest.Name, e.pos.Epoch+1, e.pos.Consumed, e.train.Len(), e.step)
 	}
 	if err := writeJobFile(o.RunDir, spec); err != nil {
@@ -162,7 +154,12 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 		Model: spec.Model, Dataset: spec.Dataset, Epochs: spec.Epochs, BatchSize: spec.BatchSize,
 		Seed: spec.Seed, Threads: e.threads, Resumed: resumed,
 	}
-	s := &solo{e: e, o: o, store: store, rlog: rlog, sum: &sum, launch: launch, lastCheckpoint: latest}
+	s := &solo{e: e, o: o, store: store, rlog: rlog, sum: &sum, launch: launch, ckptStep: -1}
+	if ck := resumedFrom; ck != nil {
+		// The checkpoint resumed from holds the engine's position: until
+		// a step is taken there is nothing new to commit.
+		s.lastCheckpoint, s.ckptStep = ck.Manifest.Name, e.step
+	}
 	runErr := e.run(ctx, ring{rank: 0, world: 1}, s.hooks())
 	if runErr != nil && ctx.Err() != nil && errors.Is(runErr, ctx.Err()) {
 		runErr = s.interrupt(ctx)
@@ -190,13 +187,16 @@ func Train(ctx context.Context, o Options) (runlog.Summary, error) {
 // solo is what single-node training does around the engine's steps: the
 // run directory's records, progress and committed checkpoints.
 type solo struct {
-	e              *engine
-	o              Options
-	store          *checkpoint.Store
-	rlog           *runlog.Log
-	sum            *runlog.Summary
-	launch         time.Time
+	e     *engine
+	o     Options
+	store *checkpoint.Store
+	rlog  *runlog.Log
+	sum   *runlog.Summary
+	// lastCheckpoint is the committed checkpoint that holds the newest
+	// position of this run, and ckptStep its step (-1: none yet).
 	lastCheckpoint string
+	ckptStep       int64
+	launch         time.Time
 	trainLoss      float64
 	epoch          tally // the epoch in progress
 	window         tally // the current metrics window
@@ -285,26 +285,113 @@ func (s *solo) hooks() hooks {
 }
 
 // checkpoint writes and commits the state at the engine's step, then
-// applies retention. A step already checkpointed is not written again.
+// applies retention. A step already checkpointed is not written again. A
+// checkpoint the store refuses because one of its name exists that it
+// keeps (committed, but failing its checksums: the run resumed from an
+// older one) is skipped with a warning, unless it is the run's last.
 func (s *solo) checkpoint(ev *EvalStats) error {
-	if s.lastCheckpoint == checkpoint.NameForStep(int(s.e.step)) {
+	err := s.save(ev)
+	if errors.Is(err, checkpoint.ErrExists) && s.e.pos.Epoch < s.e.spec.Epochs {
+		s.o.Logf("warning: the checkpoint of step %d is skipped: %v", s.e.step, err)
+		return nil
+	}
+	return err
+}
+
+// save commits the state at the engine's step, unless the checkpoint that
+// holds it is committed already.
+func (s *solo) save(ev *EvalStats) error {
+	if s.e.step == s.ckptStep {
 		return nil
 	}
 	m, err := s.store.Save(s.e.manifest(ev, s.trainLoss, 1), s.e.state(nil).Parts(0, 1))
 	if err != nil {
 		return err
 	}
-	s.lastCheckpoint = m.Name
+	s.lastCheckpoint, s.ckptStep = m.Name, s.e.step
 	return s.store.Retain(s.e.spec.KeepCheckpoints)
 }
 
-// interrupt checkpoints the position reached so --resume continues from it.
+// interrupt checkpoints the position reached so --resume continues from
+// it, and says which checkpoint holds it. A run that took no step since
+// its checkpoint (resumed and stopped at once, or stopped right after a
+// checkpoint) commits nothing new: a committed checkpoint is never
+// written again.
 func (s *solo) interrupt(ctx context.Context) error {
 	cause := context.Cause(ctx)
-	if err := s.checkpoint(nil); err != nil {
-		return fmt.Errorf("worker: %w (and the checkpoint at step %d failed: %v)", ErrInterrupted, s.e.step, err)
+	if s.e.step == s.ckptStep {
+		return fmt.Errorf("worker: %w at step %d (%v); checkpoint %s is committed and holds this position (no step since it: nothing new is written)",
+			ErrInterrupted, s.e.step, cause, s.lastCheckpoint)
+	}
+	if err := s.save(nil); err != nil {
+		from := "the start"
+		if s.lastCheckpoint != "" {
+			from = s.lastCheckpoint
+		}
+		return fmt.Errorf("worker: %w at step %d (and its checkpoint was not written: %v; --resume continues from %s)", ErrInterrupted, s.e.step, err, from)
 	}
 	return fmt.Errorf("worker: %w at step %d (%v); checkpoint %s is committed", ErrInterrupted, s.e.step, cause, s.lastCheckpoint)
+}
+
+// openRunStore opens the checkpoint store of a single-node run: the job's
+// store under the run directory's checkpoints/ (checkpoint.OpenJob), after
+// checking what the directory holds. A run directory holding a committed
+// checkpoint (of any job) is refused without o.Resume; with it, the job
+// must have committed checkpoints there. A run directory of the layout
+// before stores were separated per job (checkpoints/ckpt-…) continues in
+// place.
+func openRunStore(o Options, spec job.Spec) (*checkpoint.Store, error) {
+	root := filepath.Join(o.RunDir, "checkpoints")
+	name, hash := spec.JobName(), spec.Hash()
+	found, err := checkpoint.FindStores(root)
+	if err != nil {
+		return nil, err
+	}
+	dir, _, err := checkpoint.JobDir(root, name, hash)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	if err := checkpoint.CheckJob(dir, name, hash); err != nil {
+		return nil, err
+	}
+	latest := ""
+	var others []string
+	for _, f := range found {
+		fs, err := checkpoint.OpenShared(f.Dir) // it exists: this creates nothing
+		if err != nil {
+			return nil, err
+		}
+		l, err := fs.Latest()
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case l == "":
+		case !o.Resume:
+			return nil, fmt.Errorf("worker: %s already holds a run (checkpoint %s); pass --resume to continue it or choose another --out", o.RunDir, l)
+		case f.Dir == dir:
+			latest = l
+		case f.Job == "":
+			others = append(others, fmt.Sprintf("%s holds checkpoints of job hash %s, this job's is %s", f.Dir, f.JobHash, hash))
+		default:
+			others = append(others, fmt.Sprintf("it holds checkpoints of job %s", f.Job))
+		}
+	}
+	if o.Resume && latest == "" {
+		msg := fmt.Sprintf("worker: nothing to resume in %s: it holds no committed checkpoint of job %s", o.RunDir, name)
+		if len(others) > 0 {
+			msg += " (" + strings.Join(others, "; ") + ")"
+		}
+		return nil, errors.New(msg + " (run without --resume to start a new run there)")
+	}
+	store, err := checkpoint.OpenJob(root, name, hash)
+	if err != nil {
+		return nil, err
+	}
+	if store.Legacy() {
+		o.Logf("%s has the layout before checkpoint stores were separated per job: the run continues there", store.Dir())
+	}
+	return store, nil
 }
 
 // writeJobFile records the run's job spec in its directory.

@@ -77,7 +77,7 @@ func TestTrainLearnsAndWritesRunDir(t *testing.T) {
 	if sum.Steps != 2*32 || sum.Model != "lenet5" || sum.PeakRSSBytes <= 0 || sum.ImagesPerSecond <= 0 {
 		t.Errorf("summary %+v", sum)
 	}
-	for _, f := range []string{runlog.MetricsFile, runlog.PlotFile, runlog.SummaryFile, "checkpoints/latest"} {
+	for _, f := range []string{runlog.MetricsFile, runlog.PlotFile, runlog.SummaryFile, "checkpoints/ringtrain/latest", "checkpoints/ringtrain/job.json"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Error(err)
 		}
@@ -116,7 +116,7 @@ func (s *stopAfter) Step(st StepStats) {
 
 func modelBytes(t *testing.T, runDir string) []byte {
 	t.Helper()
-	st, err := checkpoint.Open(filepath.Join(runDir, "checkpoints"))
+	st, err := checkpoint.OpenShared(runStoreDir(t, runDir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func modelBytes(t *testing.T, runDir string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(runDir, "checkpoints", name, checkpoint.ModelFile))
+	b, err := os.ReadFile(filepath.Join(st.Dir(), name, checkpoint.ModelFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func (l *logLines) find(s string) string {
 // latestCheckpoint loads the newest committed checkpoint of a run directory.
 func latestCheckpoint(t *testing.T, runDir string) *checkpoint.Checkpoint {
 	t.Helper()
-	st, err := checkpoint.Open(filepath.Join(runDir, "checkpoints"))
+	st, err := checkpoint.OpenShared(runStoreDir(t, runDir))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -17,13 +18,14 @@ func newCheckpointCmd() *cobra.Command {
 		Use:   "checkpoint",
 		Short: "List, inspect and verify the checkpoints of a run",
 	}
-	var dir string
-	cmd.PersistentFlags().StringVar(&dir, "dir", "", "a checkpoint store (a cluster's --store) or a run directory holding checkpoints/")
+	var dir, jobName string
+	cmd.PersistentFlags().StringVar(&dir, "dir", "", "a checkpoint store (a cluster's --store, or one job's store in it) or a run directory holding checkpoints/")
+	cmd.PersistentFlags().StringVar(&jobName, "job", "", "the job whose checkpoints to show, where --dir holds several jobs' stores")
 	open := func() (*checkpoint.Store, error) {
 		if dir == "" {
 			return nil, fmt.Errorf("checkpoint: --dir is required (a run directory such as runs/lenet5, or a cluster's --store)")
 		}
-		d, err := storeDir(dir)
+		d, err := storeDir(dir, jobName)
 		if err != nil {
 			return nil, err
 		}
@@ -133,21 +135,53 @@ func pick(s *checkpoint.Store, args []string) (string, error) {
 	return name, nil
 }
 
-// storeDir finds the checkpoint store that --dir names: dir itself when it
-// holds checkpoints (a `latest` pointer or checkpoint directories, as a
-// cluster's --store does), else its checkpoints/ folder (a run directory of
-// `ringtrain train`).
-func storeDir(dir string) (string, error) {
-	if checkpoint.IsStore(dir) {
-		return dir, nil
-	}
+// storeDir finds the checkpoint store that --dir (and --job) name. Stores
+// are separated per job: a store root (a cluster's --store, a run
+// directory's checkpoints/) holds one store per job, named after it. dir
+// may be a job's store itself, a store root, or a run directory (whose
+// checkpoints/ is the root); a root of the layout before stores were
+// separated (checkpoints directly in it) is a store too. Where the root
+// holds several stores, job chooses by name; without it, a root of the
+// earlier layout is the store named (the job stores beside it need --job),
+// and else the root must hold one store.
+func storeDir(dir, job string) (string, error) {
 	sub := filepath.Join(dir, "checkpoints")
-	if fi, err := os.Stat(sub); err == nil && fi.IsDir() {
-		return sub, nil
+	found, err := checkpoint.FindStores(dir)
+	if err != nil {
+		return "", err
 	}
-	msg := fmt.Sprintf("checkpoint: neither %s nor %s holds checkpoints", dir, sub)
-	if _, err := os.Stat(dir); err != nil {
-		return "", fmt.Errorf("%s: %w", msg, err)
+	if len(found) == 0 {
+		if found, err = checkpoint.FindStores(sub); err != nil {
+			return "", err
+		}
 	}
-	return "", fmt.Errorf("%s (a latest pointer or ckpt-* directories)", msg)
+	if len(found) == 0 {
+		msg := fmt.Sprintf("checkpoint: neither %s nor %s holds checkpoints", dir, sub)
+		if _, err := os.Stat(dir); err != nil {
+			return "", fmt.Errorf("%s: %w", msg, err)
+		}
+		return "", fmt.Errorf("%s (a job's store: a latest pointer, job.json or ckpt-* directories)", msg)
+	}
+	var names []string
+	for _, f := range found {
+		name := f.Job
+		if name == "" {
+			name = f.Dir + " (the layout before per-job stores)"
+		}
+		if job != "" && f.Job == job {
+			return f.Dir, nil
+		}
+		names = append(names, name)
+	}
+	switch {
+	case job != "":
+		return "", fmt.Errorf("checkpoint: %s holds no store of job %s (it holds: %s)", dir, job, strings.Join(names, ", "))
+	case found[0].Dir == dir || found[0].Dir == sub:
+		// The root is a store itself (of the layout before per-job
+		// stores): it is the one named, and --job names those beside it.
+		return found[0].Dir, nil
+	case len(found) > 1:
+		return "", fmt.Errorf("checkpoint: %s holds the stores of several jobs (%s): choose one with --job", dir, strings.Join(names, ", "))
+	}
+	return found[0].Dir, nil
 }

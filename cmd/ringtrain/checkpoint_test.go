@@ -82,3 +82,69 @@ func TestCheckpointListCountsEpochsFromOne(t *testing.T) {
 		t.Errorf("checkpoint list:\n%s", out)
 	}
 }
+
+// Stores are separated per job: `checkpoint … --dir` of a store root (or
+// a run directory) that holds one job's store shows it, and one that holds
+// several asks for --job.
+func TestCheckpointDirHoldsAStorePerJob(t *testing.T) {
+	root := t.TempDir()
+	save := func(job string, step int) {
+		t.Helper()
+		s, err := checkpoint.OpenJob(root, job, "hash-"+job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Save(checkpoint.Manifest{Step: step, JobHash: "hash-" + job, Model: "mlp"},
+			[]checkpoint.Part{{Name: "model.safetensors", Tensors: map[string]safetensors.Tensor{"w": safetensors.F32([]int{1}, []float32{1})}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	save("job-a", 100)
+	for _, sub := range []string{"list", "verify", "inspect"} {
+		if out, err := runCLI(t, "checkpoint", sub, "--dir", root); err != nil || !strings.Contains(out, checkpoint.NameForStep(100)) {
+			t.Errorf("checkpoint %s --dir of a root with one job: %v\n%s", sub, err, out)
+		}
+	}
+	save("job-b", 200)
+	if _, err := runCLI(t, "checkpoint", "list", "--dir", root); err == nil || !strings.Contains(err.Error(), "--job") ||
+		!strings.Contains(err.Error(), "job-a") || !strings.Contains(err.Error(), "job-b") {
+		t.Errorf("checkpoint list of a root with two jobs: %v, want a request for --job naming both", err)
+	}
+	for job, want := range map[string]int{"job-a": 100, "job-b": 200} {
+		for _, dir := range []string{root, filepath.Join(root, job)} {
+			out, err := runCLI(t, "checkpoint", "list", "--dir", dir, "--job", job)
+			if err != nil || !strings.Contains(out, checkpoint.NameForStep(want)) {
+				t.Errorf("checkpoint list --dir %s --job %s: %v\n%s", dir, job, err, out)
+			}
+		}
+	}
+	if _, err := runCLI(t, "checkpoint", "list", "--dir", root, "--job", "job-c"); err == nil || !strings.Contains(err.Error(), "no store of job job-c") {
+		t.Errorf("checkpoint list --job of a job not there: %v", err)
+	}
+}
+
+// A store of the layout before per-job stores that has job stores beside
+// it (another job started there since) is still the store --dir names;
+// --job names the others.
+func TestCheckpointDirOfTheLayoutBeforeWithJobsBeside(t *testing.T) {
+	root := t.TempDir()
+	saveCheckpoint(t, root, 300, 0, 19200) // the layout before
+	s, err := checkpoint.OpenJob(root, "job-b", "hash-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Dir() != filepath.Join(root, "job-b") {
+		t.Fatalf("job-b's store is %s", s.Dir())
+	}
+	if _, err := s.Save(checkpoint.Manifest{Step: 7, JobHash: "hash-b"},
+		[]checkpoint.Part{{Name: "model.safetensors", Tensors: map[string]safetensors.Tensor{"w": safetensors.F32([]int{1}, []float32{1})}}}); err != nil {
+		t.Fatal(err)
+	}
+	for job, want := range map[string]string{"": checkpoint.NameForStep(300), "job-b": checkpoint.NameForStep(7)} {
+		out, err := runCLI(t, "checkpoint", "list", "--dir", root, "--job", job)
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("checkpoint list --job %q: %v\n%s", job, err, out)
+		}
+	}
+}

@@ -330,7 +330,7 @@ func (c *testCluster) withCommitter(fn func(context.Context, *checkpoint.EtcdCom
 	c.t.Helper()
 	cli := c.etcdClient()
 	defer cli.Close()
-	store, err := checkpoint.Open(c.store)
+	store, err := checkpoint.OpenShared(c.jobStore())
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -338,6 +338,9 @@ func (c *testCluster) withCommitter(fn func(context.Context, *checkpoint.EtcdCom
 	defer cancel()
 	fn(ctx, checkpoint.NewEtcdCommitter(cli, coordinator.JobName(c.spec), store))
 }
+
+// jobStore is the job's store under the coordinators' --store.
+func (c *testCluster) jobStore() string { return filepath.Join(c.store, c.spec.JobName()) }
 
 // committed returns the job's committed checkpoints as etcd holds them.
 func (c *testCluster) committed() []checkpoint.Manifest {
@@ -451,7 +454,7 @@ func TestClusterKillEverythingResumesBitIdentical(t *testing.T) {
 	}
 	// Corrupt the newest committed checkpoint: one flipped byte.
 	newest := ms[len(ms)-1]
-	victim := filepath.Join(c.store, newest.Name, newest.Files[0].Name)
+	victim := filepath.Join(c.jobStore(), newest.Name, newest.Files[0].Name)
 	b, err := os.ReadFile(victim)
 	if err != nil {
 		t.Fatal(err)
@@ -574,7 +577,7 @@ func TestClusterCoordinatorFailover(t *testing.T) {
 			t.Errorf("checkpoint %s, committed before the failover, is gone", m.Name)
 		}
 	}
-	store, err := checkpoint.Open(c.store)
+	store, err := checkpoint.OpenShared(c.jobStore())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -616,7 +619,7 @@ func TestClusterEtcdOutage(t *testing.T) {
 	t.Logf("after etcd returned: checkpoint %s committed %v later", st.LastCheckpoint, back.Round(time.Millisecond))
 	c.waitFor("job completion", 4*time.Minute, func(st *api.StatusReply) bool { return st.State == "done" })
 	c.waitWorkersExit(30 * time.Second)
-	store, err := checkpoint.Open(c.store)
+	store, err := checkpoint.OpenShared(c.jobStore())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -749,7 +752,7 @@ func TestLocalClusterMatchesSingleNode(t *testing.T) {
 	if cluster.Steps != single.Steps || cluster.Steps != 3*938 {
 		t.Errorf("steps: cluster %d, single %d, want %d", cluster.Steps, single.Steps, 3*938)
 	}
-	for _, f := range []string{runlog.MetricsFile, runlog.PlotFile, "job.yaml", "coordinator.log", "worker-3.log", "checkpoints/latest"} {
+	for _, f := range []string{runlog.MetricsFile, runlog.PlotFile, "job.yaml", "coordinator.log", "worker-3.log", "checkpoints/ringtrain/latest", "checkpoints/ringtrain/job.json"} {
 		if _, err := os.Stat(filepath.Join(dir, "cluster", f)); err != nil {
 			t.Error(err)
 		}
@@ -776,7 +779,7 @@ func TestLocalClusterCtrlCCheckpointsAndResumes(t *testing.T) {
 	if sum, _ := resumeRun(t, ctx, out); !sum.Resumed || sum.Steps != 2*938 || sum.TestAccuracy < 0.97 {
 		t.Fatalf("resumed summary %+v", sum)
 	}
-	store, err := checkpoint.OpenShared(filepath.Join(out, "checkpoints"))
+	store, err := checkpoint.OpenShared(filepath.Join(out, "checkpoints", job.DefaultName))
 	if err != nil {
 		t.Fatal(err)
 	}

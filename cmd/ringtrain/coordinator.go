@@ -38,6 +38,12 @@ of the ring, shards each epoch, and commits the checkpoints the workers write
 to the shared store. Run two for a standby that takes over from etcd. Only the
 leader answers /readyz with 200, so a Service in front of them reaches it.
 
+The job's checkpoints are in its own directory under --store, named after the
+job (/shared/checkpoints/<job name>/), so jobs may share a store: one whose
+directory holds the checkpoints of another job of that name (another hash) is
+refused at start. Standbys remove nothing from the store; the leader removes
+its own unfinished writes, and the checkpoints retention drops.
+
 The run directory (--out; default: run/ beside the store, e.g. /shared/run for
 --store /shared/checkpoints) receives what 'ringtrain train' leaves: the
 leader keeps metrics.jsonl there while the job runs, and when the job is
@@ -120,7 +126,7 @@ bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
 	f.Lookup("http").Usage = "HTTP address serving /healthz, /readyz, /metrics, /status and the job's read-only dashboard at / (empty: none; binds what it names: all interfaces for :8080)"
 	f.StringVar(&endpoints, "etcd-endpoints", "", "etcd client URLs, comma-separated")
 	f.StringVarP(&file, "job", "f", "", "job file (YAML)")
-	f.StringVar(&p.store, "store", "", "checkpoint store directory (a volume every worker mounts at the same path)")
+	f.StringVar(&p.store, "store", "", "checkpoint store root (a volume every worker mounts at the same path); the job's store is its subdirectory named after the job")
 	f.BoolVar(&replaceJob, "replace-job", false, "when etcd holds another job (another job hash) under this job's name, clear its etcd state and start this job over (default: refuse to start)")
 	f.BoolVar(&exitWhenEnd, "exit-when-done", false, "exit once the job is complete (default: keep serving status)")
 	f.StringVar(&out, "out", "", "run directory: metrics.jsonl, and summary.json, curves.png and model.safetensors once the job is complete (default: run/ beside --store)")

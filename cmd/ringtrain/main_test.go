@@ -25,6 +25,7 @@ import (
 	"github.com/ringtrain/ringtrain/api"
 	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/dataset"
+	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/runlog"
 )
 
@@ -205,7 +206,7 @@ func TestSIGKILLResumesBitIdentical(t *testing.T) {
 	}
 
 	out := filepath.Join(t.TempDir(), "killed")
-	store, err := checkpoint.OpenShared(filepath.Join(out, "checkpoints"))
+	store, err := checkpoint.OpenShared(filepath.Join(out, "checkpoints", job.DefaultName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +269,7 @@ wait:
 func sameFinalState(t *testing.T, wantOut, gotOut string) {
 	t.Helper()
 	load := func(out string) *checkpoint.Checkpoint {
-		store, err := checkpoint.OpenShared(filepath.Join(out, "checkpoints"))
+		store, err := checkpoint.OpenShared(filepath.Join(out, "checkpoints", job.DefaultName))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -383,7 +384,7 @@ func TestMainJob(t *testing.T) {
 	if acc := sum["test_accuracy"].(float64); acc < 0.99 {
 		t.Errorf("LeNet-5 test accuracy after 3 epochs: %.4f, want ≥ 0.99\n%s", acc, o)
 	}
-	for _, f := range []string{runlog.MetricsFile, runlog.PlotFile, "checkpoints/latest"} {
+	for _, f := range []string{runlog.MetricsFile, runlog.PlotFile, "checkpoints/ringtrain/latest"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Error(err)
 		}

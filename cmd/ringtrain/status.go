@@ -257,6 +257,13 @@ func printStatus(w io.Writer, st *api.StatusReply) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", m.Name, rank, m.Step, loss, ips, strings.Join(phases, "\t"), straggler, seen)
 	}
 	tw.Flush()
+	// Checkpoints a worker skipped because its shard could not be written.
+	for _, m := range st.Workers {
+		if s := m.Stats; s != nil && s.CheckpointFailures > 0 {
+			fmt.Fprintf(w, "%s: %d checkpoint shards not written (those checkpoints were skipped); the last: %s\n",
+				m.Name, s.CheckpointFailures, s.LastCheckpointError)
+		}
+	}
 }
 
 // epochProgress is the status's epoch, counted from 1 as everywhere:

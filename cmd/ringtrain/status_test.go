@@ -38,6 +38,24 @@ func TestStatusShowsPhasesAndStragglers(t *testing.T) {
 	}
 }
 
+// A worker that failed to write checkpoint shards says so under the
+// table, with the last error.
+func TestStatusShowsFailedCheckpointWrites(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, &api.StatusReply{State: "running", Epochs: 1, Ring: []string{"worker-0", "worker-1"}, Workers: []api.WorkerStatus{
+		{Name: "worker-0", Stats: &api.WorkerStats{Loss: 0.1}},
+		{Name: "worker-1", Rank: 1, Stats: &api.WorkerStats{Loss: 0.1, CheckpointFailures: 2,
+			LastCheckpointError: "worker: writing checkpoint shard: no space left on device"}},
+	}})
+	text := out.String()
+	if want := "worker-1: 2 checkpoint shards not written (those checkpoints were skipped); the last: worker: writing checkpoint shard: no space left on device\n"; !strings.Contains(text, want) {
+		t.Errorf("status lacks %q:\n%s", want, text)
+	}
+	if strings.Contains(text, "worker-0: ") {
+		t.Errorf("status reports failures of worker-0:\n%s", text)
+	}
+}
+
 // `ringtrain status --watch` not on a terminal prints one status after
 // another, separated by a blank line, until interrupted, and exits 0.
 func TestStatusWatchNotOnATerminal(t *testing.T) {

@@ -38,9 +38,11 @@ func newTrainCmd() *cobra.Command {
 The job is described by flags, or by a YAML job file (-f job.yaml) that the
 flags override; the same job file runs unchanged on a cluster. The run
 directory (--out) receives metrics.jsonl, curves.png, summary.json,
-checkpoints/ and timeline/, each worker's step timeline ('ringtrain trace
---dir' turns it into a trace for Perfetto). Ctrl-C stops the run after
-checkpointing where it stood; --resume continues it.
+checkpoints/<job name>/ (checkpoints/ringtrain/ for a job without a name)
+and timeline/, each worker's step timeline ('ringtrain trace --dir' turns
+it into a trace for Perfetto). Ctrl-C stops the run after checkpointing
+where it stood; --resume continues it (also a run directory of earlier
+versions, with its checkpoints directly in checkpoints/).
 
 --ui ADDR serves a live, read-only dashboard of the run (curves, the ring
 and its generations, checkpoints, the job file) while it trains; with

@@ -42,7 +42,10 @@ const soloWorker = "local"
 
 func newSoloUI(next worker.Progress, spec job.Spec, runDir string) *soloUI {
 	y, _ := spec.YAML()
-	store := filepath.Join(runDir, "checkpoints")
+	store, _, err := checkpoint.JobDir(filepath.Join(runDir, "checkpoints"), spec.JobName(), spec.Hash())
+	if err != nil {
+		store = filepath.Join(runDir, "checkpoints")
+	}
 	if abs, err := filepath.Abs(store); err == nil {
 		store = abs
 	}

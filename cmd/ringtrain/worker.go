@@ -105,7 +105,7 @@ bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
 	p.register(f, ":7080", "all-reduce address: ring neighbours connect here")
 	f.StringVar(&coordinators, "coordinator", "", "coordinator control address(es), HOST:PORT[,HOST:PORT]")
 	f.StringVarP(&file, "job", "f", "", "job file: refuse to join a coordinator running another job")
-	f.StringVar(&p.store, "store", "", "checkpoint store directory (default: the one the coordinator advertises)")
+	f.StringVar(&p.store, "store", "", "checkpoint store root, as the coordinators' --store is mounted here (default: the job's store the coordinator advertises)")
 	f.StringVar(&dataDir, "data-dir", "", "data set directory (default: the job's data_dir, else the user cache)")
 	f.IntVar(&threads, "threads", 0, "compute threads (default: the job's threads, else all cores)")
 	f.StringVar(&timelineDir, "timeline", "", "record the step timeline in DIR/<name>.jsonl (a shared volume; 'ringtrain trace --dir DIR' reads it); off when empty")
