@@ -54,20 +54,26 @@ func (p *processFlags) register(f *pflag.FlagSet, listen, listenHelp string) {
 // token reads the join token from --token-file or the environment.
 func (p *processFlags) token() (string, error) {
 	if p.tokenFile != "" {
-		b, err := os.ReadFile(p.tokenFile)
-		if err != nil {
-			return "", fmt.Errorf("join token: %w", err)
-		}
-		t := strings.TrimSpace(string(b))
-		if t == "" {
-			return "", fmt.Errorf("join token: %s is empty", p.tokenFile)
-		}
-		return t, nil
+		return readToken(p.tokenFile, "join token")
 	}
 	if t := strings.TrimSpace(os.Getenv(tokenEnv)); t != "" {
 		return t, nil
 	}
 	return "", fmt.Errorf("no join token: pass --token-file or set %s", tokenEnv)
+}
+
+// readToken reads a token (what names it in errors) from file: its
+// content without surrounding white space, which must not be empty.
+func readToken(file, what string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("%s: %s is empty", what, file)
+	}
+	return t, nil
 }
 
 // advertiseHost is the host others reach this process at.

@@ -25,6 +25,7 @@ func newCoordinatorCmd() *cobra.Command {
 		file        string
 		exitWhenEnd bool
 		out         string
+		statusFile  string
 	)
 	cmd := &cobra.Command{
 		Use:   "coordinator",
@@ -48,7 +49,14 @@ The --http listener also serves the job's live, read-only dashboard at /
 (curves, the ring and its workers, the generations with their causes, the
 committed checkpoints, the job file). It listens where --http says: all
 interfaces for the default :8080, which Kubernetes probes need; give
---http 127.0.0.1:8080 to keep it to this machine.`,
+--http 127.0.0.1:8080 to keep it to this machine.
+
+The job's status ('ringtrain status', /status) and the dashboard are told
+only to callers that show the join token or the status token
+(--status-token-file: it reads the status and cannot join), as a bearer
+token; a browser opens the dashboard once as /?token=TOKEN and keeps a
+cookie. An --http listener on a loopback address serves them without a
+token. /healthz, /readyz and /metrics are always open.`,
 		Example: `  RINGTRAIN_JOIN_TOKEN=secret ringtrain coordinator --etcd-endpoints http://etcd:2379 -f job.yaml --store /shared/checkpoints`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -73,6 +81,12 @@ interfaces for the default :8080, which Kubernetes probes need; give
 			if err != nil {
 				return err
 			}
+			var statusToken string
+			if statusFile != "" {
+				if statusToken, err = readToken(statusFile, "status token"); err != nil {
+					return err
+				}
+			}
 			host, err := p.advertiseHost()
 			if err != nil {
 				return err
@@ -89,7 +103,7 @@ interfaces for the default :8080, which Kubernetes probes need; give
 			logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "%s\n", fmt.Sprintf(f, a...)) }
 			proc, err := coordinator.Listen(coordinator.ProcessConfig{
 				Server: coordinator.ServerConfig{
-					Name: p.name, Spec: spec, CheckJob: worker.CheckJob, Token: token, Etcd: cli, StoreDir: p.store, RunDir: out, Logf: logf,
+					Name: p.name, Spec: spec, CheckJob: worker.CheckJob, Token: token, StatusToken: statusToken, Etcd: cli, StoreDir: p.store, RunDir: out, Logf: logf,
 				},
 				Listen: p.listen, Gossip: p.gossip, HTTP: p.http, Advertise: host, TLS: serverTLS,
 			})
@@ -103,7 +117,8 @@ interfaces for the default :8080, which Kubernetes probes need; give
 	}
 	f := cmd.Flags()
 	p.register(f, ":7070", "control-plane gRPC address: workers and 'ringtrain status' connect here")
-	f.Lookup("http").Usage = "HTTP address serving /healthz, /readyz, /metrics, /status and the job's read-only dashboard at / (empty: none; binds what it names: all interfaces for :8080)"
+	f.Lookup("http").Usage = "HTTP address serving /healthz, /readyz, /metrics, /status and the job's read-only dashboard at / (empty: none; binds what it names: all interfaces for :8080; /status and the dashboard need a token unless bound to loopback)"
+	f.StringVar(&statusFile, "status-token-file", "", "file holding a status token: it reads the status and the dashboard and cannot join (default: none; the join token always reads them)")
 	f.StringVar(&endpoints, "etcd-endpoints", "", "etcd client URLs, comma-separated")
 	f.StringVarP(&file, "job", "f", "", "job file (YAML)")
 	f.StringVar(&p.store, "store", "", "checkpoint store directory (a volume every worker mounts at the same path)")
