@@ -30,7 +30,7 @@ var allowedImports = map[string][]string{
 	"runlog":      {"gonum.org/v1/plot", renameio, protowire},
 	"models":      {module + "tensorcore", module + "job"},
 	"dataset":     {module + "tensorcore", renameio},
-	"allreduce":   {module + "allreduce", "google.golang.org/grpc", "google.golang.org/protobuf", "github.com/klauspost/compress", "golang.org/x/sys/cpu", "gonum.org/v1/gonum"},
+	"allreduce":   {module + "allreduce", module + "internal/netlimit", "google.golang.org/grpc", "google.golang.org/protobuf", "github.com/klauspost/compress", "golang.org/x/sys/cpu", "gonum.org/v1/gonum"},
 	"checkpoint":  {module + "safetensors", "go.etcd.io/etcd/", renameio},
 	"etcdtest":    {module + "etcdlocal"},
 	"etcdlocal":   {"go.etcd.io/etcd/"},
@@ -40,7 +40,7 @@ var allowedImports = map[string][]string{
 	// (its Source); it knows neither.
 	"dashboard": {module + "api", module + "runlog"},
 	"coordinator": {module + "api", module + "dataset", module + "checkpoint", module + "job", module + "runlog", module + "membership",
-		module + "dashboard", "go.etcd.io/etcd/", "google.golang.org/grpc", "github.com/prometheus/client_golang"},
+		module + "dashboard", module + "internal/netlimit", "go.etcd.io/etcd/", "google.golang.org/grpc", "github.com/prometheus/client_golang"},
 	"worker": {module + "tensorcore", module + "models", module + "dataset", module + "allreduce",
 		module + "checkpoint", module + "safetensors", module + "job", module + "runlog", module + "api", module + "membership", module + "timeline",
 		"google.golang.org/grpc", "github.com/prometheus/client_golang"},

@@ -36,7 +36,7 @@ func grpcRing(t testing.TB, n int, tweak func(*GRPCConfig)) []*GRPCTransport {
 			if tweak != nil {
 				tweak(&cfg)
 			}
-			ts[i], errs[i] = DialRing(ctx, cfg)
+			ts[i], errs[i] = DialRing(ctx, keyed(cfg))
 		}()
 	}
 	wg.Wait()
@@ -51,6 +51,17 @@ func grpcRing(t testing.TB, n int, tweak func(*GRPCConfig)) []*GRPCTransport {
 		}
 	}
 	return ts
+}
+
+// testToken is the join token of the test rings.
+const testToken = "test-token"
+
+// keyed gives cfg the ring key of its job and generation.
+func keyed(cfg GRPCConfig) GRPCConfig {
+	if cfg.RingKey == nil {
+		cfg.RingKey = RingKey(testToken, cfg.Job, cfg.Generation)
+	}
+	return cfg
 }
 
 // linkModes are the two data paths of a GRPCTransport: frames on the
@@ -198,7 +209,7 @@ func TestGRPCForeignRing(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			cfg := GRPCConfig{Rank: i, Addrs: addrs, Listener: lis[i], Job: 7, Generation: uint64(3 + i), Timeout: 500 * time.Millisecond}
-			tr, err := DialRing(ctx, cfg)
+			tr, err := DialRing(ctx, keyed(cfg))
 			if err == nil {
 				tr.Close()
 			}
@@ -254,8 +265,8 @@ func TestGRPCMutualTLS(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tr, err := DialRing(context.Background(), GRPCConfig{Rank: i, Addrs: addrs, Listener: lis[i],
-				Timeout: 500 * time.Millisecond, ServerTLS: pki.serverConfig(), ClientTLS: pki.clientConfig(i == 0)})
+			tr, err := DialRing(context.Background(), keyed(GRPCConfig{Rank: i, Addrs: addrs, Listener: lis[i],
+				Timeout: 500 * time.Millisecond, ServerTLS: pki.serverConfig(), ClientTLS: pki.clientConfig(i == 0)}))
 			if err == nil {
 				tr.Close()
 			}
@@ -288,7 +299,7 @@ func TestGRPCRetriesRefusedLink(t *testing.T) {
 	// generation 4's link, and gives up.
 	old := make(chan error, 1)
 	go func() {
-		_, err := DialRing(ctx, GRPCConfig{Rank: 1, Addrs: addrs, Listener: l1, Job: 7, Generation: 3, Timeout: 400 * time.Millisecond})
+		_, err := DialRing(ctx, keyed(GRPCConfig{Rank: 1, Addrs: addrs, Listener: l1, Job: 7, Generation: 3, Timeout: 400 * time.Millisecond}))
 		old <- err
 	}()
 	var ts [2]*GRPCTransport
@@ -297,7 +308,7 @@ func TestGRPCRetriesRefusedLink(t *testing.T) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		ts[0], errs[0] = DialRing(ctx, GRPCConfig{Rank: 0, Addrs: addrs, Listener: l0, Job: 7, Generation: 4, Timeout: 5 * time.Second})
+		ts[0], errs[0] = DialRing(ctx, keyed(GRPCConfig{Rank: 0, Addrs: addrs, Listener: l0, Job: 7, Generation: 4, Timeout: 5 * time.Second}))
 	}()
 	go func() {
 		defer wg.Done()
@@ -310,7 +321,7 @@ func TestGRPCRetriesRefusedLink(t *testing.T) {
 			l, _ = net.Listen("tcp", addrs[1]) // the old transport may still be closing
 			time.Sleep(10 * time.Millisecond)
 		}
-		ts[1], errs[1] = DialRing(ctx, GRPCConfig{Rank: 1, Addrs: addrs, Listener: l, Job: 7, Generation: 4, Timeout: 5 * time.Second})
+		ts[1], errs[1] = DialRing(ctx, keyed(GRPCConfig{Rank: 1, Addrs: addrs, Listener: l, Job: 7, Generation: 4, Timeout: 5 * time.Second}))
 	}()
 	wg.Wait()
 	for i, err := range errs {

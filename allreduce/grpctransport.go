@@ -2,21 +2,29 @@ package allreduce
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/ringtrain/ringtrain/internal/netlimit"
 )
 
 // GRPCConfig configures one rank's GRPCTransport. All ranks use the same
@@ -52,7 +60,23 @@ type GRPCConfig struct {
 	// inside TLS.
 	ShmDir         string
 	NoSharedMemory bool
+	// RingKey authenticates every link of the ring (see ringauth.go):
+	// both ends of a link prove they hold it before the link carries
+	// anything. Every rank of the ring has the same key, RingKey(join
+	// token, Job, Generation); at least 16 bytes, required.
+	RingKey []byte
+	// Logf receives notices about links and connections this rank
+	// refused (at most one a second); nil discards them.
+	Logf func(format string, args ...any)
 }
+
+// Limits of a rank's ring listener. A rank's only legitimate peer is its
+// left neighbour, with one link stream at a time (and a few left over
+// from earlier attempts); the rest are strangers.
+const (
+	ringMaxConns   = 16 // connections held at once; more are closed at once
+	ringMaxStreams = 4  // concurrent streams per connection
+)
 
 const (
 	ringService = "ringtrain.allreduce.Ring"
@@ -175,6 +199,9 @@ type GRPCTransport struct {
 	window     int
 	inflight   int
 	maxFrame   int
+	key        []byte
+	refusals   rateLog            // notices of refused links and connections
+	lis        *netlimit.Listener // the ring listener, bounded
 
 	srv       *grpc.Server
 	conn      *grpc.ClientConn
@@ -240,6 +267,9 @@ func DialRing(ctx context.Context, cfg GRPCConfig) (*GRPCTransport, error) {
 	if cfg.Listener == nil {
 		return nil, fmt.Errorf("allreduce: rank %d: no listener", cfg.Rank)
 	}
+	if len(cfg.RingKey) < minRingKey {
+		return nil, fmt.Errorf("allreduce: rank %d: a ring key of %d bytes, want at least %d (GRPCConfig.RingKey; see RingKey)", cfg.Rank, len(cfg.RingKey), minRingKey)
+	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
@@ -255,6 +285,7 @@ func DialRing(ctx context.Context, cfg GRPCConfig) (*GRPCTransport, error) {
 	t := &GRPCTransport{
 		rank: cfg.Rank, size: n, job: cfg.Job, gen: cfg.Generation,
 		timeout: cfg.Timeout, window: cfg.Window, inflight: cfg.MaxInflight, maxFrame: cfg.MaxFrame,
+		key: cfg.RingKey, refusals: rateLog{logf: cfg.Logf},
 		closed:   make(chan struct{}),
 		sendW:    newWaiter(cfg.Timeout),
 		hdrs:     make([][HeaderLen]byte, cfg.MaxInflight+1),
@@ -292,16 +323,30 @@ func DialRing(ctx context.Context, cfg GRPCConfig) (*GRPCTransport, error) {
 		grpc.WriteBufferSize(1 << 20),
 		grpc.ReadBufferSize(1 << 20),
 		grpc.WaitForHandlers(true),
+		// Bounds on what strangers can hold: a connection must finish its
+		// handshake (TLS, HTTP/2) within half the timeout, carries a few
+		// streams at most, and is closed once it has had no stream for a
+		// timeout; nobody needs to ping (the ring has its own).
+		// (ConnectionTimeout is experimental in grpc-go;
+		// TestGRPCRingConnLimits notices if it stops working.)
+		grpc.ConnectionTimeout(cfg.Timeout / 2),
+		grpc.MaxConcurrentStreams(ringMaxStreams),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.Timeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Minute}),
 	}
 	if cfg.ServerTLS != nil {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(cfg.ServerTLS)))
+	}
+	t.lis = netlimit.New(cfg.Listener, ringMaxConns)
+	t.lis.OnRefuse = func(remote net.Addr) {
+		t.refusals.printf("allreduce: rank %d: closed a connection from %v: %d are open, the most a ring listener holds", t.rank, remote, ringMaxConns)
 	}
 	t.srv = grpc.NewServer(sopts...)
 	t.srv.RegisterService(&ringDesc, t)
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		t.srv.Serve(cfg.Listener)
+		t.srv.Serve(t.lis)
 	}()
 	if err := t.connect(ctx, cfg); err != nil {
 		t.Abort()
@@ -372,37 +417,56 @@ func (t *GRPCTransport) connect(ctx context.Context, cfg GRPCConfig) error {
 	return nil
 }
 
-// openLink opens the link stream to the right neighbour, sends the hello
-// frame and waits for the neighbour to accept it (it answers with its own
-// hello), so a ring is only formed with a neighbour of the same job and
-// generation. The stream lives until cancel is called.
+// openLink opens the link stream to the right neighbour and sets it up
+// (see ringauth.go): it sends a nonce, checks that the neighbour proves it
+// holds the ring key, proves it in turn (offering a shared-memory ring
+// once the neighbour is known) and waits for the neighbour to accept, so a
+// ring is only formed with a neighbour of the same job and generation that
+// holds the key. The stream lives until cancel is called.
 func (t *GRPCTransport) openLink(setup context.Context, conn *grpc.ClientConn, right int) (grpc.ClientStream, context.CancelFunc, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	stop := context.AfterFunc(setup, cancel)
+	var ring *shmRing
+	accepted := false
+	nonceC := newNonce()
+	out, err := conn.NewStream(sctx, &linkStreamDesc, linkMethod, grpc.WaitForReady(true))
+	if err == nil {
+		err = t.sendHello(out, 0, nonceC)
+	}
+	var nonceS []byte
+	if err == nil {
+		m := rxMsg{maxFrame: t.maxFrame}
+		if err = out.RecvMsg(&m); err == nil {
+			err = t.checkAnswer(&m, right)
+		}
+		if err == nil {
+			if len(m.hello) != linkNonceLen+linkMACLen ||
+				!hmac.Equal(m.hello[linkNonceLen:], linkMAC(t.key, "server", t.job, t.gen, t.rank, right, nonceC, m.hello[:linkNonceLen], nil)) {
+				err = fmt.Errorf("%w: the listener at rank %d's address did not prove it holds the ring key", ErrLinkAuth, right)
+				t.refusals.printf("allreduce: rank %d: %s", t.rank, strings.TrimPrefix(err.Error(), "allreduce: "))
+			}
+			nonceS = m.hello[:min(len(m.hello), linkNonceLen)]
+		}
+	}
 	// Offer a shared-memory ring; the file is removed whatever the
 	// answer, since an accepting neighbour has mapped it by then.
-	var ring *shmRing
 	var offer []byte
-	if t.shmDir != "" {
+	if err == nil && t.shmDir != "" {
 		size := shmRingSize(t.maxFrame)
-		r, path, nonce, err := createShmRing(t.shmDir, size)
-		if err == nil {
+		r, path, nonce, cerr := createShmRing(t.shmDir, size)
+		if cerr == nil {
 			ring, offer = r, shmOffer(nonce, size, path)
 			defer os.Remove(path)
 		}
 	}
-	accepted := false
-	out, err := conn.NewStream(sctx, &linkStreamDesc, linkMethod, grpc.WaitForReady(true))
 	if err == nil {
-		var hb [HeaderLen]byte
-		PutHeader(hb[:], Header{Kind: KindHello, Job: t.job, Generation: t.gen, From: uint32(t.rank), Len: uint32(len(offer))})
-		err = out.SendMsg(&txMsg{hdr: hb[:], payload: offer})
+		mac := linkMAC(t.key, "client", t.job, t.gen, t.rank, right, nonceC, nonceS, offer)
+		err = t.sendHello(out, 0, append(mac, offer...))
 	}
 	if err == nil {
 		m := rxMsg{maxFrame: t.maxFrame}
-		if err = out.RecvMsg(&m); err == nil &&
-			(m.h.Kind != KindHello || m.h.Job != t.job || m.h.Generation != t.gen || int(m.h.From) != right) {
-			err = fmt.Errorf("%w: link accepted by rank %d job %d generation %d (kind %d)", ErrBadFrame, m.h.From, m.h.Job, m.h.Generation, m.h.Kind)
+		if err = out.RecvMsg(&m); err == nil {
+			err = t.checkAnswer(&m, right)
 		}
 		accepted = err == nil && m.h.Seq == 1
 	}
@@ -424,18 +488,100 @@ func (t *GRPCTransport) openLink(setup context.Context, conn *grpc.ClientConn, r
 	return out, cancel, nil
 }
 
+// sendHello sends a hello frame of this rank on a link's stream.
+func (t *GRPCTransport) sendHello(s interface{ SendMsg(any) error }, seq uint64, payload []byte) error {
+	hb := make([]byte, HeaderLen)
+	PutHeader(hb, Header{Kind: KindHello, Job: t.job, Generation: t.gen, Seq: seq, From: uint32(t.rank), Len: uint32(len(payload))})
+	return s.SendMsg(&txMsg{hdr: hb, payload: payload})
+}
+
+// checkAnswer checks that m is a hello of the right neighbour's in this
+// job and generation.
+func (t *GRPCTransport) checkAnswer(m *rxMsg, right int) error {
+	if m.h.Kind != KindHello || m.h.Job != t.job || m.h.Generation != t.gen || int(m.h.From) != right {
+		return fmt.Errorf("%w: link accepted by rank %d job %d generation %d (kind %d)", ErrBadFrame, m.h.From, m.h.Job, m.h.Generation, m.h.Kind)
+	}
+	return nil
+}
+
+// errSetupTimeout: a peer did not finish setting a link up in time.
+var errSetupTimeout = errors.New("did not finish setting the link up in time")
+
+// recvSetup reads one frame of a link's set-up from the left, giving up
+// when deadline fires or the transport closes. (RecvMsg cannot be
+// interrupted; a read given up on ends with the stream, when the handler
+// returns.)
+func (t *GRPCTransport) recvSetup(stream grpc.ServerStream, deadline <-chan time.Time) (rxMsg, error) {
+	type result struct {
+		m   rxMsg
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		m := rxMsg{maxFrame: t.maxFrame}
+		err := stream.RecvMsg(&m)
+		ch <- result{m, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.m, r.err
+	case <-deadline:
+		return rxMsg{}, errSetupTimeout
+	case <-t.closed:
+		return rxMsg{}, ErrClosed
+	}
+}
+
+// refuse turns away a peer that failed to set up an authenticated link:
+// it logs why (at most once a second), closes the peer's connection at
+// once and returns the stream's error.
+func (t *GRPCTransport) refuse(stream grpc.ServerStream, err error) error {
+	var from net.Addr
+	if p, ok := peer.FromContext(stream.Context()); ok {
+		from = p.Addr
+	}
+	t.refusals.printf("allreduce: rank %d: refused a link from %v (for rank %d's): %s", t.rank, from, t.leftRank(), strings.TrimPrefix(err.Error(), "allreduce: "))
+	t.lis.Drop(from)
+	return status.Errorf(codes.Unauthenticated, "allreduce: rank %d: %v", t.rank, err)
+}
+
 // handleLink is the server side of the link from the left neighbour: it
-// checks the hello frame, publishes the stream for Recv and holds it open
-// until the transport closes.
+// sets the link up (see ringauth.go; within the timeout), publishes the
+// stream for Recv and holds it open until the transport closes.
 func (t *GRPCTransport) handleLink(stream grpc.ServerStream) error {
-	m := rxMsg{maxFrame: t.maxFrame}
-	if err := stream.RecvMsg(&m); err != nil {
+	deadline := time.NewTimer(t.timeout)
+	defer deadline.Stop()
+	m, err := t.recvSetup(stream, deadline.C)
+	if err != nil {
+		if errors.Is(err, errSetupTimeout) {
+			return t.refuse(stream, err)
+		}
 		return err
 	}
 	left := t.leftRank()
 	if m.h.Kind != KindHello || m.h.Job != t.job || m.h.Generation != t.gen || int(m.h.From) != left {
 		return fmt.Errorf("allreduce: rank %d: rejected link from rank %d (job %d generation %d, kind %d); want rank %d job %d generation %d",
 			t.rank, m.h.From, m.h.Job, m.h.Generation, m.h.Kind, left, t.job, t.gen)
+	}
+	if len(m.hello) != linkNonceLen {
+		return t.refuse(stream, fmt.Errorf("%w: its hello carries %d bytes, not a %d-byte nonce", ErrLinkAuth, len(m.hello), linkNonceLen))
+	}
+	nonceC, nonceS := m.hello, newNonce()
+	if err := t.sendHello(stream, 0, append(nonceS, linkMAC(t.key, "server", t.job, t.gen, left, t.rank, nonceC, nonceS, nil)...)); err != nil {
+		return err
+	}
+	if m, err = t.recvSetup(stream, deadline.C); err != nil {
+		if errors.Is(err, errSetupTimeout) {
+			return t.refuse(stream, err)
+		}
+		return err
+	}
+	if m.h.Kind != KindHello || m.h.Job != t.job || m.h.Generation != t.gen || int(m.h.From) != left || len(m.hello) < linkMACLen {
+		return t.refuse(stream, fmt.Errorf("%w: no proof of the ring key (kind %d, %d bytes)", ErrLinkAuth, m.h.Kind, len(m.hello)))
+	}
+	offer := m.hello[linkMACLen:]
+	if !hmac.Equal(m.hello[:linkMACLen], linkMAC(t.key, "client", t.job, t.gen, left, t.rank, nonceC, nonceS, offer)) {
+		return t.refuse(stream, fmt.Errorf("%w: it did not prove it holds the ring key", ErrLinkAuth))
 	}
 	t.leftMu.Lock()
 	if t.in != nil {
@@ -447,21 +593,19 @@ func (t *GRPCTransport) handleLink(stream grpc.ServerStream) error {
 	// Take the neighbour's shared-memory ring if it offered one that this
 	// process can map: then it is on this host.
 	var ring *shmRing
-	if len(m.hello) > 0 && t.shmDir != "" {
-		if nonce, size, path, err := parseShmOffer(m.hello, t.shmDir, t.maxFrame); err == nil {
+	if len(offer) > 0 && t.shmDir != "" {
+		if nonce, size, path, err := parseShmOffer(offer, t.shmDir, t.maxFrame); err == nil {
 			ring, _ = openShmRing(path, nonce, size)
 		}
 	}
 	// Accept the link (Seq 1: and the ring): the neighbour's set-up waits
 	// for this answer.
-	var hb [HeaderLen]byte
-	h := Header{Kind: KindHello, Job: t.job, Generation: t.gen, From: uint32(t.rank)}
+	var seq uint64
 	if ring != nil {
-		h.Seq = 1
+		seq = 1
 	}
-	PutHeader(hb[:], h)
 	t.inSendMu.Lock()
-	err := stream.SendMsg(&txMsg{hdr: hb[:]})
+	err = t.sendHello(stream, seq, nil)
 	t.inSendMu.Unlock()
 	if err != nil {
 		if ring != nil {

@@ -31,8 +31,8 @@ func childMain() int {
 		return 2
 	}
 	ctx := context.Background()
-	tr, err := DialRing(ctx, GRPCConfig{Rank: rank, Addrs: addrs, Listener: lis, Job: 1, Generation: 1, Timeout: 3 * time.Second, MaxFrame: 1 << 20,
-		NoSharedMemory: os.Getenv(childEnv+"_NOSHM") != ""})
+	tr, err := DialRing(ctx, keyed(GRPCConfig{Rank: rank, Addrs: addrs, Listener: lis, Job: 1, Generation: 1, Timeout: 3 * time.Second, MaxFrame: 1 << 20,
+		NoSharedMemory: os.Getenv(childEnv+"_NOSHM") != ""}))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

@@ -36,7 +36,8 @@ const (
 	shmPrefix              = "ringtrain-ring-"
 	shmMinRing             = 1 << 20
 	shmMaxRing             = 256 << 20
-	maxHelloPayload        = 512
+	maxShmOffer            = 512
+	maxHelloPayload        = linkMACLen + maxShmOffer // the largest hello: a MAC and an offer
 	shmPoll                = 10 * time.Millisecond
 	shmSpin                = 32 // polls (yielding the processor) before a futex sleep
 )
@@ -183,7 +184,7 @@ func shmOffer(nonce uint64, size int, path string) []byte {
 // parseShmOffer checks an offer against this rank's shared-memory
 // directory: the path must name a ring file directly inside it.
 func parseShmOffer(b []byte, dir string, maxFrame int) (nonce uint64, size int, path string, err error) {
-	if len(b) < 16 || len(b) > maxHelloPayload {
+	if len(b) < 16 || len(b) > maxShmOffer {
 		return 0, 0, "", fmt.Errorf("%w: shared-memory offer of %d bytes", ErrBadFrame, len(b))
 	}
 	nonce = binary.LittleEndian.Uint64(b)

@@ -252,7 +252,7 @@ func TestParseShmOffer(t *testing.T) {
 		"climbs out":   shmOffer(42, size, filepath.Join(dir, "..", shmPrefix+"1")),
 		"other name":   shmOffer(42, size, filepath.Join(dir, "passwd")),
 		"wrong size":   shmOffer(42, size*2, filepath.Join(dir, shmPrefix+"1")),
-		"too long":     shmOffer(42, size, filepath.Join(dir, shmPrefix+string(make([]byte, maxHelloPayload)))),
+		"too long":     shmOffer(42, size, filepath.Join(dir, shmPrefix+string(make([]byte, maxShmOffer)))),
 		"in subfolder": shmOffer(42, size, filepath.Join(dir, "x", shmPrefix+"1")),
 	}
 	for name, b := range bad {

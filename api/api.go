@@ -17,23 +17,53 @@
 //	Unavailable         this coordinator is a standby, or shutting down
 //	NotFound            the worker is not a member (declared dead): join again
 //	InvalidArgument     a malformed request
+//	Unauthenticated     Status without a valid token (see WithToken)
 package api
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/metadata"
 )
 
 // CodecName is the gRPC content subtype of the control plane's messages.
 const CodecName = "json"
 
-// maxMessage bounds a decoded control message; anything larger is hostile.
-const maxMessage = 4 << 20
+// MaxMessage bounds a control message (encoded); anything larger is
+// hostile. Servers and clients of the control plane also give it to gRPC
+// as the largest message they receive.
+const MaxMessage = 4 << 20
+
+// authMetadata is the gRPC metadata key of a call's bearer token.
+const authMetadata = "authorization"
+
+// WithToken returns ctx with token as the bearer token of the calls made
+// with it ("authorization: Bearer TOKEN" in the call's metadata): Status
+// needs the join token or the job's status token. An empty token leaves
+// ctx as it is.
+func WithToken(ctx context.Context, token string) context.Context {
+	if token == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, authMetadata, "Bearer "+token)
+}
+
+// BearerToken returns the bearer token of an incoming call, or "".
+func BearerToken(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get(authMetadata) {
+		if len(v) > 7 && strings.EqualFold(v[:7], "Bearer ") {
+			return v[7:]
+		}
+	}
+	return ""
+}
 
 func init() { encoding.RegisterCodec(jsonCodec{}) }
 
@@ -45,8 +75,8 @@ func (jsonCodec) Name() string { return CodecName }
 func (jsonCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 func (jsonCodec) Unmarshal(data []byte, v any) error {
-	if len(data) > maxMessage {
-		return fmt.Errorf("api: message of %d bytes exceeds %d", len(data), maxMessage)
+	if len(data) > MaxMessage {
+		return fmt.Errorf("api: message of %d bytes exceeds %d", len(data), MaxMessage)
 	}
 	return json.Unmarshal(data, v)
 }

@@ -12,8 +12,12 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// stubServer answers every call; Join refuses a wrong token.
-type stubServer struct{ last *HeartbeatRequest }
+// stubServer answers every call; Join refuses a wrong token. Status
+// records the caller's bearer token.
+type stubServer struct {
+	last   *HeartbeatRequest
+	bearer string
+}
 
 func (s *stubServer) Join(_ context.Context, r *JoinRequest) (*JoinReply, error) {
 	if r.Token != "t" {
@@ -33,7 +37,8 @@ func (s *stubServer) ReportCheckpoint(context.Context, *CheckpointReport) (*Chec
 func (s *stubServer) Leave(context.Context, *LeaveRequest) (*LeaveReply, error) {
 	return &LeaveReply{}, nil
 }
-func (s *stubServer) Status(context.Context, *StatusRequest) (*StatusReply, error) {
+func (s *stubServer) Status(ctx context.Context, _ *StatusRequest) (*StatusReply, error) {
+	s.bearer = BearerToken(ctx)
 	return &StatusReply{Job: "j", State: "running"}, nil
 }
 
@@ -74,13 +79,16 @@ func TestServiceRoundTrip(t *testing.T) {
 	if _, err := c.Leave(ctx, &LeaveRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := c.Status(ctx, &StatusRequest{}); err != nil || st.State != "running" {
-		t.Fatalf("Status = %+v, %v", st, err)
+	if st, err := c.Status(ctx, &StatusRequest{}); err != nil || st.State != "running" || stub.bearer != "" {
+		t.Fatalf("Status = %+v, %v; bearer token %q", st, err, stub.bearer)
+	}
+	if _, err := c.Status(WithToken(ctx, "read-only"), &StatusRequest{}); err != nil || stub.bearer != "read-only" {
+		t.Fatalf("Status with a token: %v; the server saw %q", err, stub.bearer)
 	}
 }
 
 func TestCodecRefusesOversizedMessages(t *testing.T) {
-	big := []byte(`{"name":"` + strings.Repeat("x", maxMessage) + `"}`)
+	big := []byte(`{"name":"` + strings.Repeat("x", MaxMessage) + `"}`)
 	var r JoinRequest
 	if err := (jsonCodec{}).Unmarshal(big, &r); err == nil {
 		t.Fatal("an oversized message decoded")

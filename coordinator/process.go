@@ -8,11 +8,16 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
+	"github.com/ringtrain/ringtrain/api"
+	"github.com/ringtrain/ringtrain/dashboard"
+	"github.com/ringtrain/ringtrain/internal/netlimit"
 	"github.com/ringtrain/ringtrain/membership"
 )
 
@@ -28,13 +33,34 @@ type ProcessConfig struct {
 	// host other processes reach this one at (by gossip, and the control
 	// plane: Server.ControlAddr defaults to it with the bound port).
 	Gossip, Advertise string
-	// HTTP is the address serving /healthz, /readyz, /metrics and /status
-	// (Server.HTTPHandler); empty: none.
+	// HTTP is the address serving /healthz, /readyz, /metrics, /status
+	// and the dashboard (Server.HTTPHandler); empty: none. Bound to a
+	// loopback address, it serves the status and the dashboard without a
+	// token (only this machine reaches it); bound to any other, they need
+	// the join token or the status token. The probes and the metrics are
+	// always open.
 	HTTP string
 	// TLS, when set, is the control plane's server configuration (mutual
 	// TLS); nil: plaintext.
 	TLS *tls.Config
+	// MaxConns is the most connections the control plane holds at once
+	// (0: DefaultMaxConns); one more is closed at once. HandshakeTimeout
+	// is how long a new connection may take to finish its handshake (TLS,
+	// HTTP/2) before it is closed (0: DefaultHandshakeTimeout).
+	MaxConns         int
+	HandshakeTimeout time.Duration
 }
+
+// Defaults of ProcessConfig's limits of the control plane. A worker holds
+// one connection to each coordinator it knows, `ringtrain status` one
+// while it asks.
+const (
+	DefaultMaxConns         = 1024
+	DefaultHandshakeTimeout = 5 * time.Second
+	// controlMaxStreams is the most concurrent calls on one connection
+	// (a worker makes one at a time).
+	controlMaxStreams = 64
+)
 
 // Process is a coordinator process: a Server with its control-plane gRPC
 // and HTTP listeners and its memberlist member. Listen binds them and
@@ -46,7 +72,8 @@ type Process struct {
 	control net.Listener
 	http    net.Listener // nil: none
 	tls     *tls.Config
-	once    sync.Once // Run or Close, once
+	hsTime  time.Duration // the control plane's handshake deadline
+	once    sync.Once     // Run or Close, once
 }
 
 // Listen checks the job and makes the server (NewServer: the job is
@@ -65,11 +92,27 @@ func Listen(cfg ProcessConfig) (*Process, error) {
 	}
 	// Run is the first to read them.
 	srv.cfg.Gossip, srv.cfg.GossipAddr = member, member.Addr()
-	p := &Process{srv: srv, member: member, tls: cfg.TLS}
-	if p.control, err = net.Listen("tcp", cfg.Listen); err != nil {
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	p := &Process{srv: srv, member: member, tls: cfg.TLS, hsTime: cfg.HandshakeTimeout}
+	control, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
 		member.Shutdown()
 		return nil, fmt.Errorf("coordinator: control-plane address: %w", err)
 	}
+	limited := netlimit.New(control, cfg.MaxConns)
+	var refusals atomic.Int64
+	limited.OnRefuse = func(remote net.Addr) {
+		// One line for the first, then one every power of two.
+		if n := refusals.Add(1); n&(n-1) == 0 {
+			srv.logf("coordinator: closed a connection from %v: %d control connections are open, the most it holds (%d closed so far)", remote, cfg.MaxConns, n)
+		}
+	}
+	p.control = limited
 	if srv.cfg.ControlAddr == "" && cfg.Advertise != "" {
 		_, port, _ := net.SplitHostPort(p.control.Addr().String())
 		srv.cfg.ControlAddr = net.JoinHostPort(cfg.Advertise, port)
@@ -112,7 +155,16 @@ func (p *Process) Run(ctx context.Context) error {
 	if !ran {
 		return errors.New("coordinator: process already ran or closed")
 	}
-	var opts []grpc.ServerOption
+	opts := []grpc.ServerOption{
+		grpc.ConnectionTimeout(p.hsTime),
+		grpc.MaxConcurrentStreams(controlMaxStreams),
+		grpc.MaxRecvMsgSize(api.MaxMessage),
+		// Close connections idle for 5 minutes, ping one silent for a
+		// minute (a dead peer's connection is closed 20 s later), and cut
+		// off a client that pings more often than once a minute.
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Minute}),
+	}
 	if p.tls != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(p.tls)))
 	}
@@ -122,7 +174,11 @@ func (p *Process) Run(ctx context.Context) error {
 	wg.Go(func() { g.Serve(p.control) })
 	var hs *http.Server
 	if p.http != nil {
-		hs = &http.Server{Handler: p.srv.HTTPHandler(), ReadHeaderTimeout: 5 * time.Second}
+		open := dashboard.IsLoopback(p.http.Addr())
+		if !open {
+			p.srv.logf("coordinator: HTTP %s: /status and the dashboard need the join token or the status token (/healthz, /readyz and /metrics are open)", p.http.Addr())
+		}
+		hs = &http.Server{Handler: p.srv.httpHandler(open), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
 		wg.Go(func() { hs.Serve(p.http) })
 	}
 	err := p.srv.Run(ctx)

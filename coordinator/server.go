@@ -47,7 +47,12 @@ type ServerConfig struct {
 	// the workers' check (worker.CheckJob).
 	CheckJob func(job.Spec) error
 	Token    string // the join token every worker must present; non-empty
-	Etcd     *clientv3.Client
+	// StatusToken reads the job's status (gRPC Status, HTTP /status, the
+	// dashboard) but cannot join: for operators and monitoring that need
+	// to see the job and nothing more. Empty: none. The join token always
+	// reads the status too.
+	StatusToken string
+	Etcd        *clientv3.Client
 	// Store is the job's checkpoint store (a shared volume on a cluster);
 	// the coordinator seals the workers' shards there, and its directory is
 	// advertised to them. Nil: NewServer opens the job's store under
@@ -488,6 +493,16 @@ func (s *Server) wrongToken(ctx context.Context, what, name string) error {
 	return errWrongToken
 }
 
+// statusOK reports whether token may read the job's status: the join
+// token or the status token.
+func (s *Server) statusOK(token string) bool {
+	return token != "" && (s.tokenOK(token) ||
+		s.cfg.StatusToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.StatusToken)) == 1)
+}
+
+var errStatusToken = status.Error(codes.Unauthenticated,
+	"coordinator: the status needs a token: the join token or the job's status token, as a bearer token")
+
 // leaderName returns the current leader's name as etcd has it, best
 // effort ("unknown" when etcd does not answer quickly).
 func (s *Server) leaderName(ctx context.Context) string {
@@ -743,8 +758,13 @@ func (s *Server) RequestCheckpoint(ahead int64) (int64, error) {
 	return t.ckptAt, nil
 }
 
-// Status describes the job (see api.ControlServer); a standby answers too.
+// Status describes the job (see api.ControlServer) to a caller that shows
+// the join token or the status token (api.WithToken); a standby answers
+// too.
 func (s *Server) Status(ctx context.Context, _ *api.StatusRequest) (*api.StatusReply, error) {
+	if !s.statusOK(api.BearerToken(ctx)) {
+		return nil, errStatusToken
+	}
 	return s.status(ctx), nil
 }
 
@@ -827,8 +847,14 @@ func (t *term) state() (state, reason string) {
 // iff this coordinator leads the job, else 503), /metrics (Prometheus, the
 // server's own registry), /status (the StatusReply as JSON) and, at every
 // other path, the job's dashboard (package dashboard: the page at /, its
-// JSON under /api/).
-func (s *Server) HTTPHandler() http.Handler {
+// JSON under /api/). The probes and the metrics are open; the status and
+// the dashboard need the join token or the status token
+// (dashboard.RequireToken).
+func (s *Server) HTTPHandler() http.Handler { return s.httpHandler(false) }
+
+// httpHandler is HTTPHandler; open serves the status and the dashboard
+// without a token (a listener only this machine reaches).
+func (s *Server) httpHandler(open bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -841,7 +867,8 @@ func (s *Server) HTTPHandler() http.Handler {
 		fmt.Fprintln(w, "leader")
 	})
 	mux.Handle("/metrics", s.metrics.handler())
-	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+	private := http.NewServeMux()
+	private.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
 		b, err := json.MarshalIndent(s.status(r.Context()), "", "  ")
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -850,6 +877,11 @@ func (s *Server) HTTPHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(append(b, '\n'))
 	})
-	mux.Handle("/", dashboard.Handler(dashSource{s}))
+	private.Handle("/", dashboard.Handler(dashSource{s}))
+	if open {
+		mux.Handle("/", private)
+	} else {
+		mux.Handle("/", dashboard.RequireToken(private, s.cfg.Token, s.cfg.StatusToken))
+	}
 	return mux
 }

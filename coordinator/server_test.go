@@ -360,10 +360,9 @@ func metric(t *testing.T, s *Server, name string) float64 {
 	return 0
 }
 
+// httpGet GETs path from s's HTTP handler with the join token.
 func httpGet(s *Server, path string) *httptest.ResponseRecorder {
-	rec := httptest.NewRecorder()
-	s.HTTPHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
-	return rec
+	return request(s, path, bearer(testToken))
 }
 
 func TestServerRefusesJoins(t *testing.T) {

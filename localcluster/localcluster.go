@@ -46,6 +46,10 @@ const (
 	etcdLog        = "etcd.log"
 	storeSubdir    = "checkpoints"
 	coordinatorLog = "coordinator.log"
+	// StatusTokenFile holds the cluster's status token (mode 0600): it
+	// reads the coordinator's status (`ringtrain status
+	// --status-token-file`) and its dashboard, and cannot join.
+	StatusTokenFile = "status-token"
 )
 
 // Options configures Run.
@@ -175,12 +179,13 @@ func (c *cluster) run(ctx context.Context) (runlog.Summary, error) {
 		return sum, err
 	}
 	defer clog.Close()
-	tok := make([]byte, 16)
-	rand.Read(tok)
-	token := hex.EncodeToString(tok)
+	token, statusToken := randomToken(), randomToken()
+	if err := os.WriteFile(filepath.Join(out, StatusTokenFile), []byte(statusToken+"\n"), 0o600); err != nil {
+		return sum, err
+	}
 	proc, err := coordinator.Listen(coordinator.ProcessConfig{
 		Server: coordinator.ServerConfig{
-			Name: "coordinator", Spec: spec, Token: token, Etcd: cli, StoreDir: filepath.Join(out, storeSubdir), RunDir: out,
+			Name: "coordinator", Spec: spec, Token: token, StatusToken: statusToken, Etcd: cli, StoreDir: filepath.Join(out, storeSubdir), RunDir: out,
 			Logf: func(f string, a ...any) {
 				fmt.Fprintf(clog, "%s %s\n", time.Now().Format(time.RFC3339Nano), fmt.Sprintf(f, a...))
 			},
@@ -191,7 +196,13 @@ func (c *cluster) run(ctx context.Context) (runlog.Summary, error) {
 		return sum, err
 	}
 	if c.UI != "" {
-		c.logf("dashboard: http://%s/", proc.HTTPAddr())
+		if host, _, _ := net.SplitHostPort(proc.HTTPAddr()); net.ParseIP(host).IsLoopback() {
+			c.logf("dashboard: http://%s/", proc.HTTPAddr())
+		} else {
+			// Open to others, the dashboard needs a token: the link
+			// carries the status token, which reads and cannot join.
+			c.logf("dashboard: http://%s/?token=%s", proc.HTTPAddr(), statusToken)
+		}
 	}
 	// The coordinator outlives an interrupt of ctx long enough to have the
 	// ring checkpoint where it stands (see checkpointNow).
@@ -255,8 +266,8 @@ func (c *cluster) run(ctx context.Context) (runlog.Summary, error) {
 			return sum, err
 		}
 	}
-	c.logf("cluster: etcd %s, coordinator %s, %d workers × %d threads (logs in %s)",
-		etcd.Endpoints()[0], proc.ControlAddr(), spec.Workers, threads, out)
+	c.logf("cluster: etcd %s, coordinator %s, %d workers × %d threads (logs in %s; status token in %s)",
+		etcd.Endpoints()[0], proc.ControlAddr(), spec.Workers, threads, out, filepath.Join(out, StatusTokenFile))
 
 	srv := proc.Server()
 	runErr := c.watch(ctx, srv, coordDone)
@@ -476,4 +487,11 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// randomToken is 128 random bits in hex.
+func randomToken() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -127,6 +127,10 @@ func (w *ClusterWorker) runGeneration(parent context.Context, t *trainer, g *api
 		Rank: rank, Addrs: addrs, Listener: ln, Job: t.jobID, Generation: g.Number,
 		Timeout: w.o.Timeout, ServerTLS: w.o.ServerTLS, ClientTLS: w.o.ClientTLS,
 		NoSharedMemory: w.o.NoSharedMemory,
+		// Every link proves, at both ends, a key only holders of the join
+		// token can derive; the ring's notices of links it refused go to
+		// the worker's log.
+		RingKey: allreduce.RingKey(w.o.Token, t.jobID, g.Number), Logf: w.logf,
 		// Frames are at most one chunk, in fp32 (shared memory) or the
 		// codec's encoding: this sizes the shared rings (8 MiB) rather
 		// than the default limit (16 MiB, so 64 MiB rings).

@@ -3,11 +3,19 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -40,6 +48,8 @@ type allreduceBenchFlags struct {
 	jsonOut bool
 	cpuProf string
 	shm     bool
+	tls     bool
+	tlsDir  string // the rank processes' certificates (set by the parent)
 }
 
 func (f *allreduceBenchFlags) register(cmd *cobra.Command) {
@@ -56,6 +66,7 @@ func (f *allreduceBenchFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.jsonOut, "json", false, "print one machine-readable JSON line")
 	fl.StringVar(&f.cpuProf, "cpuprofile", "", "write each rank's CPU profile to this directory (rank-N.prof)")
 	fl.BoolVar(&f.shm, "shm", true, "carry frames between ranks through shared-memory rings (false: every frame on the gRPC stream, as between hosts)")
+	fl.BoolVar(&f.tls, "tls", false, "run every link over mutual TLS 1.3, with certificates of a throwaway CA, as a cluster with --tls-cert does")
 }
 
 func (f *allreduceBenchFlags) args() []string {
@@ -65,8 +76,13 @@ func (f *allreduceBenchFlags) args() []string {
 		"--chunk", strconv.Itoa(f.chunk), "--window", strconv.Itoa(f.window),
 		"--timeout", f.timeout.String(), "--seed", strconv.FormatUint(f.seed, 10),
 		"--cpuprofile", f.cpuProf, "--shm=" + strconv.FormatBool(f.shm),
+		"--tls=" + strconv.FormatBool(f.tls), "--tls-dir", f.tlsDir,
 	}
 }
+
+// benchTokenEnv carries the benchmark ring's join token to its rank
+// processes.
+const benchTokenEnv = "RINGTRAIN_BENCH_RING_TOKEN"
 
 // allreduceResult is the command's --json line.
 type allreduceResult struct {
@@ -103,7 +119,9 @@ Ranks on one host move frames through shared-memory rings set up over
 their gRPC links; --shm=false keeps every frame on gRPC, as between hosts.
 Reports the median time per operation after warm-up, algbw = bytes/time and
 busbw = 2(n-1)/n × algbw (the nccl-tests definition); for lossy codecs also
-the compression ratio and the relative L2 error of the result.`,
+the compression ratio and the relative L2 error of the result. Links are
+authenticated as in a cluster (a ring key from a random token); --tls adds
+mutual TLS, with --shm=false to keep every frame inside it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runAllreduceBench(cmd.Context(), &f, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -133,6 +151,7 @@ the compression ratio and the relative L2 error of the result.`,
 	rf.register(rankCmd)
 	rankCmd.Flags().IntVar(&rank, "rank", 0, "this process's rank")
 	rankCmd.Flags().StringVar(&addrs, "addrs", "", "comma-separated addresses of all ranks")
+	rankCmd.Flags().StringVar(&rf.tlsDir, "tls-dir", "", "directory of the ranks' certificates (with --tls)")
 	cmd.AddCommand(rankCmd)
 	return cmd
 }
@@ -170,6 +189,20 @@ func runAllreduceBench(ctx context.Context, f *allreduceBenchFlags, stdout, stde
 	if err != nil {
 		return fmt.Errorf("bench allreduce: %w", err)
 	}
+	if f.tls {
+		dir, err := os.MkdirTemp("", "ringtrain-bench-tls")
+		if err != nil {
+			return fmt.Errorf("bench allreduce: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		if err := writeBenchPKI(dir); err != nil {
+			return fmt.Errorf("bench allreduce: %w", err)
+		}
+		f.tlsDir = dir
+	}
+	token := make([]byte, 16)
+	crand.Read(token)
+	env := append(os.Environ(), benchTokenEnv+"="+hex.EncodeToString(token))
 	// The parent opens every listener, so addresses are known before any
 	// rank starts; each rank inherits its own as fd 3.
 	files := make([]*os.File, f.ranks)
@@ -200,6 +233,7 @@ func runAllreduceBench(ctx context.Context, f *allreduceBenchFlags, stdout, stde
 		args := append([]string{"bench", "allreduce", "rank", "--rank", strconv.Itoa(r), "--addrs", strings.Join(addrs, ",")}, f.args()...)
 		c := exec.CommandContext(ctx, exe, args...)
 		c.ExtraFiles = []*os.File{files[r]}
+		c.Env = env
 		c.Stderr = stderr
 		// A rank stops when its stdin closes, i.e. when this process
 		// exits, so no rank outlives the benchmark.
@@ -238,8 +272,15 @@ func runAllreduceBench(ctx context.Context, f *allreduceBenchFlags, stdout, stde
 		fmt.Fprintln(stdout, string(b))
 		return nil
 	}
-	fmt.Fprintf(stdout, "all-reduce: %d ranks, %s (%d bytes) of float32, codec %s, %d iterations after %d warm-up\n",
-		res.Ranks, f.size, res.Bytes, res.Codec, res.Iters, f.warmup)
+	links := "gRPC"
+	if f.shm {
+		links = "gRPC and shared memory"
+	}
+	if f.tls {
+		links += ", mutual TLS"
+	}
+	fmt.Fprintf(stdout, "all-reduce: %d ranks, %s (%d bytes) of float32, codec %s, %d iterations after %d warm-up; links: %s\n",
+		res.Ranks, f.size, res.Bytes, res.Codec, res.Iters, f.warmup, links)
 	fmt.Fprintf(stdout, "time per op: median %.2f ms (min %.2f, max %.2f)\n", res.MedianS*1e3, res.MinS*1e3, res.MaxS*1e3)
 	fmt.Fprintf(stdout, "algbw %.3f GB/s, busbw %.3f GB/s (fp32 bytes; busbw = 2(n-1)/n × algbw)\n", res.AlgBWGBps, res.BusBWGBps)
 	fmt.Fprintf(stdout, "compression ratio %.3f, relative L2 error of the sum %.3g\n", res.WireRatio, res.RelL2Error)
@@ -325,12 +366,20 @@ func runAllreduceRank(ctx context.Context, f *allreduceBenchFlags, rank int, add
 	if cl, ok := codec.(io.Closer); ok {
 		defer cl.Close()
 	}
-	tr, err := allreduce.DialRing(ctx, allreduce.GRPCConfig{
+	cfg := allreduce.GRPCConfig{
 		Rank: rank, Addrs: addrs, Listener: lis, Job: f.seed, Generation: 1,
 		// Frames on shared-memory links carry fp32 whatever the codec.
 		Timeout: f.timeout, Window: f.window, MaxFrame: max(codec.MaxEncodedLen(f.chunk), 4*f.chunk) + 1024,
 		NoSharedMemory: !f.shm,
-	})
+		RingKey:        allreduce.RingKey(os.Getenv(benchTokenEnv), f.seed, 1),
+	}
+	if f.tls {
+		p := processFlags{tlsCert: filepath.Join(f.tlsDir, "node.pem"), tlsKey: filepath.Join(f.tlsDir, "node-key.pem"), tlsCA: filepath.Join(f.tlsDir, "ca.pem")}
+		if cfg.ServerTLS, cfg.ClientTLS, err = p.tlsConfigs(); err != nil {
+			return fmt.Errorf("bench allreduce rank: %w", err)
+		}
+	}
+	tr, err := allreduce.DialRing(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -417,5 +466,57 @@ func runAllreduceRank(ctx context.Context, f *allreduceBenchFlags, rank int, add
 		return err
 	}
 	fmt.Fprintln(stdout, string(b))
+	return nil
+}
+
+// writeBenchPKI writes a throwaway CA (ca.pem) and one certificate for
+// 127.0.0.1 that it signed, for server and client use (node.pem,
+// node-key.pem), valid for a day: every rank presents it.
+func writeBenchPKI(dir string) error {
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		return err
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ringtrain bench CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(crand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "ringtrain bench rank"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	for name, block := range map[string]*pem.Block{
+		"ca.pem": {Type: "CERTIFICATE", Bytes: caDER}, "node.pem": {Type: "CERTIFICATE", Bytes: der},
+		"node-key.pem": {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+			return err
+		}
+	}
 	return nil
 }

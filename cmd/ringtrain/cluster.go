@@ -55,13 +55,9 @@ func (p *processFlags) register(f *pflag.FlagSet, listen, listenHelp string) {
 // checks it (checkToken).
 func (p *processFlags) token() (string, error) {
 	if p.tokenFile != "" {
-		b, err := os.ReadFile(p.tokenFile)
+		t, err := readToken(p.tokenFile, "join token")
 		if err != nil {
-			return "", fmt.Errorf("join token: %w", err)
-		}
-		t := strings.TrimSpace(string(b))
-		if t == "" {
-			return "", fmt.Errorf("join token: %s is empty", p.tokenFile)
+			return "", err
 		}
 		return t, checkToken(t, p.tokenFile)
 	}
@@ -96,6 +92,20 @@ func checkToken(tok, from string) error {
 		return fmt.Errorf("join token from %s is %d bytes; use at least %d random bytes: make one with %s", from, len(tok), minTokenBytes, makeToken)
 	}
 	return nil
+}
+
+// readToken reads a token (what names it in errors) from file: its
+// content without surrounding white space, which must not be empty.
+func readToken(file, what string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("%s: %s is empty", what, file)
+	}
+	return t, nil
 }
 
 // advertiseHost is the host others reach this process at.

@@ -120,6 +120,9 @@ type testCluster struct {
 	// clientTLS is what status calls use with them.
 	tlsArgs   []string
 	clientTLS *tls.Config
+	// coordHTTPOpen binds each coordinator's --http listener on every
+	// interface (at httpAt[name]'s port) instead of loopback only.
+	coordHTTPOpen bool
 }
 
 func newTestCluster(t *testing.T, spec job.Spec) *testCluster {
@@ -140,6 +143,9 @@ func newTestCluster(t *testing.T, spec job.Spec) *testCluster {
 		httpAt: map[string]string{},
 	}
 	t.Cleanup(c.killAll)
+	// `ringtrain status` in the test shows the join token, as an operator
+	// of the cluster would.
+	t.Setenv(tokenEnv, c.token)
 	return c
 }
 
@@ -228,9 +234,14 @@ func (c *testCluster) addrFor(at map[string]string, name string) string {
 func (c *testCluster) startCoordinator(name string) *proc {
 	c.t.Helper()
 	addr := c.addrFor(c.coordAt, name)
+	http := "127.0.0.1:0"
+	if c.coordHTTPOpen {
+		_, port, _ := net.SplitHostPort(c.addrFor(c.httpAt, name))
+		http = ":" + port
+	}
 	p := c.start(name, c.bin, []string{tokenEnv + "=" + c.token}, append([]string{"coordinator",
 		"--etcd-endpoints", c.etcdURL.String(), "-f", c.jobFile, "--name", name, "--listen", addr,
-		"--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0", "--advertise", "127.0.0.1", "--store", c.store}, c.tlsArgs...)...)
+		"--gossip", "127.0.0.1:0", "--http", http, "--advertise", "127.0.0.1", "--store", c.store}, c.tlsArgs...)...)
 	c.coords = append(c.coords, p)
 	return p
 }
@@ -301,7 +312,7 @@ func (c *testCluster) logs() string {
 // status asks the coordinators for the leader's status (nil if none
 // answers).
 func (c *testCluster) status() *api.StatusReply {
-	st, err := fetchStatus(context.Background(), strings.Split(c.coordinatorAddrs(), ","), dialOption(c.clientTLS), time.Second)
+	st, err := fetchStatus(api.WithToken(context.Background(), c.token), strings.Split(c.coordinatorAddrs(), ","), dialOption(c.clientTLS), time.Second)
 	if err != nil {
 		return nil
 	}

@@ -26,6 +26,7 @@ func newCoordinatorCmd() *cobra.Command {
 		exitWhenEnd bool
 		out         string
 		replaceJob  bool
+		statusFile  string
 	)
 	cmd := &cobra.Command{
 		Use:   "coordinator",
@@ -66,7 +67,14 @@ as committed exits, naming them and the store: --store is not the volume
 the workers wrote to, or the files are gone.
 
 The join token (--token-file or $RINGTRAIN_JOIN_TOKEN) must be at least 16
-bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
+bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.
+
+The job's status ('ringtrain status', /status) and the dashboard are told
+only to callers that show the join token or the status token
+(--status-token-file: it reads the status and cannot join), as a bearer
+token; a browser opens the dashboard once as /?token=TOKEN and keeps a
+cookie. An --http listener on a loopback address serves them without a
+token. /healthz, /readyz and /metrics are always open.`,
 		Example: `  head -c 32 /dev/urandom | base64 > join-token
   ringtrain coordinator --token-file join-token --etcd-endpoints http://etcd:2379 -f job.yaml --store /shared/checkpoints`,
 		Args: cobra.NoArgs,
@@ -92,6 +100,12 @@ bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
 			if err != nil {
 				return err
 			}
+			var statusToken string
+			if statusFile != "" {
+				if statusToken, err = readToken(statusFile, "status token"); err != nil {
+					return err
+				}
+			}
 			host, err := p.advertiseHost()
 			if err != nil {
 				return err
@@ -109,7 +123,7 @@ bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
 			proc, err := coordinator.Listen(coordinator.ProcessConfig{
 				Server: coordinator.ServerConfig{
 					Name: p.name, Spec: spec, CheckJob: worker.CheckJob, Token: token, Etcd: cli, StoreDir: p.store, RunDir: out,
-					ReplaceJob: replaceJob, Logf: logf,
+					ReplaceJob: replaceJob, StatusToken: statusToken, Logf: logf,
 				},
 				Listen: p.listen, Gossip: p.gossip, HTTP: p.http, Advertise: host, TLS: serverTLS,
 			})
@@ -123,7 +137,8 @@ bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
 	}
 	f := cmd.Flags()
 	p.register(f, ":7070", "control-plane gRPC address: workers and 'ringtrain status' connect here")
-	f.Lookup("http").Usage = "HTTP address serving /healthz, /readyz, /metrics, /status and the job's read-only dashboard at / (empty: none; binds what it names: all interfaces for :8080)"
+	f.Lookup("http").Usage = "HTTP address serving /healthz, /readyz, /metrics, /status and the job's read-only dashboard at / (empty: none; binds what it names: all interfaces for :8080; /status and the dashboard need a token unless bound to loopback)"
+	f.StringVar(&statusFile, "status-token-file", "", "file holding a status token: it reads the status and the dashboard and cannot join (default: none; the join token always reads them)")
 	f.StringVar(&endpoints, "etcd-endpoints", "", "etcd client URLs, comma-separated")
 	f.StringVarP(&file, "job", "f", "", "job file (YAML)")
 	f.StringVar(&p.store, "store", "", "checkpoint store root (a volume every worker mounts at the same path); the job's store is its subdirectory named after the job")

@@ -30,6 +30,7 @@ func newStatusCmd() *cobra.Command {
 		timeout      time.Duration
 		watch        bool
 		interval     time.Duration
+		statusFile   string
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -42,9 +43,13 @@ the last committed checkpoint and evaluation, and, when the job is waiting,
 why.
 
 With --watch it refreshes every --interval until interrupted: in place on a
-terminal, else one status after another, separated by a blank line.`,
-		Example: `  ringtrain status --coordinator localhost:7070
-  ringtrain status --coordinator localhost:7070 --json
+terminal, else one status after another, separated by a blank line.
+
+The coordinator tells its status only to a caller that shows a token: the
+job's status token (--status-token-file; it reads the status and cannot
+join), else the join token (--token-file, else $` + tokenEnv + `).`,
+		Example: `  ringtrain status --coordinator localhost:7070 --token-file join-token
+  ringtrain status --coordinator localhost:7070 --status-token-file status-token --json
   ringtrain status --coordinator localhost:7070 --watch --interval 2s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -59,8 +64,12 @@ terminal, else one status after another, separated by a blank line.`,
 			if err != nil {
 				return err
 			}
+			token, err := statusToken(statusFile, p.tokenFile)
+			if err != nil {
+				return err
+			}
 			render := func(ctx context.Context, w io.Writer) error {
-				st, err := fetchStatus(ctx, coords, dialOption(clientTLS), timeout)
+				st, err := fetchStatus(api.WithToken(ctx, token), coords, dialOption(clientTLS), timeout)
 				if err != nil {
 					return err
 				}
@@ -91,7 +100,22 @@ terminal, else one status after another, separated by a blank line.`,
 	f.StringVar(&p.tlsCert, "tls-cert", "", "client certificate (PEM) for mutual TLS")
 	f.StringVar(&p.tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
 	f.StringVar(&p.tlsCA, "tls-ca", "", "CA certificate (PEM) of the cluster")
+	f.StringVar(&statusFile, "status-token-file", "", "file holding the job's status token (default: the join token)")
+	f.StringVar(&p.tokenFile, "token-file", "", "file holding the job's join token (default: $"+tokenEnv+")")
 	return cmd
+}
+
+// statusToken is the token `ringtrain status` shows: the status token of
+// statusFile, else the join token of joinFile, else of the environment;
+// "" when there is none (the coordinator then refuses, saying why).
+func statusToken(statusFile, joinFile string) (string, error) {
+	if statusFile != "" {
+		return readToken(statusFile, "status token")
+	}
+	if joinFile != "" {
+		return readToken(joinFile, "join token")
+	}
+	return strings.TrimSpace(os.Getenv(tokenEnv)), nil
 }
 
 // isTerminal reports whether w is a terminal.
@@ -180,8 +204,11 @@ func askStatus(ctx context.Context, addr string, cred grpc.DialOption, timeout t
 	st, err := api.NewControlClient(cc).Status(cctx, &api.StatusRequest{})
 	if err != nil {
 		if s, ok := status.FromError(err); ok {
-			if s.Code() == codes.DeadlineExceeded || s.Code() == codes.Unavailable {
+			switch s.Code() {
+			case codes.DeadlineExceeded, codes.Unavailable:
 				return nil, errors.New("unreachable: " + s.Message())
+			case codes.Unauthenticated:
+				return nil, fmt.Errorf("%s (pass --status-token-file or --token-file, or set %s)", s.Message(), tokenEnv)
 			}
 			return nil, errors.New(s.Message())
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/api"
+	"github.com/ringtrain/ringtrain/localcluster"
 )
 
 // trainRun is `ringtrain train` running in the background.
@@ -111,7 +112,8 @@ func (r *trainRun) poll(addr, what string, timeout time.Duration, cond func(*api
 	start := time.Now()
 	var last *api.StatusReply
 	for {
-		if st, err := fetchStatus(context.Background(), []string{addr}, dialOption(nil), time.Second); err == nil {
+		token, _ := readToken(filepath.Join(r.out, localcluster.StatusTokenFile), "status token")
+		if st, err := fetchStatus(api.WithToken(context.Background(), token), []string{addr}, dialOption(nil), time.Second); err == nil {
 			last = st
 			if cond(st) {
 				return time.Since(start)
@@ -240,7 +242,8 @@ func TestLocalClusterFlagsAStraggler(t *testing.T) {
 	// another, separated by a blank line, until interrupted.
 	bin, _ := binary(t)
 	var watchOut strings.Builder
-	watch := exec.Command(bin, "status", "--coordinator", addr, "--watch", "--interval", "500ms")
+	watch := exec.Command(bin, "status", "--coordinator", addr, "--watch", "--interval", "500ms",
+		"--status-token-file", filepath.Join(slow.out, localcluster.StatusTokenFile))
 	watch.Stdout, watch.Stderr = &watchOut, &watchOut
 	if err := watch.Start(); err != nil {
 		t.Fatal(err)

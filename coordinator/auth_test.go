@@ -1,0 +1,260 @@
+package coordinator
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/ringtrain/ringtrain/api"
+)
+
+// request serves one request of method GET to the coordinator's HTTP
+// handler, edited by edit (nil: as it is).
+func request(s *Server, path string, edit func(*http.Request)) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	if edit != nil {
+		edit(req)
+	}
+	s.HTTPHandler().ServeHTTP(rec, req)
+	return rec
+}
+
+func bearer(token string) func(*http.Request) {
+	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }
+}
+
+// The job's status (gRPC Status, HTTP /status, the dashboard's page and
+// JSON) is only told to a caller that shows the join token; the probes and
+// the metrics stay open.
+func TestStatusNeedsAToken(t *testing.T) {
+	c := newCluster(t)
+	cd := c.start("coord-a", func(cfg *ServerConfig) { cfg.StatusToken = "read-only" })
+	cd.waitLeader(t)
+	ctx := c.ctx()
+
+	_, err := cd.client.Status(ctx, nil)
+	wantCode(t, err, codes.Unauthenticated, "token")
+	_, err = cd.client.Status(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer wrong"), nil)
+	wantCode(t, err, codes.Unauthenticated)
+	st, err := cd.client.Status(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+testToken), nil)
+	if err != nil || st.Job != "testjob" {
+		t.Fatalf("status with the join token: %+v, %v", st, err)
+	}
+	// The status token reads the status, and joins nothing.
+	if st, err := cd.client.Status(api.WithToken(ctx, "read-only"), nil); err != nil || st.Job != "testjob" {
+		t.Fatalf("status with the status token: %+v, %v", st, err)
+	}
+	_, err = cd.client.Join(ctx, &api.JoinRequest{Name: "w1", Token: "read-only", JobHash: c.spec.Hash()})
+	wantCode(t, err, codes.PermissionDenied)
+
+	for _, path := range []string{"/status", "/", "/api/status", "/api/generations", "/api/records", "/api/checkpoints", "/api/job", "/static/app.js"} {
+		if rec := request(cd.srv, path, nil); rec.Code != http.StatusUnauthorized || strings.Contains(rec.Body.String(), "testjob") {
+			t.Errorf("GET %s without a token: %d %q, want 401", path, rec.Code, rec.Body.String())
+		} else if !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("GET %s without a token: WWW-Authenticate %q", path, rec.Header().Get("WWW-Authenticate"))
+		}
+		if rec := request(cd.srv, path, bearer("wrong")); rec.Code != http.StatusUnauthorized {
+			t.Errorf("GET %s with a wrong token: %d, want 401", path, rec.Code)
+		}
+		for _, tok := range []string{testToken, "read-only"} {
+			if rec := request(cd.srv, path, bearer(tok)); rec.Code != http.StatusOK {
+				t.Errorf("GET %s with the token %q: %d, want 200", path, tok, rec.Code)
+			}
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		if rec := request(cd.srv, path, nil); rec.Code != http.StatusOK {
+			t.Errorf("GET %s without a token: %d, want 200", path, rec.Code)
+		}
+	}
+}
+
+// A browser shows the token once, in the URL: it gets an HttpOnly,
+// SameSite=Strict cookie and is sent to the same URL without it; the
+// cookie then opens the page and its JSON.
+func TestDashboardTokenCookie(t *testing.T) {
+	c := newCluster(t)
+	cd := c.start("coord-a", nil)
+	cd.waitLeader(t)
+
+	rec := request(cd.srv, "/?token="+testToken, nil)
+	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/" {
+		t.Fatalf("GET /?token=…: %d, Location %q; want 303 to /", rec.Code, rec.Header().Get("Location"))
+	}
+	cookies := rec.Result().Cookies()
+	if len(cookies) != 1 {
+		t.Fatalf("GET /?token=… set %d cookies, want 1", len(cookies))
+	}
+	ck := cookies[0]
+	if !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Path != "/" || strings.Contains(ck.Value, testToken) {
+		t.Errorf("cookie %+v: want HttpOnly, SameSite=Strict, Path=/, not the token itself", ck)
+	}
+	withCookie := func(r *http.Request) { r.AddCookie(ck) }
+	for _, path := range []string{"/", "/api/status", "/static/app.js", "/status"} {
+		if rec := request(cd.srv, path, withCookie); rec.Code != http.StatusOK {
+			t.Errorf("GET %s with the cookie: %d, want 200", path, rec.Code)
+		}
+	}
+	// Other query parameters stay.
+	rec = request(cd.srv, "/api/records?after=0&token="+testToken+"&mark=x", nil)
+	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/api/records?after=0&mark=x" {
+		t.Errorf("GET /api/records?…&token=…: %d, Location %q", rec.Code, rec.Header().Get("Location"))
+	}
+	// A wrong token in the URL, or a made-up cookie, opens nothing.
+	if rec := request(cd.srv, "/?token=wrong", nil); rec.Code != http.StatusUnauthorized || len(rec.Result().Cookies()) != 0 {
+		t.Errorf("GET /?token=wrong: %d, cookies %v", rec.Code, rec.Result().Cookies())
+	}
+	bad := *ck
+	bad.Value = strings.Repeat("0", len(ck.Value))
+	if rec := request(cd.srv, "/api/status", func(r *http.Request) { r.AddCookie(&bad) }); rec.Code != http.StatusUnauthorized {
+		t.Errorf("GET /api/status with a made-up cookie: %d, want 401", rec.Code)
+	}
+}
+
+// httpStatus GETs url and returns the status code.
+func httpStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// runProcess starts a coordinator process on cfg and stops it when the
+// test ends.
+func runProcess(t *testing.T, c *cluster, cfg ProcessConfig) *Process {
+	t.Helper()
+	proc, err := Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- proc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-runErr; err != nil {
+			t.Error(err)
+		}
+	})
+	eventually(t, "the process to lead", proc.Server().IsLeader)
+	return proc
+}
+
+func processConfig(c *cluster, http string) ProcessConfig {
+	return ProcessConfig{
+		Server: ServerConfig{Name: "coord-a", Spec: c.spec, Token: testToken, Etcd: c.cli, Store: c.store, Samples: testSamples,
+			DeadAfter: time.Minute,
+			Logf:      func(f string, a ...any) { c.log.logf("coord-a: "+f, a...) }},
+		Listen: "127.0.0.1:0", Gossip: "127.0.0.1:0", Advertise: "127.0.0.1", HTTP: http,
+	}
+}
+
+// An HTTP listener bound to loopback serves the status and the dashboard
+// without a token (only this machine reaches it); one bound to every
+// interface does not.
+func TestProcessStatusOpenOnLoopbackOnly(t *testing.T) {
+	c := newCluster(t)
+	loop := runProcess(t, c, processConfig(c, "127.0.0.1:0"))
+	for _, path := range []string{"/status", "/api/status", "/"} {
+		if code := httpStatus(t, "http://"+loop.HTTPAddr()+path); code != http.StatusOK {
+			t.Errorf("GET %s on a loopback listener without a token: %d, want 200", path, code)
+		}
+	}
+
+	c2 := newCluster(t)
+	all := runProcess(t, c2, processConfig(c2, ":0"))
+	_, port, _ := net.SplitHostPort(all.HTTPAddr())
+	for _, path := range []string{"/status", "/api/status", "/"} {
+		if code := httpStatus(t, "http://127.0.0.1:"+port+path); code != http.StatusUnauthorized {
+			t.Errorf("GET %s on a listener of every interface without a token: %d, want 401", path, code)
+		}
+	}
+	if code := httpStatus(t, "http://127.0.0.1:"+port+"/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz: %d, want 200", code)
+	}
+}
+
+// More idle connections than the control listener takes do not make a
+// worker's calls fail: the ones over the limit are closed at once, the
+// others when the connection handshake deadline passes.
+func TestControlConnLimits(t *testing.T) {
+	const limit, deadline = 1024, 5 * time.Second // the defaults
+	c := newCluster(t)
+	proc := runProcess(t, c, processConfig(c, ""))
+	cl := dial(t, proc.ControlAddr())
+	w := &worker{name: "w1", c: cl}
+	if _, err := cl.Join(c.ctx(), &api.JoinRequest{Name: "w1", Token: testToken, JobHash: c.spec.Hash(), DataAddr: "127.0.0.1:7100"}); err != nil {
+		t.Fatal(err)
+	}
+	w.heartbeat(t, 0, 0, false)
+	const idle = limit + 100
+	conns := make([]net.Conn, 0, idle)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range idle {
+		conn, err := net.Dial("tcp", proc.ControlAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, conn)
+	}
+	start := time.Now()
+	w.heartbeat(t, 0, 0, false)
+	closedBy := func(at time.Time) int {
+		var n int
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, conn := range conns {
+			wg.Go(func() {
+				conn.SetReadDeadline(at)
+				if err := drain(conn); !isTimeout(err) {
+					mu.Lock()
+					n++
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		return n
+	}
+	if n := closedBy(start.Add(time.Second)); n < idle-limit {
+		t.Errorf("%d of %d idle connections closed at once, want at least %d", n, idle, idle-limit)
+	}
+	if n := closedBy(start.Add(deadline + 2*time.Second)); n != idle {
+		t.Errorf("%d of %d idle connections closed by the handshake deadline, want all", n, idle)
+	}
+	w.heartbeat(t, 0, 0, false)
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+// drain reads what the server sends (its HTTP/2 settings) until the
+// connection ends or the read deadline passes, and returns why it stopped.
+func drain(c net.Conn) error {
+	buf := make([]byte, 512)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			return err
+		}
+	}
+}
