@@ -41,7 +41,7 @@ import (
 // (built from go.etcd.io/etcd/server/v3), coordinator and worker processes
 // of the ringtrain binary, gRPC and memberlist over loopback, the real
 // MNIST. Timeouts only catch hangs; the recovery times they observe are
-// logged (and recorded in docs/BENCHMARKS.md).
+// logged (`ringtrain bench recovery` measures them for docs/BENCHMARKS.md).
 
 var (
 	etcdOnce sync.Once
