@@ -990,3 +990,55 @@ func TestServerFlagsStragglers(t *testing.T) {
 		t.Errorf("no clearing in the log:\n%s", c.log)
 	}
 }
+
+// A new leader continues from the state the workers kept, not from the
+// last committed checkpoint: workers that trained past it report their
+// generation, step and data position when they join again, and the first
+// generation of the new leader resumes at the furthest of them, with it as
+// the Source.
+func TestServerFailoverContinuesFromTheWorkers(t *testing.T) {
+	c := newCluster(t)
+	a := c.start("coord-a", nil)
+	a.waitLeader(t)
+	b := c.start("coord-b", nil)
+
+	w1, _ := c.join(t, a, "w1")
+	w2, _ := c.join(t, a, "w2")
+	ws := map[string]*worker{"w1": w1, "w2": w2}
+	g := w1.waitGeneration(t, 0, func(g *api.Generation) bool { return len(g.Ring) == 2 })
+	name := c.checkpointAll(t, g, ws, 4, 0, 32, nil)
+	c.waitCommitted(t, name)
+	for _, w := range ws {
+		w.heartbeat(t, g.Number, 6, false)
+	}
+	last := c.etcdGeneration(t)
+	if last != g.Number {
+		t.Fatalf("generation in etcd %d, want the ring's %d", last, g.Number)
+	}
+
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitLeader(t)
+	// Both trained to step 6 (6*8 = 48 samples into epoch 0), two steps
+	// past the checkpoint, and say so when they join the new leader.
+	for _, n := range []string{"w1", "w2"} {
+		w := &worker{name: n, data: ws[n].data, c: b.client}
+		if _, err := w.c.Join(c.ctx(), &api.JoinRequest{Name: n, Token: testToken, JobHash: c.spec.Hash(), DataAddr: w.data,
+			Generation: last, Step: 6, Epoch: 0, Consumed: 48}); err != nil {
+			t.Fatalf("join %s: %v", n, err)
+		}
+		ws[n] = w
+	}
+	g2 := ws["w1"].waitGeneration(t, 0, func(g *api.Generation) bool { return len(g.Ring) == 2 })
+	if g2.Number <= last {
+		t.Errorf("new leader's first generation %d, want above the old one's %d", g2.Number, last)
+	}
+	if g2.Restore != "" || g2.Source != g2.Ring[0].Name || g2.ResumeStep != 6 || g2.Epoch != 0 || g2.Consumed != 48 {
+		t.Errorf("new leader's first generation %+v, want step 6, consumed 48 from source %s, not a restore of %s at step 4",
+			g2, g2.Ring[0].Name, name)
+	}
+	if !strings.Contains(c.log.String(), "from source") {
+		t.Errorf("the new leader's log does not say it resumes from a source:\n%s", c.log.String())
+	}
+}

@@ -151,6 +151,11 @@ func (w *ClusterWorker) runGeneration(parent context.Context, t *trainer, g *api
 		<-runDone
 	}()
 	w.logf("generation %d: rank %d of %d", g.Number, rank, world)
+	if world > 1 {
+		right, left := tr.LocalLinks()
+		w.logf("generation %d: ring links: %s to rank %d, %s from rank %d",
+			g.Number, linkKind(right), (rank+1)%world, linkKind(left), (rank+world-1)%world)
+	}
 
 	r := ring{rank: rank, world: world, comm: comm}
 	if world > 1 {
@@ -384,4 +389,14 @@ func writeShards(store *checkpoint.Store, name string, parts []checkpoint.Part) 
 		files = append(files, api.FileInfo{Name: fi.Name, Size: fi.Size, SHA256: fi.SHA256})
 	}
 	return files, nil
+}
+
+// linkKind names how a ring link carries frames, for the log: "shared
+// memory" when both ends are on this host and mapped a shared ring, else
+// "gRPC".
+func linkKind(shm bool) string {
+	if shm {
+		return "shared memory"
+	}
+	return "gRPC"
 }

@@ -41,7 +41,7 @@ import (
 // (built from go.etcd.io/etcd/server/v3), coordinator and worker processes
 // of the ringtrain binary, gRPC and memberlist over loopback, the real
 // MNIST. Timeouts only catch hangs; the recovery times they observe are
-// logged (and recorded in docs/BENCHMARKS.md).
+// logged (`ringtrain bench recovery` measures them for docs/BENCHMARKS.md).
 
 var (
 	etcdOnce sync.Once
@@ -527,6 +527,11 @@ func TestClusterSurvivesWorkerKill(t *testing.T) {
 	})
 	t.Logf("worker-1 killed at step ≥ %d: generation %d of 2 workers after %v; 5 steps trained %v later (%v after the kill)",
 		step, newGen, detect.Round(time.Millisecond), trainOn.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+	// Workers on one host link through shared memory: the survivors'
+	// ring did too.
+	for _, name := range []string{"worker-0", "worker-2"} {
+		sharedMemoryLinks(t, name, c.workers[name].logText(), newGen, 1)
+	}
 
 	c.startWorker("worker-1")
 	c.waitFor("the replacement in the ring", time.Minute, func(st *api.StatusReply) bool { return ringSize(st) == 3 })
@@ -563,12 +568,24 @@ func TestClusterCoordinatorFailover(t *testing.T) {
 	c.startWorker("worker-1")
 	c.waitFor("committed checkpoints", 2*time.Minute, func(st *api.StatusReply) bool { return st.Step >= 100 && st.LastCheckpoint != "" })
 	before := c.committed()
+	stepBefore := c.status().Step
 	first.kill()
 	killed := time.Now()
 	st, takeover := c.waitFor("coordinator-b leading", time.Minute, func(st *api.StatusReply) bool {
+		if st.Coordinator == "coordinator-b" && st.State == "running" && st.Step < stepBefore {
+			t.Errorf("coordinator-b reports step %d, below step %d before the kill", st.Step, stepBefore)
+		}
 		return st.Coordinator == "coordinator-b" && st.State == "running" && len(st.Ring) == 2
 	})
 	gen, step := st.Generation, st.Step
+	// The new leader continues from the workers' state, not from the last
+	// checkpoint: no step is lost, and its log says where it resumed.
+	if step < stepBefore {
+		t.Errorf("coordinator-b leads at step %d, below step %d before the kill", step, stepBefore)
+	}
+	if log := c.coords[1].logText(); !strings.Contains(log, "from source") || strings.Contains(log, "from restore") {
+		t.Errorf("coordinator-b did not resume from a worker's state:\n%s", log)
+	}
 	// The new leader may form another generation from the workers that
 	// rejoin it, and a fast machine may finish the job meanwhile: what
 	// counts is that steps go on under coordinator-b.
@@ -923,6 +940,15 @@ func TestLocalClusterRestartsADeadWorker(t *testing.T) {
 		t.Fatalf("summary after the restart %+v", sum)
 	}
 	t.Logf("worker-0 (pid %d) killed after epoch 1; the job ended at %.2f%%", killed, 100*sum.TestAccuracy)
+	// The workers share this host: every ring linked them through shared
+	// memory, the ring the restarted worker-0 joined included.
+	for _, name := range []string{"worker-0", "worker-1"} {
+		log, _ := os.ReadFile(filepath.Join(out, name+".log"))
+		sharedMemoryLinks(t, name, string(log), 0, 1)
+	}
+	log, _ := os.ReadFile(filepath.Join(out, "worker-0.log"))
+	restarted := string(log)[max(0, strings.LastIndex(string(log), "joined the job")):]
+	sharedMemoryLinks(t, "the restarted worker-0", restarted, 0, 1)
 
 	// Without restarts left, a job that is then short of workers stops
 	// with an error instead of waiting for ever.
@@ -934,6 +960,24 @@ func TestLocalClusterRestartsADeadWorker(t *testing.T) {
 	}, "train", "--workers", "2", "--epochs", "2", "--max-restarts", "0", "--out", filepath.Join(t.TempDir(), "run"))
 	if killed == 0 || err == nil || !strings.Contains(text, "the job needs 2 workers and 1 remain") {
 		t.Fatalf("no restarts: killed %d, exit %v; output:\n%s", killed, err, text)
+	}
+}
+
+// sharedMemoryLinks checks that a worker's log tells of at least n rings
+// (of generation gen, or of any when gen is 0) and that every ring it
+// formed linked both neighbours through shared memory, not gRPC.
+func sharedMemoryLinks(t *testing.T, name, log string, gen uint64, n int) {
+	t.Helper()
+	prefix := `generation \d+: `
+	if gen > 0 {
+		prefix = fmt.Sprintf(`generation %d: `, gen)
+	}
+	shm := regexp.MustCompile(prefix + `ring links: shared memory to rank \d+, shared memory from rank \d+`)
+	if got := len(shm.FindAllString(log, -1)); got < n {
+		t.Errorf("%s's log tells of %d rings linked through shared memory, want at least %d:\n%s", name, got, n, log)
+	}
+	if other := regexp.MustCompile(`ring links: .*gRPC.*`).FindString(log); other != "" {
+		t.Errorf("%s formed a ring on gRPC beside neighbours on its host: %q", name, other)
 	}
 }
 

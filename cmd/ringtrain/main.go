@@ -91,5 +91,6 @@ func newBenchCmd() *cobra.Command {
 	}
 	cmd.AddCommand(newBenchTrainCmd())
 	cmd.AddCommand(newBenchAllreduceCmd())
+	cmd.AddCommand(newBenchRecoveryCmd())
 	return cmd
 }

@@ -414,6 +414,38 @@ func TestBenchAllreduce(t *testing.T) {
 	}
 }
 
+// TestBenchRecovery runs the recovery benchmark as users do, once per
+// kill: it reports one time per kill, in order (the ring before 5 more
+// steps), and a standby that continued from the workers' state.
+func TestBenchRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs clusters of processes")
+	}
+	for _, args := range [][]string{{"--workers", "1"}, {"--repeat", "0"}} {
+		if _, err := runCLI(t, append([]string{"bench", "recovery"}, args...)...); err == nil {
+			t.Errorf("bench recovery %v: no error", args)
+		}
+	}
+	bin, data := binary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // catches hangs only
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "bench", "recovery", "--workers", "2", "--repeat", "1", "--json",
+		"--data-dir", filepath.Join(data, "mnist")).Output()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var res recoveryResult
+	if err := json.Unmarshal(bytes.TrimSpace(out), &res); err != nil {
+		t.Fatalf("not one JSON line: %v\n%s", err, out)
+	}
+	if res.Workers != 2 || res.Repeats != 1 || len(res.WorkerRing) != 1 || len(res.LeaderRing) != 1 ||
+		res.WorkerRing[0] <= 0 || res.WorkerTrainOn[0] < res.WorkerRing[0] || res.LeaderRing[0] <= 0 || res.LeaderTrainOn[0] < res.LeaderRing[0] ||
+		res.WorkerRingMed != res.WorkerRing[0] || res.LeaderRingMed != res.LeaderRing[0] || !slices.Equal(res.LeaderResumed, []bool{true}) {
+		t.Fatalf("%+v", res)
+	}
+	t.Logf("%s", out)
+}
+
 // The status names the gradients' codec when the job has one.
 func TestStatusShowsTheCodec(t *testing.T) {
 	for _, tc := range []struct{ codec, want string }{
