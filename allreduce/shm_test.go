@@ -2,6 +2,7 @@ package allreduce
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"math"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // reduceAndCheck all-reduces over ts with the named codec, checks that
@@ -279,6 +281,59 @@ func FuzzShmOffer(f *testing.F) {
 		}
 		if filepath.Dir(path) != dir || size != shmRingSize(1<<20) {
 			t.Fatalf("accepted %q of %d bytes", path, size)
+		}
+	})
+}
+
+// FuzzShmFrame gives a receiver's shared ring arbitrary contents and
+// counters, as a broken or hostile neighbour process could leave them: the
+// frame check never panics, refuses what it refuses with ErrBadFrame, and
+// a frame it accepts is a data frame whose payload (at most maxFrame bytes)
+// lies within the ring, so nothing is read outside the mapping and no
+// allocation depends on the contents.
+func FuzzShmFrame(f *testing.F) {
+	frame := func(seq uint64, n int) []byte {
+		b := binary.LittleEndian.AppendUint32(nil, frameMagic)
+		b = append(b, KindData, 0, 0, 0)
+		b = binary.LittleEndian.AppendUint64(b, 1)
+		b = binary.LittleEndian.AppendUint64(b, 2)
+		b = binary.LittleEndian.AppendUint64(b, seq)
+		b = binary.LittleEndian.AppendUint32(b, uint32(n))
+		b = binary.LittleEndian.AppendUint32(b, 0)
+		return append(b, make([]byte, n)...)
+	}
+	f.Add(uint8(0), uint64(HeaderLen+8), uint64(0), uint64(0), frame(1, 8))
+	f.Add(uint8(1), uint64(HeaderLen+100), uint64(0), uint64(6), frame(7, 100))
+	f.Add(uint8(0), uint64(250+HeaderLen+16), uint64(250), uint64(0), frame(1, 16)) // wraps around
+	f.Add(uint8(2), uint64(5), uint64(10), uint64(0), frame(1, 0))                  // head behind tail
+	f.Add(uint8(3), ^uint64(0), uint64(0), uint64(0), frame(1, 1<<20))
+	f.Fuzz(func(t *testing.T, sizeSel uint8, head, tail, lastRecv uint64, contents []byte) {
+		size := 256 << (sizeSel % 4)
+		maxFrame := size/2 - HeaderLen
+		words := make([]uint64, (shmCtlSize+size)/8) // 8-byte aligned, as a mapping is
+		mapping := unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), len(words)*8)
+		r := newShmRing(mapping)
+		// The contents as written at stream position tail.
+		for i, b := range contents[:min(len(contents), size)] {
+			r.data[(tail+uint64(i))&r.mask] = b
+		}
+		r.ctl.head.Store(head)
+		h, err := r.frame(tail, lastRecv, maxFrame)
+		if err != nil {
+			if !errors.Is(err, ErrBadFrame) {
+				t.Fatalf("error %v does not wrap ErrBadFrame", err)
+			}
+			return
+		}
+		if h.Kind != KindData || int(h.Len) > maxFrame || (lastRecv != 0 && h.Seq != lastRecv+1) || head-tail < uint64(HeaderLen)+uint64(h.Len) {
+			t.Fatalf("accepted %+v (head %d, tail %d, last %d, max %d)", h, head, tail, lastRecv, maxFrame)
+		}
+		n := 0
+		for _, p := range r.pieces(nil, tail+HeaderLen, int(h.Len)) {
+			n += len(p)
+		}
+		if n != int(h.Len) {
+			t.Fatalf("payload of %d bytes in pieces of %d", h.Len, n)
 		}
 	})
 }

@@ -129,26 +129,7 @@ func (t *GRPCTransport) recvShm(fn func(Header, [][]byte) error) error {
 		}
 		return err
 	}
-	// The neighbour's frame is checked like one from the network: its
-	// header and length must fit what it published.
-	avail := r.ctl.head.Load() - t.inTail
-	var hb [HeaderLen]byte
-	h, err := Header{}, fmt.Errorf("%w: %d bytes published, shorter than a header", ErrBadFrame, avail)
-	if avail >= HeaderLen {
-		r.get(hb[:], t.inTail)
-		plen := binary.LittleEndian.Uint32(hb[32:])
-		h, err = parseHeader(hb[:], int(plen), t.maxFrame)
-		if err == nil && uint64(HeaderLen)+uint64(plen) > avail {
-			err = fmt.Errorf("%w: %d payload bytes, %d published", ErrBadFrame, plen, avail-HeaderLen)
-		}
-	}
-	switch {
-	case err != nil:
-	case h.Kind != KindData:
-		err = fmt.Errorf("%w: kind %d on a data link", ErrBadFrame, h.Kind)
-	case t.lastRecv != 0 && h.Seq != t.lastRecv+1:
-		err = fmt.Errorf("%w: sequence %d after %d", ErrBadFrame, h.Seq, t.lastRecv)
-	}
+	h, err := r.frame(t.inTail, t.lastRecv, t.maxFrame)
 	if err != nil {
 		t.leftErr = t.peerErr(t.leftRank(), "recv", err)
 		return t.leftErr
@@ -165,4 +146,32 @@ func (t *GRPCTransport) recvShm(fn func(Header, [][]byte) error) error {
 	}
 	notify(&r.ctl.ackEv, &r.ctl.ackWait)
 	return fnErr
+}
+
+// frame reads and checks the header of the frame at stream position tail,
+// which the sender published (head is past tail): the neighbour's frame is
+// checked like one from the network, its header and length must fit what
+// it published and maxFrame, it must be a data frame, and its sequence
+// number must follow lastRecv (0: none yet). Its payload is then the
+// h.Len bytes after the header (pieces).
+func (r *shmRing) frame(tail, lastRecv uint64, maxFrame int) (Header, error) {
+	avail := r.ctl.head.Load() - tail
+	var hb [HeaderLen]byte
+	h, err := Header{}, fmt.Errorf("%w: %d bytes published, shorter than a header", ErrBadFrame, avail)
+	if avail >= HeaderLen {
+		r.get(hb[:], tail)
+		plen := binary.LittleEndian.Uint32(hb[32:])
+		h, err = parseHeader(hb[:], int(plen), maxFrame)
+		if err == nil && uint64(HeaderLen)+uint64(plen) > avail {
+			err = fmt.Errorf("%w: %d payload bytes, %d published", ErrBadFrame, plen, avail-HeaderLen)
+		}
+	}
+	switch {
+	case err != nil:
+	case h.Kind != KindData:
+		err = fmt.Errorf("%w: kind %d on a data link", ErrBadFrame, h.Kind)
+	case lastRecv != 0 && h.Seq != lastRecv+1:
+		err = fmt.Errorf("%w: sequence %d after %d", ErrBadFrame, h.Seq, lastRecv)
+	}
+	return h, err
 }

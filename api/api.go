@@ -127,6 +127,10 @@ type HeartbeatRequest struct {
 	// Broken reports that the ring of Generation failed on this worker (a
 	// peer died or stalled); the coordinator then forms a new generation.
 	Broken bool `json:"broken,omitempty"`
+	// InRing reports that the worker has reached the ring of Generation:
+	// formed it and synced its state. A member that does not within the
+	// coordinator's stuck deadline is evicted (see the README).
+	InRing bool `json:"in_ring,omitempty"`
 	// Done reports that the worker finished the job's last step.
 	Done  bool         `json:"done,omitempty"`
 	Stats *WorkerStats `json:"stats,omitempty"`

@@ -286,6 +286,7 @@ func (s *Server) startTerm(ctx context.Context, key string, rev int64) (*term, e
 		committer:  committer,
 		commits:    make(chan commitJob, commitQueue),
 		workers:    make(map[string]*workerInfo),
+		evicted:    make(map[string]eviction),
 		reports:    make(map[reportKey]*reportSet),
 		stragglers: NewStragglerDetector(s.cfg.Stragglers),
 	}
@@ -470,6 +471,13 @@ func (s *Server) apply(t *term, rd Ready) {
 	paused := false // the ring stopped with this Ready
 	for _, r := range rd.Removed {
 		s.logf("coordinator: %s removed (%s)", r.Name, r.Reason)
+		if strings.HasPrefix(r.Reason, StuckPrefix) {
+			ev := t.evicted[r.Name]
+			ev.times++
+			ev.reason = r.Reason
+			ev.until = s.now().Add(s.cfg.StuckAfter * time.Duration(min(1<<min(ev.times-1, 6), maxStuckBackoff)))
+			t.evicted[r.Name] = ev
+		}
 		if !slices.Contains(members, r.Name) { // not re-joined since
 			delete(t.workers, r.Name)
 		}

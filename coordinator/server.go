@@ -93,6 +93,17 @@ type ServerConfig struct {
 	// Settle is the settling window that coalesces membership changes into
 	// one generation (default 300 ms).
 	Settle time.Duration
+	// StuckAfter: a ring member that heartbeats but has not reached the
+	// ring of the current generation (formed it and synced its state) this
+	// long after it was first put in a ring it then failed to reach is
+	// evicted as stuck (Config.StuckTicks), and may join again StuckAfter
+	// after the eviction; a worker evicted again without reaching a ring in
+	// between waits twice as long each time (up to 64 × StuckAfter). Default 9 s: three times the workers' default
+	// ring timeout (3 s), so a ring that times out once or twice on a slow
+	// member does not evict it. Set it to about three times the workers'
+	// --timeout when that differs, and above the longest state sync the
+	// job needs. Negative: never evict stuck members.
+	StuckAfter time.Duration
 	// LeaseTTL is the etcd session TTL in seconds (default 5): a leader cut
 	// off from etcd this long steps down, and a standby takes over this long
 	// after a leader dies.
@@ -129,6 +140,7 @@ const (
 	DefaultHeartbeatInterval = 200 * time.Millisecond
 	DefaultDeadAfter         = 3 * time.Second
 	DefaultSettle            = 300 * time.Millisecond
+	DefaultStuckAfter        = 9 * time.Second
 	DefaultLeaseTTL          = 5
 	// defaultKeepCheckpoints is used when the job file keeps none.
 	defaultKeepCheckpoints = 3
@@ -255,6 +267,10 @@ type term struct {
 	stateDirty bool // the job state key must be (re)written
 
 	workers map[string]*workerInfo
+	// evicted are the workers evicted as stuck (ServerConfig.StuckAfter)
+	// that have not reached a ring since: why, and until when a Join of
+	// theirs is refused.
+	evicted map[string]eviction
 	reports map[reportKey]*reportSet
 	// rlog is the run's metrics log in RunDir, open while the term lasts;
 	// nil without a RunDir.
@@ -278,6 +294,17 @@ type term struct {
 	// keeps, oldest first (the last is lastCkpt).
 	committed []checkpoint.Manifest
 }
+
+// eviction is a worker evicted as stuck.
+type eviction struct {
+	reason string
+	until  time.Time
+	times  int // evictions as stuck without reaching a ring in between
+}
+
+// maxStuckBackoff bounds the doubling of the wait before a worker evicted
+// as stuck again and again may join again: StuckAfter times this.
+const maxStuckBackoff = 64
 
 // workerInfo is what the coordinator knows about one member.
 type workerInfo struct {
@@ -339,6 +366,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.LeaseTTL == 0 {
 		cfg.LeaseTTL = DefaultLeaseTTL
 	}
+	if cfg.StuckAfter == 0 {
+		cfg.StuckAfter = DefaultStuckAfter
+	}
+	stuckTicks := 0 // never
+	if cfg.StuckAfter > 0 {
+		stuckTicks = max(int(cfg.StuckAfter/max(cfg.HeartbeatInterval/2, time.Millisecond)), 1)
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -366,6 +400,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		HeartbeatTicks: 2,
 		DeadTicks:      max(int(cfg.DeadAfter/tick), 3),
 		SettleTicks:    int(cfg.Settle / tick),
+		StuckTicks:     stuckTicks,
 		Samples:        cfg.Samples,
 		Batch:          spec.BatchSize,
 	}
@@ -583,6 +618,13 @@ func (s *Server) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinReply
 	if t.done {
 		return reply, nil // its first heartbeat tells it to stop
 	}
+	if ev, ok := t.evicted[req.Name]; ok {
+		if now := s.now(); now.Before(ev.until) {
+			// Unavailable: the worker retries, and is admitted later.
+			return nil, status.Errorf(codes.Unavailable,
+				"coordinator: %s was evicted (%s): it may join again in %v", req.Name, ev.reason, ev.until.Sub(now).Round(time.Millisecond))
+		}
+	}
 	if err := t.sm.Join(req.Name, req.Token, hash); err != nil {
 		switch {
 		case errors.Is(err, ErrFull):
@@ -623,6 +665,10 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 		return &api.HeartbeatReply{Generation: t.gen, Status: "done: the job is complete", Stop: true}, nil
 	}
 	if err := t.sm.Heartbeat(req.Name, req.Generation, req.Step); errors.Is(err, ErrNotMember) {
+		if ev, ok := t.evicted[req.Name]; ok {
+			return nil, status.Errorf(codes.NotFound,
+				"coordinator: %s was evicted from job %s (%s): join again", req.Name, s.job, ev.reason)
+		}
 		return nil, status.Errorf(codes.NotFound,
 			"coordinator: %s is not a member of job %s (never joined, left or declared dead): join again", req.Name, s.job)
 	}
@@ -639,6 +685,12 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 			w.brokenGen = req.Generation
 		}
 		t.sm.Broken(req.Name, req.Generation)
+	}
+	if req.InRing {
+		t.sm.Reached(req.Name, req.Generation)
+		if t.gen != nil && req.Generation == t.gen.Number {
+			delete(t.evicted, req.Name) // no longer stuck
+		}
 	}
 	w.lastSeen = s.now()
 	if req.Generation > w.gen || (req.Generation == w.gen && req.Step > w.step) {

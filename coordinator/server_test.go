@@ -57,7 +57,7 @@ func testSpec() job.Spec {
 // cluster is one embedded etcd, a client and a checkpoint store, shared by
 // the coordinators of a test.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	etcd  *etcdtest.Server
 	cli   *clientv3.Client
 	store *checkpoint.Store
@@ -69,7 +69,7 @@ type cluster struct {
 // them for the test to read.
 type testLog struct {
 	mu    sync.Mutex
-	t     *testing.T
+	t     testing.TB
 	done  bool
 	lines strings.Builder
 }
@@ -90,7 +90,7 @@ func (l *testLog) String() string {
 	return l.lines.String()
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	l := &testLog{t: t}
 	t.Cleanup(func() { l.mu.Lock(); l.done = true; l.mu.Unlock() })
@@ -136,9 +136,12 @@ func (c *cluster) start(name string, edit func(*ServerConfig)) *coord {
 		Gossip: member, GossipAddr: member.Addr(),
 		HeartbeatInterval: 50 * time.Millisecond,
 		DeadAfter:         time.Minute, // deaths come from memberlist or not at all
-		Settle:            50 * time.Millisecond,
-		LeaseTTL:          5,
-		Logf:              func(f string, a ...any) { c.log.logf(name+": "+f, a...) },
+		// Fake workers report the ring only when a test drives them:
+		// stuck members are evicted in the tests that ask for it.
+		StuckAfter: -1,
+		Settle:     50 * time.Millisecond,
+		LeaseTTL:   5,
+		Logf:       func(f string, a ...any) { c.log.logf(name+": "+f, a...) },
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -184,7 +187,7 @@ func (c *cluster) start(name string, edit func(*ServerConfig)) *coord {
 	return cd
 }
 
-func dial(t *testing.T, addr string) *api.ControlClient {
+func dial(t testing.TB, addr string) *api.ControlClient {
 	t.Helper()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -246,8 +249,9 @@ func (w *worker) heartbeat(t *testing.T, gen uint64, step int64, broken bool) *a
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), hang)
 	defer cancel()
+	// A fake worker is in the ring of every generation it names.
 	r, err := w.c.Heartbeat(ctx, &api.HeartbeatRequest{Name: w.name, Token: testToken, Generation: gen, Step: step, Broken: broken,
-		Stats: &api.WorkerStats{Loss: 0.5, ImagesPerSecond: 100}})
+		InRing: gen > 0 && !broken, Stats: &api.WorkerStats{Loss: 0.5, ImagesPerSecond: 100}})
 	if err != nil {
 		t.Fatalf("heartbeat %s: %v", w.name, err)
 	}
@@ -482,6 +486,74 @@ func TestServerGenerations(t *testing.T) {
 	}
 }
 
+// A worker that heartbeats but never reaches the ring (hung in a file
+// operation) is evicted from the next generation after StuckAfter, though
+// every ring it breaks is followed by a new one; it is told why, and may
+// join again StuckAfter later. The members that reach every ring stay.
+func TestServerEvictsAStuckMember(t *testing.T) {
+	c := newCluster(t)
+	c.spec.Workers, c.spec.MaxWorkers = 3, 3
+	const stuckAfter = 600 * time.Millisecond
+	cd := c.start("coord-a", func(cfg *ServerConfig) { cfg.StuckAfter = stuckAfter })
+	cd.waitLeader(t)
+	w1, _ := c.join(t, cd, "w1")
+	w2, _ := c.join(t, cd, "w2")
+	w3, _ := c.join(t, cd, "w3")
+	g := w1.waitGeneration(t, 0, func(g *api.Generation) bool { return len(g.Ring) == 3 })
+	start := time.Now()
+
+	// w1 and w2 reach every ring and, as the all-reduce times out on w3
+	// 100 ms later, w2 reports it broken; w3 heartbeats the newest
+	// generation but never says it is in the ring.
+	var evicted error
+	deadline, since := time.Now().Add(hang), time.Now()
+	for evicted == nil && time.Now().Before(deadline) {
+		r := w1.heartbeat(t, g.Number, 0, false)
+		w2.heartbeat(t, g.Number, 0, time.Since(since) > 100*time.Millisecond)
+		if r.Generation.Number > g.Number {
+			g, since = r.Generation, time.Now()
+		}
+		_, evicted = w3.c.Heartbeat(c.ctx(), &api.HeartbeatRequest{Name: "w3", Token: testToken, Generation: g.Number})
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(start)
+	wantCode(t, evicted, codes.NotFound, "w3 was evicted", "stuck: not in the ring of generation")
+	if took < stuckAfter {
+		t.Errorf("w3 evicted after %v, before StuckAfter %v", took, stuckAfter)
+	}
+	eventually(t, "a generation without w3", func() bool {
+		r := w1.heartbeat(t, g.Number, 0, false)
+		w2.heartbeat(t, g.Number, 0, false)
+		g = r.Generation
+		return len(g.Ring) == 2
+	})
+	if !slices.Equal(ringNames(g), []string{"w1", "w2"}) {
+		t.Errorf("generation after the eviction %+v, want w1, w2", g)
+	}
+	if !strings.Contains(c.log.String(), "w3 removed (stuck: not in the ring of generation") {
+		t.Errorf("the eviction is not logged:\n%s", c.log.String())
+	}
+
+	// It may join again, but not at once.
+	_, err := w3.c.Join(c.ctx(), &api.JoinRequest{Name: "w3", Token: testToken, JobHash: c.spec.Hash(), DataAddr: w3.data})
+	wantCode(t, err, codes.Unavailable, "w3 was evicted", "may join again")
+	eventually(t, "w3 to be admitted again", func() bool {
+		w1.heartbeat(t, g.Number, 0, false)
+		w2.heartbeat(t, g.Number, 0, false)
+		_, err := w3.c.Join(c.ctx(), &api.JoinRequest{Name: "w3", Token: testToken, JobHash: c.spec.Hash(), DataAddr: w3.data})
+		return err == nil
+	})
+	g = w3.waitGeneration(t, g.Number, func(g *api.Generation) bool { return len(g.Ring) == 3 })
+	// Now all three reach the ring: nobody is evicted.
+	for end := time.Now().Add(2 * stuckAfter); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		for _, w := range []*worker{w1, w2, w3} {
+			if r := w.heartbeat(t, g.Number, 0, false); r.Generation.Number != g.Number {
+				t.Fatalf("generation %d after %d, with every member in the ring", r.Generation.Number, g.Number)
+			}
+		}
+	}
+}
+
 // startMember starts a worker's memberlist member, shut down when the test
 // ends.
 func startMember(t *testing.T, name string) *membership.Member {
@@ -519,7 +591,7 @@ func TestServerDeadWorkerFromGossip(t *testing.T) {
 	if !slices.Equal(ringNames(g2), []string{"w1"}) || g2.Source != "w1" || g2.ResumeStep != 2 || g2.Consumed != 16 {
 		t.Errorf("generation after w2 died %+v, want w1 alone from w1 at step 2, consumed 16", g2)
 	}
-	_, err := ws["w2"].c.Heartbeat(c.ctx(), &api.HeartbeatRequest{Name: "w2", Token: testToken, Generation: g1.Number, Step: 3})
+	_, err := ws["w2"].c.Heartbeat(c.ctx(), &api.HeartbeatRequest{Name: "w2", Token: testToken, Generation: g1.Number, InRing: true, Step: 3})
 	wantCode(t, err, codes.NotFound)
 }
 
@@ -561,7 +633,7 @@ func TestServerKeepsAReplacementWhenItsPredecessorIsDeclaredDead(t *testing.T) {
 		log := c.log.String()
 		return strings.Contains(log, "an earlier w2 ("+old+") is gone") || strings.Contains(log, "w2 is gone")
 	})
-	if _, err := w2.c.Heartbeat(c.ctx(), &api.HeartbeatRequest{Name: "w2", Token: testToken, Generation: g1.Number, Step: 2}); err != nil {
+	if _, err := w2.c.Heartbeat(c.ctx(), &api.HeartbeatRequest{Name: "w2", Token: testToken, Generation: g1.Number, InRing: true, Step: 2}); err != nil {
 		t.Fatalf("the replacement w2 was removed with its predecessor: %v", err)
 	}
 	if strings.Contains(c.log.String(), "w2 is gone") {
@@ -741,7 +813,7 @@ func TestServerFailover(t *testing.T) {
 	}
 	b.waitLeader(t)
 	// The workers are strangers to the new leader: they join again.
-	_, err = b.client.Heartbeat(c.ctx(), &api.HeartbeatRequest{Name: "w1", Token: testToken, Generation: g.Number, Step: 5})
+	_, err = b.client.Heartbeat(c.ctx(), &api.HeartbeatRequest{Name: "w1", Token: testToken, Generation: g.Number, InRing: true, Step: 5})
 	wantCode(t, err, codes.NotFound)
 	for _, n := range []string{"w1", "w2"} {
 		w, _ := c.join(t, b, n)
@@ -782,7 +854,7 @@ func TestServerStepsDownWhenItsLeaseIsRevoked(t *testing.T) {
 	// It steps down, campaigns again, wins (it is the only candidate) and
 	// continues with a higher generation; the worker re-joins.
 	eventually(t, "the worker to be told to join again", func() bool {
-		_, err := w1.c.Heartbeat(c.ctx(), &api.HeartbeatRequest{Name: "w1", Token: testToken, Generation: g.Number})
+		_, err := w1.c.Heartbeat(c.ctx(), &api.HeartbeatRequest{Name: "w1", Token: testToken, Generation: g.Number, InRing: true})
 		return status.Code(err) == codes.NotFound
 	})
 	a.waitLeader(t)
@@ -820,7 +892,7 @@ func TestServerEtcdOutageLongerThanTheLease(t *testing.T) {
 	c.etcd.Stop()
 	c.log.logf("stopped etcd")
 	eventually(t, "the leader to step down", func() bool { return !a.srv.IsLeader() })
-	_, err := w1.c.Heartbeat(c.ctx(), &api.HeartbeatRequest{Name: "w1", Token: testToken, Generation: g.Number})
+	_, err := w1.c.Heartbeat(c.ctx(), &api.HeartbeatRequest{Name: "w1", Token: testToken, Generation: g.Number, InRing: true})
 	wantCode(t, err, codes.Unavailable, "standby coordinator coord-a")
 
 	// etcd returns: it leads again, with a higher generation.
@@ -932,7 +1004,7 @@ func TestServerFlagsStragglers(t *testing.T) {
 				if name == "w2" {
 					st.ComputeSeconds, st.ReduceSeconds = slowCompute, 0.010-slowCompute
 				}
-				_, err := ws[name].c.Heartbeat(c.ctx(), &api.HeartbeatRequest{Name: name, Token: testToken, Generation: g.Number, Step: step, Stats: st})
+				_, err := ws[name].c.Heartbeat(c.ctx(), &api.HeartbeatRequest{Name: name, Token: testToken, Generation: g.Number, InRing: true, Step: step, Stats: st})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -77,6 +77,17 @@ type Config struct {
 	// cannot postpone a generation forever. 0 decides at the end of every
 	// input. One input never publishes more than one generation. ≥ 0.
 	SettleTicks int
+	// StuckTicks: a member of the running ring that has not reached it
+	// (Reached) within this many ticks is evicted as stuck, like a silent
+	// one: alive and heartbeating, but hung (a blocked file operation, a
+	// load that never ends), so every ring with it times out. The clock
+	// starts when the member is first put in a ring it then fails to
+	// reach, and is not restarted by the generations that follow until it
+	// reaches one: a ring that breaks again and again because of it does
+	// not postpone the eviction. It restarts at every generation for the
+	// members that reached the one before, and while the ring is paused no
+	// clock runs. 0: never (members are evicted only when silent). ≥ 0.
+	StuckTicks int
 
 	Samples int // samples per epoch; ≥ 1
 	// Batch is the job's global batch: the samples one step consumes,
@@ -108,6 +119,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("coordinator: config: DeadTicks %d, want > HeartbeatTicks %d", c.DeadTicks, c.HeartbeatTicks)
 	case c.SettleTicks < 0:
 		return fmt.Errorf("coordinator: config: SettleTicks %d, want ≥ 0", c.SettleTicks)
+	case c.StuckTicks < 0:
+		return fmt.Errorf("coordinator: config: StuckTicks %d, want ≥ 0", c.StuckTicks)
 	case c.Samples < 1:
 		return fmt.Errorf("coordinator: config: Samples %d, want ≥ 1", c.Samples)
 	case c.Batch < 1:
@@ -192,6 +205,7 @@ const (
 	CauseDead   = "dead"   // memberlist declared a member dead
 	CauseSilent = "silent" // a member sent no heartbeat for DeadTicks
 	CauseBroken = "broken" // a member found the ring's all-reduce broken
+	CauseStuck  = "stuck"  // a member did not reach the ring within StuckTicks
 )
 
 // maxCauses bounds the causes of one generation: a job that waits while
@@ -212,8 +226,11 @@ func (c Cause) String() string {
 // Removal records a member that left the job.
 type Removal struct {
 	Name   string
-	Reason string // "left", "dead" (memberlist) or "silent for N ticks"
+	Reason string // "left", "dead" (memberlist), "silent for N ticks" or "stuck: …"
 }
+
+// StuckPrefix starts the Reason of a member evicted as stuck (StuckTicks).
+const StuckPrefix = "stuck: "
 
 // removalCause is the Cause of a removal with reason.
 func removalCause(name, reason string) Cause {
@@ -222,6 +239,9 @@ func removalCause(name, reason string) Cause {
 		return Cause{Kind: CauseLeft, Worker: name}
 	case "dead":
 		return Cause{Kind: CauseDead, Worker: name}
+	}
+	if d, ok := strings.CutPrefix(reason, StuckPrefix); ok {
+		return Cause{Kind: CauseStuck, Worker: name, Detail: d}
 	}
 	return Cause{Kind: CauseSilent, Worker: name, Detail: strings.TrimPrefix(reason, "silent for ")}
 }
@@ -256,6 +276,11 @@ type member struct {
 	inRing    uint64 // first generation that included it since it (re)joined; 0 if none
 	step      int64  // highest step reported in generation stepGen
 	stepGen   uint64
+	// reached is the last generation whose ring it reported reaching;
+	// waitSince the tick since which it has been expected in a ring it has
+	// not reached (-1: none; see StuckTicks).
+	reached   uint64
+	waitSince int64
 
 	// the state it held when it joined a coordinator that has not yet
 	// published a generation (see Prior)
@@ -303,6 +328,7 @@ type Coordinator struct {
 	members  []*member // alive members in admission order
 
 	gen     Generation // the last published generation; Number 0 before the first
+	genAt   int64      // the tick gen was published
 	running bool       // gen is running (not paused for lack of workers)
 
 	pending      bool    // membership changed since gen was published
@@ -367,6 +393,7 @@ func (c *Coordinator) Join(name, token, jobHash string) error {
 	if m := c.find(name); m != nil {
 		m.lastHeard = c.now
 		m.inRing, m.step, m.stepGen, m.prior = 0, 0, 0, false
+		m.reached, m.waitSince = 0, -1
 		c.forced = true
 		c.addCause(Cause{Kind: CauseRejoin, Worker: name})
 		c.changed()
@@ -376,7 +403,7 @@ func (c *Coordinator) Join(name, token, jobHash string) error {
 	if len(c.members) >= c.cfg.MaxWorkers {
 		return fmt.Errorf("coordinator: join %s: %w: %d of max %d workers", name, ErrFull, len(c.members), c.cfg.MaxWorkers)
 	}
-	c.members = append(c.members, &member{name: name, joinIndex: c.nextJoin, lastHeard: c.now})
+	c.members = append(c.members, &member{name: name, joinIndex: c.nextJoin, lastHeard: c.now, waitSince: -1})
 	c.nextJoin++
 	c.addCause(Cause{Kind: CauseJoin, Worker: name})
 	c.changed()
@@ -492,8 +519,36 @@ func (c *Coordinator) Broken(name string, generation uint64) {
 	c.settle()
 }
 
+// Reached records that ring member name has reached the ring of
+// generation: it formed the ring and holds the generation's state, ready to
+// train (see StuckTicks). A member that reports reaching the generation
+// before the current one, published while it was on its way there, made
+// progress: its clock restarts with the current generation, as if it had
+// reached the one before in time. Reports about a generation not later
+// than the last one it reached, or not yet published, or one it was not
+// in, and from workers not in the current ring, are ignored.
+func (c *Coordinator) Reached(name string, generation uint64) {
+	m := c.find(name)
+	if m == nil || generation == 0 || generation > c.gen.Number || generation <= m.reached ||
+		m.inRing == 0 || generation < m.inRing {
+		return
+	}
+	if _, ok := c.gen.Ranks[name]; !ok {
+		return
+	}
+	m.lastHeard = c.now
+	m.reached = generation
+	switch {
+	case generation == c.gen.Number:
+		m.waitSince = -1
+	case m.waitSince >= 0:
+		m.waitSince = max(m.waitSince, c.genAt)
+	}
+}
+
 // Tick advances time by one tick: members silent for DeadTicks are declared
-// dead, and a settling window that has run out produces a new generation,
+// dead, members of the running ring that have not reached it for
+// StuckTicks are evicted as stuck, and a settling window that has run out produces a new generation,
 // or pauses the ring if fewer than MinWorkers remain.
 func (c *Coordinator) Tick() {
 	c.now++
@@ -502,9 +557,20 @@ func (c *Coordinator) Tick() {
 			c.remove(m.name, fmt.Sprintf("silent for %d ticks", c.now-m.lastHeard))
 			continue // remove shifted the next member to i
 		}
+		if m := c.members[i]; c.stuck(m) {
+			c.remove(m.name, fmt.Sprintf("%snot in the ring of generation %d after %d ticks", StuckPrefix, c.gen.Number, c.now-m.waitSince))
+			continue
+		}
 		i++
 	}
 	c.settle()
+}
+
+// stuck reports whether m has been expected in a running ring it has not
+// reached for StuckTicks.
+func (c *Coordinator) stuck(m *member) bool {
+	return c.cfg.StuckTicks > 0 && c.running && m.waitSince >= 0 && m.reached != c.gen.Number &&
+		c.now-m.waitSince >= int64(c.cfg.StuckTicks)
 }
 
 // HasReady reports whether Ready has anything to do.
@@ -611,6 +677,9 @@ func (c *Coordinator) decide() {
 	if len(c.members) < c.cfg.MinWorkers {
 		if c.running {
 			c.running = false
+			for _, m := range c.members {
+				m.waitSince = -1 // no ring to reach while paused
+			}
 			var pause []string
 			for _, name := range c.gen.Ring {
 				if m := c.find(name); m != nil && m.inRing != 0 {
@@ -705,6 +774,7 @@ func (c *Coordinator) publish() {
 	for i, name := range ring {
 		ranks[name] = i
 	}
+	c.genAt = c.now
 	c.gen = Generation{
 		Number:         c.gen.Number + 1,
 		Ring:           ring,
@@ -718,6 +788,11 @@ func (c *Coordinator) publish() {
 	for _, m := range c.members {
 		if m.inRing == 0 {
 			m.inRing = c.gen.Number
+		}
+		if m.waitSince < 0 {
+			// It reached the ring before this one, or was in none: its
+			// clock starts now. A member that did not keeps its own.
+			m.waitSince = c.now
 		}
 	}
 	c.running = true

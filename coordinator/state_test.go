@@ -172,7 +172,7 @@ func must(t *testing.T, err error) {
 }
 
 // opNames are the inputs a random script is made of.
-var opNames = []string{"join", "join-bad", "leave", "dead", "heartbeat", "stale", "tick", "ready"}
+var opNames = []string{"join", "join-bad", "leave", "dead", "heartbeat", "stale", "tick", "ready", "reached", "broken"}
 
 // runScript drives a coordinator with the inputs that script's bytes
 // encode, checks the invariants after each, and returns a transcript of
@@ -222,10 +222,22 @@ func runScript(t *testing.T, cfg Config, script []byte) string {
 					}
 				}
 			}
+		case "reached":
+			g, _ := c.Generation()
+			c.Reached(name, g.Number-uint64(arg/6%2)) // the current generation, or the one before
+		case "broken":
+			g, _ := c.Generation()
+			c.Broken(name, g.Number)
 		case "tick":
 			for range 1 + arg%3 {
 				c.Tick()
 				check()
+				for _, m := range c.members {
+					if c.stuck(m) {
+						t.Fatalf("tick %d: %s not in the ring of generation %d since tick %d, not evicted (StuckTicks %d)",
+							c.Now(), m.name, c.gen.Number, m.waitSince, cfg.StuckTicks)
+					}
+				}
 			}
 		case "ready":
 			rd := c.Ready()
@@ -362,11 +374,15 @@ func FuzzCoordinator(f *testing.F) {
 	f.Add(uint8(2), uint8(4), uint8(1), []byte{0, 1, 0, 2, 0, 3, 6, 1, 7, 0, 3, 2, 6, 2, 7, 0})
 	f.Add(uint8(1), uint8(1), uint8(0), []byte{0, 0, 0, 0, 4, 0, 5, 0, 7, 0, 2, 0, 7, 0})
 	f.Add(uint8(3), uint8(5), uint8(2), []byte{0, 1, 0, 2, 0, 3, 6, 2, 7, 0, 4, 1, 4, 2, 6, 2, 7, 0, 1, 3, 3, 1, 6, 0, 7, 0})
+	// A stuck member (StuckTicks 3): w2 never reaches the ring, w0 and w1 do
+	// and report it broken.
+	f.Add(uint8(1), uint8(3), uint8(12), []byte{0, 0, 0, 1, 0, 2, 7, 0, 8, 0, 8, 1, 4, 2, 6, 0, 9, 0, 7, 0, 8, 0, 8, 1, 6, 2, 7, 0, 6, 2, 7, 0})
 	f.Fuzz(func(t *testing.T, minW, extra, settle uint8, script []byte) {
 		cfg := testConfig()
 		cfg.MinWorkers = 1 + int(minW%4)
 		cfg.MaxWorkers = cfg.MinWorkers + int(extra%4)
 		cfg.SettleTicks = int(settle % 4)
+		cfg.StuckTicks = int(settle / 4 % 8) // 0: never
 		if len(script) > 4000 {
 			script = script[:4000]
 		}

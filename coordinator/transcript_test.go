@@ -26,14 +26,15 @@ var update = flag.Bool("update", false, "rewrite the expected output of testdata
 //
 // Commands:
 //
-//	new key=value …          a new Coordinator (min max token hash heartbeat dead settle samples batch seed shuffle start-step start-epoch start-consumed start-gen)
+//	new key=value …          a new Coordinator (min max token hash heartbeat dead settle stuck samples batch seed shuffle start-step start-epoch start-consumed start-gen)
 //	join [NAME] [token=T] [hash=H]   defaults: the configured token and hash
 //	leave NAME | dead NAME
 //	heartbeat NAME gen=G step=S
 //	broken NAME gen=G        NAME's all-reduce found the ring of generation G broken
+//	reached NAME gen=G       NAME reached the ring of generation G
 //	prior NAME gen=G step=S epoch=E consumed=C   NAME joined holding generation G's state at step S
 //	restored step=S epoch=E consumed=C   the current generation starts from a checkpoint there
-//	progress step=S          every member of the current ring heartbeats the current generation at step S
+//	progress step=S          every member of the current ring reaches it and heartbeats the current generation at step S
 //	tick [N]                 N ticks (default 1); prints the time
 //	ready                    prints Ready, then Advance
 //	shards                   the current generation's shards, checked to cover the rest of the epoch once
@@ -179,7 +180,8 @@ func (tr *transcript) run(cmd string) []string {
 			MinWorkers: int(num("min", 2)), MaxWorkers: int(num("max", 4)),
 			JoinToken: "secret", JobHash: "job1",
 			HeartbeatTicks: int(num("heartbeat", 1)), DeadTicks: int(num("dead", 5)), SettleTicks: int(num("settle", 0)),
-			Samples: int(num("samples", 100)), Batch: int(num("batch", 4)),
+			StuckTicks: int(num("stuck", 0)),
+			Samples:    int(num("samples", 100)), Batch: int(num("batch", 4)),
 			StartStep:       num("start-step", 0),
 			StartPosition:   Position{Epoch: int(num("start-epoch", 0)), Consumed: int(num("start-consumed", 0))},
 			StartGeneration: uint64(num("start-gen", 0)),
@@ -225,12 +227,16 @@ func (tr *transcript) run(cmd string) []string {
 	case "broken":
 		tr.c.Broken(arg(0), uint64(num("gen", 0)))
 		return []string{"ok"}
+	case "reached":
+		tr.c.Reached(arg(0), uint64(num("gen", 0)))
+		return []string{"ok"}
 	case "heartbeat":
 		return errOut(tr.c.Heartbeat(arg(0), uint64(num("gen", 0)), num("step", 0)))
 	case "progress":
 		g, _ := tr.c.Generation()
 		var lines []string
 		for _, w := range g.Ring {
+			tr.c.Reached(w, g.Number)
 			if err := tr.c.Heartbeat(w, g.Number, num("step", 0)); err != nil {
 				lines = append(lines, "error: "+err.Error())
 			}

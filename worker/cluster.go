@@ -69,6 +69,17 @@ type ClusterOptions struct {
 	// it waits the worker logs what it waits for every JoinReport (0:
 	// 30s).
 	JoinTimeout, JoinReport time.Duration
+	// FileTimeout bounds each blocking file operation on the training
+	// path: writing this rank's shards of a checkpoint (the checkpoint is
+	// then skipped, as when the disk is full) and, bounded by ten times
+	// FileTimeout as it may read a whole model, loading a checkpoint to
+	// restore (the worker then fails). A hung file system cannot hang the
+	// worker: the operation is abandoned (see withDeadline). 0: three
+	// times Timeout (9 s by default), the coordinator's default deadline
+	// for a member to reach a new ring, so a worker whose write hung
+	// rejoins the ring before it would be evicted as stuck; negative: no
+	// bound.
+	FileTimeout time.Duration
 
 	Logf func(format string, args ...any)
 	// TimelineDir, when set, is where the worker records its step
@@ -148,6 +159,9 @@ func NewClusterWorker(o ClusterOptions) (*ClusterWorker, error) {
 	}
 	if o.JoinReport <= 0 {
 		o.JoinReport = DefaultJoinReport
+	}
+	if o.FileTimeout == 0 {
+		o.FileTimeout = 3 * o.Timeout
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
@@ -412,7 +426,7 @@ func (w *ClusterWorker) heartbeats(ctx context.Context, interval time.Duration) 
 		stats.CheckpointFailures, stats.LastCheckpointError = p.ckptFailures, p.ckptError
 		req := &api.HeartbeatRequest{
 			Name: w.o.Name, Token: w.o.Token, Generation: p.generation, Step: p.step,
-			Broken: p.broken, Done: p.done, Stats: &stats,
+			Broken: p.broken, InRing: p.inRing, Done: p.done, Stats: &stats,
 		}
 		var rep *api.HeartbeatReply
 		err := w.ctl.Call(ctx, func(c context.Context, cl *api.ControlClient) error {

@@ -572,24 +572,35 @@ func (e *engine) packState() []float32 {
 
 func (e *engine) unpackState(buf []float32) error {
 	a := e.model.Arena
-	k := copy(a.Data, buf)
+	opt := e.opt.State()
+	n := len(a.Data) + len(a.Buffers) + stateHeader
+	for _, s := range opt {
+		n += len(s.Data)
+	}
+	if len(buf) != n {
+		// Every rank packs the same model and optimizer: a ring whose
+		// ranks disagree on the job.
+		return fatal(fmt.Errorf("worker: state sync gave %d values, want %d (this rank's model and optimizer)", len(buf), n))
+	}
+	k := n - stateHeader
+	word := func(i int) uint32 { return math.Float32bits(buf[k+i]) }
+	step := int64(word(0)) | int64(word(1))<<32
+	pos := dataset.Position{Epoch: int(int32(word(2))), Consumed: int(int32(word(3)))}
+	optSteps := int64(word(4)) | int64(word(5))<<32
+	if n := e.train.Len(); pos.Consumed < 0 || pos.Consumed > n || pos.Epoch < 0 || step < 0 || optSteps < 0 {
+		return fatal(fmt.Errorf("worker: state sync gave step %d (optimizer step %d) at %v, outside epochs of %d samples", step, optSteps, pos, n))
+	}
+	k = copy(a.Data, buf)
 	k += copy(a.Buffers, buf[k:])
-	var state []models.NamedSlice
-	for _, s := range e.opt.State() {
+	state := make([]models.NamedSlice, 0, len(opt))
+	for _, s := range opt {
 		state = append(state, models.NamedSlice{Name: s.Name, Data: buf[k : k+len(s.Data)]})
 		k += len(s.Data)
 	}
-	word := func(i int) uint32 { return math.Float32bits(buf[k+i]) }
-	step := int64(word(0)) | int64(word(1))<<32
-	pos := dataset.Position{Epoch: int(word(2)), Consumed: int(word(3))}
-	if err := e.opt.LoadState(int64(word(4))|int64(word(5))<<32, state); err != nil {
+	if err := e.opt.LoadState(optSteps, state); err != nil {
 		return fatal(err)
 	}
-	n := e.train.Len()
-	if pos.Consumed < 0 || pos.Consumed > n || pos.Epoch < 0 || step < 0 {
-		return fatal(fmt.Errorf("worker: state sync gave step %d at %v, outside epochs of %d samples", step, pos, n))
-	}
-	e.step, e.pos = step, dataset.AdvancePosition(pos, n, e.spec.BatchSize, 0)
+	e.step, e.pos = step, dataset.AdvancePosition(pos, e.train.Len(), e.spec.BatchSize, 0)
 	return nil
 }
 

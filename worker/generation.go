@@ -222,7 +222,9 @@ func (w *ClusterWorker) sync(ctx context.Context, t *trainer, r ring, g *api.Gen
 			return fatal(fmt.Errorf("worker: generation %d names source %s, not in its ring", g.Number, g.Source))
 		}
 	} else if g.Restore != "" {
-		ck, err := t.store.Load(g.Restore)
+		ck, err := withDeadline(10*w.o.FileTimeout, "loading checkpoint "+g.Restore, func() (*checkpoint.Checkpoint, error) {
+			return t.store.Load(g.Restore)
+		})
 		if err != nil {
 			// The coordinator verified it in the shared store; this worker
 			// cannot read it (a volume not mounted, or a different one).
@@ -322,7 +324,8 @@ func (t *tally) phases(st *api.WorkerStats) {
 // rank has. A shard that cannot be written (a full disk) skips that
 // checkpoint: a warning, a count in the heartbeats (and the
 // ringtrain_worker_checkpoint_write_failures_total metric), and training
-// goes on, the next checkpoint committing in its place; only the job's
+// goes on; so does a write that hangs (a hung file system) past
+// FileTimeout, which is abandoned, the next checkpoint committing in its place; only the job's
 // final checkpoint, which ends the job, is retried until it is written. A
 // report that does not reach the coordinator is only a warning too.
 func (w *ClusterWorker) checkpoint(ctx context.Context, t *trainer, g *api.Generation, rank, world int, ev *EvalStats) error {
@@ -338,7 +341,9 @@ func (w *ClusterWorker) checkpoint(ctx context.Context, t *trainer, g *api.Gener
 	parts := e.state(t.codecState()).Parts(rank, world)
 	final := e.pos.Epoch >= t.spec.Epochs
 	for wait := time.Second; ; wait = min(2*wait, maxShardRetry) {
-		files, err := writeShards(t.store, name, parts)
+		files, err := withDeadline(w.o.FileTimeout, "writing checkpoint "+name+"'s shard", func() ([]api.FileInfo, error) {
+			return writeShards(t.store, name, parts)
+		})
 		if err == nil {
 			rep.Files = files
 			break

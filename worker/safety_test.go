@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ringtrain/ringtrain/api"
 	"github.com/ringtrain/ringtrain/checkpoint"
@@ -151,6 +152,78 @@ func TestClusterWorkerSkipsAShardItCannotWrite(t *testing.T) {
 	}
 	if st := f.stats["w0"]; st.CheckpointFailures != 0 {
 		t.Errorf("w0's heartbeats report %d failed checkpoint writes", st.CheckpointFailures)
+	}
+}
+
+// hung blocks every write, as a hung NFS server does, until released, and
+// then fails it.
+type hung struct{ release <-chan struct{} }
+
+func (h hung) Write([]byte) (int, error) {
+	<-h.release
+	return 0, &os.PathError{Op: "write", Path: "shard", Err: syscall.EIO}
+}
+
+// A shard write that hangs (a hung file system) does not hang the worker:
+// it is abandoned after FileTimeout and the checkpoint skipped, as when
+// the disk is full, and training goes on; the next checkpoint commits.
+func TestClusterWorkerAbandonsAShardWriteThatHangs(t *testing.T) {
+	spec := clusterSpec(t) // checkpoints at steps 10 (epoch 1) and 20 (the end)
+	f, addr := newFake(t, spec, 2, api.Generation{})
+	hangs := checkpoint.NameForStep(10)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	var blocked atomic.Int32
+	rec := &stepRecord{params: map[string]map[int64][]float32{}}
+	runClusterWith(t, f, addr, rec, func(o *ClusterOptions) {
+		// Well within the ring's timeout (3 s): the other rank waits in
+		// the next all-reduce meanwhile.
+		o.FileTimeout = 300 * time.Millisecond
+		if o.Name != "w1" {
+			return
+		}
+		o.storeFilter = func(path string, w io.Writer) io.Writer {
+			if strings.Contains(path, hangs) {
+				blocked.Add(1)
+				return hung{release}
+			}
+			return w
+		}
+	})
+	if blocked.Load() == 0 {
+		t.Fatal("no shard write hung")
+	}
+	if len(f.sealed) != 1 || f.sealed[0].Name != checkpoint.NameForStep(20) {
+		t.Fatalf("sealed %v, want only the final checkpoint", f.sealed)
+	}
+	for _, name := range []string{"w0", "w1"} {
+		if got := len(rec.params[name]); got != 20 {
+			t.Errorf("%s took %d steps, want 20", name, got)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st := f.stats["w1"]; st.CheckpointFailures != 1 || !strings.Contains(st.LastCheckpointError, hangs) || !strings.Contains(st.LastCheckpointError, "timed out after 300ms") {
+		t.Errorf("w1's heartbeats report %d failed checkpoint writes, the last %q; want 1, of %s, timed out", st.CheckpointFailures, st.LastCheckpointError, hangs)
+	}
+}
+
+// withDeadline returns what the operation returns in time, and abandons
+// one that blocks.
+func TestWithDeadline(t *testing.T) {
+	v, err := withDeadline(time.Second, "reading", func() (int, error) { return 7, nil })
+	if v != 7 || err != nil {
+		t.Errorf("got %v, %v; want 7, nil", v, err)
+	}
+	block := make(chan struct{})
+	defer close(block)
+	start := time.Now()
+	_, err = withDeadline(50*time.Millisecond, "loading checkpoint ckpt-1", func() (int, error) { <-block; return 1, nil })
+	if !errors.Is(err, ErrFileTimeout) || !strings.Contains(err.Error(), "loading checkpoint ckpt-1") {
+		t.Errorf("error %v, want ErrFileTimeout naming the operation", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("returned after %v", d)
 	}
 }
 
