@@ -324,12 +324,13 @@ func DialRing(ctx context.Context, cfg GRPCConfig) (*GRPCTransport, error) {
 		grpc.ReadBufferSize(1 << 20),
 		grpc.WaitForHandlers(true),
 		// Bounds on what strangers can hold: a connection must finish its
-		// handshake (TLS, HTTP/2) within half the timeout, carries a few
+		// handshake (TLS, HTTP/2) within half the timeout (a second at
+		// least, so a loaded machine's handshakes pass), carries a few
 		// streams at most, and is closed once it has had no stream for a
 		// timeout; nobody needs to ping (the ring has its own).
 		// (ConnectionTimeout is experimental in grpc-go;
 		// TestGRPCRingConnLimits notices if it stops working.)
-		grpc.ConnectionTimeout(cfg.Timeout / 2),
+		grpc.ConnectionTimeout(max(cfg.Timeout/2, time.Second)),
 		grpc.MaxConcurrentStreams(ringMaxStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.Timeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Minute}),

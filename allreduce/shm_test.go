@@ -221,7 +221,10 @@ func TestShmCorruptFrame(t *testing.T) {
 	}
 	for name, frame := range cases {
 		t.Run(name, func(t *testing.T) {
-			gs := grpcRing(t, 2, func(c *GRPCConfig) { c.Timeout = 300 * time.Millisecond })
+			// The timeout ends the wait for the truncated frame's payload;
+			// it also bounds the link's set-up (half of it for the
+			// handshake), so it is long enough for a loaded machine.
+			gs := grpcRing(t, 2, func(c *GRPCConfig) { c.Timeout = 2 * time.Second })
 			defer gs[0].Close()
 			defer gs[1].Close()
 			r := gs[0].outShm
