@@ -669,6 +669,12 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 			return nil, status.Errorf(codes.NotFound,
 				"coordinator: %s was evicted from job %s (%s): join again", req.Name, s.job, ev.reason)
 		}
+		// Evicted by the generation being published (apply records it
+		// once etcd has the generation).
+		if reason, ok := t.sm.Removal(req.Name); ok && strings.HasPrefix(reason, StuckPrefix) {
+			return nil, status.Errorf(codes.NotFound,
+				"coordinator: %s was evicted from job %s (%s): join again", req.Name, s.job, reason)
+		}
 		return nil, status.Errorf(codes.NotFound,
 			"coordinator: %s is not a member of job %s (never joined, left or declared dead): join again", req.Name, s.job)
 	}

@@ -576,6 +576,17 @@ func (c *Coordinator) stuck(m *member) bool {
 // HasReady reports whether Ready has anything to do.
 func (c *Coordinator) HasReady() bool { return !c.out.Empty() }
 
+// Removal returns why member name was removed by output not yet
+// acknowledged (Advance), if it was: what the caller has not applied yet.
+func (c *Coordinator) Removal(name string) (reason string, ok bool) {
+	for _, r := range c.out.Removed {
+		if r.Name == name {
+			return r.Reason, true
+		}
+	}
+	return "", false
+}
+
 // Ready returns what the driver must do now (see Ready). It changes nothing:
 // calling it again before Advance returns the same, plus any outputs of
 // inputs given in between.
