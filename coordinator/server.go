@@ -256,6 +256,11 @@ type term struct {
 
 	workers map[string]*workerInfo
 	reports map[reportKey]*reportSet
+	// gone holds the members memberlist reported gone whose death is not
+	// confirmed yet (watchGossip), as name → gossip address.
+	gone map[string]string
+	// lastBroken is when a ring member last reported its ring broken.
+	lastBroken time.Time
 	// rlog is the run's metrics log in RunDir, open while the term lasts;
 	// nil without a RunDir.
 	rlog      *runlog.Log
@@ -631,6 +636,12 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 		w = &workerInfo{}
 		t.workers[req.Name] = w
 	}
+	if _, ok := t.gone[req.Name]; ok {
+		// Memberlist called it gone, yet it heartbeats: it was only
+		// held up.
+		s.logf("coordinator: %s heartbeats: alive after all", req.Name)
+		delete(t.gone, req.Name)
+	}
 	if req.Broken {
 		// A worker repeats the report in every heartbeat until a new
 		// generation comes; it is logged once.
@@ -639,6 +650,8 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 			w.brokenGen = req.Generation
 		}
 		t.sm.Broken(req.Name, req.Generation)
+		t.lastBroken = s.now()
+		s.confirmGone(t)
 	}
 	w.lastSeen = s.now()
 	if req.Generation > w.gen || (req.Generation == w.gen && req.Step > w.step) {
