@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -103,41 +102,39 @@ func TestLocalClusterLoadedStarts(t *testing.T) {
 	}
 }
 
-// TestLocalClusterKillDetection measures how long a local cluster takes to
-// form a ring without a SIGKILLed worker: RINGTRAIN_KILL_TRIALS times
-// (with CPU hogs on every core if RINGTRAIN_KILL_LOAD is set), worker-1 of
-// `ringtrain train --workers 3` is killed once the ring has trained, and
-// the status is polled every 100 ms for a generation without it. Skipped
-// unless RINGTRAIN_KILL_TRIALS is set: it is a measurement.
-func TestLocalClusterKillDetection(t *testing.T) {
+// TestClusterKillDetection measures how long a cluster takes to publish a
+// ring without a SIGKILLed worker: RINGTRAIN_KILL_TRIALS times (with CPU
+// hogs on every core if RINGTRAIN_KILL_LOAD is set), a cluster of separate
+// processes (etcd, a coordinator, 3 workers, as TestClusterSurvivesWorkerKill,
+// where nobody restarts a dead worker) trains, worker-1 is killed after
+// 20 steps, and the coordinator's status is polled every 50 ms until a
+// generation of the 2 survivors. Skipped unless RINGTRAIN_KILL_TRIALS is
+// set: it is a measurement.
+func TestClusterKillDetection(t *testing.T) {
 	trials := envCount(t, "RINGTRAIN_KILL_TRIALS")
 	if trials == 0 || testing.Short() {
 		t.Skip("a measurement: set RINGTRAIN_KILL_TRIALS")
 	}
-	if runtime.GOOS != "linux" {
-		t.Skip("finds the worker's process through /proc")
-	}
 	if os.Getenv("RINGTRAIN_KILL_LOAD") != "" {
 		cpuHogs(t, runtime.NumCPU())
 	}
-	dir := t.TempDir()
+	spec := clusterJob("killdetect", 3)
+	spec.MinWorkers = 2
 	var took []time.Duration
 	for i := range trials {
-		r := startTrain(t, filepath.Join(dir, strconv.Itoa(i)), trainJob...)
-		addr := r.waitRunning()
-		var gen uint64
-		r.poll(addr, "20 steps", time.Minute, func(st *api.StatusReply) bool { gen = st.Generation; return st.Step >= 20 })
-		pid := childWorker(r.cmd.Process.Pid, "worker-1")
-		if pid == 0 {
-			t.Fatalf("no worker-1 process:\n%s", r.output())
-		}
-		syscall.Kill(pid, syscall.SIGKILL)
-		d := r.poll(addr, "a generation without worker-1", time.Minute, func(st *api.StatusReply) bool {
-			return st.Generation > gen && !slices.Contains(st.Ring, "worker-1")
+		c := newTestCluster(t, spec)
+		c.startJob(3)
+		st, _ := c.waitFor("a running ring of 3", 2*time.Minute, func(st *api.StatusReply) bool {
+			return st.State == "running" && st.Step >= 20 && ringSize(st) == 3
+		})
+		gen := st.Generation
+		c.workers["worker-1"].kill()
+		_, d := c.waitFor("a new generation without worker-1", time.Minute, func(st *api.StatusReply) bool {
+			return st.Generation > gen && ringSize(st) == 2
 		})
 		took = append(took, d)
-		t.Logf("trial %d: a ring without the killed worker-1 after %v", i, d.Round(time.Millisecond))
-		r.interrupt()
+		t.Logf("trial %d: a ring of the 2 survivors %v after the kill", i, d.Round(time.Millisecond))
+		c.killAll()
 	}
 	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
 	t.Logf("detection of a SIGKILLed worker over %d trials: min %v, median %v, max %v", trials,
