@@ -26,10 +26,10 @@
 // That is fast on purpose, and it is not enough on its own: a live process
 // that the scheduler holds back for a few hundred milliseconds (all cores
 // busy, a stop-the-world pause, SIGSTOP) misses a probe and may not refute
-// in 400 ms. On a 2-core machine with both cores saturated, one start of
-// `ringtrain train --workers 3` in a few saw memberlist declare a live worker
-// dead, and a worker stopped 150 ms of every 300 ms was declared dead every
-// few seconds. Making memberlist slower would delay every real death by as
+// in 400 ms. On a 2-core machine with both cores saturated, 1 start of 50
+// of `ringtrain train --workers 3` lost a live worker that way, and a worker
+// stopped 150 ms of every 300 ms was declared dead two to four times a
+// minute. Making memberlist slower would delay every real death by as
 // much. So a Gone event is a suspicion that the coordinator acts on only
 // once the ring confirms it (coordinator.Server's watchGossip): a worker of
 // the running ring is removed when a ring member reported the ring broken
