@@ -601,6 +601,7 @@ func (s *Server) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinReply
 		dataAddr: req.DataAddr, gossipAddr: req.GossipAddr, httpAddr: req.HTTPAddr,
 		lastSeen: s.now(),
 	}
+	delete(t.gone, req.Name) // a suspicion was about its predecessor
 	s.logf("coordinator: %s joined (data %s, gossip %s)", req.Name, req.DataAddr, req.GossipAddr)
 	s.wake()
 	return reply, nil
