@@ -575,7 +575,12 @@ func (s *Server) apiGeneration(t *term, g *Generation) *api.Generation {
 	return ag
 }
 
-// watchGossip turns memberlist's Gone events for members into deaths.
+// watchGossip turns memberlist's Gone events for members into deaths, once
+// the ring confirms them (see confirmGone): memberlist alone may call a live
+// worker gone when its process or the machine is too busy to answer probes
+// in time, and a false death costs two generations. A Joined event for a
+// suspect (it refuted the suspicion) withdraws the suspicion, as does a
+// heartbeat from it (Heartbeat).
 func (s *Server) watchGossip(ctx context.Context, m *membership.Member) {
 	events := m.Events()
 	for {
@@ -585,14 +590,19 @@ func (s *Server) watchGossip(ctx context.Context, m *membership.Member) {
 			return
 		case ev = <-events:
 		}
-		if ev.Kind != membership.Gone {
-			continue // a worker becomes a member through Join
-		}
 		t := s.leading()
 		if t == nil {
 			continue
 		}
 		switch w := t.workers[ev.Name]; {
+		case ev.Kind == membership.Joined:
+			// A worker becomes a member through Join; here a suspect
+			// may come back.
+			if addr, ok := t.gone[ev.Name]; ok && (addr == ev.Addr || addr == "" || ev.Addr == "") {
+				s.logf("coordinator: memberlist: %s is alive again", ev.Name)
+				delete(t.gone, ev.Name)
+			}
+		case ev.Kind != membership.Gone:
 		case t.done || !slices.Contains(t.sm.Members(), ev.Name):
 		case w != nil && w.gossipAddr != "" && ev.Addr != "" && w.gossipAddr != ev.Addr:
 			// A replacement took the name before gossip declared its
@@ -600,10 +610,58 @@ func (s *Server) watchGossip(ctx context.Context, m *membership.Member) {
 			// news is about the predecessor.
 			s.logf("coordinator: memberlist: an earlier %s (%s) is gone; the one at %s stays", ev.Name, ev.Addr, w.gossipAddr)
 		default:
-			s.logf("coordinator: memberlist: %s is gone", ev.Name)
-			t.sm.Dead(ev.Name)
-			s.wake()
+			if t.gone == nil {
+				t.gone = map[string]string{}
+			}
+			if _, ok := t.gone[ev.Name]; !ok {
+				t.gone[ev.Name] = ev.Addr
+				s.confirmGone(t)
+				if _, ok := t.gone[ev.Name]; ok {
+					s.logf("coordinator: memberlist: %s %s", ev.Name, suspicionLog)
+				}
+			}
 		}
 		s.mu.Unlock()
+	}
+}
+
+// suspicionLog ends the log line of a member that memberlist called gone
+// while nothing confirmed it.
+const suspicionLog = "stopped answering probes; waiting for a broken ring to confirm"
+
+// goneBrokenWindow: a suspect in the ring is dead if a ring member reported
+// the ring broken this recently (the report may come first: the break is
+// seen within a heartbeat, memberlist takes about 0.7 s).
+const goneBrokenWindow = 3 * time.Second
+
+// confirmGone declares dead the workers memberlist reported gone (t.gone)
+// that are in the running ring if a ring member reported the ring broken in
+// the last goneBrokenWindow: a killed process closes its connections, so
+// its ring neighbours notice at once. A live process that was only too busy
+// to answer probes in time breaks nothing: its neighbours still receive its
+// chunks, and its next heartbeat withdraws the suspicion. Heartbeat silence
+// alone is no confirmation: on saturated cores a starting worker was seen
+// silent for 4 s. A suspect outside a running ring waits for the heartbeat
+// deadline (DeadAfter). A suspect that stopped being a member (left, or
+// silent past DeadAfter) is forgotten. Called with s.mu held.
+func (s *Server) confirmGone(t *term) {
+	if len(t.gone) == 0 {
+		return
+	}
+	now := s.now()
+	members := t.sm.Members()
+	for name := range t.gone {
+		if t.done || !slices.Contains(members, name) {
+			delete(t.gone, name)
+			continue
+		}
+		inRing := t.gen != nil && !t.paused && t.gen.Rank(name) >= 0
+		if !inRing || t.lastBroken.IsZero() || now.Sub(t.lastBroken) >= goneBrokenWindow {
+			continue
+		}
+		delete(t.gone, name)
+		s.logf("coordinator: memberlist: %s is gone (the ring is broken)", name)
+		t.sm.Dead(name)
+		s.wake()
 	}
 }

@@ -272,6 +272,11 @@ type term struct {
 	// theirs is refused.
 	evicted map[string]eviction
 	reports map[reportKey]*reportSet
+	// gone holds the members memberlist reported gone whose death is not
+	// confirmed yet (watchGossip), as name → gossip address.
+	gone map[string]string
+	// lastBroken is when a ring member last reported its ring broken.
+	lastBroken time.Time
 	// rlog is the run's metrics log in RunDir, open while the term lasts;
 	// nil without a RunDir.
 	rlog      *runlog.Log
@@ -638,6 +643,7 @@ func (s *Server) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinReply
 		dataAddr: req.DataAddr, gossipAddr: req.GossipAddr, httpAddr: req.HTTPAddr,
 		lastSeen: s.now(),
 	}
+	delete(t.gone, req.Name) // a suspicion was about its predecessor
 	s.logf("coordinator: %s joined (data %s, gossip %s)", req.Name, req.DataAddr, req.GossipAddr)
 	s.wake()
 	return reply, nil
@@ -683,6 +689,12 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 		w = &workerInfo{}
 		t.workers[req.Name] = w
 	}
+	if _, ok := t.gone[req.Name]; ok {
+		// Memberlist called it gone, yet it heartbeats: it was only
+		// held up.
+		s.logf("coordinator: %s heartbeats: alive after all", req.Name)
+		delete(t.gone, req.Name)
+	}
 	if req.Broken {
 		// A worker repeats the report in every heartbeat until a new
 		// generation comes; it is logged once.
@@ -691,6 +703,8 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 			w.brokenGen = req.Generation
 		}
 		t.sm.Broken(req.Name, req.Generation)
+		t.lastBroken = s.now()
+		s.confirmGone(t)
 	}
 	if req.InRing {
 		t.sm.Reached(req.Name, req.Generation)

@@ -584,10 +584,17 @@ func TestServerDeadWorkerFromGossip(t *testing.T) {
 	ws["w1"].heartbeat(t, g1.Number, 2, false)
 	ws["w2"].heartbeat(t, g1.Number, 2, false)
 
-	// w2's process dies without a word; only memberlist can tell (the
-	// coordinator declares silent workers dead after a minute).
+	// w2's process dies without a word (the coordinator declares silent
+	// workers dead after a minute): memberlist calls it gone, which alone
+	// removes nobody (a live process too busy to answer probes looks the
+	// same), and w1 finds the ring broken, which confirms it.
 	members["w2"].Shutdown()
-	g2 := ws["w1"].waitGeneration(t, g1.Number, nil)
+	eventually(t, "memberlist to call w2 gone", func() bool { return strings.Contains(c.log.String(), "w2 stopped answering probes") })
+	if r := ws["w1"].heartbeat(t, g1.Number, 2, false); r.Generation == nil || r.Generation.Number != g1.Number {
+		t.Fatalf("after memberlist alone called w2 gone: %+v, want generation %d still", r, g1.Number)
+	}
+	ws["w1"].heartbeat(t, g1.Number, 2, true)
+	g2 := ws["w1"].waitGeneration(t, g1.Number, func(g *api.Generation) bool { return len(g.Ring) == 1 })
 	if !slices.Equal(ringNames(g2), []string{"w1"}) || g2.Source != "w1" || g2.ResumeStep != 2 || g2.Consumed != 16 {
 		t.Errorf("generation after w2 died %+v, want w1 alone from w1 at step 2, consumed 16", g2)
 	}

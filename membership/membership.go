@@ -1,12 +1,47 @@
 // Package membership tells ringtrain's processes who is alive, with
 // hashicorp/memberlist's SWIM gossip, tuned to notice a dead worker within a
-// couple of seconds on a LAN.
+// second on a LAN.
 //
 // Every coordinator and worker runs one Member. The coordinator turns the
 // events (a member joined, left on purpose, or was declared dead) into
 // generations of the ring; workers only take part, so that every process
 // probes and is probed by its peers and a silent death is noticed even if
 // the coordinator itself is busy.
+//
+// # Timing
+//
+// With the default Probe of 200 ms: every member probes one other per
+// 200 ms (ProbeInterval), waits 100 ms for the direct ack (ProbeTimeout),
+// then asks 3 others to probe it (IndirectChecks, memberlist's default)
+// until the end of the interval; a member that none of them reached is
+// suspected, and declared dead unless it refutes the suspicion within
+// SuspicionMult·max(1, log10 N)·ProbeInterval = 400 ms (SuspicionMult 2,
+// which asks for no independent confirmations; SuspicionMaxTimeoutMult 3
+// bounds the timeout in larger clusters). Lifeguard's awareness
+// (AwarenessMaxMultiplier 8, memberlist's default) stretches the probe
+// timeout of a member that itself misses acks, so a starved prober blames
+// itself first. A SIGKILLed worker is thus declared gone about 0.7 s after
+// its death.
+//
+// That is fast on purpose, and it is not enough on its own: a live process
+// that the scheduler holds back for a few hundred milliseconds (all cores
+// busy, a stop-the-world pause, SIGSTOP) misses a probe and may not refute
+// in 400 ms. On a 2-core machine with both cores saturated, 1 start of 50
+// of `ringtrain train --workers 3` lost a live worker that way, and a worker
+// stopped 150 ms of every 300 ms was declared dead two to four times a
+// minute. Making memberlist slower would delay every real death by as
+// much. So a Gone event is a suspicion that the coordinator acts on only
+// once the ring confirms it (coordinator.Server's watchGossip): a worker of
+// the running ring is removed when a ring member reported the ring broken
+// in the last 3 s (a killed process closes its connections, and its ring
+// neighbours report the break within a heartbeat). A suspect that comes
+// back in memberlist, or heartbeats, is no longer suspected; one outside a
+// running ring waits for the heartbeat deadline. Heartbeat silence is no
+// confirmation: on saturated cores a starting worker was seen silent for
+// 4 s. A real death keeps its fast path (about 1 s from SIGKILL to a ring
+// of the survivors), and a live worker, whose chunks and heartbeats still
+// arrive, is not removed. The coordinator's heartbeat deadline (3 s)
+// remains the backstop. docs/BENCHMARKS.md has the measurements.
 package membership
 
 import (
@@ -66,8 +101,10 @@ type Config struct {
 	// derived from it (the job's join token), so processes of other jobs
 	// cannot join or be joined.
 	Secret string
-	// Probe is the failure-detection period (0: 200 ms). A dead member is
-	// declared after about SuspicionMult·log(N+1) periods.
+	// Probe is the failure-detection period (0: 200 ms): the probe
+	// interval; the probe timeout and the gossip interval are half of it.
+	// A member that misses a probe is declared dead after about 2 more
+	// periods of suspicion it did not refute (see the package comment).
 	Probe time.Duration
 	// LogOutput receives memberlist's log (nil: discarded).
 	LogOutput io.Writer
