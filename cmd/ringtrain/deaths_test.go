@@ -9,8 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -161,25 +159,7 @@ func TestLocalClusterSurvivesStopBursts(t *testing.T) {
 	if pid == 0 {
 		t.Fatalf("no worker-1 process:\n%s", r.output())
 	}
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer syscall.Kill(pid, syscall.SIGCONT)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			syscall.Kill(pid, syscall.SIGSTOP)
-			time.Sleep(burstStop)
-			syscall.Kill(pid, syscall.SIGCONT)
-			time.Sleep(burstRun)
-		}
-	}()
-	end := sync.OnceFunc(func() { close(stop); <-done })
-	t.Cleanup(end)
+	end := stopBursts(t, pid, burstStop, burstRun)
 	start := time.Now()
 	r.poll(addr, "10 s of bursts", time.Minute, func(*api.StatusReply) bool { return time.Since(start) >= 10*time.Second })
 	end()

@@ -208,25 +208,7 @@ func TestLocalClusterFlagsAStraggler(t *testing.T) {
 	if pid == 0 {
 		t.Fatalf("no worker-1 process:\n%s", slow.output())
 	}
-	stopBursts := make(chan struct{})
-	burstsDone := make(chan struct{})
-	go func() {
-		defer close(burstsDone)
-		defer syscall.Kill(pid, syscall.SIGCONT)
-		for {
-			select {
-			case <-stopBursts:
-				return
-			default:
-			}
-			syscall.Kill(pid, syscall.SIGSTOP)
-			time.Sleep(stopFor)
-			syscall.Kill(pid, syscall.SIGCONT)
-			time.Sleep(runFor)
-		}
-	}()
-	endBursts := sync.OnceFunc(func() { close(stopBursts); <-burstsDone })
-	t.Cleanup(endBursts)
+	endBursts := stopBursts(t, pid, stopFor, runFor)
 	took := slow.poll(addr, "worker-1 flagged in compute", stragglerFlagBound, func(st *api.StatusReply) bool {
 		f := flagged(st)
 		for name, phase := range f {
@@ -277,4 +259,30 @@ func TestLocalClusterFlagsAStraggler(t *testing.T) {
 	if strings.Contains(log, "worker-0 is a straggler") || strings.Contains(log, "worker-2 is a straggler") {
 		t.Errorf("the coordinator flagged a worker that was not slowed:\n%s", log)
 	}
+}
+
+// stopBursts stops process pid for stopFor of every stopFor+runFor until
+// the returned function is called (or the test ends), and leaves it
+// running.
+func stopBursts(t *testing.T, pid int, stopFor, runFor time.Duration) (end func()) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer syscall.Kill(pid, syscall.SIGCONT)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			syscall.Kill(pid, syscall.SIGSTOP)
+			time.Sleep(stopFor)
+			syscall.Kill(pid, syscall.SIGCONT)
+			time.Sleep(runFor)
+		}
+	}()
+	end = sync.OnceFunc(func() { close(stop); <-done })
+	t.Cleanup(end)
+	return end
 }
