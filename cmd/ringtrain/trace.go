@@ -64,8 +64,12 @@ chrome://tracing.`,
 			if err := f.CloseAtomicallyReplace(); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d events of %d workers from %s; open it in https://ui.perfetto.dev or chrome://tracing\n",
-				out, st.Events, st.Workers, src)
+			workersWord := "workers"
+			if st.Workers == 1 {
+				workersWord = "worker"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d events of %d %s from %s; open it in https://ui.perfetto.dev or chrome://tracing\n",
+				out, st.Events, st.Workers, workersWord, src)
 			return nil
 		},
 	}

@@ -115,7 +115,7 @@ func TestTraceOfOneProcess(t *testing.T) {
 		t.Errorf("--timeline=false left a timeline: %v", err)
 	}
 	traceFile := filepath.Join(dir, "t.json")
-	if o, err := runCLI(t, "trace", "--dir", on, "-o", traceFile); err != nil || !strings.Contains(o, "of 1 workers") {
+	if o, err := runCLI(t, "trace", "--dir", on, "-o", traceFile); err != nil || !strings.Contains(o, "of 1 worker from") {
 		t.Fatalf("%v\n%s", err, o)
 	}
 	tr := readTrace(t, traceFile)
