@@ -53,13 +53,14 @@ func (s *Server) Checkpoints() dashboard.Checkpoints {
 	}
 	defer s.mu.Unlock()
 	for _, m := range t.committed {
-		out.Checkpoints = append(out.Checkpoints, dashboardCheckpoint(m))
+		out.Checkpoints = append(out.Checkpoints, DashboardCheckpoint(m))
 	}
 	return out
 }
 
-// dashboardCheckpoint is a checkpoint's manifest as the dashboard shows it.
-func dashboardCheckpoint(m checkpoint.Manifest) dashboard.Checkpoint {
+// DashboardCheckpoint is a checkpoint's manifest as the dashboard shows it
+// (a coordinator's, or a single-node run's).
+func DashboardCheckpoint(m checkpoint.Manifest) dashboard.Checkpoint {
 	c := dashboard.Checkpoint{
 		Name: m.Name, Step: m.Step, Epoch: m.Epoch, Position: m.Position, Generation: m.Generation,
 		WorldSize: m.WorldSize, Created: m.Created, Files: len(m.Files),

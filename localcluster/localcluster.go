@@ -229,7 +229,7 @@ func (c *cluster) run(ctx context.Context) (runlog.Summary, error) {
 	c.exited = make(chan workerExit, spec.Workers*(c.MaxRestarts+1))
 	defer func() { c.reap(0) }()
 	c.start = func(slot int) error {
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
 			return err
 		}
@@ -479,8 +479,9 @@ func (noProgress) EpochStart(epoch, epochs, steps, done int) {}
 func (noProgress) Step(worker.StepStats)                     {}
 func (noProgress) EpochEnd(worker.EvalStats)                 {}
 
-// freePort returns a loopback TCP port free right now.
-func freePort() (int, error) {
+// FreePort returns a loopback TCP port free right now (for a process
+// that is to listen on it).
+func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

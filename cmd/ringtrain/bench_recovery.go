@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/etcdlocal"
 	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/localcluster"
 )
 
 // recoveryResult is what `ringtrain bench recovery` measures, in seconds
@@ -219,12 +219,11 @@ func (b *benchCluster) startEtcdAndJob(spec job.Spec) error {
 }
 
 func freeLoopback() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := localcluster.FreePort()
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return "127.0.0.1:" + strconv.Itoa(port), nil
 }
 
 func (b *benchCluster) spawn(name string, args ...string) error {

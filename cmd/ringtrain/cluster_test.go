@@ -33,6 +33,7 @@ import (
 	"github.com/ringtrain/ringtrain/etcdlocal"
 	"github.com/ringtrain/ringtrain/internal/testpki"
 	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/localcluster"
 	"github.com/ringtrain/ringtrain/runlog"
 	"github.com/ringtrain/ringtrain/safetensors"
 )
@@ -223,7 +224,7 @@ func (c *testCluster) addrFor(at map[string]string, name string) string {
 	if addr, ok := at[name]; ok {
 		return addr
 	}
-	port, err := freePort()
+	port, err := localcluster.FreePort()
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -979,16 +980,6 @@ func sharedMemoryLinks(t *testing.T, name, log string, gen uint64, n int) {
 	if other := regexp.MustCompile(`ring links: .*gRPC.*`).FindString(log); other != "" {
 		t.Errorf("%s formed a ring on gRPC beside neighbours on its host: %q", name, other)
 	}
-}
-
-// freePort returns a loopback TCP port free right now.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // childWorker returns the pid of parent's child process running

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/ringtrain/ringtrain/localcluster"
 )
 
 // chromium returns the path of a headless-capable Chromium, or "".
@@ -83,7 +85,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	began := time.Now()
 	bin, data := binary(t)
-	port, err := freePort()
+	port, err := localcluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ringtrain/ringtrain/localcluster"
 )
 
 // runCLIWithin is runCLI with a context that ends after limit.
@@ -111,7 +113,7 @@ func TestJoinTokenMustBeStrong(t *testing.T) {
 // answers, with an error naming it; without it the worker waits on.
 func TestWorkerJoinTimeout(t *testing.T) {
 	t.Setenv(tokenEnv, strongToken)
-	port, err := freePort()
+	port, err := localcluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

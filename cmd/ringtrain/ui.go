@@ -9,6 +9,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/api"
 	"github.com/ringtrain/ringtrain/checkpoint"
+	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/dashboard"
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/runlog"
@@ -147,15 +148,7 @@ func (u *soloUI) Checkpoints() dashboard.Checkpoints {
 			if err != nil {
 				continue // removed by retention meanwhile
 			}
-			c := dashboard.Checkpoint{
-				Name: m.Name, Step: m.Step, Epoch: m.Epoch, Position: m.Position, Generation: m.Generation,
-				WorldSize: m.WorldSize, Created: m.Created, Files: len(m.Files),
-				TrainLoss: m.Metrics.TrainLoss, TestAccuracy: m.Metrics.TestAccuracy, TestLoss: m.Metrics.TestLoss,
-			}
-			for _, f := range m.Files {
-				c.Bytes += f.Size
-			}
-			list = append(list, c)
+			list = append(list, coordinator.DashboardCheckpoint(m))
 		}
 		u.ckptNames, u.ckptList = names, list
 	}
