@@ -36,10 +36,12 @@ var allowedImports = map[string][]string{
 	"etcdlocal":   {"go.etcd.io/etcd/"},
 	"api":         {"google.golang.org/grpc"},
 	"membership":  {"github.com/hashicorp/memberlist"},
+	// Identities: the authority, certificates, and TLS that checks them.
+	"pki": {"google.golang.org/grpc", renameio},
 	// The dashboard shows what a coordinator or a single-node run answers
 	// (its Source); it knows neither.
 	"dashboard": {module + "api", module + "runlog"},
-	"coordinator": {module + "api", module + "dataset", module + "checkpoint", module + "job", module + "runlog", module + "membership",
+	"coordinator": {module + "api", module + "pki", module + "dataset", module + "checkpoint", module + "job", module + "runlog", module + "membership",
 		module + "dashboard", module + "internal/netlimit", "go.etcd.io/etcd/", "google.golang.org/grpc", "github.com/prometheus/client_golang"},
 	"worker": {module + "tensorcore", module + "models", module + "dataset", module + "allreduce",
 		module + "checkpoint", module + "safetensors", module + "job", module + "runlog", module + "api", module + "membership", module + "timeline",

@@ -227,10 +227,10 @@ func TestGRPCForeignRing(t *testing.T) {
 // TestGRPCMutualTLS runs a ring over mutual TLS with certificates from a
 // throwaway CA, and checks that a client without a certificate is refused.
 func TestGRPCMutualTLS(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := newTestPKI(t, 3)
 	gs := grpcRing(t, 3, func(c *GRPCConfig) {
-		c.ServerTLS = pki.serverConfig()
-		c.ClientTLS = pki.clientConfig(true)
+		c.ServerTLS = pki.serverConfig(c.Rank)
+		c.ClientTLS = pki.clientConfig(c.Rank, true)
 	})
 	ts := make([]Transport, len(gs))
 	for i := range gs {
@@ -266,7 +266,7 @@ func TestGRPCMutualTLS(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			tr, err := DialRing(context.Background(), keyed(GRPCConfig{Rank: i, Addrs: addrs, Listener: lis[i],
-				Timeout: 500 * time.Millisecond, ServerTLS: pki.serverConfig(), ClientTLS: pki.clientConfig(i == 0)}))
+				Timeout: 500 * time.Millisecond, ServerTLS: pki.serverConfig(i), ClientTLS: pki.clientConfig(i, i == 0)}))
 			if err == nil {
 				tr.Close()
 			}

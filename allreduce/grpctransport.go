@@ -52,6 +52,13 @@ type GRPCConfig struct {
 	// tls.RequireAndVerifyClientCert and give the client a certificate
 	// for mutual TLS. Both nil: plaintext.
 	ServerTLS, ClientTLS *tls.Config
+	// CheckPeer, with TLS, is asked whether the certificate a neighbour
+	// presented (its connection's TLS state) may act as rank: the left
+	// neighbour's when it opens its link, the right neighbour's when this
+	// rank dials it. A peer it refuses is refused as one without the ring
+	// key (ErrLinkAuth). nil: any certificate ServerTLS and ClientTLS
+	// accept.
+	CheckPeer func(rank int, cs tls.ConnectionState) error
 	// ShmDir is where ring buffers shared with a neighbour on the same
 	// host are created ("": /dev/shm); see shm.go. NoSharedMemory keeps
 	// every frame on gRPC. With TLS, frames to a neighbour on the same
@@ -200,8 +207,9 @@ type GRPCTransport struct {
 	inflight   int
 	maxFrame   int
 	key        []byte
-	refusals   rateLog            // notices of refused links and connections
-	lis        *netlimit.Listener // the ring listener, bounded
+	checkPeer  func(rank int, cs tls.ConnectionState) error // with TLS; nil: none
+	refusals   rateLog                                      // notices of refused links and connections
+	lis        *netlimit.Listener                           // the ring listener, bounded
 
 	srv       *grpc.Server
 	conn      *grpc.ClientConn
@@ -285,7 +293,7 @@ func DialRing(ctx context.Context, cfg GRPCConfig) (*GRPCTransport, error) {
 	t := &GRPCTransport{
 		rank: cfg.Rank, size: n, job: cfg.Job, gen: cfg.Generation,
 		timeout: cfg.Timeout, window: cfg.Window, inflight: cfg.MaxInflight, maxFrame: cfg.MaxFrame,
-		key: cfg.RingKey, refusals: rateLog{logf: cfg.Logf},
+		key: cfg.RingKey, refusals: rateLog{logf: cfg.Logf}, checkPeer: cfg.CheckPeer,
 		closed:   make(chan struct{}),
 		sendW:    newWaiter(cfg.Timeout),
 		hdrs:     make([][HeaderLen]byte, cfg.MaxInflight+1),
@@ -371,7 +379,25 @@ func (t *GRPCTransport) connect(ctx context.Context, cfg GRPCConfig) error {
 	right := t.rightRank()
 	creds := insecure.NewCredentials()
 	if cfg.ClientTLS != nil {
-		creds = credentials.NewTLS(cfg.ClientTLS)
+		c := cfg.ClientTLS
+		if cfg.CheckPeer != nil {
+			c = c.Clone()
+			verify := c.VerifyConnection
+			c.VerifyConnection = func(cs tls.ConnectionState) error {
+				if verify != nil {
+					if err := verify(cs); err != nil {
+						return err
+					}
+				}
+				if err := cfg.CheckPeer(right, cs); err != nil {
+					err = fmt.Errorf("%w: the listener at rank %d's address: %v", ErrLinkAuth, right, err)
+					t.refusals.printf("allreduce: rank %d: %s", t.rank, strings.TrimPrefix(err.Error(), "allreduce: "))
+					return err
+				}
+				return nil
+			}
+		}
+		creds = credentials.NewTLS(c)
 	}
 	grpcWin := int32(min(int64(cfg.Window)+int64(cfg.MaxFrame)+1<<20, 1<<30))
 	conn, err := grpc.NewClient("passthrough:///"+cfg.Addrs[right],
@@ -546,6 +572,23 @@ func (t *GRPCTransport) refuse(stream grpc.ServerStream, err error) error {
 	return status.Errorf(codes.Unauthenticated, "allreduce: rank %d: %v", t.rank, err)
 }
 
+// checkLeft asks CheckPeer whether the TLS peer of stream may act as
+// rank left.
+func (t *GRPCTransport) checkLeft(stream grpc.ServerStream, left int) error {
+	p, ok := peer.FromContext(stream.Context())
+	if !ok {
+		return fmt.Errorf("%w: the link's peer is unknown", ErrLinkAuth)
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return fmt.Errorf("%w: the link is not over TLS", ErrLinkAuth)
+	}
+	if err := t.checkPeer(left, info.State); err != nil {
+		return fmt.Errorf("%w: %v", ErrLinkAuth, err)
+	}
+	return nil
+}
+
 // handleLink is the server side of the link from the left neighbour: it
 // sets the link up (see ringauth.go; within the timeout), publishes the
 // stream for Recv and holds it open until the transport closes.
@@ -563,6 +606,11 @@ func (t *GRPCTransport) handleLink(stream grpc.ServerStream) error {
 	if m.h.Kind != KindHello || m.h.Job != t.job || m.h.Generation != t.gen || int(m.h.From) != left {
 		return fmt.Errorf("allreduce: rank %d: rejected link from rank %d (job %d generation %d, kind %d); want rank %d job %d generation %d",
 			t.rank, m.h.From, m.h.Job, m.h.Generation, m.h.Kind, left, t.job, t.gen)
+	}
+	if t.checkPeer != nil {
+		if err := t.checkLeft(stream, left); err != nil {
+			return t.refuse(stream, err)
+		}
 	}
 	if len(m.hello) != linkNonceLen {
 		return t.refuse(stream, fmt.Errorf("%w: its hello carries %d bytes, not a %d-byte nonce", ErrLinkAuth, len(m.hello), linkNonceLen))

@@ -11,10 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/ringtrain/ringtrain/api"
+	"github.com/ringtrain/ringtrain/pki"
 )
 
 // request serves one request of method GET to the coordinator's HTTP
@@ -256,5 +260,71 @@ func drain(c net.Conn) error {
 		if _, err := c.Read(buf); err != nil {
 			return err
 		}
+	}
+}
+
+// Over TLS the coordinator takes a worker's join, heartbeat, leave and
+// checkpoint report only from that worker's certificate: a holder of the
+// join token and of another worker's (or a coordinator's) certificate
+// cannot act under a name that is not its own. Refusals are logged and
+// counted by reason.
+func TestWorkersActOnlyAsThemselves(t *testing.T) {
+	dir := t.TempDir()
+	if err := pki.Init(dir, "", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := pki.CAPaths(dir)
+	creds := func(role pki.Role, name string) *pki.Creds {
+		cert, key, err := pki.Issue(dir, pki.Identity{Role: role, Name: name}, nil, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := pki.Load(cert, key, caCert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	coordCreds := creds(pki.Coordinator, "coordinator")
+	c := newCluster(t)
+	cfg := processConfig(c, "")
+	cfg.TLS = coordCreds.ServerConfig()
+	proc := runProcess(t, c, cfg)
+	dialAs := func(cr *pki.Creds) *api.ControlClient {
+		cc, err := grpc.NewClient(proc.ControlAddr(), grpc.WithTransportCredentials(credentials.NewTLS(cr.ClientConfig(pki.Want(pki.Coordinator, "")))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return api.NewControlClient(cc)
+	}
+	w1, w2 := dialAs(creds(pki.Worker, "w1")), dialAs(creds(pki.Worker, "w2"))
+	ctx := c.ctx()
+	join := func(cl *api.ControlClient, name string) error {
+		_, err := cl.Join(ctx, &api.JoinRequest{Name: name, Token: testToken, JobHash: c.spec.Hash(), DataAddr: "127.0.0.1:7100"})
+		return err
+	}
+	if err := join(w1, "w1"); err != nil {
+		t.Fatalf("w1 joining as itself: %v", err)
+	}
+	// w2's certificate, with the right token, under w1's name.
+	wantCode(t, join(w2, "w1"), codes.PermissionDenied, `worker "w2"`)
+	_, err := w2.Heartbeat(ctx, &api.HeartbeatRequest{Name: "w1", Token: testToken})
+	wantCode(t, err, codes.PermissionDenied, `worker "w2"`)
+	_, err = w2.Leave(ctx, &api.LeaveRequest{Name: "w1", Token: testToken})
+	wantCode(t, err, codes.PermissionDenied, `worker "w2"`)
+	_, err = w2.ReportCheckpoint(ctx, &api.CheckpointReport{Name: "w1", Token: testToken})
+	wantCode(t, err, codes.PermissionDenied, `worker "w2"`)
+	// A coordinator's certificate is no worker's.
+	wantCode(t, join(dialAs(coordCreds), "coordinator"), codes.PermissionDenied, "not worker")
+	// w1 is still a member: nothing the impostor sent reached it.
+	if _, err := w1.Heartbeat(ctx, &api.HeartbeatRequest{Name: "w1", Token: testToken}); err != nil {
+		t.Errorf("w1's heartbeat after the impostor's calls: %v", err)
+	}
+	if !strings.Contains(c.log.String(), `claiming to be worker "w1": pki: wrong identity`) {
+		t.Errorf("the refusals were not logged:\n%s", c.log.String())
+	}
+	if got := testutil.ToFloat64(proc.Server().metrics.refused.WithLabelValues("identity")); got != 5 {
+		t.Errorf("ringtrain_refused_calls_total{reason=\"identity\"} = %v, want 5", got)
 	}
 }

@@ -187,7 +187,7 @@ func TestServerLogsRefusedJoins(t *testing.T) {
 	c := newCluster(t)
 	cd := c.start("coord-a", nil)
 	cd.waitLeader(t)
-	cd.srv.refused.setEvery(400 * time.Millisecond)
+	cd.srv.refusals.setEvery(400 * time.Millisecond)
 	const bad = "not-the-token-but-long-enough"
 	refuse := func(name string) {
 		t.Helper()

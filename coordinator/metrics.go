@@ -17,7 +17,7 @@ type metrics struct {
 
 	leader         prometheus.Gauge
 	heartbeats     prometheus.Counter
-	refused        prometheus.Counter
+	refused        *prometheus.CounterVec
 	committed      prometheus.Counter
 	commitFailures prometheus.Counter
 }
@@ -31,9 +31,10 @@ func newMetrics(s *Server) *metrics {
 		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ringtrain_heartbeats_total", Help: "Worker heartbeats answered as leader.",
 		}),
-		refused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "ringtrain_wrong_token_refusals_total", Help: "Calls refused for a wrong join token.",
-		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ringtrain_refused_calls_total",
+			Help: "Workers' calls refused: reason=\"token\" for a wrong join token, \"identity\" for a TLS certificate that is not the worker's the call names.",
+		}, []string{"reason"}),
 		committed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ringtrain_checkpoints_committed_total", Help: "Checkpoints committed in etcd.",
 		}),

@@ -28,6 +28,7 @@ import (
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/membership"
+	"github.com/ringtrain/ringtrain/pki"
 	"github.com/ringtrain/ringtrain/runlog"
 )
 
@@ -203,9 +204,9 @@ type Server struct {
 	// standby (nil without a RunDir).
 	records *dashboard.RecordsFile
 
-	// refused rate-limits the log lines of calls refused for a wrong
-	// token.
-	refused refusalLog
+	// refusals rate-limits the log lines of workers' calls refused (a
+	// wrong token, a certificate not the worker's).
+	refusals refusalLog
 }
 
 // refusalLogEvery is the least time between two log lines of calls
@@ -514,23 +515,46 @@ func (s *Server) tokenOK(token string) bool {
 
 var errWrongToken = status.Error(codes.PermissionDenied, "coordinator: wrong join token")
 
-// wrongToken logs a call (what) refused for a wrong token, naming the
-// peer's address and the worker name it claims, never the token
-// (rate-limited: refusalLog), and returns the refusal.
-func (s *Server) wrongToken(ctx context.Context, what, name string) error {
+// admit checks a worker's call (what: join, heartbeat, leave) made under
+// name: it must carry the join token and, over TLS, come with that
+// worker's certificate, so that no holder of the token joins, beats or
+// leaves as another worker, and nobody but a worker does. A refusal is
+// logged (refused) and returned.
+func (s *Server) admit(ctx context.Context, what, name, token string) error {
+	if !s.tokenOK(token) {
+		return s.refused(ctx, what, name, "token", "wrong join token", errWrongToken)
+	}
+	id, isTLS, err := pki.FromContext(ctx)
+	if !isTLS {
+		return nil // a plaintext server: the token is all there is
+	}
+	if err == nil {
+		err = pki.Expect(id, pki.Worker, name)
+	}
+	if err != nil {
+		return s.refused(ctx, what, name, "identity", err.Error(),
+			status.Errorf(codes.PermissionDenied, "coordinator: %s as worker %q: %v", what, name, err))
+	}
+	return nil
+}
+
+// refused logs a call (what) refused for why (reason: its metric's label), naming the peer's address
+// and the worker name it claims, never its token (rate-limited:
+// refusalLog), counts it and returns reply.
+func (s *Server) refused(ctx context.Context, what, name, reason, why string, reply error) error {
 	from := "an unknown address"
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		from = p.Addr.String()
 	}
-	if ok, missed := s.refused.allow(time.Now()); ok {
+	if ok, missed := s.refusals.allow(time.Now()); ok {
 		more := ""
 		if missed > 0 {
-			more = fmt.Sprintf(" (and %d more calls refused for a wrong token since the last such line)", missed)
+			more = fmt.Sprintf(" (and %d more calls refused since the last such line)", missed)
 		}
-		s.logf("coordinator: refused a %s from %s claiming to be worker %q: wrong join token%s", what, from, name, more)
+		s.logf("coordinator: refused a %s from %s claiming to be worker %q: %s%s", what, from, name, why, more)
 	}
-	s.metrics.refused.Inc()
-	return errWrongToken
+	s.metrics.refused.WithLabelValues(reason).Inc()
+	return reply
 }
 
 // statusOK reports whether token may read the job's status: the join
@@ -593,8 +617,8 @@ func (s *Server) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinReply
 	if req == nil || req.Name == "" {
 		return nil, status.Error(codes.InvalidArgument, "coordinator: join without a worker name")
 	}
-	if !s.tokenOK(req.Token) {
-		return nil, s.wrongToken(ctx, "join", req.Name)
+	if err := s.admit(ctx, "join", req.Name, req.Token); err != nil {
+		return nil, err
 	}
 	hash := req.JobHash
 	if hash == "" {
@@ -655,8 +679,8 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 	if req == nil || req.Name == "" {
 		return nil, status.Error(codes.InvalidArgument, "coordinator: heartbeat without a worker name")
 	}
-	if !s.tokenOK(req.Token) {
-		return nil, s.wrongToken(ctx, "heartbeat", req.Name)
+	if err := s.admit(ctx, "heartbeat", req.Name, req.Token); err != nil {
+		return nil, err
 	}
 	if req.Step < 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "coordinator: heartbeat from %s: negative step %d", req.Name, req.Step)
@@ -789,8 +813,8 @@ func (s *Server) Leave(ctx context.Context, req *api.LeaveRequest) (*api.LeaveRe
 	if req == nil || req.Name == "" {
 		return nil, status.Error(codes.InvalidArgument, "coordinator: leave without a worker name")
 	}
-	if !s.tokenOK(req.Token) {
-		return nil, s.wrongToken(ctx, "leave", req.Name)
+	if err := s.admit(ctx, "leave", req.Name, req.Token); err != nil {
+		return nil, err
 	}
 	t := s.leading()
 	if t == nil {

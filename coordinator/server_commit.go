@@ -125,13 +125,13 @@ func (s *Server) ReportCheckpoint(ctx context.Context, req *api.CheckpointReport
 	return &api.CheckpointAck{}, nil
 }
 
-// checkReport rejects malformed reports and wrong tokens.
+// checkReport rejects malformed reports and callers admit refuses.
 func (s *Server) checkReport(ctx context.Context, req *api.CheckpointReport) error {
 	if req == nil || req.Name == "" {
 		return status.Error(codes.InvalidArgument, "coordinator: checkpoint report without a worker name")
 	}
-	if !s.tokenOK(req.Token) {
-		return s.wrongToken(ctx, "checkpoint report", req.Name)
+	if err := s.admit(ctx, "checkpoint report", req.Name, req.Token); err != nil {
+		return err
 	}
 	bad := func(format string, args ...any) error {
 		return status.Errorf(codes.InvalidArgument, "coordinator: checkpoint report from %s: %s", req.Name, fmt.Sprintf(format, args...))

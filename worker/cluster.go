@@ -57,6 +57,11 @@ type ClusterOptions struct {
 	// secure the all-reduce links (both nil: plaintext).
 	ControlDial          []grpc.DialOption
 	ServerTLS, ClientTLS *tls.Config
+	// CheckRingPeer, with TLS, is asked whether a ring neighbour's
+	// certificate (its connection's TLS state) may act as the worker the
+	// ring names at its rank (see allreduce.GRPCConfig.CheckPeer); nil:
+	// any certificate ServerTLS and ClientTLS accept.
+	CheckRingPeer func(name string, cs tls.ConnectionState) error
 	// NoSharedMemory keeps all-reduce frames on gRPC even between workers
 	// on one host (see allreduce.GRPCConfig).
 	NoSharedMemory bool

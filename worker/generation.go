@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"crypto/tls"
 	"context"
 	"errors"
 	"fmt"
@@ -123,9 +124,13 @@ func (w *ClusterWorker) runGeneration(parent context.Context, t *trainer, g *api
 	if cl, ok := codec.(io.Closer); ok {
 		defer cl.Close()
 	}
+	var checkPeer func(int, tls.ConnectionState) error
+	if w.o.CheckRingPeer != nil {
+		checkPeer = func(r int, cs tls.ConnectionState) error { return w.o.CheckRingPeer(g.Ring[r].Name, cs) }
+	}
 	tr, err := allreduce.DialRing(ctx, allreduce.GRPCConfig{
 		Rank: rank, Addrs: addrs, Listener: ln, Job: t.jobID, Generation: g.Number,
-		Timeout: w.o.Timeout, ServerTLS: w.o.ServerTLS, ClientTLS: w.o.ClientTLS,
+		Timeout: w.o.Timeout, ServerTLS: w.o.ServerTLS, ClientTLS: w.o.ClientTLS, CheckPeer: checkPeer,
 		NoSharedMemory: w.o.NoSharedMemory,
 		// Every link proves, at both ends, a key only holders of the join
 		// token can derive; the ring's notices of links it refused go to

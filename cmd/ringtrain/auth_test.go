@@ -223,3 +223,53 @@ func TestClusterRefusesStrangers(t *testing.T) {
 	c.waitFor("job completion", 3*time.Minute, func(st *api.StatusReply) bool { return st.State == "done" })
 	c.waitWorkersExit(30 * time.Second)
 }
+
+// A cluster is secure by default: a worker or coordinator whose gRPC
+// listener other machines reach, or whose etcd is beyond loopback in
+// plaintext, refuses to start without TLS, naming the flags that fix it;
+// --insecure says the network is trusted, and loopback needs neither.
+func TestPlaintextNeedsInsecure(t *testing.T) {
+	t.Setenv(tokenEnv, strongToken)
+	dir := t.TempDir()
+	jobFile := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(jobFile, []byte("model: lenet5\ndataset: mnist\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	worker := func(listen string, extra ...string) []string {
+		return append([]string{"worker", "--coordinator", "127.0.0.1:1", "--join-timeout", "1ms", "--name", "w0", "--listen", listen,
+			"--gossip", "127.0.0.1:0", "--http", "", "--advertise", "127.0.0.1"}, extra...)
+	}
+	coordinator := func(listen, etcd string, extra ...string) []string {
+		return append([]string{"coordinator", "-f", jobFile, "--etcd-endpoints", etcd, "--store", filepath.Join(dir, "store"),
+			"--name", "c0", "--listen", listen, "--gossip", "127.0.0.1:0", "--http", "", "--advertise", "127.0.0.1"}, extra...)
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		refused string // "": not refused for plaintext
+	}{
+		{"worker on every interface", worker(":0"), "--listen :0"},
+		{"worker on every interface, --insecure", worker(":0", "--insecure"), ""},
+		{"worker on loopback", worker("127.0.0.1:0"), ""},
+		{"coordinator on every interface", coordinator(":0", "http://127.0.0.1:1"), "--listen :0"},
+		{"coordinator with a remote plaintext etcd", coordinator("127.0.0.1:0", "http://10.255.255.1:2379"), "--etcd-endpoints http://10.255.255.1:2379"},
+		{"coordinator with https etcd and no certificate", coordinator("127.0.0.1:0", "https://127.0.0.1:1"), "give --tls-cert"},
+		{"coordinator mixing https and http", coordinator("127.0.0.1:0", "https://127.0.0.1:1,http://127.0.0.1:2"), "mixes https:// and http://"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := runCLIWithin(t, 20*time.Second, tc.args...)
+			if err == nil {
+				t.Fatal("started; it cannot reach a coordinator or etcd, so it should have failed")
+			}
+			plaintext := strings.Contains(err.Error(), "no TLS is set") || strings.Contains(err.Error(), "etcd-endpoints")
+			switch {
+			case tc.refused == "" && plaintext:
+				t.Errorf("refused for plaintext: %v", err)
+			case tc.refused != "" && !strings.Contains(err.Error(), tc.refused):
+				t.Errorf("%v; want a refusal naming %q", err, tc.refused)
+			case tc.refused == "--listen :0" && !strings.Contains(err.Error(), "ringtrain pki init") && !strings.Contains(err.Error(), "--insecure"):
+				t.Errorf("%v; want the way out named (ringtrain pki, --insecure)", err)
+			}
+		})
+	}
+}

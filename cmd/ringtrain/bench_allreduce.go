@@ -3,19 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	crand "crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"math/big"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -31,6 +26,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ringtrain/ringtrain/allreduce"
+	"github.com/ringtrain/ringtrain/pki"
 )
 
 // allreduceBenchFlags are shared by the parent command and its rank
@@ -195,7 +191,7 @@ func runAllreduceBench(ctx context.Context, f *allreduceBenchFlags, stdout, stde
 			return fmt.Errorf("bench allreduce: %w", err)
 		}
 		defer os.RemoveAll(dir)
-		if err := writeBenchPKI(dir); err != nil {
+		if err := writeBenchPKI(dir, f.ranks); err != nil {
 			return fmt.Errorf("bench allreduce: %w", err)
 		}
 		f.tlsDir = dir
@@ -374,9 +370,21 @@ func runAllreduceRank(ctx context.Context, f *allreduceBenchFlags, rank int, add
 		RingKey:        allreduce.RingKey(os.Getenv(benchTokenEnv), f.seed, 1),
 	}
 	if f.tls {
-		p := processFlags{tlsCert: filepath.Join(f.tlsDir, "node.pem"), tlsKey: filepath.Join(f.tlsDir, "node-key.pem"), tlsCA: filepath.Join(f.tlsDir, "ca.pem")}
-		if cfg.ServerTLS, cfg.ClientTLS, err = p.tlsConfigs(); err != nil {
+		// As a cluster's workers: mutual TLS, each neighbour holding its
+		// rank's certificate.
+		cert, key := pki.Paths(f.tlsDir, benchIdentity(rank))
+		ca, _ := pki.CAPaths(f.tlsDir)
+		creds, err := pki.Load(cert, key, ca)
+		if err != nil {
 			return fmt.Errorf("bench allreduce rank: %w", err)
+		}
+		cfg.ServerTLS, cfg.ClientTLS = creds.ServerConfig(), creds.ClientConfig(pki.Want(pki.Worker, ""))
+		cfg.CheckPeer = func(r int, cs tls.ConnectionState) error {
+			id, err := pki.StateIdentity(cs)
+			if err != nil {
+				return err
+			}
+			return pki.Expect(id, pki.Worker, benchIdentity(r).Name)
 		}
 	}
 	tr, err := allreduce.DialRing(ctx, cfg)
@@ -469,54 +477,20 @@ func runAllreduceRank(ctx context.Context, f *allreduceBenchFlags, rank int, add
 	return nil
 }
 
-// writeBenchPKI writes a throwaway CA (ca.pem) and one certificate for
-// 127.0.0.1 that it signed, for server and client use (node.pem,
-// node-key.pem), valid for a day: every rank presents it.
-func writeBenchPKI(dir string) error {
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
-	if err != nil {
+// writeBenchPKI makes an authority in dir and a worker certificate for
+// each rank (r0, r1, ...), as a cluster's 'ringtrain pki' would.
+func writeBenchPKI(dir string, ranks int) error {
+	if err := pki.Init(dir, "ringtrain bench CA", 24*time.Hour); err != nil {
 		return err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ringtrain bench CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(crand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "ringtrain bench rank"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(crand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	for name, block := range map[string]*pem.Block{
-		"ca.pem": {Type: "CERTIFICATE", Bytes: caDER}, "node.pem": {Type: "CERTIFICATE", Bytes: der},
-		"node-key.pem": {Type: "EC PRIVATE KEY", Bytes: keyDER},
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+	for r := range ranks {
+		if _, _, err := pki.Issue(dir, benchIdentity(r), []string{"127.0.0.1"}, 24*time.Hour); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func benchIdentity(rank int) pki.Identity {
+	return pki.Identity{Role: pki.Worker, Name: "r" + strconv.Itoa(rank)}
 }

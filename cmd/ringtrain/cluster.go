@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ringtrain/ringtrain/localcluster"
+	"github.com/ringtrain/ringtrain/pki"
 )
 
 // tokenEnv is the environment variable that may carry the join token.
@@ -36,6 +37,7 @@ type processFlags struct {
 	tlsCert   string
 	tlsKey    string
 	tlsCA     string
+	insecure  bool
 }
 
 func (p *processFlags) register(f *pflag.FlagSet, listen, listenHelp string) {
@@ -46,9 +48,10 @@ func (p *processFlags) register(f *pflag.FlagSet, listen, listenHelp string) {
 	f.StringVar(&p.http, "http", ":8080", "HTTP address serving /healthz, /readyz and /metrics (empty: none)")
 	f.StringVar(&p.advertise, "advertise", "", "host other processes reach this one at (default: the first non-loopback address)")
 	f.StringVar(&p.tokenFile, "token-file", "", "file holding the job's join token (default: $"+tokenEnv+")")
-	f.StringVar(&p.tlsCert, "tls-cert", "", "certificate (PEM) for mutual TLS on every gRPC link")
+	f.StringVar(&p.tlsCert, "tls-cert", "", "this process's certificate (PEM; 'ringtrain pki issue' makes it) for mutual TLS on every gRPC link")
 	f.StringVar(&p.tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
 	f.StringVar(&p.tlsCA, "tls-ca", "", "CA certificate (PEM) that signs every process's certificate")
+	f.BoolVar(&p.insecure, "insecure", false, "serve gRPC in plaintext on an address other machines reach (a network only this job uses; default: refuse without TLS unless bound to loopback)")
 }
 
 // token reads the join token from --token-file or the environment and
@@ -134,73 +137,103 @@ func advertised(host, listen string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-// tlsConfigs builds the mutual-TLS configurations of --tls-cert/key/ca:
-// servers require a client certificate signed by the CA, clients check the
-// server's chain against the CA. Peers are dialled by IP inside a cluster,
-// so the chain is what is verified, not the host name. All three flags
-// empty: nil, nil (plaintext).
-func (p *processFlags) tlsConfigs() (server, client *tls.Config, err error) {
+// creds loads --tls-cert/key/ca (nil, nil when all three are empty) and
+// checks that the certificate is this process's: its role's, and a
+// worker's own name's (see package pki).
+func (p *processFlags) creds(role pki.Role) (*pki.Creds, error) {
 	if p.tlsCert == "" && p.tlsKey == "" && p.tlsCA == "" {
-		return nil, nil, nil
+		return nil, nil
 	}
 	if p.tlsCert == "" || p.tlsKey == "" || p.tlsCA == "" {
-		return nil, nil, errors.New("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
+		return nil, errors.New("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
 	}
-	cert, err := tls.LoadX509KeyPair(p.tlsCert, p.tlsKey)
+	c, err := pki.Load(p.tlsCert, p.tlsKey, p.tlsCA)
 	if err != nil {
-		return nil, nil, fmt.Errorf("TLS: %w", err)
+		return nil, fmt.Errorf("TLS: %w", err)
 	}
-	caPEM, err := os.ReadFile(p.tlsCA)
-	if err != nil {
-		return nil, nil, fmt.Errorf("TLS: %w", err)
+	name := ""
+	if role == pki.Worker {
+		name = p.name
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, nil, fmt.Errorf("TLS: %s holds no PEM certificate", p.tlsCA)
+	if role != "" {
+		if err := pki.Expect(c.Self, role, name); err != nil {
+			if name == "" {
+				return nil, fmt.Errorf("TLS: --tls-cert %s is %s's certificate, not a %s's (issue one with 'ringtrain pki issue --role %s')", p.tlsCert, c.Self, role, role)
+			}
+			return nil, fmt.Errorf("TLS: --tls-cert %s is %s's certificate, but this is %s %q (issue one with 'ringtrain pki issue --role %s %s')", p.tlsCert, c.Self, role, name, role, name)
+		}
 	}
-	server = &tls.Config{
-		Certificates: []tls.Certificate{cert}, ClientCAs: pool,
-		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13,
-	}
-	client = &tls.Config{
-		Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13,
-		InsecureSkipVerify: true, // the chain is verified below, the host name is not
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			return verifyChain(raw, pool)
-		},
-	}
-	return server, client, nil
+	return c, nil
 }
 
-func verifyChain(raw [][]byte, roots *x509.CertPool) error {
-	if len(raw) == 0 {
-		return errors.New("TLS: the peer sent no certificate")
+// plaintextOK refuses to serve gRPC without TLS on an address other
+// machines reach, unless --insecure says the network is trusted: a
+// cluster is secure by default. Loopback addresses (one machine, as
+// `train --workers N` is) need no TLS.
+func (p *processFlags) plaintextOK(what, addr string) error {
+	if p.insecure || isLoopback(addr) {
+		return nil
 	}
-	certs := make([]*x509.Certificate, len(raw))
-	for i, r := range raw {
-		c, err := x509.ParseCertificate(r)
-		if err != nil {
-			return fmt.Errorf("TLS: peer certificate: %w", err)
+	return fmt.Errorf("%s %s is reachable from other machines, and no TLS is set: give --tls-cert, --tls-key and --tls-ca (make them with 'ringtrain pki init' and 'ringtrain pki issue'), or --insecure on a network only this job uses", what, addr)
+}
+
+// etcdTLS is the TLS of a coordinator's etcd client. https:// endpoints
+// are TLS with the coordinator's certificate, whose common name etcd maps
+// to a user ('ringtrain pki etcd-auth' gives that user the job's keys
+// alone); http:// ones (or no scheme) are plaintext, refused beyond
+// loopback unless --insecure.
+func (p *processFlags) etcdTLS(endpoints []string, creds *pki.Creds) (*tls.Config, error) {
+	secure := 0
+	for _, e := range endpoints {
+		hostport, scheme := e, "http"
+		if u, err := url.Parse(e); err == nil && u.Host != "" {
+			hostport, scheme = u.Host, u.Scheme
 		}
-		certs[i] = c
+		switch scheme {
+		case "https":
+			secure++
+		case "http":
+			if err := p.plaintextOK("--etcd-endpoints", e); err != nil && !isLoopback(hostport) {
+				return nil, err
+			}
+		default:
+			return nil, fmt.Errorf("--etcd-endpoints %s: want an http:// or https:// URL", e)
+		}
 	}
-	inter := x509.NewCertPool()
-	for _, c := range certs[1:] {
-		inter.AddCert(c)
+	switch {
+	case secure == 0:
+		return nil, nil
+	case secure < len(endpoints):
+		return nil, fmt.Errorf("--etcd-endpoints %s mixes https:// and http:// members", strings.Join(endpoints, ","))
+	case creds == nil:
+		return nil, errors.New("--etcd-endpoints are https://: give --tls-cert, --tls-key and --tls-ca (a coordinator's certificate, etcd's user)")
 	}
-	_, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	return creds.EtcdClientConfig(), nil
+}
+
+// isLoopback reports whether addr (host:port, or a URL's host:port) names
+// only this machine: a loopback IP or "localhost". An empty host (all
+// interfaces) is not.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("TLS: peer certificate: %w", err)
+		host = addr
 	}
-	return nil
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // dialOption is the control-plane transport credential for client.
-func dialOption(client *tls.Config) grpc.DialOption {
-	if client == nil {
+// With creds it is mutual TLS to a coordinator's certificate; nil:
+// plaintext.
+func dialOption(creds *pki.Creds) grpc.DialOption {
+	if creds == nil {
 		return grpc.WithTransportCredentials(insecure.NewCredentials())
 	}
-	return grpc.WithTransportCredentials(credentials.NewTLS(client))
+	return grpc.WithTransportCredentials(credentials.NewTLS(creds.ClientConfig(pki.Want(pki.Coordinator, ""))))
 }
 
 // serveHTTP serves h on addr until ctx ends; an empty addr serves nothing.

@@ -31,9 +31,9 @@ import (
 	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/etcdlocal"
-	"github.com/ringtrain/ringtrain/internal/testpki"
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/localcluster"
+	"github.com/ringtrain/ringtrain/pki"
 	"github.com/ringtrain/ringtrain/runlog"
 	"github.com/ringtrain/ringtrain/safetensors"
 )
@@ -117,10 +117,12 @@ type testCluster struct {
 	httpAt   map[string]string // name → HTTP address
 	mu       sync.Mutex
 
-	// tlsArgs are added to every coordinator's and worker's arguments;
-	// clientTLS is what status calls use with them.
-	tlsArgs   []string
-	clientTLS *tls.Config
+	// pki, when set, is the cluster's authority (see usePKI): every
+	// process gets its own certificate, etcd serves TLS to client
+	// certificates only and lets the coordinators' user reach the job's
+	// keys alone. statusCreds is what the test's status calls use.
+	pki         string
+	statusCreds *pki.Creds
 	// coordHTTPOpen binds each coordinator's --http listener on every
 	// interface (at httpAt[name]'s port) instead of loopback only.
 	coordHTTPOpen bool
@@ -148,6 +150,46 @@ func newTestCluster(t *testing.T, spec job.Spec) *testCluster {
 	// of the cluster would.
 	t.Setenv(tokenEnv, c.token)
 	return c
+}
+
+// usePKI makes the cluster's authority: from now on every process of the
+// cluster runs with mutual TLS and a certificate of its own (tlsFlags).
+func (c *testCluster) usePKI() {
+	c.t.Helper()
+	c.pki = filepath.Join(c.dir, "pki")
+	if err := pki.Init(c.pki, "", time.Hour); err != nil {
+		c.t.Fatal(err)
+	}
+	c.statusCreds = c.creds(pki.Client, "operator")
+}
+
+// tlsFlags are the TLS flags of the process id (its certificate is issued
+// the first time); none without usePKI.
+func (c *testCluster) tlsFlags(role pki.Role, name string) []string {
+	c.t.Helper()
+	if c.pki == "" {
+		return nil
+	}
+	id := pki.Identity{Role: role, Name: name}
+	cert, key := pki.Paths(c.pki, id)
+	if _, err := os.Stat(cert); err != nil {
+		if _, _, err := pki.Issue(c.pki, id, []string{"127.0.0.1", "localhost"}, time.Hour); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	ca, _ := pki.CAPaths(c.pki)
+	return []string{"--tls-cert", cert, "--tls-key", key, "--tls-ca", ca}
+}
+
+// creds loads the credentials of id, issued by tlsFlags.
+func (c *testCluster) creds(role pki.Role, name string) *pki.Creds {
+	c.t.Helper()
+	f := c.tlsFlags(role, name)
+	cr, err := pki.Load(f[1], f[3], f[5])
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return cr
 }
 
 func (c *testCluster) start(name string, bin string, env []string, args ...string) *proc {
@@ -186,11 +228,21 @@ func (c *testCluster) startEtcd() {
 			c.t.Fatal(err)
 		}
 	}
-	c.etcd = c.start("etcd", bin, nil,
-		"--name", "e0", "--data-dir", filepath.Join(c.dir, "etcd"),
+	if c.pki != "" {
+		c.etcdURL.Scheme, c.etcdPeer.Scheme = "https", "https"
+	}
+	args := []string{"--name", "e0", "--data-dir", filepath.Join(c.dir, "etcd"),
 		"--listen-client-urls", c.etcdURL.String(), "--advertise-client-urls", c.etcdURL.String(),
 		"--listen-peer-urls", c.etcdPeer.String(), "--initial-advertise-peer-urls", c.etcdPeer.String(),
-		"--initial-cluster", "e0="+c.etcdPeer.String(), "--log-level", "error")
+		"--initial-cluster", "e0=" + c.etcdPeer.String(), "--log-level", "error"}
+	if c.pki != "" {
+		// TLS to clients and peers; a client must show a certificate of
+		// the authority, whose common name is its etcd user.
+		f := c.tlsFlags(pki.Etcd, "e0")
+		args = append(args, "--cert-file", f[1], "--key-file", f[3], "--trusted-ca-file", f[5], "--client-cert-auth",
+			"--peer-cert-file", f[1], "--peer-key-file", f[3], "--peer-trusted-ca-file", f[5], "--peer-client-cert-auth")
+	}
+	c.etcd = c.start("etcd", bin, nil, args...)
 	cli := c.etcdClient()
 	defer cli.Close()
 	deadline := time.Now().Add(30 * time.Second)
@@ -210,7 +262,11 @@ func (c *testCluster) startEtcd() {
 
 func (c *testCluster) etcdClient() *clientv3.Client {
 	c.t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.etcdURL.String()}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	cfg := clientv3.Config{Endpoints: []string{c.etcdURL.String()}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()}
+	if c.pki != "" {
+		cfg.TLS = c.creds(pki.Client, "root").EtcdClientConfig() // etcd's administrator
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -242,7 +298,7 @@ func (c *testCluster) startCoordinator(name string) *proc {
 	}
 	p := c.start(name, c.bin, []string{tokenEnv + "=" + c.token}, append([]string{"coordinator",
 		"--etcd-endpoints", c.etcdURL.String(), "-f", c.jobFile, "--name", name, "--listen", addr,
-		"--gossip", "127.0.0.1:0", "--http", http, "--advertise", "127.0.0.1", "--store", c.store}, c.tlsArgs...)...)
+		"--gossip", "127.0.0.1:0", "--http", http, "--advertise", "127.0.0.1", "--store", c.store}, c.tlsFlags(pki.Coordinator, "coordinator")...)...)
 	c.coords = append(c.coords, p)
 	return p
 }
@@ -270,7 +326,7 @@ func (c *testCluster) startWorker(name string) *proc {
 	addr := c.addrFor(c.workerAt, name)
 	p := c.start(name, c.bin, []string{tokenEnv + "=" + c.token}, append([]string{"worker",
 		"--coordinator", c.coordinatorAddrs(), "--name", name, "--listen", addr, "--gossip", "127.0.0.1:0",
-		"--http", c.addrFor(c.httpAt, name), "--advertise", "127.0.0.1", "--data-dir", c.data, "--threads", "1"}, c.tlsArgs...)...)
+		"--http", c.addrFor(c.httpAt, name), "--advertise", "127.0.0.1", "--data-dir", c.data, "--threads", "1"}, c.tlsFlags(pki.Worker, name)...)...)
 	c.mu.Lock()
 	c.workers[name] = p
 	c.mu.Unlock()
@@ -313,7 +369,7 @@ func (c *testCluster) logs() string {
 // status asks the coordinators for the leader's status (nil if none
 // answers).
 func (c *testCluster) status() *api.StatusReply {
-	st, err := fetchStatus(api.WithToken(context.Background(), c.token), strings.Split(c.coordinatorAddrs(), ","), dialOption(c.clientTLS), time.Second)
+	st, err := fetchStatus(api.WithToken(context.Background(), c.token), strings.Split(c.coordinatorAddrs(), ","), dialOption(c.statusCreds), time.Second)
 	if err != nil {
 		return nil
 	}
@@ -867,37 +923,35 @@ func checkRunProducts(t *testing.T, dir string, final *checkpoint.Checkpoint) {
 	}
 }
 
-// writePKI writes a throwaway CA and one certificate for every process
-// (server and client use, 127.0.0.1) as PEM files, and returns the flags
-// that use them.
-func writePKI(t *testing.T, dir string) []string {
-	cert, key, ca := testpki.New(t).WriteNodeFiles(t, dir)
-	return []string{"--tls-cert", cert, "--tls-key", key, "--tls-ca", ca}
-}
-
-// TestClusterMutualTLS runs a job with --tls-cert/--tls-key/--tls-ca on
-// every process: the control plane and the all-reduce links are mutual TLS,
-// `ringtrain status` needs the certificate too, and a plaintext client gets
-// nothing.
-func TestClusterMutualTLS(t *testing.T) {
+// TestClusterSecure runs a job as 'ringtrain pki' sets a cluster up: each
+// process with a certificate of its own, mutual TLS on the control plane
+// and the all-reduce links, etcd on TLS with client certificates and its
+// access control set by 'ringtrain pki etcd-auth'. The job completes; then
+// nobody reaches what is not theirs: a plaintext status call gets nothing,
+// a worker's certificate no etcd key, the coordinators' no key beyond the
+// job's, a client without a certificate not etcd at all, and a worker
+// started with another worker's certificate refuses to start.
+func TestClusterSecure(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs clusters of processes")
 	}
 	spec := clusterJob("tls", 2)
 	spec.Epochs, spec.TrainLimit = 1, 3200
 	c := newTestCluster(t, spec)
-	c.tlsArgs = writePKI(t, c.dir)
-	var p processFlags
-	p.tlsCert, p.tlsKey, p.tlsCA = c.tlsArgs[1], c.tlsArgs[3], c.tlsArgs[5]
-	_, client, err := p.tlsConfigs()
+	c.usePKI()
+	c.startEtcd()
+	root := c.tlsFlags(pki.Client, "root")
+	out, err := runCLI(t, append([]string{"pki", "etcd-auth", "--etcd-endpoints", c.etcdURL.String(), "-f", c.jobFile}, root...)...)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("pki etcd-auth: %v\n%s", err, out)
 	}
-	c.clientTLS = client
-	c.startJob(2)
+	c.startCoordinator("coordinator-0")
+	for i := range 2 {
+		c.startWorker(fmt.Sprintf("worker-%d", i))
+	}
 	c.waitFor("job completion over TLS", 3*time.Minute, func(st *api.StatusReply) bool { return st.State == "done" })
 	c.waitWorkersExit(30 * time.Second)
-	out, err := runCLI(t, append([]string{"status", "--coordinator", c.coordinatorAddrs()}, c.tlsArgs...)...)
+	out, err = runCLI(t, append([]string{"status", "--coordinator", c.coordinatorAddrs()}, c.tlsFlags(pki.Client, "operator")...)...)
 	if err != nil || !strings.Contains(out, "done") {
 		t.Errorf("status over TLS: %v\n%s", err, out)
 	}
@@ -905,6 +959,52 @@ func TestClusterMutualTLS(t *testing.T) {
 	checkRunProducts(t, filepath.Join(c.dir, "run"), c.finalCheckpoint())
 	if _, err := runCLI(t, "status", "--coordinator", c.coordinatorAddrs(), "--timeout", "2s"); err == nil {
 		t.Error("a plaintext status call got an answer from a TLS coordinator")
+	}
+
+	// etcd, as each identity sees it.
+	etcdAs := func(cfg *tls.Config) error {
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.etcdURL.String()}, TLS: cfg, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err = cli.Get(ctx, checkpoint.EtcdCheckpointsPrefix(spec.JobName()), clientv3.WithPrefix())
+		return err
+	}
+	coordTLS := c.creds(pki.Coordinator, "coordinator").EtcdClientConfig()
+	if err := etcdAs(coordTLS); err != nil {
+		t.Errorf("the coordinators' certificate reading the job's checkpoints: %v", err)
+	}
+	if err := etcdAs(c.creds(pki.Worker, "worker-0").EtcdClientConfig()); err == nil {
+		t.Error("a worker's certificate read the job's committed checkpoints from etcd")
+	}
+	noCert := c.creds(pki.Worker, "worker-0").EtcdClientConfig()
+	noCert.Certificates = nil
+	if err := etcdAs(noCert); err == nil {
+		t.Error("a client without a certificate read etcd")
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.etcdURL.String()}, TLS: coordTLS, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cli.Put(ctx, "/ringtrain/another-job/generation", "1"); err == nil {
+		t.Error("the coordinators' certificate wrote another job's key")
+	}
+	if _, err := cli.Delete(ctx, "/", clientv3.WithPrefix()); err == nil {
+		t.Error("the coordinators' certificate deleted every key")
+	}
+
+	// A worker holding another worker's certificate.
+	w0 := c.tlsFlags(pki.Worker, "worker-0")
+	out, err = runCLI(t, append([]string{"worker", "--coordinator", c.coordinatorAddrs(), "--name", "worker-9",
+		"--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "", "--advertise", "127.0.0.1"}, w0...)...)
+	if err == nil || !strings.Contains(err.Error()+out, `this is worker "worker-9"`) {
+		t.Errorf("a worker with another's certificate: %v\n%s", err, out)
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/pki"
 	"github.com/ringtrain/ringtrain/runlog"
 	"github.com/ringtrain/ringtrain/worker"
 )
@@ -110,11 +112,21 @@ token. /healthz, /readyz and /metrics are always open.`,
 			if err != nil {
 				return err
 			}
-			serverTLS, _, err := p.tlsConfigs()
+			creds, err := p.creds(pki.Coordinator)
 			if err != nil {
 				return err
 			}
-			cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+			var serverTLS *tls.Config
+			if creds != nil {
+				serverTLS = creds.ServerConfig()
+			} else if err := p.plaintextOK("--listen", p.listen); err != nil {
+				return err
+			}
+			etcdTLS, err := p.etcdTLS(eps, creds)
+			if err != nil {
+				return err
+			}
+			cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: etcdTLS, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 			if err != nil {
 				return fmt.Errorf("etcd: %w", err)
 			}

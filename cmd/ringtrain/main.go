@@ -41,6 +41,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newCoordinatorCmd())
 	root.AddCommand(newWorkerCmd())
 	root.AddCommand(newStatusCmd())
+	root.AddCommand(newPKICmd())
 	root.AddCommand(newCheckpointCmd())
 	root.AddCommand(newTraceCmd())
 	root.AddCommand(newModelsCmd())

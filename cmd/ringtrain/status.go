@@ -60,7 +60,7 @@ join), else the join token (--token-file, else $` + tokenEnv + `).`,
 			if watch && interval <= 0 {
 				return fmt.Errorf("--interval must be positive, not %v", interval)
 			}
-			_, clientTLS, err := p.tlsConfigs()
+			creds, err := p.creds("")
 			if err != nil {
 				return err
 			}
@@ -69,7 +69,7 @@ join), else the join token (--token-file, else $` + tokenEnv + `).`,
 				return err
 			}
 			render := func(ctx context.Context, w io.Writer) error {
-				st, err := fetchStatus(api.WithToken(ctx, token), coords, dialOption(clientTLS), timeout)
+				st, err := fetchStatus(api.WithToken(ctx, token), coords, dialOption(creds), timeout)
 				if err != nil {
 					return err
 				}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/pki"
 	"github.com/ringtrain/ringtrain/worker"
 )
 
@@ -59,9 +61,14 @@ bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
 			if err != nil {
 				return fmt.Errorf("--listen: %w", err)
 			}
-			serverTLS, clientTLS, err := p.tlsConfigs()
+			creds, err := p.creds(pki.Worker)
 			if err != nil {
 				return err
+			}
+			if creds == nil {
+				if err := p.plaintextOK("--listen", p.listen); err != nil {
+					return err
+				}
 			}
 			coords := splitList(coordinators)
 			if len(coords) == 0 {
@@ -72,7 +79,7 @@ bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
 				DataListen: p.listen, DataAdvertise: dataAddr,
 				GossipBind: p.gossip, GossipAdvertise: host,
 				StoreDir: p.store, DataDir: dataDir, Threads: threads,
-				ControlDial: []grpc.DialOption{dialOption(clientTLS)}, ServerTLS: serverTLS, ClientTLS: clientTLS,
+				ControlDial:    []grpc.DialOption{dialOption(creds)},
 				NoSharedMemory: !shm, JoinTimeout: joinTimeout,
 				TimelineDir: timelineDir,
 				Logf:        func(f string, a ...any) { fmt.Fprintf(os.Stderr, "%s: %s\n", p.name, fmt.Sprintf(f, a...)) },
@@ -86,6 +93,18 @@ bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
 					return err
 				}
 				o.Spec = &s
+			}
+			if creds != nil {
+				// Ring links: mutual TLS, and each neighbour holds the
+				// certificate of the worker the ring names at its rank.
+				o.ServerTLS, o.ClientTLS = creds.ServerConfig(), creds.ClientConfig(pki.Want(pki.Worker, ""))
+				o.CheckRingPeer = func(name string, cs tls.ConnectionState) error {
+					id, err := pki.StateIdentity(cs)
+					if err != nil {
+						return err
+					}
+					return pki.Expect(id, pki.Worker, name)
+				}
 			}
 			w, err := worker.NewClusterWorker(o)
 			if err != nil {
