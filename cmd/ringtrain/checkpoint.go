@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/checkpoint"
 )
@@ -117,7 +122,7 @@ func newCheckpointCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(list, inspect, verify)
+	cmd.AddCommand(list, inspect, verify, newCommittedCmd(&jobName))
 	return cmd
 }
 
@@ -184,4 +189,92 @@ func storeDir(dir, job string) (string, error) {
 		return "", fmt.Errorf("checkpoint: %s holds the stores of several jobs (%s): choose one with --job", dir, strings.Join(names, ", "))
 	}
 	return found[0].Dir, nil
+}
+
+// newCommittedCmd lists what etcd says is committed for a job: the
+// checkpoints a new leader may resume from, as etcd's clients see them
+// (with TLS, as the identity of --tls-cert; etcd's access control decides).
+func newCommittedCmd(jobName *string) *cobra.Command {
+	var (
+		endpoints string
+		asJSON    bool
+		timeout   time.Duration
+		p         processFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "committed --etcd-endpoints URLS --job NAME",
+		Short: "List the checkpoints etcd holds as committed for a job, and its latest",
+		Example: `  ringtrain checkpoint committed --etcd-endpoints https://etcd-0.etcd:2379 --job lenet5-mnist \
+    --tls-cert pki/client/root.crt --tls-key pki/client/root.key --tls-ca pki/ca.crt`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			eps := splitList(endpoints)
+			if len(eps) == 0 || *jobName == "" {
+				return errors.New("checkpoint committed: --etcd-endpoints and --job are required")
+			}
+			creds, err := p.creds("")
+			if err != nil {
+				return err
+			}
+			p.insecure = true // a client: nothing of its own to expose
+			tlsCfg, err := p.etcdTLS(eps, creds)
+			if err != nil {
+				return err
+			}
+			cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: tlsCfg, DialTimeout: timeout, Logger: zap.NewNop()})
+			if err != nil {
+				return fmt.Errorf("etcd: %w", err)
+			}
+			defer cli.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			c := checkpoint.NewEtcdCommitter(cli, *jobName, nil)
+			ms, err := c.Committed(ctx)
+			if err != nil {
+				return err
+			}
+			latest, _, err := c.Latest(ctx)
+			if err != nil {
+				return err
+			}
+			names := make([]string, len(ms))
+			for i, m := range ms {
+				names[i] = m.Name
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				b, err := json.Marshal(struct {
+					Latest    string   `json:"latest"`
+					Committed []string `json:"committed"`
+				}{latest.Name, names})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(out, string(b))
+				return nil
+			}
+			if len(ms) == 0 {
+				fmt.Fprintf(out, "etcd holds no committed checkpoint of job %s\n", *jobName)
+				return nil
+			}
+			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tSTEP\tCREATED\t")
+			for _, m := range ms {
+				mark := ""
+				if m.Name == latest.Name {
+					mark = "latest"
+				}
+				fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", m.Name, m.Step, m.Created.Format("2006-01-02 15:04:05"), mark)
+			}
+			return w.Flush()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&endpoints, "etcd-endpoints", "", "etcd client URLs, comma-separated")
+	f.BoolVar(&asJSON, "json", false, `print {"latest": NAME, "committed": [NAME...]}`)
+	f.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for etcd")
+	f.StringVar(&p.tlsCert, "tls-cert", "", "client certificate (PEM) for etcd with TLS: its name is the etcd user")
+	f.StringVar(&p.tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
+	f.StringVar(&p.tlsCA, "tls-ca", "", "CA certificate (PEM) of the cluster")
+	return cmd
 }

@@ -941,9 +941,11 @@ func TestClusterSecure(t *testing.T) {
 	c.usePKI()
 	c.startEtcd()
 	root := c.tlsFlags(pki.Client, "root")
-	out, err := runCLI(t, append([]string{"pki", "etcd-auth", "--etcd-endpoints", c.etcdURL.String(), "-f", c.jobFile}, root...)...)
-	if err != nil {
-		t.Fatalf("pki etcd-auth: %v\n%s", err, out)
+	for range 2 { // idempotent: a second run (once auth is on) keeps what is there
+		out, err := runCLI(t, append([]string{"pki", "etcd-auth", "--etcd-endpoints", c.etcdURL.String(), "-f", c.jobFile}, root...)...)
+		if err != nil {
+			t.Fatalf("pki etcd-auth: %v\n%s", err, out)
+		}
 	}
 	c.startCoordinator("coordinator-0")
 	for i := range 2 {
@@ -951,7 +953,7 @@ func TestClusterSecure(t *testing.T) {
 	}
 	c.waitFor("job completion over TLS", 3*time.Minute, func(st *api.StatusReply) bool { return st.State == "done" })
 	c.waitWorkersExit(30 * time.Second)
-	out, err = runCLI(t, append([]string{"status", "--coordinator", c.coordinatorAddrs()}, c.tlsFlags(pki.Client, "operator")...)...)
+	out, err := runCLI(t, append([]string{"status", "--coordinator", c.coordinatorAddrs()}, c.tlsFlags(pki.Client, "operator")...)...)
 	if err != nil || !strings.Contains(out, "done") {
 		t.Errorf("status over TLS: %v\n%s", err, out)
 	}
@@ -979,6 +981,18 @@ func TestClusterSecure(t *testing.T) {
 	}
 	if err := etcdAs(c.creds(pki.Worker, "worker-0").EtcdClientConfig()); err == nil {
 		t.Error("a worker's certificate read the job's committed checkpoints from etcd")
+	}
+	// What an operator sees: 'checkpoint committed' as root names the
+	// final checkpoint latest; as a worker it is refused.
+	committed := append([]string{"checkpoint", "committed", "--etcd-endpoints", c.etcdURL.String(), "--job", spec.JobName(), "--json"}, root...)
+	out, err = runCLI(t, committed...)
+	final := c.finalCheckpoint().Manifest.Name
+	if err != nil || !strings.Contains(out, `"latest":"`+final+`"`) {
+		t.Errorf("checkpoint committed as root: %v\n%s (want latest %s)", err, out, final)
+	}
+	copy(committed[len(committed)-6:], c.tlsFlags(pki.Worker, "worker-0"))
+	if out, err := runCLI(t, committed...); err == nil {
+		t.Errorf("checkpoint committed as a worker: %s", out)
 	}
 	noCert := c.creds(pki.Worker, "worker-0").EtcdClientConfig()
 	noCert.Certificates = nil
