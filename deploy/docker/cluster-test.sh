@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # A ringtrain cluster in Docker: etcd, a coordinator and 3 workers on a
-# private network, training LeNet-5 on the real MNIST. The test
+# private network, training LeNet-5 on the real MNIST, secured as
+# deploy/README.md says: certificates from 'ringtrain pki' for every
+# process, mutual TLS on the control plane and the ring links, etcd on TLS
+# with client certificates and 'ringtrain pki etcd-auth' (only the
+# coordinators' certificate reaches the job's keys). The test
 #
 #   1. waits until the ring of 3 trains and a checkpoint is committed;
-#      a container on the cluster's network without the join token then
-#      cannot read the status ('ringtrain status': Unauthenticated), nor
-#      can a client of the coordinator's published HTTP port (/status and
-#      the dashboard: 401), while /healthz and /metrics stay open (a
-#      stranger's ring link is tested by TestClusterRefusesStrangers in
-#      cmd/ringtrain, which needs a client of the link protocol);
+#      then a stranger on the cluster's network is refused everywhere: a
+#      container with the join token but no certificate cannot read the
+#      status or join the job, nor can one whose certificate is of
+#      another authority; a client without a certificate (or with one of
+#      another authority) cannot open a worker's ring listener; etcd
+#      refuses clients without a certificate, a worker's certificate
+#      every key and the coordinators' any key beyond the job's; the
+#      coordinator's published HTTP port answers /status and the
+#      dashboard 401 without the token, while /healthz and /metrics stay
+#      open;
 #   2. `docker kill`s a worker: the ring must re-form without it and go on
 #      training; a replacement worker then joins;
 #   3. `docker network disconnect`s another worker: same;
@@ -89,7 +97,7 @@ trap 'exit 130' INT TERM HUP PIPE
 
 docker info >/dev/null 2>&1 || fail "no Docker engine answers (docker info failed)"
 command -v jq >/dev/null || fail "jq is needed to read 'ringtrain status --json'"
-command -v curl >/dev/null || fail "curl is needed to read etcd's committed checkpoints"
+command -v curl >/dev/null || fail "curl is needed to probe the HTTP and ring listeners"
 
 if [ "${SKIP_BUILD:-}" != 1 ]; then
 	log "building $IMAGE and $ETCD_IMAGE"
@@ -107,6 +115,30 @@ log "fetching MNIST on the host"
 "$BIN" data get mnist --dir "$WORK/mnist" >"$WORK/data.log" 2>&1 ||
 	{ cat "$WORK/data.log" >&2; fail "ringtrain data get mnist failed"; }
 chmod -R a+rX "$WORK"
+
+# The cluster's identities, as deploy/README.md makes them: an authority,
+# a certificate per process, etcd's administrator (root) and an operator
+# for 'ringtrain status'. A second authority makes a stranger's
+# certificates. (The containers run as a non-root user: the test makes the
+# keys readable to it; a real cluster mounts each from its own Secret.)
+PKI=$WORK/pki
+log "making the cluster's certificates (ringtrain pki)"
+{
+	"$BIN" pki init "$PKI" &&
+		"$BIN" pki issue "$PKI" --role coordinator coordinator &&
+		"$BIN" pki issue "$PKI" --role worker w1 w2 w3 &&
+		"$BIN" pki issue "$PKI" --role etcd etcd --host localhost,127.0.0.1 &&
+		"$BIN" pki issue "$PKI" --role client root operator &&
+		"$BIN" pki init "$WORK/other-pki" &&
+		"$BIN" pki issue "$WORK/other-pki" --role worker w4
+} >"$WORK/pki.log" 2>&1 || { cat "$WORK/pki.log" >&2; fail "ringtrain pki failed"; }
+chmod -R a+rX "$PKI" "$WORK/other-pki"
+tls_flags() { # tls_flags ROLE NAME [DIR]: the TLS flags of a container (paths inside it)
+	echo "--tls-cert /pki/$1/$2.crt --tls-key /pki/$1/$2.key --tls-ca /pki/ca.crt"
+}
+host_tls() { # host_tls ROLE NAME: the same, for a command on the host
+	echo "--tls-cert $PKI/$1/$2.crt --tls-key $PKI/$1/$2.key --tls-ca $PKI/ca.crt"
+}
 
 # Long enough to outlast the test; a checkpoint every 20 steps; no
 # checkpoint is pruned, so every committed one can be checked at the end.
@@ -155,25 +187,39 @@ run() { # run NAME docker-run-args...
 }
 
 start_worker() { # start_worker NAME
+	# shellcheck disable=SC2046
 	run "$1" -v "$VOL:/state" -v "$WORK/mnist:/data/mnist:ro" -v "$WORK/job.yaml:/etc/ringtrain/job.yaml:ro" \
-		-e RINGTRAIN_JOIN_TOKEN="$TOKEN" "$IMAGE" \
+		-v "$PKI:/pki:ro" -e RINGTRAIN_JOIN_TOKEN="$TOKEN" "$IMAGE" \
 		worker --coordinator coord:7070 --name "$1" -f /etc/ringtrain/job.yaml \
-		--data-dir /data/mnist --threads 1
+		--data-dir /data/mnist --threads 1 $(tls_flags worker "$1")
 }
 
 start_cluster() {
 	docker network create "$NET" >/dev/null || fail "docker network create failed"
-	run etcd -p 127.0.0.1::2379 -v "$VOL:/var/lib/etcd" "$ETCD_IMAGE" \
+	# etcd: TLS for clients (a certificate of the authority required; its
+	# common name is the etcd user) and for its peer port.
+	run etcd -p 127.0.0.1::2379 -v "$VOL:/var/lib/etcd" -v "$PKI:/pki:ro" "$ETCD_IMAGE" \
 		--name etcd0 --data-dir /var/lib/etcd/etcd \
-		--listen-client-urls http://0.0.0.0:2379 --advertise-client-urls http://etcd:2379 \
-		--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-		--initial-cluster etcd0=http://127.0.0.1:2380 --log-level warn
-	run coord -p 127.0.0.1::7070 -p 127.0.0.1::8080 -v "$VOL:/state" -v "$WORK/job.yaml:/etc/ringtrain/job.yaml:ro" \
-		-e RINGTRAIN_JOIN_TOKEN="$TOKEN" "$IMAGE" \
-		coordinator --etcd-endpoints http://etcd:2379 -f /etc/ringtrain/job.yaml --name coord \
-		--listen :7070 --http :8080 --gossip :7946 --store /state/checkpoints
+		--listen-client-urls https://0.0.0.0:2379 --advertise-client-urls https://etcd:2379 \
+		--listen-peer-urls https://127.0.0.1:2380 --initial-advertise-peer-urls https://127.0.0.1:2380 \
+		--initial-cluster etcd0=https://127.0.0.1:2380 --log-level warn \
+		--cert-file /pki/etcd/etcd.crt --key-file /pki/etcd/etcd.key --trusted-ca-file /pki/ca.crt --client-cert-auth \
+		--peer-cert-file /pki/etcd/etcd.crt --peer-key-file /pki/etcd/etcd.key --peer-trusted-ca-file /pki/ca.crt --peer-client-cert-auth
 	ETCD=$(docker port "$P-etcd" 2379/tcp 2>/dev/null | head -1 || true)
 	ETCD=127.0.0.1:${ETCD##*:}
+	# etcd's access control: only the coordinators' certificate reaches
+	# the job's keys (idempotent: the restarted cluster runs it again).
+	local deadline=$((SECONDS + STEP_TIMEOUT))
+	# shellcheck disable=SC2046
+	until "$BIN" pki etcd-auth --etcd-endpoints "https://$ETCD" -f "$WORK/job.yaml" --timeout 5s $(host_tls client root) >"$WORK/etcd-auth.log" 2>&1; do
+		[ $SECONDS -lt $deadline ] || { cat "$WORK/etcd-auth.log" >&2; fail "ringtrain pki etcd-auth failed"; }
+		sleep 1
+	done
+	# shellcheck disable=SC2046
+	run coord -p 127.0.0.1::7070 -p 127.0.0.1::8080 -v "$VOL:/state" -v "$WORK/job.yaml:/etc/ringtrain/job.yaml:ro" \
+		-v "$PKI:/pki:ro" -e RINGTRAIN_JOIN_TOKEN="$TOKEN" "$IMAGE" \
+		coordinator --etcd-endpoints https://etcd:2379 -f /etc/ringtrain/job.yaml --name coord \
+		--listen :7070 --http :8080 --gossip :7946 --store /state/checkpoints $(tls_flags coordinator coordinator)
 	CTRL=$(docker port "$P-coord" 7070/tcp 2>/dev/null | head -1 || true)
 	[ -n "$CTRL" ] || { RUNNING=(coord); check_running; fail "the coordinator's control port is not published"; }
 	CTRL=127.0.0.1:${CTRL##*:}
@@ -194,7 +240,8 @@ stop_cluster() {
 S='{}' # the last status (ringtrain status --json)
 poll() {
 	local out
-	if out=$(RINGTRAIN_JOIN_TOKEN=$TOKEN "$BIN" status --coordinator "$CTRL" --json 2>/dev/null) && jq -e . >/dev/null 2>&1 <<<"$out"; then
+	# shellcheck disable=SC2046
+	if out=$(RINGTRAIN_JOIN_TOKEN=$TOKEN "$BIN" status --coordinator "$CTRL" --json $(host_tls client operator) 2>/dev/null) && jq -e . >/dev/null 2>&1 <<<"$out"; then
 		S=$out
 		return 0
 	fi
@@ -251,27 +298,17 @@ wait_for() {
 	done
 }
 
-# committed: the checkpoints committed in etcd (the keys under
-# /ringtrain/<job>/checkpoints/), one a line, read through etcd's JSON
-# gateway on the published client port.
-committed() {
-	local prefix=/ringtrain/$JOB/checkpoints/ out
-	out=$(curl -sf -X POST "http://$ETCD/v3/kv/range" -d "$(jq -cn --arg k "$(printf %s "$prefix" | base64 -w0)" \
-		--arg e "$(printf %s "${prefix%/}0" | base64 -w0)" '{key: $k, range_end: $e, keys_only: true}')") ||
-		fail "reading the committed checkpoints from etcd at $ETCD failed"
-	jq -r '.kvs[]?.key' <<<"$out" | while read -r k; do
-		k=$(base64 -d <<<"$k")
-		k=${k#"$prefix"}
-		[ "$k" = latest ] || echo "$k"
-	done | sort
+# committed: the checkpoints committed in etcd (under
+# /ringtrain/<job>/checkpoints/), one a line; etcd_latest: the one its
+# `latest` names. Both ask etcd over gRPC as its administrator (etcd's
+# HTTP gateway does not take a client certificate's name as its user).
+etcd_committed_json() {
+	# shellcheck disable=SC2046
+	"$BIN" checkpoint committed --etcd-endpoints "https://$ETCD" --job "$JOB" --json $(host_tls client root) 2>"$WORK/committed.err" ||
+		fail "reading the committed checkpoints from etcd at $ETCD failed: $(cat "$WORK/committed.err")"
 }
-
-etcd_get() { # etcd_get KEY: its value, empty if absent
-	local out
-	out=$(curl -sf -X POST "http://$ETCD/v3/kv/range" -d "$(jq -cn --arg k "$(printf %s "$1" | base64 -w0)" '{key: $k}')") ||
-		fail "reading $1 from etcd at $ETCD failed"
-	jq -r '.kvs[0]?.value // ""' <<<"$out" | base64 -d
-}
+committed() { etcd_committed_json | jq -r '.committed[]' | sort; }
+etcd_latest() { etcd_committed_json | jq -r '.latest'; }
 
 verify_checkpoint() { # verify_checkpoint NAME: its files match its manifest
 	docker run --rm -v "$VOL:/state:ro" "$IMAGE" checkpoint verify --dir /state/checkpoints "$1" >"$WORK/verify.log" 2>&1 ||
@@ -289,15 +326,73 @@ wait_for "first checkpoint committed" '[ -n "$(ckpt)" ]'
 
 # ---- 1b: strangers --------------------------------------------------------
 
-# A container on the cluster's network, without the join token.
-out=$(docker run --rm --network "$NET" --read-only --cap-drop ALL --security-opt no-new-privileges "$IMAGE" \
-	status --coordinator coord:7070 --timeout 5s 2>&1) &&
-	fail "a container without the token read the status: $out"
-grep -q "needs a token" <<<"$out" || fail "status without a token: not refused for the token: $out"
-out=$(docker run --rm --network "$NET" --read-only --cap-drop ALL --security-opt no-new-privileges \
-	-e RINGTRAIN_JOIN_TOKEN="$TOKEN" "$IMAGE" status --coordinator coord:7070 --json 2>&1) ||
-	fail "a container with the token could not read the status: $out"
-log "status from a container on $NET: refused without the join token, answered with it"
+# stranger ARGS...: the image, on the cluster's network, with the join
+# token and what a stranger may hold: the authority's certificate (public)
+# and certificates of another authority (/other).
+stranger() {
+	docker run --rm --network "$NET" --read-only --cap-drop ALL --security-opt no-new-privileges \
+		-v "$PKI/ca.crt:/pki/ca.crt:ro" -v "$WORK/other-pki:/other:ro" -e RINGTRAIN_JOIN_TOKEN="$TOKEN" "$IMAGE" "$@"
+}
+other_tls="--tls-cert /other/worker/w4.crt --tls-key /other/worker/w4.key --tls-ca /other/ca.crt"
+
+# The status: without a certificate, and with another authority's.
+# shellcheck disable=SC2086
+for creds in "" "$other_tls"; do
+	out=$(stranger status --coordinator coord:7070 --timeout 5s $creds 2>&1) &&
+		fail "a container with the token and ${creds:-no certificate} read the status: $out"
+done
+# shellcheck disable=SC2046
+out=$(docker run --rm --network "$NET" --read-only --cap-drop ALL --security-opt no-new-privileges -v "$PKI:/pki:ro" \
+	-e RINGTRAIN_JOIN_TOKEN="$TOKEN" "$IMAGE" status --coordinator coord:7070 --json $(tls_flags client operator) 2>&1) ||
+	fail "a container with the token and the operator's certificate could not read the status: $out"
+log "status from a container on $NET: refused without a certificate of the authority, answered with one"
+
+# Joining: in plaintext, and with another authority's certificate.
+poll || true
+gen0=$(gen)
+# shellcheck disable=SC2086
+for creds in "--name w9 --insecure" "--name w4 $other_tls"; do
+	out=$(stranger worker --coordinator coord:7070 --join-timeout 8s $creds 2>&1) &&
+		fail "a stranger ($creds) joined: $out"
+done
+poll || true
+[ "$(ring_size)" = 3 ] && ! grep -qw 'w9\|w4' <<<"$(ring)" && [ "$(gen)" = "$gen0" ] ||
+	fail "the strangers' joins changed the ring: $(describe)"
+log "joins refused: in plaintext and with another authority's certificate (the ring stayed at generation $gen0)"
+
+# A worker's ring listener, from the host: the TLS handshake itself
+# refuses a client without a certificate of the authority; w1's own
+# certificate gets through it (to the link protocol, which wants more).
+W2=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$P-w2")
+ring_tls() { # ring_tls CURL-ARGS...: curl's exit status on w2's ring listener
+	local rc=0
+	curl -s -o /dev/null --max-time 5 --http2-prior-knowledge --cacert "$PKI/ca.crt" -k "$@" "https://$W2:7080/" || rc=$?
+	echo $rc
+}
+rc=$(ring_tls) && [ "$rc" != 0 ] || fail "w2's ring listener completed a TLS handshake with a client without a certificate"
+rc=$(ring_tls --cert "$WORK/other-pki/worker/w4.crt" --key "$WORK/other-pki/worker/w4.key")
+[ "$rc" != 0 ] || fail "w2's ring listener took another authority's certificate"
+rc=$(ring_tls --cert "$PKI/worker/w1.crt" --key "$PKI/worker/w1.key")
+[ "$rc" = 0 ] || fail "w2's ring listener refused w1's certificate too (curl exit $rc): the refusals above prove nothing"
+log "ring listener: TLS handshake refused without a certificate and with another authority's"
+
+# etcd, over gRPC as each identity: no certificate, a worker's, the
+# coordinators' for another job's keys.
+etcd_as() { # etcd_as JOB [TLS-FLAGS...]: list JOB's committed checkpoints
+	local job=$1
+	shift
+	"$BIN" checkpoint committed --etcd-endpoints "https://$ETCD" --job "$job" --timeout 5s "$@" 2>&1
+}
+# shellcheck disable=SC2046
+out=$(etcd_as "$JOB" --tls-ca "$PKI/ca.crt") && fail "etcd answered a client without a certificate: $out"
+# shellcheck disable=SC2046
+out=$(etcd_as "$JOB" $(host_tls worker w1)) && fail "etcd gave a worker's certificate the job's checkpoints: $out"
+grep -qi "permission denied\|user name not found\|not found" <<<"$out" || log "(etcd refused a worker's certificate: $out)"
+# shellcheck disable=SC2046
+out=$(etcd_as "$JOB" $(host_tls coordinator coordinator)) || fail "etcd refused the coordinators' certificate the job's keys: $out"
+# shellcheck disable=SC2046
+out=$(etcd_as another-job $(host_tls coordinator coordinator)) && fail "etcd gave the coordinators' certificate another job's keys: $out"
+log "etcd: no session without a certificate; a worker's certificate reaches no key; the coordinators' the job's only"
 # The coordinator's HTTP listener (all interfaces in its container),
 # through its published port.
 http_code() { # http_code PATH [TOKEN]
@@ -376,7 +471,7 @@ grep -qx "$(ckpt)" <<<"$(committed)" || fail "etcd does not list the checkpoint 
 # checkpoint was the last committed, the one the new cluster must resume.
 log "removing the coordinator and the workers"
 for c in coord w1 w2 w3; do docker rm -f "$P-$c" >/dev/null; done
-LAST=$(etcd_get "/ringtrain/$JOB/checkpoints/latest")
+LAST=$(etcd_latest)
 [ -n "$LAST" ] || fail "etcd holds no latest checkpoint of job $JOB"
 LAST_STEP=$(ckpt_step "$LAST")
 BEFORE=$(committed)
