@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/ringtrain/ringtrain/api"
+	"github.com/ringtrain/ringtrain/internal/netlimit"
 	"github.com/ringtrain/ringtrain/pki"
 )
 
@@ -245,6 +247,55 @@ func TestControlConnLimits(t *testing.T) {
 		t.Errorf("%d of %d idle connections closed by the handshake deadline, want all", n, idle)
 	}
 	w.heartbeat(t, 0, 0, false)
+}
+
+// The HTTP listener, like the control plane's, holds a bounded number of
+// connections: idle ones over the limit are closed at once, the rest when
+// they send no request headers in time, and the probes are answered again.
+func TestHTTPConnLimits(t *testing.T) {
+	const limit = 8
+	c := newCluster(t)
+	cfg := processConfig(c, "127.0.0.1:0")
+	cfg.HTTPMaxConns = limit
+	proc := runProcess(t, c, cfg)
+	const idle = limit + 4
+	conns := make([]net.Conn, 0, idle)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range idle {
+		conn, err := net.Dial("tcp", proc.HTTPAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, conn)
+	}
+	start := time.Now()
+	closedBy := func(at time.Time) int {
+		var n atomic.Int64
+		var wg sync.WaitGroup
+		for _, conn := range conns {
+			wg.Go(func() {
+				conn.SetReadDeadline(at)
+				if err := drain(conn); !isTimeout(err) {
+					n.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		return int(n.Load())
+	}
+	if n := closedBy(start.Add(time.Second)); n != idle-limit {
+		t.Errorf("%d of %d idle connections closed at once, want %d (the limit is %d)", n, idle, idle-limit, limit)
+	}
+	if n := closedBy(start.Add(netlimit.HTTPHeaderTimeout + 2*time.Second)); n != idle {
+		t.Errorf("%d of %d idle connections closed by the header deadline, want all", n, idle)
+	}
+	if code := httpStatus(t, "http://"+proc.HTTPAddr()+"/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz after the idle connections: %d", code)
+	}
 }
 
 func isTimeout(err error) bool {

@@ -49,6 +49,9 @@ type ProcessConfig struct {
 	// HTTP/2) before it is closed (0: DefaultHandshakeTimeout).
 	MaxConns         int
 	HandshakeTimeout time.Duration
+	// HTTPMaxConns is the most connections the HTTP listener holds at
+	// once (0: netlimit.HTTPMaxConns).
+	HTTPMaxConns int
 }
 
 // Defaults of ProcessConfig's limits of the control plane. A worker holds
@@ -71,6 +74,7 @@ type Process struct {
 	member  *membership.Member
 	control net.Listener
 	http    net.Listener // nil: none
+	httpMax int
 	tls     *tls.Config
 	hsTime  time.Duration // the control plane's handshake deadline
 	once    sync.Once     // Run or Close, once
@@ -98,7 +102,10 @@ func Listen(cfg ProcessConfig) (*Process, error) {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
 	}
-	p := &Process{srv: srv, member: member, tls: cfg.TLS, hsTime: cfg.HandshakeTimeout}
+	if cfg.HTTPMaxConns <= 0 {
+		cfg.HTTPMaxConns = netlimit.HTTPMaxConns
+	}
+	p := &Process{srv: srv, member: member, tls: cfg.TLS, hsTime: cfg.HandshakeTimeout, httpMax: cfg.HTTPMaxConns}
 	control, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		member.Shutdown()
@@ -178,8 +185,12 @@ func (p *Process) Run(ctx context.Context) error {
 		if !open {
 			p.srv.logf("coordinator: HTTP %s: /status and the dashboard need the join token or the status token (/healthz, /readyz and /metrics are open)", p.http.Addr())
 		}
-		hs = &http.Server{Handler: p.srv.httpHandler(open), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
-		wg.Go(func() { hs.Serve(p.http) })
+		var refusals atomic.Int64
+		hs, _ = netlimit.HTTP(p.http, p.srv.httpHandler(open), p.httpMax, func(remote net.Addr) {
+			if n := refusals.Add(1); n&(n-1) == 0 { // the first, then every power of two
+				p.srv.logf("coordinator: closed an HTTP connection from %v: %d are open, the most it holds (%d closed so far)", remote, p.httpMax, n)
+			}
+		})
 	}
 	err := p.srv.Run(ctx)
 	if hs != nil {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ringtrain/ringtrain/internal/netlimit"
 	"github.com/ringtrain/ringtrain/localcluster"
 	"github.com/ringtrain/ringtrain/pki"
 )
@@ -246,8 +247,7 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler) (string, error)
 	if err != nil {
 		return "", fmt.Errorf("--http: %w", err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
+	srv, _ := netlimit.HTTP(ln, h, 0, nil)
 	context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
