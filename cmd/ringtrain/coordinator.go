@@ -28,6 +28,8 @@ func newCoordinatorCmd() *cobra.Command {
 		exitWhenEnd bool
 		out         string
 		replaceJob  bool
+		deadAfter   time.Duration
+		stuckAfter  time.Duration
 		statusFile  string
 	)
 	cmd := &cobra.Command{
@@ -136,6 +138,7 @@ token. /healthz, /readyz and /metrics are always open.`,
 				Server: coordinator.ServerConfig{
 					Name: p.name, Spec: spec, CheckJob: worker.CheckJob, Token: token, Etcd: cli, StoreDir: p.store, RunDir: out,
 					ReplaceJob: replaceJob, StatusToken: statusToken, Logf: logf,
+					DeadAfter: deadAfter, StuckAfter: stuckAfter,
 				},
 				Listen: p.listen, Gossip: p.gossip, HTTP: p.http, Advertise: host, TLS: serverTLS,
 			})
@@ -155,6 +158,8 @@ token. /healthz, /readyz and /metrics are always open.`,
 	f.StringVarP(&file, "job", "f", "", "job file (YAML)")
 	f.StringVar(&p.store, "store", "", "checkpoint store root (a volume every worker mounts at the same path); the job's store is its subdirectory named after the job")
 	f.BoolVar(&replaceJob, "replace-job", false, "when etcd holds another job (another job hash) under this job's name, clear its etcd state and start this job over (default: refuse to start)")
+	f.DurationVar(&deadAfter, "dead-after", coordinator.DefaultDeadAfter, "declare a worker dead when it has not heartbeaten for this long")
+	f.DurationVar(&stuckAfter, "stuck-after", coordinator.DefaultStuckAfter, "evict a worker that heartbeats but has not reached the current ring within this long (a hung file system, a blocked load); it may join again later")
 	f.BoolVar(&exitWhenEnd, "exit-when-done", false, "exit once the job is complete (default: keep serving status)")
 	f.StringVar(&out, "out", "", "run directory: metrics.jsonl, and summary.json, curves.png and model.safetensors once the job is complete (default: run/ beside --store)")
 	return cmd

@@ -24,6 +24,7 @@ func newWorkerCmd() *cobra.Command {
 		shm          bool
 		timelineDir  string
 		joinTimeout  time.Duration
+		fileTimeout  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -80,7 +81,7 @@ bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
 				GossipBind: p.gossip, GossipAdvertise: host,
 				StoreDir: p.store, DataDir: dataDir, Threads: threads,
 				ControlDial:    []grpc.DialOption{dialOption(creds)},
-				NoSharedMemory: !shm, JoinTimeout: joinTimeout,
+				NoSharedMemory: !shm, JoinTimeout: joinTimeout, FileTimeout: fileTimeout,
 				TimelineDir: timelineDir,
 				Logf:        func(f string, a ...any) { fmt.Fprintf(os.Stderr, "%s: %s\n", p.name, fmt.Sprintf(f, a...)) },
 			}
@@ -128,6 +129,7 @@ bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
 	f.StringVar(&dataDir, "data-dir", "", "data set directory (default: the job's data_dir, else the user cache)")
 	f.IntVar(&threads, "threads", 0, "compute threads (default: the job's threads, else all cores)")
 	f.StringVar(&timelineDir, "timeline", "", "record the step timeline in DIR/<name>.jsonl (a shared volume; 'ringtrain trace --dir DIR' reads it); off when empty")
+	f.DurationVar(&fileTimeout, "file-timeout", 0, "bound on each blocking file operation of training: a checkpoint shard write that takes longer is skipped, a checkpoint load over ten times this fails the worker (0: 9s, the coordinator's default --stuck-after; negative: no bound)")
 	f.DurationVar(&joinTimeout, "join-timeout", 0, "give up when no coordinator admits this worker within this long (0: wait on, as a Kubernetes pod should)")
 	f.BoolVar(&shm, "shm", true, "exchange gradients with ring neighbours on this host through shared memory (/dev/shm); false keeps them on gRPC")
 	return cmd
