@@ -268,6 +268,7 @@ func (c *cluster) run(ctx context.Context) (runlog.Summary, error) {
 	}
 	c.logf("cluster: etcd %s, coordinator %s, %d workers × %d threads (logs in %s; status token in %s)",
 		etcd.Endpoints()[0], proc.ControlAddr(), spec.Workers, threads, out, filepath.Join(out, StatusTokenFile))
+	c.logf("cluster: every process listens on loopback only, so its links are plaintext (no TLS: no other machine reaches them)")
 
 	srv := proc.Server()
 	runErr := c.watch(ctx, srv, coordDone)
