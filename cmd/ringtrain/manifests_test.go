@@ -37,6 +37,7 @@ import (
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/models"
+	"github.com/ringtrain/ringtrain/pki"
 	"github.com/ringtrain/ringtrain/worker"
 )
 
@@ -210,6 +211,41 @@ func TestManifests(t *testing.T) {
 			t.Run("resources", func(t *testing.T) { checkResources(t, r) })
 			t.Run("storage", func(t *testing.T) { checkStorage(t, r) })
 		})
+	}
+}
+
+// TestManifestsTLSPlaceholder: every key of the base's certificate
+// Secrets is pki.Placeholder, which a process refuses, saying it is the
+// manifests' placeholder (not crypto/tls's "failed to find any PEM data").
+func TestManifestsTLSPlaceholder(t *testing.T) {
+	r, err := render(filepath.Join(k8sDir, "base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, s := range r.secrets {
+		if !strings.HasPrefix(s.Name, "ringtrain-tls-") {
+			continue
+		}
+		for key, v := range s.StringData {
+			n++
+			if v != pki.Placeholder {
+				t.Errorf("Secret %s key %s is %q, not pki.Placeholder", s.Name, key, v)
+			}
+		}
+		if len(s.Data) != 0 {
+			t.Errorf("Secret %s has data; the base ships placeholders in stringData only", s.Name)
+		}
+	}
+	if n == 0 {
+		t.Fatal("the base has no ringtrain-tls-* Secret")
+	}
+	f := filepath.Join(t.TempDir(), "coordinator.crt")
+	if err := os.WriteFile(f, []byte(pki.Placeholder), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pki.Load(f, f, f); err == nil || !strings.Contains(err.Error(), "placeholder") {
+		t.Errorf("pki.Load of the placeholder: %v", err)
 	}
 }
 
