@@ -728,6 +728,12 @@ func checkServices(t *testing.T, r *rendered) {
 			t.Errorf("Service/%s selects no pods (selector %v)", s.Name, s.Spec.Selector)
 		}
 		for _, w := range ws {
+			if w.kind == "Job" {
+				// A Job's pods run one command to completion and serve
+				// nothing: no Service may route to them.
+				t.Errorf("Service/%s selects the pods of Job/%s, which serve nothing", s.Name, w.name)
+				continue
+			}
 			for _, sp := range s.Spec.Ports {
 				target := sp.TargetPort
 				if target.Type == intstr.Int && target.IntVal == 0 {
