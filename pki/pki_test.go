@@ -264,3 +264,38 @@ func TestLoadRefusesMismatches(t *testing.T) {
 		t.Errorf("Load of a certificate without identity: %v", err)
 	}
 }
+
+// TestLoadRefusesThePlaceholder: the manifests' certificate Secrets ship
+// Placeholder; a process started with it must say so and how to make real
+// certificates, whichever of the three files holds it.
+func TestLoadRefusesThePlaceholder(t *testing.T) {
+	w := Identity{Worker, "w1"}
+	dir := authority(t, w)
+	cert, key := Paths(dir, w)
+	caCert, _ := CAPaths(dir)
+	ph := filepath.Join(t.TempDir(), "placeholder")
+	// As a Secret mounts it: the text alone, here with a newline.
+	if err := os.WriteFile(ph, []byte(Placeholder+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, cert, key, ca string }{
+		{"certificate", ph, key, caCert},
+		{"key", cert, ph, caCert},
+		{"authority", cert, key, ph},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(tc.cert, tc.key, tc.ca)
+			if err == nil {
+				t.Fatal("Load accepted the placeholder")
+			}
+			for _, want := range []string{ph, "placeholder", "ringtrain pki init", "ringtrain pki issue", "deploy/README.md"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+		})
+	}
+	if _, err := Load(cert, key, caCert); err != nil {
+		t.Errorf("Load of real certificates: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -21,10 +22,40 @@ type Creds struct {
 	Self Identity
 }
 
+// Placeholder is what the Kubernetes manifests' certificate Secrets hold
+// (deploy/k8s/base/tls.yaml) until real certificates replace it. Load
+// refuses a file that holds it, saying how to make real ones.
+const Placeholder = "replace-me: make certificates with 'ringtrain pki' (deploy/README.md)"
+
+// placeholderMark is the part of Placeholder Load looks for, so that a
+// placeholder mangled on its way into a Secret (quoted, with a newline
+// added) is still recognised.
+const placeholderMark = "replace-me: make certificates with 'ringtrain pki'"
+
+// checkPlaceholder refuses files that hold the manifests' placeholder
+// rather than PEM: without it, Load would fail with crypto/tls's "failed to
+// find any PEM data", which does not say what to do.
+func checkPlaceholder(files ...string) error {
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // Load reports it
+		}
+		if bytes.Contains(b, []byte(placeholderMark)) {
+			return fmt.Errorf("pki: %s holds the Kubernetes manifests' placeholder, not a certificate or key: make the authority and certificates with 'ringtrain pki init' and 'ringtrain pki issue' and put them in the Secret (deploy/README.md, \"Certificates\")", f)
+		}
+	}
+	return nil
+}
+
 // Load reads a process's certificate, key and the authority's certificate
 // (PEM files, as Issue and Init write them). The certificate must carry a
-// ringtrain identity and be signed by the authority.
+// ringtrain identity and be signed by the authority. A file holding the
+// manifests' Placeholder is refused as such.
 func Load(certFile, keyFile, caFile string) (*Creds, error) {
+	if err := checkPlaceholder(certFile, keyFile, caFile); err != nil {
+		return nil, err
+	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("pki: %s and %s: %w", certFile, keyFile, err)
