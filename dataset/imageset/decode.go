@@ -1,0 +1,192 @@
+package imageset
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"image/png"
+)
+
+// MaxPixels is the largest image, in pixels (width·height), that Decode
+// accepts: 2²⁵, e.g. 8192×4096, far above ImageNet's largest photographs.
+// The check reads only the file's header, so a small file that claims a
+// huge image costs nothing. Decoding an accepted image allocates at most
+// about 16 bytes per pixel (a progressive JPEG's coefficients and the
+// decoded planes), so at most about 512 MiB.
+const MaxPixels = 1 << 25
+
+// Format is an encoded image's format, sniffed from its first bytes.
+type Format int
+
+// The formats Decode reads.
+const (
+	Unknown Format = iota
+	JPEG
+	PNG
+)
+
+func (f Format) String() string {
+	switch f {
+	case JPEG:
+		return "JPEG"
+	case PNG:
+		return "PNG"
+	}
+	return "unknown"
+}
+
+var pngMagic = []byte("\x89PNG\r\n\x1a\n")
+
+// Sniff returns the format of the encoded image data by its magic bytes,
+// whatever the file is named.
+func Sniff(data []byte) Format {
+	switch {
+	case bytes.HasPrefix(data, []byte{0xff, 0xd8}):
+		return JPEG
+	case bytes.HasPrefix(data, pngMagic):
+		return PNG
+	}
+	return Unknown
+}
+
+// DecodeConfig returns the format and header of the encoded image data
+// and checks that it is a JPEG or a PNG of at least one and at most
+// maxPixels pixels. It reads only the header.
+func DecodeConfig(data []byte, maxPixels int) (Format, image.Config, error) {
+	f := Sniff(data)
+	var cfg image.Config
+	var err error
+	switch f {
+	case JPEG:
+		cfg, err = jpeg.DecodeConfig(bytes.NewReader(data))
+	case PNG:
+		cfg, err = png.DecodeConfig(bytes.NewReader(data))
+	default:
+		n := min(len(data), 8)
+		return f, cfg, fmt.Errorf("not a JPEG or PNG (%d bytes, starting % x)", len(data), data[:n])
+	}
+	if err != nil {
+		return f, cfg, fmt.Errorf("bad %v header: %w", f, err)
+	}
+	if cfg.Width < 1 || cfg.Height < 1 {
+		return f, cfg, fmt.Errorf("%v of %d×%d pixels is empty", f, cfg.Width, cfg.Height)
+	}
+	if int64(cfg.Width)*int64(cfg.Height) > int64(maxPixels) {
+		return f, cfg, fmt.Errorf("%v of %d×%d pixels is larger than the %d pixels allowed", f, cfg.Width, cfg.Height, maxPixels)
+	}
+	return f, cfg, nil
+}
+
+// Decode decodes a JPEG or PNG (sniffed, not guessed from a name) of at
+// most maxPixels pixels. The header is checked before any pixel is
+// decoded (see MaxPixels). Errors say what is wrong, not which file: the
+// caller names it.
+func Decode(data []byte, maxPixels int) (image.Image, error) {
+	f, cfg, err := DecodeConfig(data, maxPixels)
+	if err != nil {
+		return nil, err
+	}
+	var img image.Image
+	if f == JPEG {
+		img, err = jpeg.Decode(bytes.NewReader(data))
+	} else {
+		img, err = png.Decode(bytes.NewReader(data))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bad %v data: %w", f, err)
+	}
+	if b := img.Bounds(); b.Dx() != cfg.Width || b.Dy() != cfg.Height {
+		return nil, fmt.Errorf("%v decodes to %d×%d pixels, its header says %d×%d", f, b.Dx(), b.Dy(), cfg.Width, cfg.Height)
+	}
+	return img, nil
+}
+
+// errRect is returned by rgbRegion for a rectangle outside the image.
+var errRect = errors.New("imageset: region outside the image")
+
+// rgbRegion writes the pixels of r (in img's coordinates, inside its
+// bounds) into dst as interleaved 8-bit RGB, row by row, and returns
+// dst[:3·r.Dx()·r.Dy()], growing dst only when it is too short. It is
+// Pillow's convert("RGB"): grey is copied to the three channels, CMYK is
+// converted, alpha is dropped (not composited), 16-bit samples keep their
+// high byte.
+func rgbRegion(dst []uint8, img image.Image, r image.Rectangle) ([]uint8, error) {
+	if !r.In(img.Bounds()) || r.Empty() {
+		return dst, errRect
+	}
+	n := 3 * r.Dx() * r.Dy()
+	if cap(dst) < n {
+		dst = make([]uint8, n)
+	}
+	dst = dst[:n]
+	o := 0
+	switch m := img.(type) {
+	case *image.YCbCr:
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			yi := m.YOffset(r.Min.X, y)
+			for x := r.Min.X; x < r.Max.X; x++ {
+				ci := m.COffset(x, y)
+				dst[o], dst[o+1], dst[o+2] = color.YCbCrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
+				yi++
+				o += 3
+			}
+		}
+	case *image.Gray:
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			row := m.Pix[m.PixOffset(r.Min.X, y):]
+			for x := range r.Dx() {
+				v := row[x]
+				dst[o], dst[o+1], dst[o+2] = v, v, v
+				o += 3
+			}
+		}
+	case *image.CMYK:
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			row := m.Pix[m.PixOffset(r.Min.X, y):]
+			for x := range r.Dx() {
+				p := row[4*x : 4*x+4 : 4*x+4]
+				dst[o], dst[o+1], dst[o+2] = color.CMYKToRGB(p[0], p[1], p[2], p[3])
+				o += 3
+			}
+		}
+	case *image.NRGBA:
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			row := m.Pix[m.PixOffset(r.Min.X, y):]
+			for x := range r.Dx() {
+				dst[o], dst[o+1], dst[o+2] = row[4*x], row[4*x+1], row[4*x+2]
+				o += 3
+			}
+		}
+	case *image.Paletted:
+		var pal [256][3]uint8
+		for i, c := range m.Palette {
+			pal[i] = nrgb(c)
+		}
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			row := m.Pix[m.PixOffset(r.Min.X, y):]
+			for x := range r.Dx() {
+				p := pal[row[x]]
+				dst[o], dst[o+1], dst[o+2] = p[0], p[1], p[2]
+				o += 3
+			}
+		}
+	default:
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			for x := r.Min.X; x < r.Max.X; x++ {
+				p := nrgb(m.At(x, y))
+				dst[o], dst[o+1], dst[o+2] = p[0], p[1], p[2]
+				o += 3
+			}
+		}
+	}
+	return dst, nil
+}
+
+// nrgb returns c's non-premultiplied RGB, high bytes, alpha dropped.
+func nrgb(c color.Color) [3]uint8 {
+	n := color.NRGBA64Model.Convert(c).(color.NRGBA64)
+	return [3]uint8{uint8(n.R >> 8), uint8(n.G >> 8), uint8(n.B >> 8)}
+}
