@@ -18,6 +18,10 @@ import (
 // decoded planes), so at most about 512 MiB.
 const MaxPixels = 1 << 25
 
+// MaxImageBytes is the largest encoded image, in bytes, that is read:
+// 64 MiB.
+const MaxImageBytes = 64 << 20
+
 // Format is an encoded image's format, sniffed from its first bytes.
 type Format int
 

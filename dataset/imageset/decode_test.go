@@ -235,3 +235,33 @@ func TestDecodeCMYK(t *testing.T) {
 		t.Fatalf("a channel differs by %d from the reference, want at most 8", worst)
 	}
 }
+
+// FuzzDecode: any bytes decode to an image within the pixel bound that
+// the transforms accept, or give an error; never a panic, and never an
+// allocation for more pixels than the bound (the header is checked first).
+func FuzzDecode(f *testing.F) {
+	f.Add(encodeJPEG(f, gradient(24, 16), 75))
+	f.Add(encodePNG(f, gradient(9, 7)))
+	f.Add(encodePNG(f, image.NewGray(image.Rect(0, 0, 5, 3))))
+	f.Add(pngHeader(1<<20, 1<<20))
+	if cmyk, err := os.ReadFile("testdata/cmyk.jpg"); err == nil {
+		f.Add(cmyk)
+	}
+	const bound = 1 << 16
+	f.Fuzz(func(t *testing.T, data []byte) {
+		img, err := Decode(data, bound)
+		if err != nil {
+			return
+		}
+		b := img.Bounds()
+		if b.Dx()*b.Dy() > bound || b.Empty() {
+			t.Fatalf("decoded %v, over the bound of %d pixels", b, bound)
+		}
+		dst := make([]float32, 3*8*8)
+		for _, p := range []Params{{H: 8, W: 8}, {H: 8, W: 8, Train: true, Seed: 1}} {
+			if err := transform(dst, img, p, 3, &scratch{}); err != nil {
+				t.Fatalf("%+v: %v", p, err)
+			}
+		}
+	})
+}
