@@ -19,6 +19,9 @@ func pins(name string) ([]pinnedFile, error) {
 	case "synthetic":
 		return nil, fmt.Errorf("dataset: synthetic is generated from a seed and has no files")
 	}
+	if _, _, ok := imageSetDir(name); ok {
+		return nil, fmt.Errorf("dataset: %s is an image set: it has no pinned files to fetch (`ringtrain data synth` and `ringtrain data pack` make image sets, `ringtrain data verify shards:DIR` checks shards)", name)
+	}
 	return nil, CheckName(name)
 }
 
