@@ -203,10 +203,17 @@ func OpenShards(ctx context.Context, dir, split string, logf func(string, ...any
 	return newSet(s, classes), nil
 }
 
-// forEach calls f(0), …, f(n−1) on up to GOMAXPROCS goroutines, which end
-// before it returns; it stops starting calls after the first error (or
-// when ctx ends) and returns that error.
-func forEach(ctx context.Context, n int, f func(int) error) error {
+// forEach calls f(0), …, f(n−1) on up to GOMAXPROCS goroutines (see
+// forEachN).
+func forEach(ctx context.Context, n int, f func(int) error) error { return forEachN(ctx, n, -1, f) }
+
+// forEachN calls f(0), …, f(n−1) on up to workers goroutines (GOMAXPROCS
+// when workers < 1), which end before it returns; it stops starting calls
+// after the first error (or when ctx ends) and returns that error.
+func forEachN(ctx context.Context, n, workers int, f func(int) error) error {
+	if workers < 1 {
+		workers = runtime.GOMAXPROCS(0)
+	}
 	var (
 		mu    sync.Mutex
 		next  int
@@ -225,7 +232,7 @@ func forEach(ctx context.Context, n int, f func(int) error) error {
 		next++
 		return next - 1, true
 	}
-	for range min(n, runtime.GOMAXPROCS(0)) {
+	for range min(n, workers) {
 		wg.Go(func() {
 			for {
 				k, ok := take()
