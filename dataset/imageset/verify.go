@@ -66,7 +66,9 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := c.r.Read(p)
-	c.n(int64(n))
+	if n > 0 {
+		c.n(int64(n))
+	}
 	return n, err
 }
 
