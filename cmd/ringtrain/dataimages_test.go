@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ringtrain/ringtrain/dataset/imageset"
+	"github.com/ringtrain/ringtrain/runlog"
 )
 
 // TestDataSynthPackVerify: synth writes an image folder, pack turns it
@@ -112,5 +114,59 @@ func TestWaitFor(t *testing.T) {
 	cancel()
 	if err := waitFor(ctx, time.Minute, time.Hour, t.Logf, func() error { return fs.ErrNotExist }); !errors.Is(err, context.Canceled) {
 		t.Fatalf("waitFor after cancel: %v", err)
+	}
+}
+
+// readSummary returns a run directory's summary.json.
+func readSummary(t *testing.T, dir string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, runlog.SummaryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum map[string]any
+	if err := json.Unmarshal(b, &sum); err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+// TestTrainImageSets: `train` learns a synthetic image folder of 4
+// classes (chance 25%) with the colour ConvNet at 64×64, through the
+// training transform (random resized crops and flips of 80×60 JPEGs) and
+// the evaluation one; a job file trains on the same set packed as shards.
+func TestTrainImageSets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a ConvNet on JPEGs for 6 epochs (about 25 s)")
+	}
+	src := t.TempDir()
+	o := imageset.SynthOptions{Classes: 4, PerClass: 80, ValPerClass: 25, Width: 80, Height: 60, Seed: 1}
+	if err := imageset.Synth(context.Background(), src, o, nil); err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(t.TempDir(), "folder")
+	out, err := runCLI(t, "train", "--model", "convnet64", "--dataset", "imagefolder:"+src, "--epochs", "6",
+		"--batch-size", "16", "--lr", "0.05", "--out", run)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	sum := readSummary(t, run)
+	if acc := sum["test_accuracy"].(float64); acc < 0.5 {
+		t.Fatalf("test accuracy %.3f after 6 epochs, want at least 0.5 (chance is 0.25)\n%s", acc, out)
+	}
+	t.Logf("image folder: test accuracy %.3f, %.0f images/s", sum["test_accuracy"], sum["images_per_second"])
+
+	shards := t.TempDir()
+	if _, err := imageset.Pack(context.Background(), src, shards, imageset.PackOptions{PerShard: 100}, nil); err != nil {
+		t.Fatal(err)
+	}
+	jobFile := filepath.Join(t.TempDir(), "job.yaml")
+	os.WriteFile(jobFile, []byte("model: convnet64\ndataset: shards:"+shards+"\nepochs: 1\nbatch_size: 16\noptimizer:\n  name: sgd\n  lr: 0.05\n  momentum: 0.9\n"), 0o644)
+	run = filepath.Join(t.TempDir(), "shards")
+	if out, err := runCLI(t, "train", "-f", jobFile, "--out", run); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if sum := readSummary(t, run); sum["dataset"] != "shards:"+shards || sum["steps"].(float64) != 20 {
+		t.Fatalf("summary of the run on shards: %v", sum)
 	}
 }
