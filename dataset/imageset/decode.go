@@ -129,14 +129,25 @@ func rgbRegion(dst []uint8, img image.Image, r image.Rectangle) ([]uint8, error)
 	o := 0
 	switch m := img.(type) {
 	case *image.YCbCr:
+		// The chroma column of x is x/hs − Rect.Min.X/hs for every
+		// subsampling (COffset's arithmetic, taken out of the loop).
+		hs := 1
+		switch m.SubsampleRatio {
+		case image.YCbCrSubsampleRatio422, image.YCbCrSubsampleRatio420:
+			hs = 2
+		case image.YCbCrSubsampleRatio411, image.YCbCrSubsampleRatio410:
+			hs = 4
+		}
 		for y := r.Min.Y; y < r.Max.Y; y++ {
-			yi := m.YOffset(r.Min.X, y)
-			for x := r.Min.X; x < r.Max.X; x++ {
-				ci := m.COffset(x, y)
-				dst[o], dst[o+1], dst[o+2] = color.YCbCrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
-				yi++
-				o += 3
+			yrow := m.Y[m.YOffset(r.Min.X, y):][:r.Dx()]
+			row := m.COffset(m.Rect.Min.X, y)
+			first := m.Rect.Min.X / hs
+			d := dst[o : o+3*len(yrow)]
+			for i, yv := range yrow {
+				ci := row + (r.Min.X+i)/hs - first
+				d[3*i], d[3*i+1], d[3*i+2] = color.YCbCrToRGB(yv, m.Cb[ci], m.Cr[ci])
 			}
+			o += 3 * len(yrow)
 		}
 	case *image.Gray:
 		for y := r.Min.Y; y < r.Max.Y; y++ {

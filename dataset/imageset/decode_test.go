@@ -265,3 +265,38 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestRGBRegionYCbCr: the YCbCr conversion with its chroma offsets taken
+// out of the loop equals the image's own At, for every subsampling and
+// images and regions that start at odd coordinates.
+func TestRGBRegionYCbCr(t *testing.T) {
+	for _, ratio := range []image.YCbCrSubsampleRatio{
+		image.YCbCrSubsampleRatio444, image.YCbCrSubsampleRatio422, image.YCbCrSubsampleRatio420,
+		image.YCbCrSubsampleRatio440, image.YCbCrSubsampleRatio411, image.YCbCrSubsampleRatio410,
+	} {
+		m := image.NewYCbCr(image.Rect(-3, 5, 30, 22), ratio)
+		r := rng{s: uint64(ratio)}
+		for _, p := range [][]uint8{m.Y, m.Cb, m.Cr} {
+			for i := range p {
+				p[i] = uint8(r.next())
+			}
+		}
+		for _, reg := range []image.Rectangle{m.Rect, image.Rect(0, 7, 13, 20), image.Rect(-1, 6, 29, 9), image.Rect(5, 21, 6, 22)} {
+			px, err := rgbRegion(nil, m, reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := 0
+			for y := reg.Min.Y; y < reg.Max.Y; y++ {
+				for x := reg.Min.X; x < reg.Max.X; x++ {
+					c := m.YCbCrAt(x, y)
+					wr, wg, wb := color.YCbCrToRGB(c.Y, c.Cb, c.Cr)
+					if px[o] != wr || px[o+1] != wg || px[o+2] != wb {
+						t.Fatalf("%v, region %v, pixel (%d, %d): %v, want %v", ratio, reg, x, y, px[o:o+3], []uint8{wr, wg, wb})
+					}
+					o += 3
+				}
+			}
+		}
+	}
+}

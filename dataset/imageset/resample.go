@@ -37,9 +37,11 @@ func resampleAxis(origin, n, size, first, m int) axis {
 	scale := float64(n) / float64(size)
 	fs := max(scale, 1)
 	support := fs // the bilinear filter's support is 1
+	ksize := int(math.Ceil(support))*2 + 1
 	a := axis{start: make([]int, m), w: make([][]int32, m)}
+	flat := make([]int32, m*ksize) // one allocation for all the weights
 	ss := 1 / fs
-	ws := make([]float64, 0, int(math.Ceil(support))*2+1)
+	ws := make([]float64, 0, ksize)
 	for k := range m {
 		centre := (float64(first+k) + 0.5) * scale
 		lo := max(int(centre-support+0.5), 0)
@@ -55,7 +57,7 @@ func resampleAxis(origin, n, size, first, m int) axis {
 			ws = append(ws, w)
 			sum += w
 		}
-		fixed := make([]int32, len(ws))
+		fixed := flat[k*ksize : k*ksize+len(ws) : k*ksize+len(ws)]
 		for i, w := range ws {
 			if sum != 0 {
 				w /= sum
@@ -94,19 +96,27 @@ func clip8(s int32) uint8 {
 	return uint8(s)
 }
 
-// resampleRGB resamples an interleaved RGB region (srcW×srcH pixels, its
+// resampleBuf is resampleRGB's working memory, reused from call to call.
+type resampleBuf struct {
+	tmp []uint8 // the horizontal pass
+	acc []int32 // one output row's sums
+}
+
+// resampleRGB resamples an interleaved RGB region (srcW pixels wide, its
 // top left at source coordinates (x0, y0)) through the axes xs and ys into
-// dst (len(xs.start)×len(ys.start) interleaved RGB pixels), using tmp for
-// the horizontal pass; the axes' source ranges must lie in the region. It
-// returns tmp, grown if it was too short.
-func resampleRGB(dst []uint8, xs, ys axis, src []uint8, srcW, x0, y0 int, tmp []uint8) []uint8 {
+// dst (len(xs.start)×len(ys.start) interleaved RGB pixels); the axes'
+// source ranges must lie in the region. buf may be nil.
+func resampleRGB(dst []uint8, xs, ys axis, src []uint8, srcW, x0, y0 int, buf *resampleBuf) {
+	if buf == nil {
+		buf = new(resampleBuf)
+	}
 	w := len(xs.start)
 	rlo, rhi := ys.span()
 	rows := rhi - rlo
-	if need := 3 * w * rows; cap(tmp) < need {
-		tmp = make([]uint8, need)
+	if need := 3 * w * rows; cap(buf.tmp) < need {
+		buf.tmp = make([]uint8, need)
 	}
-	tmp = tmp[:3*w*rows]
+	tmp := buf.tmp[:3*w*rows]
 	const half = 1 << (precisionBits - 1)
 	for r := range rows {
 		in := src[3*(r+rlo-y0)*srcW:]
@@ -114,7 +124,9 @@ func resampleRGB(dst []uint8, xs, ys axis, src []uint8, srcW, x0, y0 int, tmp []
 		for k, start := range xs.start {
 			s0, s1, s2 := int32(half), int32(half), int32(half)
 			p := in[3*(start-x0):]
-			for i, c := range xs.w[k] {
+			ws := xs.w[k]
+			p = p[:3*len(ws)]
+			for i, c := range ws {
 				s0 += int32(p[3*i]) * c
 				s1 += int32(p[3*i+1]) * c
 				s2 += int32(p[3*i+2]) * c
@@ -122,16 +134,25 @@ func resampleRGB(dst []uint8, xs, ys axis, src []uint8, srcW, x0, y0 int, tmp []
 			out[3*k], out[3*k+1], out[3*k+2] = clip8(s0), clip8(s1), clip8(s2)
 		}
 	}
+	// The vertical pass sums whole rows, tap by tap, so that it reads
+	// memory in order.
+	if cap(buf.acc) < 3*w {
+		buf.acc = make([]int32, 3*w)
+	}
+	acc := buf.acc[:3*w]
 	for k, start := range ys.start {
-		out := dst[3*k*w : 3*(k+1)*w]
-		ws := ys.w[k]
-		for x := range 3 * w {
-			s := int32(half)
-			for i, c := range ws {
-				s += int32(tmp[3*(start-rlo+i)*w+x]) * c
+		for x := range acc {
+			acc[x] = half
+		}
+		for i, c := range ys.w[k] {
+			row := tmp[3*(start-rlo+i)*w:][:len(acc)]
+			for x, v := range row {
+				acc[x] += int32(v) * c
 			}
+		}
+		out := dst[3*k*w:][:len(acc)]
+		for x, s := range acc {
 			out[x] = clip8(s)
 		}
 	}
-	return tmp
 }

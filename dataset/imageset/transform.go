@@ -138,7 +138,7 @@ func centreOffset(n, c int) int { return roundHalfEven(float64(n-c) / 2) }
 type scratch struct {
 	data []byte  // the encoded image
 	rgb  []uint8 // the source region, interleaved RGB
-	tmp  []uint8 // the horizontal pass
+	rs   resampleBuf
 	out  []uint8 // the output, interleaved RGB
 }
 
@@ -174,7 +174,7 @@ func transform(dst []float32, img image.Image, p Params, index int, sc *scratch)
 		sc.out = make([]uint8, 3*n)
 	}
 	sc.out = sc.out[:3*n]
-	sc.tmp = resampleRGB(sc.out, xs, ys, sc.rgb, x1-x0, x0, y0, sc.tmp)
+	resampleRGB(sc.out, xs, ys, sc.rgb, x1-x0, x0, y0, &sc.rs)
 	normalize(dst, sc.out, p.H, p.W, flip)
 	return nil
 }
