@@ -51,14 +51,18 @@ func Verify(name, dir string) error {
 
 // Ensure makes dir hold the named data set's files, verified, taking the
 // missing ones from the set's default sources: EnsureMNIST for mnist,
-// EnsureFashionMNIST for fashion-mnist. logf, if not nil, receives progress
-// lines.
+// EnsureFashionMNIST for fashion-mnist. An image set is read where its
+// name says, so there is nothing to ensure. logf, if not nil, receives
+// progress lines.
 func Ensure(ctx context.Context, name, dir string, logf func(string, ...any)) error {
 	switch name {
 	case "mnist":
 		return EnsureMNIST(ctx, dir, logf)
 	case "fashion-mnist":
 		return EnsureFashionMNIST(ctx, dir, logf)
+	}
+	if _, _, ok := imageSetDir(name); ok {
+		return CheckName(name) // read where it is: nothing to fetch
 	}
 	_, err := pins(name)
 	return err

@@ -93,6 +93,9 @@ func TestImageSetNames(t *testing.T) {
 	if _, err := Files(ImageFolderPrefix + "/x"); err == nil || !strings.Contains(err.Error(), "is an image set: it has no pinned files") {
 		t.Errorf("Files of an image set: %v", err)
 	}
+	if err := Ensure(context.Background(), ShardsPrefix+"/x", "", nil); err != nil {
+		t.Errorf("Ensure of an image set, which is read where it is: %v", err)
+	}
 	dir := t.TempDir()
 	if _, err := Open(context.Background(), ImageFolderPrefix+dir, "", "train", nil); err == nil || !strings.Contains(err.Error(), "dataset: imagefolder:"+dir+": imageset:") {
 		t.Fatalf("an empty folder: %v", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -168,5 +169,36 @@ func TestTrainImageSets(t *testing.T) {
 	}
 	if sum := readSummary(t, run); sum["dataset"] != "shards:"+shards || sum["steps"].(float64) != 20 {
 		t.Fatalf("summary of the run on shards: %v", sum)
+	}
+}
+
+// TestTrainImageShardsCluster: a local cluster of two workers trains on
+// shards: the coordinator counts the samples from the shards' indexes and
+// each worker reads its share.
+func TestTrainImageShardsCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a two-worker cluster")
+	}
+	bin, _ := binary(t)
+	src, shards := t.TempDir(), t.TempDir()
+	o := imageset.SynthOptions{Classes: 3, PerClass: 20, ValPerClass: 5, Width: 48, Height: 36, Seed: 4}
+	if err := imageset.Synth(context.Background(), src, o, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := imageset.Pack(context.Background(), src, shards, imageset.PackOptions{PerShard: 25}, nil); err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(t.TempDir(), "cluster")
+	cmd := exec.Command(bin, "train", "--workers", "2", "--model", "convnet64", "--dataset", "shards:"+shards,
+		"--epochs", "1", "--batch-size", "12", "--out", run)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "epoch 1/1: 5 steps") {
+		t.Fatalf("want 60 samples in 5 steps of 12:\n%s", out)
+	}
+	if sum := readSummary(t, run); sum["dataset"] != "shards:"+shards {
+		t.Fatalf("summary %v", sum)
 	}
 }
