@@ -302,3 +302,34 @@ func FuzzParseIndex(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFill: a shard whose one image member holds any bytes fills a
+// sample or fails with an error that names the shard and the member;
+// never a panic.
+func FuzzFill(f *testing.F) {
+	f.Add(encodeJPEG(f, gradient(24, 16), 75))
+	f.Add(encodePNG(f, gradient(5, 9)))
+	f.Add([]byte("\xff\xd8\xff\xdb"))
+	f.Add(pngHeader(70000, 70000))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, img []byte) {
+		shard := filepath.Join(dir, "train-000000.tar")
+		if err := os.WriteFile(shard, tarOf(t, []member{{"k.jpg", img}, {"k.cls", []byte("0")}}), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s, err := OpenShards(context.Background(), dir, "train", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, y := make([]float32, 3*6*6), []int{-1}
+		for _, p := range []Params{{H: 6, W: 6}, {H: 6, W: 6, Train: true, Epoch: 2}} {
+			err := s.Fill(x, y, []int{0}, p)
+			if err != nil && !strings.Contains(err.Error(), shard+": member k.jpg: ") {
+				t.Fatalf("error without the shard and member: %v", err)
+			}
+			if err == nil && y[0] != 0 {
+				t.Fatalf("label %d, want 0", y[0])
+			}
+		}
+	})
+}
