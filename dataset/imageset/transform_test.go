@@ -240,3 +240,31 @@ func TestTrainTransform(t *testing.T) {
 		t.Fatalf("%d of 40 samples flipped, want about half", flips)
 	}
 }
+
+// TestCropThenResize: resampling a crop box of an image in place is what
+// torchvision does, cropping (a copy) and then resizing the copy: the
+// filter never reads outside the box.
+func TestCropThenResize(t *testing.T) {
+	img, _ := goldenEval(t)
+	full, err := rgbRegion(nil, img, img.Bounds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const w = 500
+	for i := range 30 {
+		r := sampleRNG(3, 0, i)
+		c := RandomResizedCrop(500, 375, &r)
+		out := 24 + 17*(i%5)
+		inPlace := make([]uint8, 3*out*out)
+		resampleRGB(inPlace, resampleAxis(c.X, c.W, out, 0, out), resampleAxis(c.Y, c.H, out, 0, out), full, w, 0, 0, nil)
+		crop := make([]uint8, 0, 3*c.W*c.H)
+		for y := c.Y; y < c.Y+c.H; y++ {
+			crop = append(crop, full[3*(y*w+c.X):3*(y*w+c.X+c.W)]...)
+		}
+		copied := make([]uint8, 3*out*out)
+		resampleRGB(copied, resampleAxis(0, c.W, out, 0, out), resampleAxis(0, c.H, out, 0, out), crop, c.W, 0, 0, nil)
+		if !slices.Equal(inPlace, copied) {
+			t.Fatalf("crop %+v to %d×%d: resampling in place differs from resampling the cropped copy", c, out, out)
+		}
+	}
+}
