@@ -110,7 +110,10 @@ func (s *shards) read(i int, buf []byte) ([]byte, int, error) {
 }
 
 // LoadIndex returns the index of shard dir/name: its index file when that
-// describes the shard as it is (same size), else a scan of the shard,
+// describes a shard of the same size (modification times are not trusted:
+// copies change them, and a needless scan of a large set is costly; a
+// shard rewritten at the same size needs its index removed, which Verify
+// would report), else a scan of the shard,
 // written to the index file for next time (a failure to write is passed
 // to logf, not returned: the shard may be on a read-only volume).
 func LoadIndex(dir, name string, logf func(string, ...any)) (*Index, error) {
@@ -150,10 +153,12 @@ func LoadIndex(dir, name string, logf func(string, ...any)) (*Index, error) {
 }
 
 // OpenShards returns split "train" or "val" ("test" is val) of the shard
-// set in dir: the shards <split>-*.tar with their indexes, a shard without
-// one (or with a stale one) indexed first, several at once. The classes
-// are the manifest's when dir has one, else the labels 0 … max, named by
-// their numbers. logf, if not nil, receives one-line notices.
+// set in dir: the shards its manifest lists for the split when dir has
+// one (each must hold the samples listed), else the files <split>-*.tar;
+// with their indexes, a shard without one (or with a stale one) indexed
+// first, several at once. The classes are the manifest's, else the labels
+// 0 … max, named by their numbers. logf, if not nil, receives one-line
+// notices.
 func OpenShards(ctx context.Context, dir, split string, logf func(string, ...any)) (*Set, error) {
 	if split == "test" {
 		split = "val"
@@ -164,8 +169,21 @@ func OpenShards(ctx context.Context, dir, split string, logf func(string, ...any
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	names, err := ShardNames(dir, split)
-	if err != nil {
+	// With a manifest, its shards are the set (as verified); else the
+	// shards in the folder are.
+	m, err := ReadManifest(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	var names []string
+	if m != nil {
+		for _, info := range m.Splits[split] {
+			if filepath.Base(info.Name) != info.Name {
+				return nil, fmt.Errorf("imageset: %s lists a shard named %q, which is not a file name", filepath.Join(dir, ManifestName), info.Name)
+			}
+			names = append(names, info.Name)
+		}
+	} else if names, err = ShardNames(dir, split); err != nil {
 		return nil, err
 	}
 	if len(names) == 0 {
@@ -174,6 +192,9 @@ func OpenShards(ctx context.Context, dir, split string, logf func(string, ...any
 	s := &shards{dir: dir, names: names, indexes: make([]*Index, len(names))}
 	if err := forEach(ctx, len(names), func(k int) error {
 		ix, err := LoadIndex(dir, names[k], logf)
+		if err == nil && m != nil && len(ix.Samples) != m.Splits[split][k].Samples {
+			err = fmt.Errorf("imageset: %s: %d samples, %s lists %d", filepath.Join(dir, names[k]), len(ix.Samples), ManifestName, m.Splits[split][k].Samples)
+		}
 		s.indexes[k] = ix
 		return err
 	}); err != nil {
@@ -188,17 +209,15 @@ func OpenShards(ctx context.Context, dir, split string, logf func(string, ...any
 		}
 	}
 	var classes []string
-	if m, err := ReadManifest(dir); err == nil {
+	if m != nil {
 		classes = m.Classes
 		if maxLabel >= len(classes) {
 			return nil, fmt.Errorf("imageset: shard set %s: label %d, but %s lists %d classes", dir, maxLabel, ManifestName, len(classes))
 		}
-	} else if errors.Is(err, fs.ErrNotExist) {
+	} else {
 		for k := range maxLabel + 1 {
 			classes = append(classes, strconv.Itoa(k))
 		}
-	} else {
-		return nil, err
 	}
 	return newSet(s, classes), nil
 }

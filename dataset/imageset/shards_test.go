@@ -217,12 +217,25 @@ func TestOpenShards(t *testing.T) {
 	if s.Len() != 7 || !strings.Contains(strings.Join(notes, "\n"), "indexing it again") {
 		t.Fatalf("%d samples after a shard grew, want 7; notes %q", s.Len(), notes)
 	}
-	// The manifest's classes name the labels.
-	writeFile(t, filepath.Join(dir, ManifestName), []byte(`{"format":"ringtrain-shards 1","classes":["n01","n02","n03"],"splits":{}}`))
-	if s, err = OpenShards(context.Background(), dir, "train", nil); err != nil || !slices.Equal(s.Classes(), []string{"n01", "n02", "n03"}) {
-		t.Fatalf("classes with a manifest: %v, %v", s, err)
+	// With a manifest, its classes name the labels and its shards are the
+	// set: a shard it does not list is left out, and a shard must hold
+	// the samples it lists.
+	manifest := func(classes string, samples ...int) {
+		var shards []string
+		for k, n := range samples {
+			shards = append(shards, fmt.Sprintf(`{"name":"train-%06d.tar","samples":%d}`, k, n))
+		}
+		writeFile(t, filepath.Join(dir, ManifestName), []byte(`{"format":"ringtrain-shards 1","classes":[`+classes+`],"splits":{"train":[`+strings.Join(shards, ",")+`]}}`))
 	}
-	writeFile(t, filepath.Join(dir, ManifestName), []byte(`{"format":"ringtrain-shards 1","classes":["n01","n02"],"splits":{}}`))
+	manifest(`"n01","n02","n03"`, 3)
+	if s, err = OpenShards(context.Background(), dir, "train", nil); err != nil || s.Len() != 3 || !slices.Equal(s.Classes(), []string{"n01", "n02", "n03"}) {
+		t.Fatalf("a manifest listing the first shard: %v, %v", s, err)
+	}
+	manifest(`"n01","n02","n03"`, 3, 3)
+	if _, err = OpenShards(context.Background(), dir, "train", nil); err == nil || !strings.Contains(err.Error(), "train-000001.tar: 2 samples, manifest.json lists 3") {
+		t.Fatalf("a shard holding other samples than listed: %v", err)
+	}
+	manifest(`"n01","n02"`, 3, 2)
 	if _, err = OpenShards(context.Background(), dir, "train", nil); err == nil || !strings.Contains(err.Error(), "label 2, but manifest.json lists 2 classes") {
 		t.Fatalf("labels beyond the manifest's classes: %v", err)
 	}
