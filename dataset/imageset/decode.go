@@ -129,6 +129,10 @@ func rgbRegion(dst []uint8, img image.Image, r image.Rectangle) ([]uint8, error)
 	o := 0
 	switch m := img.(type) {
 	case *image.YCbCr:
+		if m.Rect.Min == (image.Point{}) && (m.SubsampleRatio == image.YCbCrSubsampleRatio420 || m.SubsampleRatio == image.YCbCrSubsampleRatio422) {
+			fancyYCbCr(dst, m, r)
+			break
+		}
 		// The chroma column of x is x/hs − Rect.Min.X/hs for every
 		// subsampling (COffset's arithmetic, taken out of the loop).
 		hs := 1
@@ -198,6 +202,75 @@ func rgbRegion(dst []uint8, img image.Image, r image.Rectangle) ([]uint8, error)
 		}
 	}
 	return dst, nil
+}
+
+// fancyYCbCr is rgbRegion for a 4:2:0 or 4:2:2 image at the origin, with
+// the chroma upsampled as libjpeg does by default (and so Pillow, whose
+// JPEGs torchvision's models are trained on), not replicated: each
+// full-resolution chroma sample weighs the nearest stored sample 3/4 and
+// the next nearest 1/4 along each subsampled axis (9/16, 3/16, 3/16, 1/16
+// for 4:2:0), edge samples standing in for those beyond the edge, with
+// libjpeg's alternating rounding biases:
+//
+//	4:2:0: s(c) = 3·C[near row][c] + C[far row][c]
+//	       even x: (3·s(c) + s(c−1) + 8) >> 4, odd x: (3·s(c) + s(c+1) + 7) >> 4
+//	4:2:2: even x: (3·C[c] + C[c−1] + 1) >> 2,  odd x: (3·C[c] + C[c+1] + 2) >> 2
+//
+// where c = x/2 and the far row of an even y is the row above, of an odd y
+// the row below.
+func fancyYCbCr(dst []uint8, m *image.YCbCr, r image.Rectangle) {
+	w, h := m.Rect.Dx(), m.Rect.Dy()
+	cw := (w + 1) / 2
+	ch := h
+	if m.SubsampleRatio == image.YCbCrSubsampleRatio420 {
+		ch = (h + 1) / 2
+	}
+	// The column sums of one output row, for the columns the region
+	// needs (and one beyond each side).
+	c0, c1 := max(r.Min.X/2-1, 0), min((r.Max.X-1)/2+1, cw-1)
+	sums := make([]int32, 2*(c1-c0+1))
+	sb, sr := sums[:c1-c0+1], sums[c1-c0+1:]
+	o := 0
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		if m.SubsampleRatio == image.YCbCrSubsampleRatio420 {
+			near := y / 2
+			far := near - 1
+			if y%2 == 1 {
+				far = near + 1
+			}
+			far = min(max(far, 0), ch-1)
+			nb, fb := m.Cb[near*m.CStride:], m.Cb[far*m.CStride:]
+			nr, fr := m.Cr[near*m.CStride:], m.Cr[far*m.CStride:]
+			for c := c0; c <= c1; c++ {
+				sb[c-c0] = 3*int32(nb[c]) + int32(fb[c])
+				sr[c-c0] = 3*int32(nr[c]) + int32(fr[c])
+			}
+		} else {
+			nb, nr := m.Cb[y*m.CStride:], m.Cr[y*m.CStride:]
+			for c := c0; c <= c1; c++ {
+				sb[c-c0], sr[c-c0] = int32(nb[c]), int32(nr[c])
+			}
+		}
+		// The 4:2:0 sums are 4× a sample, the 4:2:2 ones 1×: the
+		// horizontal filter then divides by 16 or by 4.
+		shift, even, odd := uint(2), int32(1), int32(2)
+		if m.SubsampleRatio == image.YCbCrSubsampleRatio420 {
+			shift, even, odd = 4, 8, 7
+		}
+		yrow := m.Y[y*m.YStride:]
+		for x := r.Min.X; x < r.Max.X; x++ {
+			c := x / 2
+			nbr, bias := c-1, even
+			if x%2 == 1 {
+				nbr, bias = c+1, odd
+			}
+			nbr = min(max(nbr, 0), cw-1)
+			cb := (3*sb[c-c0] + sb[nbr-c0] + bias) >> shift
+			cr := (3*sr[c-c0] + sr[nbr-c0] + bias) >> shift
+			dst[o], dst[o+1], dst[o+2] = color.YCbCrToRGB(yrow[x], uint8(cb), uint8(cr))
+			o += 3
+		}
+	}
 }
 
 // nrgb returns c's non-premultiplied RGB, high bytes, alpha dropped.

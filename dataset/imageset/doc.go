@@ -14,7 +14,9 @@
 //
 // A Set's Fill decodes samples with the standard library's image/jpeg and
 // image/png (the format is sniffed from the bytes, so a PNG named .JPEG
-// is read; CMYK JPEGs and grey images become RGB), refusing any image whose
+// is read; CMYK JPEGs and grey images become RGB; 4:2:0 and 4:2:2 chroma
+// is upsampled as libjpeg and so Pillow do, within 3 levels of djpeg's
+// output), refusing any image whose
 // header claims more than MaxPixels before decoding it, and writes them
 // through one of two transforms straight into a float32 NCHW batch,
 // normalized with ImageNet's per-channel mean and standard deviation:
