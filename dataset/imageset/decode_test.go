@@ -300,3 +300,64 @@ func TestRGBRegionYCbCr(t *testing.T) {
 		}
 	}
 }
+
+// TestFancyUpsamplingSmallAndRegions: libjpeg's chroma upsampling, for
+// images of 1 to 5 pixels a side and every region of them, equals a
+// direct per-pixel reading of its definition (fancyYCbCr's comment).
+func TestFancyUpsamplingSmallAndRegions(t *testing.T) {
+	for _, ratio := range []image.YCbCrSubsampleRatio{image.YCbCrSubsampleRatio420, image.YCbCrSubsampleRatio422} {
+		for w := 1; w <= 5; w++ {
+			for h := 1; h <= 5; h++ {
+				m := image.NewYCbCr(image.Rect(0, 0, w, h), ratio)
+				r := rng{s: uint64(w*10 + h)}
+				for _, p := range [][]uint8{m.Y, m.Cb, m.Cr} {
+					for i := range p {
+						p[i] = uint8(r.next())
+					}
+				}
+				cw, ch := (w+1)/2, h
+				if ratio == image.YCbCrSubsampleRatio420 {
+					ch = (h + 1) / 2
+				}
+				at := func(p []uint8, cx, cy int) int {
+					cx, cy = min(max(cx, 0), cw-1), min(max(cy, 0), ch-1)
+					return int(p[cy*m.CStride+cx])
+				}
+				want := func(p []uint8, x, y int) uint8 {
+					c, n, bias := x/2, x/2-1, 8
+					if x%2 == 1 {
+						n, bias = x/2+1, 7
+					}
+					if ratio == image.YCbCrSubsampleRatio422 {
+						return uint8((3*at(p, c, y) + at(p, n, y) + 1 + x%2) >> 2) // +1 even, +2 odd
+					}
+					far := y/2 - 1
+					if y%2 == 1 {
+						far = y/2 + 1
+					}
+					s := func(cx int) int { return 3*at(p, cx, y/2) + at(p, cx, far) }
+					return uint8((3*s(c) + s(n) + bias) >> 4)
+				}
+				for y0 := range h {
+					for x0 := range w {
+						reg := image.Rect(x0, y0, w, h)
+						px, err := rgbRegion(nil, m, reg)
+						if err != nil {
+							t.Fatal(err)
+						}
+						o := 0
+						for y := y0; y < h; y++ {
+							for x := x0; x < w; x++ {
+								wr, wg, wb := color.YCbCrToRGB(m.Y[y*m.YStride+x], want(m.Cb, x, y), want(m.Cr, x, y))
+								if px[o] != wr || px[o+1] != wg || px[o+2] != wb {
+									t.Fatalf("%v %d×%d, region %v, pixel (%d, %d): %v, want %v", ratio, w, h, reg, x, y, px[o:o+3], []uint8{wr, wg, wb})
+								}
+								o += 3
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
