@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync/atomic"
 
 	"github.com/google/renameio/v2"
 )
@@ -57,8 +56,8 @@ var PackSplits = []string{"train", "val"}
 // Pack resumes: a shard whose index already lists exactly the samples it
 // is to hold is kept. Shards are written to a temporary file and renamed,
 // so a stopped run leaves no partial shard. progress, if not nil, is told
-// the samples done and the total, from the goroutines Pack runs (which
-// end before it returns). Errors name the file that failed.
+// the samples done and the total, one call at a time, from the goroutines
+// Pack runs (which end before it returns). Errors name the file that failed.
 func Pack(ctx context.Context, src, dst string, o PackOptions, progress func(done, total int)) (*Manifest, error) {
 	if o.PerShard == 0 {
 		o.PerShard = 1000
@@ -101,12 +100,8 @@ func Pack(ctx context.Context, src, dst string, o PackOptions, progress func(don
 		}
 		total += len(perm)
 	}
-	var done atomic.Int64
-	report := func(n int) {
-		if progress != nil {
-			progress(int(done.Add(int64(n))), total)
-		}
-	}
+	done := &counter[int]{total: total, progress: progress}
+	report := done.add
 	err = forEachN(ctx, len(jobs), o.Jobs, func(j int) error {
 		job := jobs[j]
 		name := fmt.Sprintf("%s-%06d.tar", job.split, job.k)

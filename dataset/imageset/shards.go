@@ -222,6 +222,25 @@ func OpenShards(ctx context.Context, dir, split string, logf func(string, ...any
 	return newSet(s, classes), nil
 }
 
+// counter adds up work done on several goroutines and tells progress,
+// one call at a time, in increasing order.
+type counter[T int | int64] struct {
+	mu       sync.Mutex
+	done     T
+	total    T
+	progress func(done, total T)
+}
+
+func (c *counter[T]) add(n T) {
+	if c.progress == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.done += n
+	c.progress(c.done, c.total)
+}
+
 // forEach calls f(0), …, f(n−1) on up to GOMAXPROCS goroutines (see
 // forEachN).
 func forEach(ctx context.Context, n int, f func(int) error) error { return forEachN(ctx, n, -1, f) }

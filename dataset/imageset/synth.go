@@ -11,7 +11,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 
 	"github.com/google/renameio/v2"
 )
@@ -69,8 +68,8 @@ func SynthClassName(k int) string { return fmt.Sprintf("s%03d", k) }
 // bytes, and a set with more images per class extends one with fewer.
 // Files already present are kept (a stopped run resumes), and each file
 // appears whole. progress, if not nil, is told the images done so far
-// and the total, from the goroutines Synth runs (which end before it
-// returns).
+// and the total, one call at a time, from the goroutines Synth runs
+// (which end before it returns).
 func Synth(ctx context.Context, dir string, o SynthOptions, progress func(done, total int)) error {
 	o, err := o.withDefaults()
 	if err != nil {
@@ -94,7 +93,7 @@ func Synth(ctx context.Context, dir string, o SynthOptions, progress func(done, 
 			}
 		}
 	}
-	var done atomic.Int64
+	done := &counter[int]{total: len(jobs), progress: progress}
 	return forEach(ctx, len(jobs), func(n int) error {
 		j := jobs[n]
 		name := filepath.Join(dir, j.split, SynthClassName(j.class), fmt.Sprintf("%s_%d.JPEG", SynthClassName(j.class), j.img))
@@ -114,9 +113,7 @@ func Synth(ctx context.Context, dir string, o SynthOptions, progress func(done, 
 		} else if err != nil {
 			return fmt.Errorf("imageset: synth: %w", err)
 		}
-		if progress != nil {
-			progress(int(done.Add(1)), len(jobs))
-		}
+		done.add(1)
 		return nil
 	})
 }

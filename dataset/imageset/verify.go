@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 )
 
 // Verify checks the shard set in dir against its manifest: every shard
@@ -17,8 +16,8 @@ import (
 // (the same size, SHA-256 and sample count). It reads every shard, jobs at
 // a time (GOMAXPROCS when jobs < 1). The error names every bad shard; a
 // missing manifest or shard gives one wrapping fs.ErrNotExist. progress,
-// if not nil, is told the bytes read so far and the total, from the
-// goroutines Verify runs (which end before it returns).
+// if not nil, is told the bytes read so far and the total, one call at a
+// time, from the goroutines Verify runs (which end before it returns).
 func Verify(ctx context.Context, dir string, jobs int, progress func(done, total int64)) (*Manifest, error) {
 	m, err := ReadManifest(dir)
 	if err != nil {
@@ -36,13 +35,9 @@ func Verify(ctx context.Context, dir string, jobs int, progress func(done, total
 		return nil, fmt.Errorf("imageset: %s lists no shards", filepath.Join(dir, ManifestName))
 	}
 	errs := make([]error, len(shards))
-	var done atomic.Int64
+	done := &counter[int64]{total: total, progress: progress}
 	err = forEachN(ctx, len(shards), jobs, func(k int) error {
-		errs[k] = verifyShard(ctx, dir, shards[k], func(n int64) {
-			if progress != nil {
-				progress(done.Add(n), total)
-			}
-		})
+		errs[k] = verifyShard(ctx, dir, shards[k], done.add)
 		return nil
 	})
 	if err != nil {
