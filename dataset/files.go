@@ -19,6 +19,9 @@ func pins(name string) ([]pinnedFile, error) {
 	case "synthetic":
 		return nil, fmt.Errorf("dataset: synthetic is generated from a seed and has no files")
 	}
+	if _, _, ok := imageSetDir(name); ok {
+		return nil, fmt.Errorf("dataset: %s is an image set: it has no pinned files to fetch (`ringtrain data synth` and `ringtrain data pack` make image sets, `ringtrain data verify shards:DIR` checks shards)", name)
+	}
 	return nil, CheckName(name)
 }
 
@@ -48,14 +51,18 @@ func Verify(name, dir string) error {
 
 // Ensure makes dir hold the named data set's files, verified, taking the
 // missing ones from the set's default sources: EnsureMNIST for mnist,
-// EnsureFashionMNIST for fashion-mnist. logf, if not nil, receives progress
-// lines.
+// EnsureFashionMNIST for fashion-mnist. An image set is read where its
+// name says, so there is nothing to ensure. logf, if not nil, receives
+// progress lines.
 func Ensure(ctx context.Context, name, dir string, logf func(string, ...any)) error {
 	switch name {
 	case "mnist":
 		return EnsureMNIST(ctx, dir, logf)
 	case "fashion-mnist":
 		return EnsureFashionMNIST(ctx, dir, logf)
+	}
+	if _, _, ok := imageSetDir(name); ok {
+		return CheckName(name) // read where it is: nothing to fetch
 	}
 	_, err := pins(name)
 	return err

@@ -35,7 +35,7 @@ func TestFilesVerifyEnsureNames(t *testing.T) {
 	for _, name := range []string{"synthetic", "mnsit"} {
 		want := "has no files"
 		if name == "mnsit" {
-			want = `unknown data set "mnsit" (known: fashion-mnist, mnist, synthetic)`
+			want = `unknown data set "mnsit" (known: fashion-mnist, mnist, synthetic, imagefolder:DIR, shards:DIR)`
 		}
 		_, errFiles := Files(name)
 		errVerify := Verify(name, t.TempDir())

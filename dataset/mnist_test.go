@@ -272,7 +272,7 @@ func TestTrainSamples(t *testing.T) {
 			t.Errorf("TrainSamples(%s, %d) = %d, %v; want %d", tc.name, tc.limit, got, err, tc.want)
 		}
 	}
-	if _, err := TrainSamples("imagenet", 0); err == nil || !strings.Contains(err.Error(), `unknown data set "imagenet" (known: fashion-mnist, mnist, synthetic)`) {
+	if _, err := TrainSamples("imagenet", 0); err == nil || !strings.Contains(err.Error(), `unknown data set "imagenet" (known: fashion-mnist, mnist, synthetic, imagefolder:DIR, shards:DIR)`) {
 		t.Errorf("unknown data set: %v", err)
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"strings"
 )
 
-// Shape is the shape of one sample: channels, height, width.
+// Shape is the shape of one sample: channels, height, width. A Set of
+// images of varying sizes (the image sets) has H = W = 0: its transform
+// makes inputs of any size.
 type Shape struct{ C, H, W int }
 
 // Size returns C·H·W, the number of floats of one sample.
@@ -49,7 +51,8 @@ type Set interface {
 // CheckTransform reports whether s can produce inputs of shape out: the
 // same channel count and out no larger than stored (a smaller out is
 // area-resampled, as the 1990 ConvNet's 16×16 digits are made from MNIST's
-// 28×28). Errors say what the model wants and what the set gives.
+// 28×28); a set of varying sizes (stored H = W = 0) makes any size. Errors
+// say what the model wants and what the set gives.
 func CheckTransform(s Set, out Shape) error {
 	in := s.Shape()
 	switch {
@@ -58,6 +61,7 @@ func CheckTransform(s Set, out Shape) error {
 	case out.C != in.C:
 		return fmt.Errorf("dataset: the model wants %v input (%d channels); %s gives %v images (%d channels)",
 			out, out.C, s.Name(), in, in.C)
+	case in.H == 0 && in.W == 0:
 	case out.H > in.H || out.W > in.W:
 		return fmt.Errorf("dataset: the model wants %v input; %s gives %v images, which are resampled down, never up",
 			out, s.Name(), in)
@@ -124,12 +128,19 @@ var names = []string{"fashion-mnist", "mnist", "synthetic"}
 func Names() []string { return slices.Clone(names) }
 
 // CheckName returns nil if Open knows name, else an error naming it and the
-// valid choices.
+// valid choices. Besides Names, Open knows imagefolder:DIR and shards:DIR
+// for any non-empty DIR (whose files it reads only when opened).
 func CheckName(name string) error {
 	if slices.Contains(names, name) {
 		return nil
 	}
-	return fmt.Errorf("dataset: unknown data set %q (known: %s)", name, strings.Join(names, ", "))
+	if prefix, dir, ok := imageSetDir(name); ok {
+		if dir == "" {
+			return fmt.Errorf("dataset: data set %q names no directory (want %sDIR)", name, prefix)
+		}
+		return nil
+	}
+	return fmt.Errorf("dataset: unknown data set %q (known: %s, %sDIR, %sDIR)", name, strings.Join(names, ", "), ImageFolderPrefix, ShardsPrefix)
 }
 
 // Sizes of the training splits (the files are pinned by checksum, so they
@@ -141,9 +152,21 @@ const (
 
 // TrainSamples returns the number of training samples of the named data
 // set, limited to limit when limit is positive: what a coordinator shards
-// without loading the data.
+// without loading the data. An image set's samples are counted from its
+// folders or its shards' indexes (indexing any shard that has none).
 func TrainSamples(name string, limit int) (int, error) {
 	var n int
+	if prefix, dir, ok := imageSetDir(name); ok && dir != "" {
+		s, err := openImages(context.Background(), name, prefix, dir, "train", nil)
+		if err != nil {
+			return 0, err
+		}
+		n = s.Len()
+		if limit > 0 {
+			n = min(n, limit)
+		}
+		return n, nil
+	}
 	switch name {
 	case "mnist":
 		n = MNISTTrainSize
@@ -161,7 +184,8 @@ func TrainSamples(name string, limit int) (int, error) {
 }
 
 // Open returns split ("train" or "test") of the named data set. dir is
-// where its files are ("" = DefaultDataDir()/<name>). For mnist and
+// where its files are ("" = DefaultDataDir()/<name>); an image set's name
+// holds its directory (imagefolder:DIR, shards:DIR), and dir is unused. For mnist and
 // fashion-mnist, missing files are first put in place (EnsureMNIST,
 // EnsureFashionMNIST), then every file is verified against its pinned
 // SHA-256, then the split is parsed strictly. The synthetic set has no
@@ -176,6 +200,9 @@ func Open(ctx context.Context, name, dir, split string, logf func(string, ...any
 	}
 	if logf == nil {
 		logf = func(string, ...any) {}
+	}
+	if prefix, imageDir, ok := imageSetDir(name); ok {
+		return openImages(ctx, name, prefix, imageDir, split, logf)
 	}
 	if name == "synthetic" {
 		if split == "train" {

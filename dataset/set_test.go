@@ -337,7 +337,7 @@ func TestNames(t *testing.T) {
 		}
 	}
 	err := CheckName("mnsit")
-	if want := `dataset: unknown data set "mnsit" (known: fashion-mnist, mnist, synthetic)`; err == nil || err.Error() != want {
+	if want := `dataset: unknown data set "mnsit" (known: fashion-mnist, mnist, synthetic, imagefolder:DIR, shards:DIR)`; err == nil || err.Error() != want {
 		t.Errorf("CheckName(mnsit) = %v, want %s", err, want)
 	}
 }

@@ -43,6 +43,7 @@ var zoo = map[string]struct {
 	"convnet1990": {"1990 ConvNet: filters-tanh → pooling → filters-tanh → pooling → filters, 16×16", buildConvNet1990},
 	"vgg":         {"small VGG-style net: [32,32,M,64,64,M] 3×3 conv+BN+ReLU, FC 128 with dropout 0.3, 28×28", buildVGG},
 	"resnet8":     {"small ResNet: 3×3 stem of 16, three basic residual blocks (16, 32/2, 64/2), global average pool, 28×28", buildResNet8},
+	"convnet64":   {"small colour ConvNet for image sets: four 3×3 conv+BN+ReLU (16, 32, 64, 64) with 2×2 max-pooling after the first three, global average pool, 3×64×64", buildConvNet64},
 }
 
 // Names returns the names of the zoo's models, sorted.
@@ -221,4 +222,26 @@ func buildResNet8(b *Builder) (Module, []int) {
 		Flatten{},
 		NewLinear(b, "fc", 64, 10, d),
 	}, []int{1, 28, 28}
+}
+
+// buildConvNet64: a small ConvNet for colour image sets (imagefolder:DIR,
+// shards:DIR) at 3×64×64: conv3×3(16)-BN-ReLU, max 2 (32×32),
+// conv3×3(32)-BN-ReLU, max 2 (16×16), conv3×3(64)-BN-ReLU, max 2 (8×8),
+// conv3×3(64)-BN-ReLU, global 8×8 average pool, FC 64→10. Names:
+// conv1…conv4, bn1…bn4, fc.
+func buildConvNet64(b *Builder) (Module, []int) {
+	conv := LayerInit{Weight: KaimingNormal(0, FanOut), NoBias: true}
+	var net Sequential
+	in := 3
+	for i, c := range []int{16, 32, 64, 64} {
+		name := fmt.Sprint(i + 1)
+		net = append(net, NewConv2d(b, "conv"+name, in, c, 3, pad(1), conv), NewBatchNorm(b, "bn"+name, c), ReLU{})
+		if i < 3 {
+			net = append(net, MaxPool2d{K: 2})
+		}
+		in = c
+	}
+	var d LayerInit
+	net = append(net, AvgPool2d{K: 8}, Flatten{}, NewLinear(b, "fc", 64, 10, d))
+	return net, []int{3, 64, 64}
 }

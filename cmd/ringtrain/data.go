@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -53,11 +54,13 @@ func listFiles(cmd *cobra.Command, name, dir string) error {
 func newDataCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "data",
-		Short: "Fetch, import and verify data sets",
+		Short: "Fetch, import, make and verify data sets",
 		Long: "Fetch, import and verify data sets. Files live under $RINGTRAIN_DATA, else\n" +
-			"$XDG_CACHE_HOME/ringtrain, else $HOME/.cache/ringtrain, in a folder named after the set.",
+			"$XDG_CACHE_HOME/ringtrain, else $HOME/.cache/ringtrain, in a folder named after the set.\n" +
+			"Image sets live where you put them: `data synth` writes an image folder, `data pack`\n" +
+			"turns one into tar shards, and `data verify shards:DIR` checks them.",
 	}
-	cmd.AddCommand(newDataGetCmd(), newDataVerifyCmd(), newDataImportCmd())
+	cmd.AddCommand(newDataGetCmd(), newDataVerifyCmd(), newDataImportCmd(), newDataPackCmd(), newDataSynthCmd())
 	return cmd
 }
 
@@ -91,18 +94,29 @@ func newDataGetCmd() *cobra.Command {
 
 func newDataVerifyCmd() *cobra.Command {
 	var dir string
+	var wait time.Duration
+	var jobs int
 	cmd := &cobra.Command{
-		Use:   "verify NAME",
-		Short: "Check a data set's files against their pinned SHA-256 sums",
-		Args:  oneDataSetArg,
+		Use:   "verify NAME|shards:DIR",
+		Short: "Check a data set's files against their pinned SHA-256 sums, or a shard set against its manifest",
+		Long: "Check a data set's files against their pinned SHA-256 sums, or, for shards:DIR, every\n" +
+			"shard and index of DIR against DIR/manifest.json. With --wait, missing data is\n" +
+			"waited for (up to the duration given) instead of failing at once: a Kubernetes\n" +
+			"init container runs `ringtrain data verify shards:/data/imagenet --wait 2h` while\n" +
+			"another job packs the shards (the manifest is written last).",
+		Args: oneDataSetArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
+			if d, ok := strings.CutPrefix(name, dataset.ShardsPrefix); ok && d != "" {
+				return verifyShards(cmd, d, wait, jobs)
+			}
 			files, err := dataset.Files(name)
 			if err != nil {
 				return err
 			}
 			d := dataDir(dir, name)
-			if err := dataset.Verify(name, d); err != nil {
+			err = waitFor(cmd.Context(), wait, waitPoll(wait), cmdLogf(cmd), func() error { return dataset.Verify(name, d) })
+			if err != nil {
 				return fmt.Errorf("%s in %s failed verification (run `ringtrain data get %s`):\n%w", name, d, name, err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s in %s: %d files verified\n", name, d, len(files))
@@ -110,6 +124,8 @@ func newDataVerifyCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory of the files (default <data dir>/NAME)")
+	cmd.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for missing data to appear (e.g. 30m)")
+	cmd.Flags().IntVar(&jobs, "jobs", 0, "shards checked at once (default: one per core)")
 	return cmd
 }
 

@@ -127,7 +127,7 @@ func TestDataCommandsName(t *testing.T) {
 		{"data", "verify", "mnsit"},
 	} {
 		_, err := runCLI(t, args...)
-		if want := `dataset: unknown data set "mnsit" (known: fashion-mnist, mnist, synthetic)`; err == nil || err.Error() != want {
+		if want := `dataset: unknown data set "mnsit" (known: fashion-mnist, mnist, synthetic, imagefolder:DIR, shards:DIR)`; err == nil || err.Error() != want {
 			t.Errorf("%v: error %v, want %s", args, err, want)
 		}
 	}
