@@ -409,6 +409,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		StuckTicks:     stuckTicks,
 		Samples:        cfg.Samples,
 		Batch:          spec.BatchSize,
+		Epochs:         spec.Epochs,
 	}
 	if err := smc.validate(); err != nil {
 		return nil, fmt.Errorf("coordinator: server: %w", err)
@@ -662,7 +663,9 @@ func (s *Server) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinReply
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
 	}
-	t.sm.Prior(req.Name, req.Generation, req.Step, Position{Epoch: req.Epoch, Consumed: req.Consumed})
+	if err := t.sm.Prior(req.Name, req.Generation, req.Step, Position{Epoch: req.Epoch, Consumed: req.Consumed}); err != nil {
+		s.logf("%v: its state is not used", err)
+	}
 	t.workers[req.Name] = &workerInfo{
 		dataAddr: req.DataAddr, gossipAddr: req.GossipAddr, httpAddr: req.HTTPAddr,
 		lastSeen: s.now(),

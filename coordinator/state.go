@@ -93,6 +93,9 @@ type Config struct {
 	// Batch is the job's global batch: the samples one step consumes,
 	// dealt among the ring's ranks whatever its size; ≥ 1.
 	Batch int
+	// Epochs is the job's length: no step or position beyond the end of
+	// epoch Epochs-1 is believed (Prior). 0: no bound.
+	Epochs int
 
 	// StartStep and StartPosition are where the first generation begins: 0
 	// and the zero Position for a new job, a checkpoint's for a resumed one.
@@ -125,6 +128,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("coordinator: config: Samples %d, want ≥ 1", c.Samples)
 	case c.Batch < 1:
 		return fmt.Errorf("coordinator: config: Batch %d, want ≥ 1", c.Batch)
+	case c.Epochs < 0:
+		return fmt.Errorf("coordinator: config: Epochs %d, want ≥ 0", c.Epochs)
 	case c.StartStep < 0:
 		return fmt.Errorf("coordinator: config: StartStep %d, want ≥ 0", c.StartStep)
 	case c.StartPosition.Epoch < 0 || c.StartPosition.Consumed < 0 || c.StartPosition.Consumed > c.Samples:
@@ -471,13 +476,33 @@ func (c *Coordinator) Heartbeat(name string, generation uint64, step int64) erro
 // resumes from the member with the highest such step (the earliest in ring
 // order on a tie) as its Source, instead of restoring the checkpoint, so
 // the progress made meanwhile is kept. Other calls are ignored.
-func (c *Coordinator) Prior(name string, gen uint64, step int64, pos Position) {
+//
+// A claim that cannot be true is refused with an error (and ignored): pos
+// must be where step-StartStep steps of Batch samples lead from
+// StartPosition, and within the job's Epochs. A worker cannot make its
+// state the ring's by claiming a step it never trained to.
+func (c *Coordinator) Prior(name string, gen uint64, step int64, pos Position) error {
 	m := c.find(name)
-	if m == nil || len(c.gen.Ring) > 0 || gen == 0 || gen != c.cfg.StartGeneration || step < c.cfg.StartStep ||
-		pos.Epoch < 0 || pos.Consumed < 0 || pos.Consumed > c.cfg.Samples {
-		return
+	if m == nil || len(c.gen.Ring) > 0 || gen == 0 || gen != c.cfg.StartGeneration || step < c.cfg.StartStep {
+		return nil
+	}
+	n := c.cfg.Samples
+	if pos.Epoch < 0 || pos.Consumed < 0 || pos.Consumed > n {
+		return fmt.Errorf("coordinator: %s claims step %d at %v, outside epochs of %d samples", name, step, pos, n)
+	}
+	at := pos
+	if at.Consumed == n { // the end of an epoch is the start of the next
+		at = Position{Epoch: at.Epoch + 1}
+	}
+	if want := AdvancePosition(c.cfg.StartPosition, n, c.cfg.Batch, step-c.cfg.StartStep); at != want {
+		return fmt.Errorf("coordinator: %s claims step %d at %v, but %d steps of %d samples from step %d at %v end at %v",
+			name, step, pos, step-c.cfg.StartStep, c.cfg.Batch, c.cfg.StartStep, c.cfg.StartPosition, want)
+	}
+	if c.cfg.Epochs > 0 && (at.Epoch > c.cfg.Epochs || at.Epoch == c.cfg.Epochs && at.Consumed > 0) {
+		return fmt.Errorf("coordinator: %s claims step %d at %v, past the job's %d epochs", name, step, pos, c.cfg.Epochs)
 	}
 	m.prior, m.priorStep, m.priorPos = true, step, pos
+	return nil
 }
 
 // Restored tells the state machine that the current generation, which has

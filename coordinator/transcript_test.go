@@ -26,7 +26,7 @@ var update = flag.Bool("update", false, "rewrite the expected output of testdata
 //
 // Commands:
 //
-//	new key=value …          a new Coordinator (min max token hash heartbeat dead settle stuck samples batch seed shuffle start-step start-epoch start-consumed start-gen)
+//	new key=value …          a new Coordinator (min max token hash heartbeat dead settle stuck samples batch epochs seed shuffle start-step start-epoch start-consumed start-gen)
 //	join [NAME] [token=T] [hash=H]   defaults: the configured token and hash
 //	leave NAME | dead NAME
 //	heartbeat NAME gen=G step=S
@@ -181,7 +181,7 @@ func (tr *transcript) run(cmd string) []string {
 			JoinToken: "secret", JobHash: "job1",
 			HeartbeatTicks: int(num("heartbeat", 1)), DeadTicks: int(num("dead", 5)), SettleTicks: int(num("settle", 0)),
 			StuckTicks: int(num("stuck", 0)),
-			Samples:    int(num("samples", 100)), Batch: int(num("batch", 4)),
+			Samples:    int(num("samples", 100)), Batch: int(num("batch", 4)), Epochs: int(num("epochs", 0)),
 			StartStep:       num("start-step", 0),
 			StartPosition:   Position{Epoch: int(num("start-epoch", 0)), Consumed: int(num("start-consumed", 0))},
 			StartGeneration: uint64(num("start-gen", 0)),
@@ -219,8 +219,7 @@ func (tr *transcript) run(cmd string) []string {
 		tr.c.Dead(arg(0))
 		return []string{"ok"}
 	case "prior":
-		tr.c.Prior(arg(0), uint64(num("gen", 0)), num("step", 0), Position{Epoch: int(num("epoch", 0)), Consumed: int(num("consumed", 0))})
-		return []string{"ok"}
+		return errOut(tr.c.Prior(arg(0), uint64(num("gen", 0)), num("step", 0), Position{Epoch: int(num("epoch", 0)), Consumed: int(num("consumed", 0))}))
 	case "restored":
 		tr.c.Restored(num("step", 0), Position{Epoch: int(num("epoch", 0)), Consumed: int(num("consumed", 0))})
 		return []string{"ok"}
