@@ -121,13 +121,17 @@ func Recoveries(fired []Fired, samples []Sample, workers int) {
 		if before == nil {
 			continue
 		}
-		killedLeader := f.Event.Kind == KillLeader || (len(f.Targets) == 1 && f.Targets[0] == before.Leader)
+		// What the cluster is to notice: a worker or the leader hit (a
+		// new generation, or another leader), or everything killed. A
+		// fault of etcd or the standby has nothing to detect.
+		hitLeader := slices.Contains(f.Targets, before.Leader)
+		detectable := hitLeader || f.Event.Kind == KillAll || slices.ContainsFunc(f.Targets, func(t string) bool { return strings.HasPrefix(t, "worker-") })
 		end := f.At + f.Event.For
 		for _, s := range samples {
 			if s.At <= f.At {
 				continue
 			}
-			if f.Detect < 0 && (s.Generation > before.Generation || (killedLeader && s.Leader != "" && s.Leader != before.Leader)) {
+			if f.Detect < 0 && detectable && (s.Generation > before.Generation || (hitLeader && s.Leader != "" && s.Leader != before.Leader)) {
 				f.Detect = s.At - f.At
 			}
 			if f.Recover < 0 && s.At >= end && s.State == "running" && s.Ring == workers && s.Step > before.Step {
@@ -141,12 +145,13 @@ func Recoveries(fired []Fired, samples []Sample, workers int) {
 // own under cfg.Dir and checks it; reference, when not nil, is the digest
 // of an uninterrupted run. The error is the harness's own failure (the
 // cluster could not start); what the run broke is in the violations.
-func RunSchedule(ctx context.Context, cfg Config, s Schedule, reference *Digest) (Result, error) {
+func RunSchedule(ctx context.Context, cfg Config, s Schedule, reference *Digest) (res Result, err error) {
 	dir := fmt.Sprintf("seed-%d", s.Seed)
 	if len(s.Events) == 0 {
 		dir = "reference"
+		defer func() { res.Transcript = "uninterrupted run (no faults)\n" }()
 	}
-	res := Result{Seed: s.Seed, Transcript: s.Transcript(), Dir: filepath.Join(cfg.Dir, dir), Workers: cfg.Shape.Workers}
+	res = Result{Seed: s.Seed, Transcript: s.Transcript(), Dir: filepath.Join(cfg.Dir, dir), Workers: cfg.Shape.Workers}
 	if err := os.MkdirAll(res.Dir, 0o755); err != nil {
 		return res, err
 	}
@@ -660,7 +665,13 @@ func (res Result) Text() string {
 	var b strings.Builder
 	b.WriteString(res.Transcript)
 	for _, f := range res.Fired {
-		fmt.Fprintf(&b, "  fired %6.2fs %s → %s", f.At.Seconds(), f.Event.Kind, strings.Join(f.Targets, "+"))
+		targets := strings.Join(f.Targets, "+")
+		if f.Event.Kind == KillAll {
+			targets = "every process"
+		} else if f.Event.Kind == DiskFull {
+			targets = "the store"
+		}
+		fmt.Fprintf(&b, "  fired %6.2fs %s → %s", f.At.Seconds(), f.Event.Kind, targets)
 		fmt.Fprintf(&b, ": detected %s, recovered %s", seconds(f.Detect), seconds(f.Recover))
 		if f.Note != "" {
 			fmt.Fprintf(&b, " (%s)", f.Note)

@@ -369,13 +369,17 @@ func (c *cluster) fill() (string, error) {
 		return path, err
 	}
 	defer f.Close()
+	// Big writes until one fails, then small ones for the tail.
 	buf := make([]byte, 1<<20)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if errors.Is(err, syscall.ENOSPC) {
+	for size := len(buf); ; {
+		if _, err := f.Write(buf[:size]); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				return path, err
+			}
+			if size == 512 {
 				return path, nil
 			}
-			return path, err
+			size = 512
 		}
 	}
 }
