@@ -165,7 +165,8 @@ func RunSchedule(ctx context.Context, cfg Config, s Schedule, reference *Digest)
 	if err := os.WriteFile(jobFile, y, 0o644); err != nil {
 		return res, err
 	}
-	c, err := newCluster(cfg, res.Dir, hex.EncodeToString(tok), jobFile)
+	links := slices.ContainsFunc(s.Events, func(e Event) bool { return e.Kind == SlowLinks || e.Kind == FlakyLink })
+	c, err := newCluster(cfg, res.Dir, hex.EncodeToString(tok), jobFile, links)
 	if err != nil {
 		return res, err
 	}
@@ -610,6 +611,28 @@ func (in *injector) fire(ctx context.Context, e Event, t0 time.Time) {
 		for _, p := range in.c.proxies[targets[0]] {
 			p.Restore()
 		}
+	case SlowLinks:
+		var slowed []*Proxy
+		for _, w := range in.c.workers {
+			slowed = append(slowed, in.c.proxies[w.name]...)
+		}
+		for _, p := range slowed {
+			p.SetDelay(e.Delay)
+		}
+		record()
+		wait(end, e.For)
+		for _, p := range slowed {
+			p.SetDelay(0)
+		}
+	case FlakyLink:
+		record()
+		until := time.Now().Add(e.For)
+		for time.Now().Before(until) {
+			for _, p := range in.c.proxies[targets[0]] {
+				p.Reset()
+			}
+			wait(end, min(500*time.Millisecond, time.Until(until)))
+		}
 	case DiskFull:
 		if !in.c.tmpfs {
 			note("skipped: needs root to mount a tmpfs for the store")
@@ -670,6 +693,8 @@ func (res Result) Text() string {
 			targets = "every process"
 		} else if f.Event.Kind == DiskFull {
 			targets = "the store"
+		} else if f.Event.Kind == SlowLinks {
+			targets = "every worker's links"
 		}
 		fmt.Fprintf(&b, "  fired %6.2fs %s → %s", f.At.Seconds(), f.Event.Kind, targets)
 		fmt.Fprintf(&b, ": detected %s, recovered %s", seconds(f.Detect), seconds(f.Recover))
@@ -736,11 +761,14 @@ func Run(ctx context.Context, cfg Config, seed int64, n int, each func(Result)) 
 			return Report{}, fmt.Errorf("faults: the %s %q: not a file", what, path)
 		}
 	}
-	kinds, skipped := cfg.Usable()
-	if len(kinds) == 0 {
-		return Report{}, fmt.Errorf("faults: no fault kind can run here (%s)", strings.Join(skipped, "; "))
+	if len(cfg.Kinds) == 0 {
+		return Report{}, errors.New("faults: no fault kind given")
 	}
-	rep := Report{Kinds: kinds, Skipped: skipped}
+	// Schedules are drawn from every kind asked for, usable here or not,
+	// so that a seed names the same schedule on every machine; an event
+	// this harness cannot inject is skipped, and its result says so.
+	_, skipped := cfg.Usable()
+	rep := Report{Kinds: cfg.Kinds, Skipped: skipped}
 	ref, err := RunSchedule(ctx, cfg, Schedule{Seed: seed}, nil)
 	if err != nil {
 		return rep, fmt.Errorf("faults: the uninterrupted run: %w (logs in %s)", err, ref.Dir)
@@ -758,7 +786,7 @@ func Run(ctx context.Context, cfg Config, seed int64, n int, each func(Result)) 
 		break
 	}
 	for i := range n {
-		s := Generate(seed+int64(i), cfg.Shape, kinds)
+		s := Generate(seed+int64(i), cfg.Shape, cfg.Kinds)
 		res, err := RunSchedule(ctx, cfg, s, rep.Reference)
 		if err != nil {
 			rep.Summarize()

@@ -133,7 +133,7 @@ type cluster struct {
 	etcdURL []url.URL
 	coords  []*process
 	coordAt []string
-	proxies map[string][]*Proxy // coordinator → its proxy to each member
+	proxies map[string][]*Proxy // coordinator → its proxy to each member; worker → the one in front of its data listener
 	workers []*process
 	tmpfs   bool // store is a tmpfs this cluster mounted
 }
@@ -147,8 +147,10 @@ func loopback() (string, error) {
 }
 
 // newCluster lays out a cluster of shape in dir: addresses, proxies (not
-// yet running), arguments. Nothing starts.
-func newCluster(cfg Config, dir, token, jobFile string) (*cluster, error) {
+// yet running), arguments. Nothing starts. With links, every worker's
+// ring links go through a proxy of its own (it advertises the proxy's
+// port, and keeps off shared memory).
+func newCluster(cfg Config, dir, token, jobFile string, links bool) (*cluster, error) {
 	c := &cluster{cfg: cfg, dir: dir, token: token, jobFile: jobFile, store: filepath.Join(dir, "store"), proxies: map[string][]*Proxy{}}
 	sh := cfg.Shape
 	var peers []string
@@ -201,10 +203,18 @@ func newCluster(cfg Config, dir, token, jobFile string) (*cluster, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.workers = append(c.workers, &process{name: name, bin: cfg.Exe, env: env, log: filepath.Join(dir, name+".log"), args: []string{
-			"worker", "--coordinator", strings.Join(c.coordAt, ","), "--name", name,
+		args := []string{"worker", "--coordinator", strings.Join(c.coordAt, ","), "--name", name,
 			"--listen", addr, "--gossip", "127.0.0.1:0", "--http", "", "--advertise", "127.0.0.1",
-			"--data-dir", cfg.DataDir, "--threads", "1"}})
+			"--data-dir", cfg.DataDir, "--threads", "1"}
+		if links {
+			p, err := NewProxy(addr)
+			if err != nil {
+				return nil, err
+			}
+			c.proxies[name] = []*Proxy{p}
+			args = append(args, "--advertise-port", p.Addr()[strings.LastIndex(p.Addr(), ":")+1:], "--shm=false")
+		}
+		c.workers = append(c.workers, &process{name: name, bin: cfg.Exe, env: env, log: filepath.Join(dir, name+".log"), args: args})
 	}
 	return c, nil
 }
@@ -363,11 +373,11 @@ func (c *cluster) mountStore(size int64) error {
 
 // fill writes a filler file into the store until its file system is full.
 func (c *cluster) fill() (string, error) {
-	path := filepath.Join(c.store, "filler")
-	f, err := os.Create(path)
+	f, err := os.CreateTemp(c.store, "filler")
 	if err != nil {
-		return path, err
+		return "", err
 	}
+	path := f.Name()
 	defer f.Close()
 	// Big writes until one fails, then small ones for the tail.
 	buf := make([]byte, 1<<20)

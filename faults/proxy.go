@@ -3,21 +3,63 @@ package faults
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // Proxy is a TCP proxy on loopback in front of one address, which can cut
-// the link: a coordinator whose etcd endpoints are proxies is cut off etcd
-// alone while every other process still reaches it.
+// the link, reset its connections or slow it: a coordinator whose etcd
+// endpoints are proxies is cut off etcd alone while every other process
+// still reaches it; a worker advertising its proxy's port gets slow or
+// flaky ring links.
 type Proxy struct {
 	ln     net.Listener
 	target string
 
 	mu    sync.Mutex
 	cut   bool
+	delay time.Duration
 	conns map[net.Conn]struct{}
+}
+
+// SetDelay delays every write through the proxy by d (0: none).
+func (p *Proxy) SetDelay(d time.Duration) {
+	p.mu.Lock()
+	p.delay = d
+	p.mu.Unlock()
+}
+
+// Reset closes every connection through the proxy; new ones are forwarded.
+func (p *Proxy) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+// pipe copies src to dst, each write delayed by the proxy's delay, until
+// either fails.
+func (p *Proxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			d := p.delay
+			p.mu.Unlock()
+			if d > 0 {
+				time.Sleep(d)
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // NewProxy listens on a free loopback port for connections to forward to
@@ -107,11 +149,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 			defer p.untrack(out)
 			done := make(chan struct{})
 			go func() {
-				io.Copy(out, in)
+				p.pipe(out, in)
 				out.Close()
 				close(done)
 			}()
-			io.Copy(in, out)
+			p.pipe(in, out)
 			in.Close()
 			<-done
 		}()

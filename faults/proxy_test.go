@@ -87,3 +87,34 @@ func TestProxyForwardsCutsAndRestores(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestProxyDelaysAndResets(t *testing.T) {
+	p, err := NewProxy(echo(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.Run(ctx)
+
+	p.SetDelay(100 * time.Millisecond)
+	start := time.Now()
+	c, err := roundTrip(nil, p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The request and its echo are each delayed.
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Fatalf("a round trip took %v with 100ms a write", d)
+	}
+	p.SetDelay(0)
+	p.Reset()
+	if _, err := roundTrip(c, ""); err == nil {
+		t.Fatal("a connection open across the reset still works")
+	}
+	c2, err := roundTrip(nil, p.Addr())
+	if err != nil {
+		t.Fatalf("a new connection after the reset: %v", err)
+	}
+	c2.Close()
+}

@@ -36,6 +36,13 @@ const (
 	// CutCoordinator cuts one coordinator (by role) off etcd alone, at
 	// the TCP proxies between it and every member, for Event.For.
 	CutCoordinator Kind = "cut-coordinator"
+	// SlowLinks delays every write between workers by Event.Delay, at
+	// TCP proxies in front of every worker's data listener, for
+	// Event.For.
+	SlowLinks Kind = "slow-links"
+	// FlakyLink resets every connection to one worker's data listener,
+	// at its proxy, twice a second for Event.For.
+	FlakyLink Kind = "flaky-link"
 	// DiskFull fills the checkpoint store's file system (a tmpfs the
 	// harness mounts, so it needs root) for Event.For.
 	DiskFull Kind = "disk-full"
@@ -46,7 +53,7 @@ const (
 )
 
 // Kinds lists every fault kind, in the order transcripts and flags use.
-var Kinds = []Kind{KillWorker, KillLeader, KillStandby, KillEtcd, Pause, QuorumLoss, CutCoordinator, DiskFull, KillAll}
+var Kinds = []Kind{KillWorker, KillLeader, KillStandby, KillEtcd, Pause, QuorumLoss, CutCoordinator, SlowLinks, FlakyLink, DiskFull, KillAll}
 
 // ParseKinds parses a comma-separated list of kinds; an unknown one is an
 // error naming the known ones.
@@ -84,8 +91,11 @@ type Event struct {
 	// fires. KillAll, DiskFull: none.
 	Targets []string
 	// For is how long the fault lasts: the restart delay of a kill, the
-	// length of a pause, an outage, a cut or a full disk.
+	// length of a pause, an outage, a cut, slow or flaky links or a full
+	// disk.
 	For time.Duration
+	// Delay is what SlowLinks adds to every write.
+	Delay time.Duration
 }
 
 func (e Event) String() string {
@@ -99,7 +109,11 @@ func (e Event) String() string {
 	case KillWorker, KillLeader, KillStandby, KillEtcd, KillAll:
 		what = "restart after"
 	}
-	fmt.Fprintf(&b, " (%s %.2fs)", what, e.For.Seconds())
+	fmt.Fprintf(&b, " (%s %.2fs", what, e.For.Seconds())
+	if e.Delay > 0 {
+		fmt.Fprintf(&b, ", +%v a write", e.Delay)
+	}
+	b.WriteString(")")
 	return b.String()
 }
 
@@ -204,6 +218,10 @@ func Generate(seed int64, shape Shape, kinds []Kind) Schedule {
 			e.For = between(time.Second, 5*time.Second)
 		case CutCoordinator:
 			e.Targets, e.For = []string{role()}, between(time.Second, 6*time.Second)
+		case SlowLinks:
+			e.For, e.Delay = between(time.Second, 5*time.Second), time.Duration(5+rng.IntN(46))*time.Millisecond
+		case FlakyLink:
+			e.Targets, e.For = []string{worker()}, between(time.Second, 5*time.Second)
 		case DiskFull:
 			e.For = between(time.Second, 5*time.Second)
 		}
