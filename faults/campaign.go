@@ -103,7 +103,10 @@ type Result struct {
 	Elapsed    time.Duration `json:"elapsed"`
 	Dir        string        `json:"dir"`
 	Workers    int           `json:"workers"`
-	Obs        Observations  `json:"observations"`
+	// Uninterrupted: the run without faults whose parameters the
+	// schedules are compared with.
+	Uninterrupted bool         `json:"uninterrupted,omitempty"`
+	Obs           Observations `json:"observations"`
 }
 
 // Recoveries fills each fired fault's Detect and Recover from the status
@@ -149,7 +152,7 @@ func RunSchedule(ctx context.Context, cfg Config, s Schedule, reference *Digest)
 	dir := fmt.Sprintf("seed-%d", s.Seed)
 	if len(s.Events) == 0 {
 		dir = "reference"
-		defer func() { res.Transcript = "uninterrupted run (no faults)\n" }()
+		defer func() { res.Transcript, res.Uninterrupted = "uninterrupted run (no faults)\n", true }()
 	}
 	res = Result{Seed: s.Seed, Transcript: s.Transcript(), Dir: filepath.Join(cfg.Dir, dir), Workers: cfg.Shape.Workers}
 	if err := os.MkdirAll(res.Dir, 0o755); err != nil {
@@ -196,7 +199,7 @@ func RunSchedule(ctx context.Context, cfg Config, s Schedule, reference *Digest)
 	}
 	defer cli.Close()
 	jobName := cfg.Job.JobName()
-	w := &watcher{cli: cli, prefix: checkpoint.EtcdCheckpointsPrefix(jobName), store: filepath.Join(c.store, jobName)}
+	w := newWatcher(ctx, cli, checkpoint.EtcdCheckpointsPrefix(jobName), filepath.Join(c.store, jobName))
 	wg.Add(1)
 	go func() { defer wg.Done(); w.run(ctx) }()
 
@@ -361,8 +364,10 @@ type watcher struct {
 
 	mu      sync.Mutex
 	log     []KeyEvent
-	lastRev int64
+	lastRev int64 // of the newest event recorded
+	current int64 // the store revision the watch is known to be current at
 	seen    map[string]bool
+	wctx    context.Context // the watch's context, for progress requests
 }
 
 func (w *watcher) events() []KeyEvent {
@@ -371,15 +376,25 @@ func (w *watcher) events() []KeyEvent {
 	return slices.Clone(w.log)
 }
 
+// newWatcher returns a watcher of prefix whose checkpoints' files are in
+// store; it watches once run is called.
+func newWatcher(ctx context.Context, cli *clientv3.Client, prefix, store string) *watcher {
+	return &watcher{cli: cli, prefix: prefix, store: store, seen: map[string]bool{}, wctx: clientv3.WithRequireLeader(ctx)}
+}
+
 func (w *watcher) run(ctx context.Context) {
-	w.seen = map[string]bool{}
 	for ctx.Err() == nil {
 		w.mu.Lock()
 		from := w.lastRev + 1
 		w.mu.Unlock()
-		for resp := range w.cli.Watch(clientv3.WithRequireLeader(ctx), w.prefix, clientv3.WithPrefix(), clientv3.WithRev(from)) {
+		for resp := range w.cli.Watch(w.wctx, w.prefix, clientv3.WithPrefix(), clientv3.WithRev(from)) {
 			for _, ev := range resp.Events {
 				w.record(ctx, ev)
+			}
+			if resp.Err() == nil {
+				w.mu.Lock()
+				w.current = max(w.current, resp.Header.Revision)
+				w.mu.Unlock()
 			}
 		}
 		select {
@@ -420,29 +435,35 @@ func (w *watcher) record(ctx context.Context, ev *clientv3.Event) {
 	w.mu.Unlock()
 }
 
-// catchUp waits until the watch has seen etcd's current revision of the
-// prefix.
+// catchUp waits until the watch is current at etcd's revision now: every
+// change of the prefix up to it is recorded (a progress notification
+// says so when the last changes were to other keys).
 func (w *watcher) catchUp(ctx context.Context) error {
 	deadline := time.Now().Add(15 * time.Second)
+	var now int64
 	for {
 		gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		resp, err := w.cli.Get(gctx, w.prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
-		cancel()
-		if err == nil {
-			var newest int64
-			for _, kv := range resp.Kvs {
-				newest = max(newest, kv.ModRevision)
-			}
-			w.mu.Lock()
-			caught := w.lastRev >= newest
-			w.mu.Unlock()
-			if caught {
-				return nil
+		var err error
+		if now == 0 {
+			var resp *clientv3.GetResponse
+			if resp, err = w.cli.Get(gctx, w.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
+				now = resp.Header.Revision
 			}
 		}
+		if now != 0 {
+			w.mu.Lock()
+			caught := w.current >= now
+			w.mu.Unlock()
+			if caught {
+				cancel()
+				return nil
+			}
+			err = w.cli.RequestProgress(w.wctx)
+		}
+		cancel()
 		if time.Now().After(deadline) {
 			if err == nil {
-				err = errors.New("behind etcd's revision")
+				err = fmt.Errorf("the watch is behind etcd's revision %d", now)
 			}
 			return err
 		}
@@ -677,7 +698,7 @@ func (r *Report) Summarize() {
 	r.Violations, r.Slowest, r.SlowestS = 0, 0, 0
 	for _, res := range r.Results {
 		r.Violations += len(res.Violations)
-		if s := res.Elapsed.Seconds(); s > r.SlowestS {
+		if s := res.Elapsed.Seconds(); !res.Uninterrupted && s > r.SlowestS {
 			r.Slowest, r.SlowestS = res.Seed, s
 		}
 	}
@@ -804,15 +825,25 @@ func Run(ctx context.Context, cfg Config, seed int64, n int, each func(Result)) 
 // Text is the campaign's summary.
 func (r Report) Text() string {
 	var b strings.Builder
-	n := len(r.Results)
-	if r.Reference != nil {
-		n--
+	n := 0
+	for _, res := range r.Results {
+		if !res.Uninterrupted {
+			n++
+		}
 	}
-	fmt.Fprintf(&b, "%d schedules (and an uninterrupted run), %d violations; slowest: seed %d, %.1fs\n", n, r.Violations, r.Slowest, r.SlowestS)
+	noun := "schedules"
+	if n == 1 {
+		noun = "schedule"
+	}
+	fmt.Fprintf(&b, "%d %s (and an uninterrupted run), %d violations; slowest: seed %d, %.1fs\n", n, noun, r.Violations, r.Slowest, r.SlowestS)
 	var bad []string
 	for _, res := range r.Results {
 		if len(res.Violations) > 0 {
-			bad = append(bad, strconv.FormatInt(res.Seed, 10))
+			name := strconv.FormatInt(res.Seed, 10)
+			if res.Uninterrupted {
+				name = "the uninterrupted run"
+			}
+			bad = append(bad, name)
 		}
 	}
 	if len(bad) > 0 {

@@ -61,3 +61,21 @@ func TestLastDigest(t *testing.T) {
 		t.Fatal("a digest from a missing log")
 	}
 }
+
+// The summary counts the schedules, not the uninterrupted run, and names
+// the seeds that broke an invariant.
+func TestReportSummary(t *testing.T) {
+	r := Report{Results: []Result{
+		{Seed: 7, Uninterrupted: true, Elapsed: 40 * time.Second},
+		{Seed: 7, Elapsed: 20 * time.Second},
+		{Seed: 8, Elapsed: 30 * time.Second, Violations: []Violation{{InvEnds, "x"}, {InvReplicas, "y"}}},
+	}, Skipped: []string{"disk-full: needs root"}}
+	r.Summarize()
+	if r.Violations != 2 || r.Slowest != 8 || r.SlowestS != 30 {
+		t.Fatalf("summary: %d violations, slowest seed %d at %vs", r.Violations, r.Slowest, r.SlowestS)
+	}
+	want := "2 schedules (and an uninterrupted run), 2 violations; slowest: seed 8, 30.0s\nseeds with violations: 8\nskipped disk-full: needs root\n"
+	if got := r.Text(); got != want {
+		t.Fatalf("Text:\n%s\nwant:\n%s", got, want)
+	}
+}
