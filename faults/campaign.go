@@ -105,8 +105,13 @@ type Result struct {
 	Workers    int           `json:"workers"`
 	// Uninterrupted: the run without faults whose parameters the
 	// schedules are compared with.
-	Uninterrupted bool         `json:"uninterrupted,omitempty"`
-	Obs           Observations `json:"observations"`
+	Uninterrupted bool `json:"uninterrupted,omitempty"`
+	// Obs is what the checker read; the JSON of a campaign leaves it
+	// out (it is in observations.json in Dir) for a digest of it.
+	Obs       Observations      `json:"-"`
+	Ended     bool              `json:"ended"`
+	KeyEvents int               `json:"checkpoint_key_events"`
+	Digests   map[string]Digest `json:"final_parameters"`
 }
 
 // Recoveries fills each fired fault's Detect and Recover from the status
@@ -251,7 +256,7 @@ func RunSchedule(ctx context.Context, cfg Config, s Schedule, reference *Digest)
 		}
 	}
 	obs.Reference = reference
-	res.Obs = obs
+	res.Obs, res.Ended, res.KeyEvents, res.Digests = obs, obs.Ended, len(obs.Keys), obs.Digests
 	res.Violations = Check(obs)
 	// The observations stay beside the logs, for a look at what the
 	// checker read.
