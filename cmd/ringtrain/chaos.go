@@ -156,7 +156,7 @@ func buildEtcd(ctx context.Context, path string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "go.etcd.io/etcd/server/v3")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("building etcd (or pass --etcd-bin): %v\n%s", err, b)
+		return fmt.Errorf("building etcd (from inside the ringtrain module, or pass --etcd-bin): %v: %s", err, strings.Join(strings.Fields(string(b)), " "))
 	}
 	return nil
 }
