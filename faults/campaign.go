@@ -213,6 +213,8 @@ func RunSchedule(ctx context.Context, cfg Config, s Schedule, reference *Digest)
 	}); err != nil {
 		return res, err
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); c.supervise(ctx) }()
 	t0 := time.Now()
 	since := func() time.Duration { return time.Since(t0) }
 	smp := &sampler{}
@@ -602,6 +604,8 @@ func (in *injector) fire(ctx context.Context, e Event, t0 time.Time) {
 	switch e.Kind {
 	case KillWorker, KillLeader, KillStandby, KillEtcd:
 		p := in.c.byName(targets[0])
+		p.hold(true)
+		defer p.hold(false)
 		if !p.kill() {
 			note(p.name + " was not running")
 			record()
@@ -674,6 +678,8 @@ func (in *injector) fire(ctx context.Context, e Event, t0 time.Time) {
 		os.Remove(path)
 	case KillAll:
 		for _, p := range slices.Backward(in.c.all()) {
+			p.hold(true)
+			defer p.hold(false)
 			p.pause(false)
 			p.kill()
 		}

@@ -35,6 +35,27 @@ type process struct {
 	cmd    *exec.Cmd
 	done   chan struct{}
 	paused bool
+	// held: a fault took the process down and restarts it itself; failed:
+	// it exited by itself with an error.
+	held, failed bool
+}
+
+// hold marks the process as down by a fault (true) or back (false).
+func (p *process) hold(h bool) {
+	p.mu.Lock()
+	p.held = h
+	p.mu.Unlock()
+}
+
+// crashed reports whether the process exited by itself with an error and
+// no fault holds it down: Kubernetes would restart it.
+func (p *process) crashed() bool {
+	if p.running() {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failed && !p.held
 }
 
 // start starts the process, its output appended to its log.
@@ -51,14 +72,17 @@ func (p *process) start() error {
 		return fmt.Errorf("faults: starting %s: %w", p.name, err)
 	}
 	done := make(chan struct{})
+	p.mu.Lock()
+	p.cmd, p.done, p.paused, p.failed = cmd, done, false, false
+	p.mu.Unlock()
 	go func() {
-		cmd.Wait()
+		err := cmd.Wait()
 		f.Close()
+		p.mu.Lock()
+		p.failed = err != nil
+		p.mu.Unlock()
 		close(done)
 	}()
-	p.mu.Lock()
-	p.cmd, p.done, p.paused = cmd, done, false
-	p.mu.Unlock()
 	return nil
 }
 
@@ -191,10 +215,14 @@ func newCluster(cfg Config, dir, token, jobFile string, links bool) (*cluster, e
 			c.proxies[name] = append(c.proxies[name], p)
 			eps = append(eps, "http://"+p.Addr())
 		}
+		gossip, err := loopback()
+		if err != nil {
+			return nil, err
+		}
 		c.coordAt = append(c.coordAt, addr)
 		c.coords = append(c.coords, &process{name: name, bin: cfg.Exe, env: env, log: filepath.Join(dir, name+".log"), args: []string{
 			"coordinator", "--etcd-endpoints", strings.Join(eps, ","), "-f", jobFile, "--name", name,
-			"--listen", addr, "--gossip", "127.0.0.1:0", "--http", "", "--advertise", "127.0.0.1",
+			"--listen", addr, "--gossip", gossip, "--http", "", "--advertise", "127.0.0.1",
 			"--store", c.store, "--out", filepath.Join(dir, "run")}})
 	}
 	for i := range sh.Workers {
@@ -203,8 +231,12 @@ func newCluster(cfg Config, dir, token, jobFile string, links bool) (*cluster, e
 		if err != nil {
 			return nil, err
 		}
+		gossip, err := loopback()
+		if err != nil {
+			return nil, err
+		}
 		args := []string{"worker", "--coordinator", strings.Join(c.coordAt, ","), "--name", name,
-			"--listen", addr, "--gossip", "127.0.0.1:0", "--http", "", "--advertise", "127.0.0.1",
+			"--listen", addr, "--gossip", gossip, "--http", "", "--advertise", "127.0.0.1",
 			"--data-dir", cfg.DataDir, "--threads", "1"}
 		if links {
 			p, err := NewProxy(addr)
@@ -342,6 +374,23 @@ func (c *cluster) restartAll(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// supervise restarts, every second until ctx ends, each process that
+// exited by itself with an error (a worker that could not bind its port,
+// a coordinator that gave up on etcd), as Kubernetes restarts a failed
+// container; what a fault took down, the fault restarts.
+func (c *cluster) supervise(ctx context.Context) {
+	for wait(ctx, time.Second) {
+		for _, p := range c.all() {
+			if p.crashed() {
+				c.cfg.logf("faults: %s exited with an error; restarting it (see %s)", p.name, p.log)
+				if err := p.start(); err != nil {
+					c.cfg.logf("faults: restarting %s: %v", p.name, err)
+				}
+			}
+		}
+	}
 }
 
 // stop kills every process, stops the proxies' links and unmounts the
