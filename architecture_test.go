@@ -51,6 +51,10 @@ var allowedImports = map[string][]string{
 	"timeline": {},
 	// The local cluster of `train --workers N` drives a coordinator and
 	// worker processes; it is the one package besides cmd/ that knows both.
+	// The fault campaign runs processes of the ringtrain binary and
+	// watches etcd; it reads the worker's final-parameters log line.
+	"faults": {module + "api", module + "checkpoint", module + "job", module + "worker", module + "etcdlocal", module + "localcluster",
+		"go.etcd.io/etcd/", "go.uber.org/zap"},
 	"localcluster": {module + "coordinator", module + "worker", module + "etcdlocal", module + "job", module + "runlog",
 		module + "api", module + "checkpoint", module + "dataset", "go.etcd.io/etcd/", "go.uber.org/zap"},
 }

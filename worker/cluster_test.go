@@ -234,6 +234,24 @@ func (s *stepRecord) hook(name string) func(int64, []float32) {
 	}
 }
 
+// finalLines keeps each worker's FinalParametersLog line.
+type finalLines struct {
+	mu    sync.Mutex
+	lines map[string]string
+}
+
+func (f *finalLines) tweak(o *ClusterOptions) {
+	logf, name := o.Logf, o.Name
+	o.Logf = func(format string, a ...any) {
+		if line := fmt.Sprintf(format, a...); strings.HasPrefix(line, FinalParametersLog) {
+			f.mu.Lock()
+			f.lines[name] = line
+			f.mu.Unlock()
+		}
+		logf(format, a...)
+	}
+}
+
 // runCluster runs world workers against f until the job completes.
 func runCluster(t *testing.T, f *fakeCoordinator, addr string, rec *stepRecord) {
 	t.Helper()
@@ -293,9 +311,15 @@ func TestClusterWorkersTrainAndResume(t *testing.T) {
 	f, addr := newFake(t, spec, 2, api.Generation{})
 	store := f.store
 	rec := &stepRecord{params: map[string]map[int64][]float32{}}
-	runCluster(t, f, addr, rec)
+	finals := &finalLines{lines: map[string]string{}}
+	runClusterWith(t, f, addr, rec, finals.tweak)
 
 	steps := int64(2 * ((640 + 63) / 64))
+	// Each replica logs the parameters it ends with: the same line.
+	want := fmt.Sprintf("%s step %d, parameters ", FinalParametersLog, steps)
+	if a, b := finals.lines["w0"], finals.lines["w1"]; a != b || !strings.HasPrefix(a, want) || len(a) != len(want)+16 {
+		t.Fatalf("the workers' final lines: %q and %q, want both %q and 16 hex digits", a, b, want)
+	}
 	for _, name := range []string{"w0", "w1"} {
 		if got := int64(len(rec.params[name])); got != steps {
 			t.Fatalf("%s took %d steps, want %d", name, got, steps)
@@ -348,7 +372,11 @@ func TestClusterWorkersTrainAndResume(t *testing.T) {
 		first: api.Generation{ResumeStep: int64(first.Step), Epoch: first.Epoch, Restore: first.Name}}
 	addr2 := startFake(t, f2)
 	rec2 := &stepRecord{params: map[string]map[int64][]float32{}}
-	runCluster(t, f2, addr2, rec2)
+	finals2 := &finalLines{lines: map[string]string{}}
+	runClusterWith(t, f2, addr2, rec2, finals2.tweak)
+	if finals2.lines["w0"] != finals.lines["w0"] || finals2.lines["w1"] != finals.lines["w0"] {
+		t.Fatalf("the resumed run ends with %q and %q, the uninterrupted one with %q", finals2.lines["w0"], finals2.lines["w1"], finals.lines["w0"])
+	}
 	for s := steps/2 + 1; s <= steps; s++ {
 		for _, name := range []string{"w0", "w1"} {
 			if !slices.Equal(rec2.params[name][s], rec.params[name][s]) {

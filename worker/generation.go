@@ -193,10 +193,20 @@ func (w *ClusterWorker) runGeneration(parent context.Context, t *trainer, g *api
 	// end, perhaps during the last evaluation) evaluates and writes the
 	// final checkpoint of its own generation.
 	if t.ckptGen != g.Number || t.ckptStep != e.step {
-		return e.endEpoch(ctx, r, e.pos.Epoch-1, h)
+		if err := e.endEpoch(ctx, r, e.pos.Epoch-1, h); err != nil {
+			return err
+		}
 	}
+	// Every replica logs what it ends with, so replicas of one run (and
+	// runs of one job) can be compared from their logs alone.
+	w.logf("%s step %d, parameters %016x", FinalParametersLog, e.step, paramChecksum(e.model.Arena))
 	return nil
 }
+
+// FinalParametersLog begins the line a cluster worker logs when it has
+// trained the job to its end: "… step N, parameters H", with H the hash of
+// its parameters' and buffers' bits in 16 hex digits.
+const FinalParametersLog = "trained to the end:"
 
 // reduceBucket is how a bucket of the arena is summed over the ring: by the
 // PowerSGD reducer when the job names it, else by the Comm's codec.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -136,6 +137,24 @@ func advertised(host, listen string) (string, error) {
 		return "", fmt.Errorf("address %q: %w", listen, err)
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+// advertisedData is the address others dial to reach a worker's data
+// listener: host with the --listen port, or with port when it is set (the
+// port the listener is reached at from elsewhere, behind a port mapping or
+// a proxy).
+func advertisedData(host, listen string, port int) (string, error) {
+	addr, err := advertised(host, listen)
+	if err != nil {
+		return "", fmt.Errorf("--listen: %w", err)
+	}
+	switch {
+	case port < 0 || port > 65535:
+		return "", fmt.Errorf("--advertise-port %d: not a port (1 to 65535, or 0 for the --listen port)", port)
+	case port > 0:
+		return net.JoinHostPort(host, strconv.Itoa(port)), nil
+	}
+	return addr, nil
 }
 
 // creds loads --tls-cert/key/ca (nil, nil when all three are empty) and

@@ -16,15 +16,16 @@ import (
 
 func newWorkerCmd() *cobra.Command {
 	var (
-		p            processFlags
-		coordinators string
-		file         string
-		dataDir      string
-		threads      int
-		shm          bool
-		timelineDir  string
-		joinTimeout  time.Duration
-		fileTimeout  time.Duration
+		p             processFlags
+		coordinators  string
+		file          string
+		dataDir       string
+		threads       int
+		shm           bool
+		advertisePort int
+		timelineDir   string
+		joinTimeout   time.Duration
+		fileTimeout   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -58,9 +59,9 @@ bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
 			if err != nil {
 				return err
 			}
-			dataAddr, err := advertised(host, p.listen)
+			dataAddr, err := advertisedData(host, p.listen, advertisePort)
 			if err != nil {
-				return fmt.Errorf("--listen: %w", err)
+				return err
 			}
 			creds, err := p.creds(pki.Worker)
 			if err != nil {
@@ -131,6 +132,7 @@ bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
 	f.StringVar(&timelineDir, "timeline", "", "record the step timeline in DIR/<name>.jsonl (a shared volume; 'ringtrain trace --dir DIR' reads it); off when empty")
 	f.DurationVar(&fileTimeout, "file-timeout", 0, "bound on each blocking file operation of training: a checkpoint shard write that takes longer is skipped, a checkpoint load over ten times this fails the worker (0: 9s, the coordinator's default --stuck-after; negative: no bound)")
 	f.DurationVar(&joinTimeout, "join-timeout", 0, "give up when no coordinator admits this worker within this long (0: wait on, as a Kubernetes pod should)")
+	f.IntVar(&advertisePort, "advertise-port", 0, "the port other processes dial to reach this one's data listener, e.g. behind a port mapping (default: the --listen port)")
 	f.BoolVar(&shm, "shm", true, "exchange gradients with ring neighbours on this host through shared memory (/dev/shm); false keeps them on gRPC")
 	return cmd
 }
