@@ -287,11 +287,14 @@ type member struct {
 	reached   uint64
 	waitSince int64
 
-	// the state it held when it joined a coordinator that has not yet
-	// published a generation (see Prior)
-	prior     bool
-	priorStep int64
-	priorPos  Position
+	// held is whether the coordinator knows the model state this member's
+	// process holds: heldStep's, at data position heldPos. It comes from
+	// Prior before the first generation, and from each generation the
+	// member took part in as it is replaced (see holding); a re-join (a
+	// new process) forgets it.
+	held     bool
+	heldStep int64
+	heldPos  Position
 }
 
 // naturalCompare orders strings with runs of ASCII digits compared by
@@ -397,7 +400,7 @@ func (c *Coordinator) Join(name, token, jobHash string) error {
 	}
 	if m := c.find(name); m != nil {
 		m.lastHeard = c.now
-		m.inRing, m.step, m.stepGen, m.prior = 0, 0, 0, false
+		m.inRing, m.step, m.stepGen, m.held = 0, 0, 0, false
 		m.reached, m.waitSince = 0, -1
 		c.forced = true
 		c.addCause(Cause{Kind: CauseRejoin, Worker: name})
@@ -501,7 +504,7 @@ func (c *Coordinator) Prior(name string, gen uint64, step int64, pos Position) e
 	if c.cfg.Epochs > 0 && (at.Epoch > c.cfg.Epochs || at.Epoch == c.cfg.Epochs && at.Consumed > 0) {
 		return fmt.Errorf("coordinator: %s claims step %d at %v, past the job's %d epochs", name, step, pos, c.cfg.Epochs)
 	}
-	m.prior, m.priorStep, m.priorPos = true, step, pos
+	m.held, m.heldStep, m.heldPos = true, step, at
 	return nil
 }
 
@@ -768,37 +771,29 @@ func (c *Coordinator) publish() {
 		causes = append([]Cause{{Kind: first}}, causes...)
 	}
 	c.causes = nil
+	// The source: the member whose process holds the furthest known
+	// state (the earliest in ring order on a tie). Before this
+	// coordinator's first generation that is what members held when they
+	// joined (Prior); later, what each took from the generation being
+	// replaced (holding). A member that holds nothing known, such as a
+	// restarted process put in a ring that never formed, is never the
+	// source: with no holder, the ring restores the last checkpoint.
 	if len(c.gen.Ring) > 0 {
-		// Survivors: members of the previous ring with state since then.
-		resume, source = c.gen.ResumeStep, ""
-		for _, name := range c.gen.Ring {
-			m := c.find(name)
-			if m == nil || m.inRing == 0 {
-				continue
-			}
-			step := c.gen.ResumeStep
-			if m.stepGen == c.gen.Number {
-				step = m.step
-			}
-			if source == "" || step > resume {
-				resume, source = step, name
-			}
-		}
-		pos = AdvancePosition(c.gen.Position, c.cfg.Samples, c.cfg.Batch, resume-c.gen.ResumeStep)
-	} else {
-		// The first generation of this coordinator: from the furthest
-		// member that kept the job's last generation's state, if any.
-		names := make([]Member, 0, len(c.members))
+		resume, pos = c.gen.ResumeStep, c.gen.Position
 		for _, m := range c.members {
-			names = append(names, Member{Name: m.name})
+			c.holding(m)
 		}
-		for _, name := range RingOrder(names) {
-			if m := c.find(name); m.prior && (source == "" || m.priorStep > resume) {
-				resume, pos, source = m.priorStep, m.priorPos, name
-			}
-		}
-		if pos.Consumed == c.cfg.Samples {
-			pos = Position{Epoch: pos.Epoch + 1}
+	}
+	names := make([]Member, 0, len(c.members))
+	for _, m := range c.members {
+		names = append(names, Member{Name: m.name})
+	}
+	// Only a state at or past the resume point counts: an older one would
+	// roll the job back further than the last checkpoint may.
+	base := resume
+	for _, name := range RingOrder(names) {
+		if m := c.find(name); m.held && m.heldStep >= base && (source == "" || m.heldStep > resume) {
+			resume, pos, source = m.heldStep, m.heldPos, name
 		}
 	}
 	ms := make([]Member, len(c.members))
@@ -836,6 +831,27 @@ func (c *Coordinator) publish() {
 	g.Ring, g.Ranks, g.Causes = slices.Clone(ring), maps.Clone(ranks), slices.Clone(causes)
 	c.out.Generation = &g
 	c.out.Pause, c.out.PauseCauses = nil, nil
+}
+
+// holding records in m what its process holds once the current generation
+// is replaced: the last step it reported in this generation (a heartbeat
+// at or past the resume step: trained here, or held from before and not
+// yet replaced by the ring's state); else this generation's resume state,
+// if it reached the ring (it restored or received that state); else what
+// it held before, unchanged.
+func (c *Coordinator) holding(m *member) {
+	step := int64(-1)
+	switch {
+	case m.stepGen == c.gen.Number && m.inRing != 0 && m.step >= c.gen.ResumeStep:
+		step = m.step
+	case m.reached == c.gen.Number:
+		step = c.gen.ResumeStep
+	}
+	if step < 0 {
+		return
+	}
+	m.held, m.heldStep = true, step
+	m.heldPos = AdvancePosition(c.gen.Position, c.cfg.Samples, c.cfg.Batch, step-c.gen.ResumeStep)
 }
 
 // status describes the job now.
