@@ -128,7 +128,11 @@ token. /healthz, /readyz and /metrics are always open.`,
 			if err != nil {
 				return err
 			}
-			cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: etcdTLS, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+			// Keepalive pings find a member that stopped answering (paused, cut
+			// off) so that requests move to the others instead of hanging on
+			// it; etcd accepts pings every 5 s at most.
+			cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: etcdTLS, DialTimeout: 5 * time.Second,
+				DialKeepAliveTime: 5 * time.Second, DialKeepAliveTimeout: 2 * time.Second, Logger: zap.NewNop()})
 			if err != nil {
 				return fmt.Errorf("etcd: %w", err)
 			}
