@@ -32,7 +32,7 @@ etcd-image:
 images: image etcd-image
 
 test:
-	$(GO) test ./...
+	$(GO) test -timeout 30m ./...
 
 # Render every kustomize overlay and check it against the binary's flags.
 test-manifests:
