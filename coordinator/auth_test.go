@@ -223,27 +223,10 @@ func TestControlConnLimits(t *testing.T) {
 	}
 	start := time.Now()
 	w.heartbeat(t, 0, 0, false)
-	closedBy := func(at time.Time) int {
-		var n int
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for _, conn := range conns {
-			wg.Go(func() {
-				conn.SetReadDeadline(at)
-				if err := drain(conn); !isTimeout(err) {
-					mu.Lock()
-					n++
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
-		return n
-	}
-	if n := closedBy(start.Add(time.Second)); n < idle-limit {
+	if n := closedBy(conns, start.Add(time.Second)); n < idle-limit {
 		t.Errorf("%d of %d idle connections closed at once, want at least %d", n, idle, idle-limit)
 	}
-	if n := closedBy(start.Add(deadline + 2*time.Second)); n != idle {
+	if n := closedBy(conns, start.Add(deadline+2*time.Second)); n != idle {
 		t.Errorf("%d of %d idle connections closed by the handshake deadline, want all", n, idle)
 	}
 	w.heartbeat(t, 0, 0, false)
@@ -273,29 +256,32 @@ func TestHTTPConnLimits(t *testing.T) {
 		conns = append(conns, conn)
 	}
 	start := time.Now()
-	closedBy := func(at time.Time) int {
-		var n atomic.Int64
-		var wg sync.WaitGroup
-		for _, conn := range conns {
-			wg.Go(func() {
-				conn.SetReadDeadline(at)
-				if err := drain(conn); !isTimeout(err) {
-					n.Add(1)
-				}
-			})
-		}
-		wg.Wait()
-		return int(n.Load())
-	}
-	if n := closedBy(start.Add(time.Second)); n != idle-limit {
+	if n := closedBy(conns, start.Add(time.Second)); n != idle-limit {
 		t.Errorf("%d of %d idle connections closed at once, want %d (the limit is %d)", n, idle, idle-limit, limit)
 	}
-	if n := closedBy(start.Add(netlimit.HTTPHeaderTimeout + 2*time.Second)); n != idle {
+	if n := closedBy(conns, start.Add(netlimit.HTTPHeaderTimeout+2*time.Second)); n != idle {
 		t.Errorf("%d of %d idle connections closed by the header deadline, want all", n, idle)
 	}
 	if code := httpStatus(t, "http://"+proc.HTTPAddr()+"/healthz"); code != http.StatusOK {
 		t.Errorf("GET /healthz after the idle connections: %d", code)
 	}
+}
+
+// closedBy is how many of conns the server has closed by at: each is read
+// (drain) until it ends or at passes.
+func closedBy(conns []net.Conn, at time.Time) int {
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	for _, conn := range conns {
+		wg.Go(func() {
+			conn.SetReadDeadline(at)
+			if err := drain(conn); !isTimeout(err) {
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return int(n.Load())
 }
 
 func isTimeout(err error) bool {

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/checkpoint"
 )
@@ -208,22 +206,17 @@ func newCommittedCmd(jobName *string) *cobra.Command {
     --tls-cert pki/client/root.crt --tls-key pki/client/root.key --tls-ca pki/ca.crt`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			eps := splitList(endpoints)
-			if len(eps) == 0 || *jobName == "" {
-				return errors.New("checkpoint committed: --etcd-endpoints and --job are required")
+			if *jobName == "" {
+				return errors.New("checkpoint committed: --job is required")
 			}
 			creds, err := p.creds("")
 			if err != nil {
 				return err
 			}
 			p.insecure = true // a client: nothing of its own to expose
-			tlsCfg, err := p.etcdTLS(eps, creds)
+			cli, err := p.etcdClient(endpoints, creds, timeout)
 			if err != nil {
 				return err
-			}
-			cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: tlsCfg, DialTimeout: timeout, Logger: zap.NewNop()})
-			if err != nil {
-				return fmt.Errorf("etcd: %w", err)
 			}
 			defer cli.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -229,6 +231,27 @@ func (p *processFlags) etcdTLS(endpoints []string, creds *pki.Creds) (*tls.Confi
 		return nil, errors.New("--etcd-endpoints are https://: give --tls-cert, --tls-key and --tls-ca (a coordinator's certificate, etcd's user)")
 	}
 	return creds.EtcdClientConfig(), nil
+}
+
+// etcdClient connects to the etcd of --etcd-endpoints (comma-separated)
+// with the TLS etcdTLS decides for creds. Keepalive pings find a member
+// that stopped answering (paused, cut off) so that requests move to the
+// others instead of hanging on it; etcd accepts pings every 5 s at most.
+func (p *processFlags) etcdClient(endpoints string, creds *pki.Creds, dialTimeout time.Duration) (*clientv3.Client, error) {
+	eps := splitList(endpoints)
+	if len(eps) == 0 {
+		return nil, errors.New("--etcd-endpoints is required")
+	}
+	tlsCfg, err := p.etcdTLS(eps, creds)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: tlsCfg, DialTimeout: dialTimeout,
+		DialKeepAliveTime: 5 * time.Second, DialKeepAliveTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	return cli, nil
 }
 
 // isLoopback reports whether addr (host:port, or a URL's host:port) names

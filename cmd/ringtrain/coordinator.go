@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/job"
@@ -90,10 +88,6 @@ token. /healthz, /readyz and /metrics are always open.`,
 			if err != nil {
 				return err
 			}
-			eps := splitList(endpoints)
-			if len(eps) == 0 {
-				return errors.New("--etcd-endpoints is required")
-			}
 			if p.store == "" {
 				return errors.New("--store is required")
 			}
@@ -124,17 +118,9 @@ token. /healthz, /readyz and /metrics are always open.`,
 			} else if err := p.plaintextOK("--listen", p.listen); err != nil {
 				return err
 			}
-			etcdTLS, err := p.etcdTLS(eps, creds)
+			cli, err := p.etcdClient(endpoints, creds, 5*time.Second)
 			if err != nil {
 				return err
-			}
-			// Keepalive pings find a member that stopped answering (paused, cut
-			// off) so that requests move to the others instead of hanging on
-			// it; etcd accepts pings every 5 s at most.
-			cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: etcdTLS, DialTimeout: 5 * time.Second,
-				DialKeepAliveTime: 5 * time.Second, DialKeepAliveTimeout: 2 * time.Second, Logger: zap.NewNop()})
-			if err != nil {
-				return fmt.Errorf("etcd: %w", err)
 			}
 			defer cli.Close()
 			logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "%s\n", fmt.Sprintf(f, a...)) }

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/job"
@@ -209,10 +207,6 @@ Idempotent: run it once per job (a Kubernetes Job, an init step).`,
 			if err != nil {
 				return err
 			}
-			eps := splitList(endpoints)
-			if len(eps) == 0 {
-				return errors.New("--etcd-endpoints is required")
-			}
 			creds, err := p.creds(pki.Client)
 			if err != nil {
 				return err
@@ -220,14 +214,14 @@ Idempotent: run it once per job (a Kubernetes Job, an init step).`,
 			if creds == nil || creds.Self.Name != "root" {
 				return errors.New(`etcd-auth acts as etcd's administrator: give --tls-cert, --tls-key and --tls-ca of the client certificate "root" ('ringtrain pki issue DIR --role client root')`)
 			}
-			for _, e := range eps {
+			for _, e := range splitList(endpoints) {
 				if !strings.HasPrefix(e, "https://") {
 					return fmt.Errorf("--etcd-endpoints %s: etcd's access control is by client certificate, so its endpoints must be https://", e)
 				}
 			}
-			cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: creds.EtcdClientConfig(), DialTimeout: timeout, Logger: zap.NewNop()})
+			cli, err := p.etcdClient(endpoints, creds, timeout)
 			if err != nil {
-				return fmt.Errorf("etcd: %w", err)
+				return err
 			}
 			defer cli.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
