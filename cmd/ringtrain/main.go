@@ -93,5 +93,6 @@ func newBenchCmd() *cobra.Command {
 	cmd.AddCommand(newBenchTrainCmd())
 	cmd.AddCommand(newBenchAllreduceCmd())
 	cmd.AddCommand(newBenchRecoveryCmd())
+	cmd.AddCommand(newBenchImagepipeCmd())
 	return cmd
 }
