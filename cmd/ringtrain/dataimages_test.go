@@ -92,6 +92,9 @@ func TestDataVerifyWait(t *testing.T) {
 	if out := <-verified; !strings.Contains(out, "4 shards, 8 samples, 2 classes verified") {
 		t.Fatalf("verify --wait while packing: %s", out)
 	}
+	if out, err := runCLI(t, "data", "verify", "shards:"+dst, "--quick", "--wait", "1m"); err != nil || !strings.Contains(out, "4 shards, 8 samples, 2 classes present with their sizes and indexes") {
+		t.Fatalf("verify --quick: %s, %v", out, err)
+	}
 }
 
 func TestWaitFor(t *testing.T) {
