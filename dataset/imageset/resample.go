@@ -120,12 +120,32 @@ func resampleRGB(dst []uint8, xs, ys axis, src []uint8, srcW, x0, y0 int, buf *r
 			p := in[3*(start-x0):]
 			p = p[:3*len(ws)]
 			s0, s1, s2 := int32(half), int32(half), int32(half)
-			for _, c := range ws {
-				q := p[:3:3]
-				s0 += int32(q[0]) * c
-				s1 += int32(q[1]) * c
-				s2 += int32(q[2]) * c
-				p = p[3:]
+			// The common tap counts unrolled (a 224 output of ImageNet's
+			// crops takes 2 to 5 taps), the rest one tap at a time.
+			switch len(ws) {
+			case 2:
+				q, c := p[:6:6], ws[:2:2]
+				s0 += int32(q[0])*c[0] + int32(q[3])*c[1]
+				s1 += int32(q[1])*c[0] + int32(q[4])*c[1]
+				s2 += int32(q[2])*c[0] + int32(q[5])*c[1]
+			case 3:
+				q, c := p[:9:9], ws[:3:3]
+				s0 += int32(q[0])*c[0] + int32(q[3])*c[1] + int32(q[6])*c[2]
+				s1 += int32(q[1])*c[0] + int32(q[4])*c[1] + int32(q[7])*c[2]
+				s2 += int32(q[2])*c[0] + int32(q[5])*c[1] + int32(q[8])*c[2]
+			case 4:
+				q, c := p[:12:12], ws[:4:4]
+				s0 += int32(q[0])*c[0] + int32(q[3])*c[1] + int32(q[6])*c[2] + int32(q[9])*c[3]
+				s1 += int32(q[1])*c[0] + int32(q[4])*c[1] + int32(q[7])*c[2] + int32(q[10])*c[3]
+				s2 += int32(q[2])*c[0] + int32(q[5])*c[1] + int32(q[8])*c[2] + int32(q[11])*c[3]
+			default:
+				for _, c := range ws {
+					q := p[:3:3]
+					s0 += int32(q[0]) * c
+					s1 += int32(q[1]) * c
+					s2 += int32(q[2]) * c
+					p = p[3:]
+				}
 			}
 			o := out[3*k : 3*k+3 : 3*k+3]
 			o[0], o[1], o[2] = clip8(s0), clip8(s1), clip8(s2)
