@@ -80,6 +80,9 @@ type Options struct {
 	// Timeline has the workers record their step timelines in the run
 	// directory's timeline/ (worker.TimelineDir).
 	Timeline bool
+	// SampleLogs has the workers log the samples of every step they take
+	// in the run directory's samples/ (worker.SampleLogDir).
+	SampleLogs bool
 }
 
 // cluster is one Run: the options and the worker processes.
@@ -105,7 +108,8 @@ type cluster struct {
 // what a single-node run leaves (metrics.jsonl, curves.png, summary.json,
 // checkpoints/), the final model (model.safetensors, see
 // coordinator.Server.WriteRunProducts), coordinator.log, worker-N.log and
-// etcd/, and with Options.Timeline the workers' timeline/. Every
+// etcd/, with Options.Timeline the workers' timeline/ and with
+// Options.SampleLogs their samples/. Every
 // process it started has exited when it returns.
 func Run(ctx context.Context, o Options) (runlog.Summary, error) {
 	c := &cluster{Options: o, logf: o.Logf}
@@ -244,6 +248,9 @@ func (c *cluster) run(ctx context.Context) (runlog.Summary, error) {
 			"--http", "", "--data-dir", dataDir, "--threads", strconv.Itoa(threads))
 		if c.Timeline {
 			cmd.Args = append(cmd.Args, "--timeline", filepath.Join(out, worker.TimelineDir))
+		}
+		if c.SampleLogs {
+			cmd.Args = append(cmd.Args, "--sample-log", filepath.Join(out, worker.SampleLogDir, worker.SampleLogFile(name)))
 		}
 		cmd.Env = append(os.Environ(), TokenEnv+"="+token)
 		cmd.Stdout, cmd.Stderr = logf, logf

@@ -33,17 +33,19 @@ func (m *Model) Forward(tp *tensorcore.Tape, x *tensorcore.Var, training bool) *
 
 // zoo maps each model name to its constructor and a one-line description.
 var zoo = map[string]struct {
-	about string
-	build func(b *Builder) (net Module, input []int)
+	about   string
+	build   func(b *Builder) (net Module, input []int)
+	classes int // the logits' width
 }{
-	"mlp":         {"784-300-100-10 ReLU multilayer perceptron (LeCun et al. 1998)", buildMLP},
-	"lenet1":      {"LeNet-1 (LeCun et al. 1998): 4 and 12 5×5 tanh maps with 2×2 average pooling, 28×28", buildLeNet1},
-	"lenet5":      {"LeNet-5 with ReLU and max-pooling, PyTorch layer names c1 c2 f1 f2 f3, 28×28", buildLeNet5},
-	"lenet5-1998": {"LeNet-5 as in 1998: scaled tanh, average-pool subsampling, C5 as a 5×5 convolution, 28×28", buildLeNet51998},
-	"convnet1990": {"1990 ConvNet: filters-tanh → pooling → filters-tanh → pooling → filters, 16×16", buildConvNet1990},
-	"vgg":         {"small VGG-style net: [32,32,M,64,64,M] 3×3 conv+BN+ReLU, FC 128 with dropout 0.3, 28×28", buildVGG},
-	"resnet8":     {"small ResNet: 3×3 stem of 16, three basic residual blocks (16, 32/2, 64/2), global average pool, 28×28", buildResNet8},
-	"convnet64":   {"small colour ConvNet for image sets: four 3×3 conv+BN+ReLU (16, 32, 64, 64) with 2×2 max-pooling after the first three, global average pool, 3×64×64", buildConvNet64},
+	"mlp":          {"784-300-100-10 ReLU multilayer perceptron (LeCun et al. 1998)", buildMLP, 10},
+	"lenet1":       {"LeNet-1 (LeCun et al. 1998): 4 and 12 5×5 tanh maps with 2×2 average pooling, 28×28", buildLeNet1, 10},
+	"lenet5":       {"LeNet-5 with ReLU and max-pooling, PyTorch layer names c1 c2 f1 f2 f3, 28×28", buildLeNet5, 10},
+	"lenet5-1998":  {"LeNet-5 as in 1998: scaled tanh, average-pool subsampling, C5 as a 5×5 convolution, 28×28", buildLeNet51998, 10},
+	"convnet1990":  {"1990 ConvNet: filters-tanh → pooling → filters-tanh → pooling → filters, 16×16", buildConvNet1990, 10},
+	"vgg":          {"small VGG-style net: [32,32,M,64,64,M] 3×3 conv+BN+ReLU, FC 128 with dropout 0.3, 28×28", buildVGG, 10},
+	"resnet8":      {"small ResNet: 3×3 stem of 16, three basic residual blocks (16, 32/2, 64/2), global average pool, 28×28", buildResNet8, 10},
+	"convnet64":    {"small colour ConvNet for image sets: four 3×3 conv+BN+ReLU (16, 32, 64, 64) with 2×2 max-pooling after the first three, global average pool, 3×64×64", buildConvNet64, 10},
+	"convnet64-1k": {"convnet64 scoring 1000 classes (ImageNet-1k), 3×64×64", buildConvNet64x1000, 1000},
 }
 
 // Names returns the names of the zoo's models, sorted.
@@ -103,7 +105,7 @@ func Build(name string, seed uint64) (*Model, error) {
 		return nil, err
 	}
 	return &Model{
-		Name: name, Net: net, Arena: a, InputShape: input, NumClasses: 10,
+		Name: name, Net: net, Arena: a, InputShape: input, NumClasses: z.classes,
 		RNG: rand.New(rand.NewPCG(seed, 0x64726f706f7574)), // stream "dropout"
 	}, nil
 }
@@ -229,7 +231,12 @@ func buildResNet8(b *Builder) (Module, []int) {
 // conv3×3(32)-BN-ReLU, max 2 (16×16), conv3×3(64)-BN-ReLU, max 2 (8×8),
 // conv3×3(64)-BN-ReLU, global 8×8 average pool, FC 64→10. Names:
 // conv1…conv4, bn1…bn4, fc.
-func buildConvNet64(b *Builder) (Module, []int) {
+func buildConvNet64(b *Builder) (Module, []int) { return convNet64(b, 10) }
+
+func buildConvNet64x1000(b *Builder) (Module, []int) { return convNet64(b, 1000) }
+
+// convNet64 is convnet64 with a head of classes outputs.
+func convNet64(b *Builder, classes int) (Module, []int) {
 	conv := LayerInit{Weight: KaimingNormal(0, FanOut), NoBias: true}
 	var net Sequential
 	in := 3
@@ -242,6 +249,6 @@ func buildConvNet64(b *Builder) (Module, []int) {
 		in = c
 	}
 	var d LayerInit
-	net = append(net, AvgPool2d{K: 8}, Flatten{}, NewLinear(b, "fc", 64, 10, d))
+	net = append(net, AvgPool2d{K: 8}, Flatten{}, NewLinear(b, "fc", 64, classes, d))
 	return net, []int{3, 64, 64}
 }

@@ -22,7 +22,8 @@ var wantParams = map[string]int{
 		(16*32*9 + 64 + 32*32*9 + 64 + 16*32 + 64) + // layer2
 		(32*64*9 + 128 + 64*64*9 + 128 + 32*64 + 128) + // layer3
 		64*10 + 10,
-	"convnet64": 9*(3*16+16*32+32*64+64*64) + 2*(16+32+64+64) + 64*10 + 10, // 61,338
+	"convnet64":    9*(3*16+16*32+32*64+64*64) + 2*(16+32+64+64) + 64*10 + 10,     // 61,338
+	"convnet64-1k": 9*(3*16+16*32+32*64+64*64) + 2*(16+32+64+64) + 64*1000 + 1000, // 125,688
 }
 
 func TestZooNames(t *testing.T) {
@@ -64,7 +65,11 @@ func TestZooModels(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m.Name != name || m.NumClasses != 10 || len(m.InputShape) != 3 {
+			classes := 10
+			if strings.HasSuffix(name, "-1k") {
+				classes = 1000
+			}
+			if m.Name != name || m.NumClasses != classes || len(m.InputShape) != 3 {
 				t.Errorf("model header %q %d %v", m.Name, m.NumClasses, m.InputShape)
 			}
 			if got := m.Arena.NumParams(); got != wantParams[name] {
@@ -96,8 +101,8 @@ func TestZooModels(t *testing.T) {
 			for _, training := range []bool{false, true} {
 				tp.Reset()
 				out := m.Forward(tp, tp.Const(x), training)
-				if !slices.Equal(out.Value.Shape, []int{6, 10}) {
-					t.Fatalf("training=%v: logits shape %v, want [6 10]", training, out.Value.Shape)
+				if !slices.Equal(out.Value.Shape, []int{6, classes}) {
+					t.Fatalf("training=%v: logits shape %v, want [6 %d]", training, out.Value.Shape, classes)
 				}
 				if tensorcore.HasNaNOrInf(out.Value.Data) {
 					t.Fatalf("training=%v: logits not finite", training)

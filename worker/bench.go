@@ -122,7 +122,7 @@ func (l *benchLoop) step() error {
 		}
 		l.pipe = startPipeline(e.train, e.order, 0, b, 0, 1, e.trainTransform(e.pos.Epoch), e.spec.DataThreads)
 	}
-	_, err := e.trainStep(l.ctx, ring{rank: 0, world: 1}, l.pipe)
+	_, err := e.trainStep(l.ctx, ring{rank: 0, world: 1}, l.pipe, hooks{})
 	return err
 }
 

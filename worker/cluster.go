@@ -91,6 +91,11 @@ type ClusterOptions struct {
 	// timeline (a file named after the worker; see package timeline).
 	TimelineDir string
 
+	// SampleLog, when set, receives a line for every step the worker
+	// takes (see SampleRecord): which samples it trained on, for checking
+	// the data order of a run. Each line is one Write.
+	SampleLog io.Writer
+
 	// AfterStep, when set, is called after every optimizer step with the
 	// step number and the parameters (tests compare runs with it).
 	AfterStep func(step int64, params []float32)
@@ -111,6 +116,8 @@ type ClusterWorker struct {
 	ctl  *api.LeaderClient // the job's coordinators, following the leader
 
 	kick chan struct{} // asks the heartbeat loop for an immediate beat
+
+	samples *sampleLogger // the sample log (SampleLog), used by the training goroutine
 
 	mu         sync.Mutex
 	jobHash    string              // the hash of the job this worker runs, once joined

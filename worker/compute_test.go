@@ -156,7 +156,7 @@ func TestStepReportsItsPhases(t *testing.T) {
 	}
 	pipe := startPipeline(e.train, e.order, 0, spec.BatchSize, 0, 1, e.trainTransform(0), 1)
 	defer pipe.stop()
-	rep, err := e.trainStep(context.Background(), ring{rank: 0, world: 1}, pipe)
+	rep, err := e.trainStep(context.Background(), ring{rank: 0, world: 1}, pipe, hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}

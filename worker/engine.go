@@ -129,6 +129,10 @@ type ring struct {
 type hooks struct {
 	// step is told the figures of every step.
 	step func(stepReport)
+	// batch, when set, is told the samples this rank takes for step
+	// (counting from 1) at pos, before the step computes anything; the
+	// slice is valid during the call only.
+	batch func(step int64, pos dataset.Position, samples []int)
 	// checkpointDue reports whether the state after step must be
 	// checkpointed mid-epoch (every epoch's end is checkpointed anyway).
 	checkpointDue func(step int64) bool
@@ -181,7 +185,7 @@ func (e *engine) run(ctx context.Context, r ring, h hooks) error {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				rep, err := e.trainStep(ctx, r, pipe)
+				rep, err := e.trainStep(ctx, r, pipe, h)
 				if err != nil {
 					return err
 				}
@@ -268,13 +272,16 @@ func (e *engine) trainTransform(epoch int) dataset.Transform {
 // trainStep runs one step: this rank's share of the batch forward and
 // backward, the gradients reduced over the ring as backward finishes them,
 // the optimizer step.
-func (e *engine) trainStep(ctx context.Context, r ring, pipe *pipeline) (stepReport, error) {
+func (e *engine) trainStep(ctx context.Context, r ring, pipe *pipeline, h hooks) (stepReport, error) {
 	t0 := e.now()
 	bt, err := pipe.next(ctx)
 	if err != nil {
 		return stepReport{}, err
 	}
 	defer pipe.release(bt)
+	if h.batch != nil {
+		h.batch(e.step+1, e.pos, bt.idx)
+	}
 	t1 := e.now()
 	n := e.train.Len()
 	global := min(e.spec.BatchSize, n-e.pos.Consumed)

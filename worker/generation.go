@@ -266,7 +266,17 @@ func (w *ClusterWorker) sync(ctx context.Context, t *trainer, r ring, g *api.Gen
 // report progress in heartbeats, and write and report checkpoint shards.
 func (w *ClusterWorker) clusterHooks(t *trainer, r ring, g *api.Generation) hooks {
 	e := t.e
+	var samples func(int64, dataset.Position, []int)
+	if w.o.SampleLog != nil {
+		if w.samples == nil {
+			w.samples = &sampleLogger{w: w.o.SampleLog, logf: w.logf}
+		}
+		samples = func(step int64, pos dataset.Position, idx []int) {
+			w.samples.record(g.Number, step, pos, r.rank, r.world, idx)
+		}
+	}
 	return hooks{
+		batch: samples,
 		step: func(rep stepReport) {
 			w.report(t, rep)
 			if w.o.AfterStep != nil {

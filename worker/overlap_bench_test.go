@@ -182,7 +182,7 @@ type overlapRank struct {
 func (r *overlapRank) step(ctx context.Context, rg ring) error {
 	r.firstAt = time.Time{}
 	start := time.Now()
-	if _, err := r.e.trainStep(ctx, rg, r.pipe); err != nil {
+	if _, err := r.e.trainStep(ctx, rg, r.pipe, hooks{}); err != nil {
 		return err
 	}
 	if rg.grads != nil && rg.grads == r.reducers[0] && !r.firstAt.IsZero() {

@@ -44,6 +44,14 @@ type Options struct {
 // workers' timelines, one file per worker (timeline.File).
 const TimelineDir = "timeline"
 
+// SampleLogDir is the subdirectory of a cluster run directory that holds
+// the workers' sample logs (see ClusterOptions.SampleLog), one file per
+// worker named by SampleLogFile.
+const SampleLogDir = "samples"
+
+// SampleLogFile is the name of worker name's sample log.
+func SampleLogFile(name string) string { return name + ".samples" }
+
 // SoloName is the name of a single-node run's worker in its timeline.
 const SoloName = "worker-0"
 

@@ -96,6 +96,7 @@ func newDataVerifyCmd() *cobra.Command {
 	var dir string
 	var wait time.Duration
 	var jobs int
+	var quick bool
 	cmd := &cobra.Command{
 		Use:   "verify NAME|shards:DIR",
 		Short: "Check a data set's files against their pinned SHA-256 sums, or a shard set against its manifest",
@@ -108,7 +109,7 @@ func newDataVerifyCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if d, ok := strings.CutPrefix(name, dataset.ShardsPrefix); ok && d != "" {
-				return verifyShards(cmd, d, wait, jobs)
+				return verifyShards(cmd, d, wait, jobs, quick)
 			}
 			files, err := dataset.Files(name)
 			if err != nil {
@@ -126,6 +127,7 @@ func newDataVerifyCmd() *cobra.Command {
 	cmd.Flags().StringVar(&dir, "dir", "", "directory of the files (default <data dir>/NAME)")
 	cmd.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for missing data to appear (e.g. 30m)")
 	cmd.Flags().IntVar(&jobs, "jobs", 0, "shards checked at once (default: one per core)")
+	cmd.Flags().BoolVar(&quick, "quick", false, "shards:DIR only: check that every shard and index is present with the manifest's size and sample count, without reading the shards' bytes (a worker's start on a large set)")
 	return cmd
 }
 

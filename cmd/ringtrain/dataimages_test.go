@@ -92,6 +92,9 @@ func TestDataVerifyWait(t *testing.T) {
 	if out := <-verified; !strings.Contains(out, "4 shards, 8 samples, 2 classes verified") {
 		t.Fatalf("verify --wait while packing: %s", out)
 	}
+	if out, err := runCLI(t, "data", "verify", "shards:"+dst, "--quick", "--wait", "1m"); err != nil || !strings.Contains(out, "4 shards, 8 samples, 2 classes present with their sizes and indexes") {
+		t.Fatalf("verify --quick: %s, %v", out, err)
+	}
 }
 
 func TestWaitFor(t *testing.T) {
@@ -200,5 +203,28 @@ func TestTrainImageShardsCluster(t *testing.T) {
 	}
 	if sum := readSummary(t, run); sum["dataset"] != "shards:"+shards {
 		t.Fatalf("summary %v", sum)
+	}
+}
+
+// TestBenchImagepipe: `bench imagepipe --json` reads a folder's JPEGs and
+// reports a positive rate for each stage and round.
+func TestBenchImagepipe(t *testing.T) {
+	dir := t.TempDir()
+	if err := imageset.Synth(context.Background(), dir, imageset.SynthOptions{Classes: 2, PerClass: 2, Width: 40, Height: 30}, nil); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "bench", "imagepipe", "--dir", dir, "--size", "16", "--repeat", "2", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r imagepipeResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if r.Files != 6 || r.Size != 16 || len(r.Pipeline) != 2 || len(r.Decode) != 2 || len(r.DecodeRGB) != 2 || r.PipelineMedian <= 0 || r.DecodeMedian <= 0 || r.DecodeRGBMedian <= 0 {
+		t.Fatalf("result %+v", r)
+	}
+	if _, err := runCLI(t, "bench", "imagepipe", "--dir", t.TempDir()); err == nil || !strings.Contains(err.Error(), "no .jpg") {
+		t.Fatalf("an empty folder: %v", err)
 	}
 }

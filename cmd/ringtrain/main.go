@@ -94,5 +94,6 @@ func newBenchCmd() *cobra.Command {
 	cmd.AddCommand(newBenchTrainCmd())
 	cmd.AddCommand(newBenchAllreduceCmd())
 	cmd.AddCommand(newBenchRecoveryCmd())
+	cmd.AddCommand(newBenchImagepipeCmd())
 	return cmd
 }

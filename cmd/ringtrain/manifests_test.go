@@ -1040,6 +1040,44 @@ func checkJob(t *testing.T, r *rendered) {
 			if len(c.Args) < 3 || c.Args[2] != spec.Dataset {
 				t.Errorf("init container %s prepares data set %v, the job trains on %s", c.Name, c.Args[2:], spec.Dataset)
 			}
+			if _, ok := flagValue(c.Args, "wait"); strings.HasPrefix(spec.Dataset, dataset.ShardsPrefix) && !ok {
+				t.Errorf("init container %s checks the shard set %s without --wait: workers started before the pack ends fail", c.Name, spec.Dataset)
+			}
+		}
+	}
+	// An image set's name carries its directory: the workers (and their
+	// init containers) and the coordinator, which counts the samples,
+	// must mount a volume holding it.
+	dir, image := strings.CutPrefix(spec.Dataset, dataset.ShardsPrefix)
+	if !image {
+		dir, image = strings.CutPrefix(spec.Dataset, dataset.ImageFolderPrefix)
+	}
+	if !image {
+		return
+	}
+	if !path.IsAbs(dir) {
+		t.Errorf("job dataset %s: the directory is not absolute", spec.Dataset)
+	}
+	var pods []*corev1.PodSpec
+	pods = append(pods, &worker.Spec.Template.Spec)
+	for i := range r.deployments {
+		pods = append(pods, &r.deployments[i].Spec.Template.Spec)
+	}
+	for _, p := range pods {
+		for _, c := range podContainers(p) {
+			sub := subcommand(c)
+			if !isRingtrain(c) || (sub != "worker" && sub != "coordinator" && sub != "data verify") {
+				continue
+			}
+			held := false
+			for _, m := range c.VolumeMounts {
+				if dir == m.MountPath || strings.HasPrefix(dir, strings.TrimSuffix(m.MountPath, "/")+"/") {
+					held = true
+				}
+			}
+			if !held {
+				t.Errorf("container %s (%s) mounts no volume holding %s, the job's data set", c.Name, sub, dir)
+			}
 		}
 	}
 }

@@ -28,6 +28,7 @@ func newTrainCmd() *cobra.Command {
 		maxRestarts int
 		ui          string
 		record      bool
+		sampleLogs  bool
 		spec        = job.Default()
 	)
 	cmd := &cobra.Command{
@@ -92,7 +93,7 @@ machine sees it. Name a host to open it to others, e.g. --ui 0.0.0.0:8080.`,
 					return fmt.Errorf("--max-restarts must not be negative, got %d", maxRestarts)
 				}
 				sum, err = localcluster.Run(cmd.Context(), localcluster.Options{
-					Spec: s, Dir: out, Resume: resume, MaxRestarts: maxRestarts, Progress: progress, Logf: logf, UI: bind, Timeline: record,
+					Spec: s, Dir: out, Resume: resume, MaxRestarts: maxRestarts, Progress: progress, Logf: logf, UI: bind, Timeline: record, SampleLogs: sampleLogs,
 				})
 			} else {
 				var p worker.Progress = progress
@@ -145,6 +146,7 @@ machine sees it. Name a host to open it to others, e.g. --ui 0.0.0.0:8080.`,
 	f.IntVar(&spec.Threads, "threads", 0, "compute threads (0: all cores; with --workers, per worker: cores / workers)")
 	f.IntVar(&spec.Workers, "workers", spec.Workers, "data-parallel workers: above 1, a local cluster (embedded etcd, a coordinator, worker processes)")
 	f.StringVar(&ui, "ui", "", "serve the live dashboard at this address, e.g. 127.0.0.1:8080 (a port alone binds loopback only; name a host such as 0.0.0.0:8080 to open it to others; default: none)")
+	f.BoolVar(&sampleLogs, "sample-log", false, "with --workers: each worker logs the sample indices of every step it takes in the run directory's samples/ (for checking the data order)")
 	f.BoolVar(&record, "timeline", true, "record each worker's step timeline in the run directory's timeline/ (see 'ringtrain trace')")
 	f.IntVar(&maxRestarts, "max-restarts", 3, "with --workers: times a worker that dies while the job runs is started again")
 	f.StringVar(&spec.Codec, "codec", "", "gradient codec between workers: fp32 (default), bf16 or fp16 (optionally +zstd or +s2), or powersgd-rN (rank N, e.g. powersgd-r4)")

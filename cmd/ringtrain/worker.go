@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,6 +25,7 @@ func newWorkerCmd() *cobra.Command {
 		shm           bool
 		advertisePort int
 		timelineDir   string
+		sampleLog     string
 		joinTimeout   time.Duration
 		fileTimeout   time.Duration
 	)
@@ -86,6 +88,14 @@ bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
 				TimelineDir: timelineDir,
 				Logf:        func(f string, a ...any) { fmt.Fprintf(os.Stderr, "%s: %s\n", p.name, fmt.Sprintf(f, a...)) },
 			}
+			if sampleLog != "" {
+				f, err := openSampleLog(sampleLog)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				o.SampleLog = f
+			}
 			if file != "" {
 				s, err := job.Load(file)
 				if err != nil {
@@ -129,10 +139,24 @@ bytes and not a placeholder: make one with head -c 32 /dev/urandom | base64.`,
 	f.StringVar(&p.store, "store", "", "checkpoint store root, as the coordinators' --store is mounted here (default: the job's store the coordinator advertises)")
 	f.StringVar(&dataDir, "data-dir", "", "data set directory (default: the job's data_dir, else the user cache)")
 	f.IntVar(&threads, "threads", 0, "compute threads (default: the job's threads, else all cores)")
+	f.StringVar(&sampleLog, "sample-log", "", "append the sample indices of every step this worker takes to FILE, one line a step (for checking a run's data order); off when empty")
 	f.StringVar(&timelineDir, "timeline", "", "record the step timeline in DIR/<name>.jsonl (a shared volume; 'ringtrain trace --dir DIR' reads it); off when empty")
 	f.DurationVar(&fileTimeout, "file-timeout", 0, "bound on each blocking file operation of training: a checkpoint shard write that takes longer is skipped, a checkpoint load over ten times this fails the worker (0: 9s, the coordinator's default --stuck-after; negative: no bound)")
 	f.DurationVar(&joinTimeout, "join-timeout", 0, "give up when no coordinator admits this worker within this long (0: wait on, as a Kubernetes pod should)")
 	f.IntVar(&advertisePort, "advertise-port", 0, "the port other processes dial to reach this one's data listener, e.g. behind a port mapping (default: the --listen port)")
 	f.BoolVar(&shm, "shm", true, "exchange gradients with ring neighbours on this host through shared memory (/dev/shm); false keeps them on gRPC")
 	return cmd
+}
+
+// openSampleLog opens a worker's sample log for appending (a restarted
+// worker continues its predecessor's), creating its directory.
+func openSampleLog(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("--sample-log: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("--sample-log: %w", err)
+	}
+	return f, nil
 }

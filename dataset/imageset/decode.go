@@ -149,7 +149,7 @@ func rgbRegion(dst []uint8, img image.Image, r image.Rectangle) ([]uint8, error)
 			d := dst[o : o+3*len(yrow)]
 			for i, yv := range yrow {
 				ci := row + (r.Min.X+i)/hs - first
-				d[3*i], d[3*i+1], d[3*i+2] = color.YCbCrToRGB(yv, m.Cb[ci], m.Cr[ci])
+				d[3*i], d[3*i+1], d[3*i+2] = yccToRGB(yv, m.Cb[ci], m.Cr[ci])
 			}
 			o += 3 * len(yrow)
 		}
@@ -217,7 +217,8 @@ func rgbRegion(dst []uint8, img image.Image, r image.Rectangle) ([]uint8, error)
 //	4:2:2: even x: (3·C[c] + C[c−1] + 1) >> 2,  odd x: (3·C[c] + C[c+1] + 2) >> 2
 //
 // where c = x/2 and the far row of an even y is the row above, of an odd y
-// the row below.
+// the row below. Each output row is made in two passes: the row's
+// upsampled Cb and Cr, then the conversion of the row to RGB.
 func fancyYCbCr(dst []uint8, m *image.YCbCr, r image.Rectangle) {
 	w, h := m.Rect.Dx(), m.Rect.Dy()
 	cw := (w + 1) / 2
@@ -225,53 +226,97 @@ func fancyYCbCr(dst []uint8, m *image.YCbCr, r image.Rectangle) {
 	if m.SubsampleRatio == image.YCbCrSubsampleRatio420 {
 		ch = (h + 1) / 2
 	}
-	// The column sums of one output row, for the columns the region
-	// needs (and one beyond each side).
-	c0, c1 := max(r.Min.X/2-1, 0), min((r.Max.X-1)/2+1, cw-1)
-	sums := make([]int32, 2*(c1-c0+1))
-	sb, sr := sums[:c1-c0+1], sums[c1-c0+1:]
+	// The region's pixels sit on chroma columns lo … hi. e holds one
+	// output row's vertical sums of those columns with a neighbour each
+	// side (e[k] is column lo−1+k, the edge column standing in beyond
+	// the edge); u the row's upsampled chroma, from pixel 2·lo.
+	lo, hi := r.Min.X/2, (r.Max.X-1)/2
+	nc := hi - lo + 1
+	left, right := max(lo-1, 0), min(hi+1, cw-1)
+	buf := make([]int32, 2*(nc+2))
+	eb, er := buf[:nc+2], buf[nc+2:]
+	up := make([]uint8, 4*nc)
+	ub, ur := up[:2*nc], up[2*nc:]
+	// The 4:2:0 sums are 4× a sample, the 4:2:2 ones 1×: the
+	// horizontal filter then divides by 16 or by 4.
+	shift, even, odd := uint(2), int32(1), int32(2)
+	if m.SubsampleRatio == image.YCbCrSubsampleRatio420 {
+		shift, even, odd = 4, 8, 7
+	}
+	off, nx := r.Min.X-2*lo, r.Dx()
 	o := 0
 	for y := r.Min.Y; y < r.Max.Y; y++ {
+		nrow, frow := y, y
 		if m.SubsampleRatio == image.YCbCrSubsampleRatio420 {
-			near := y / 2
-			far := near - 1
+			nrow, frow = y/2, y/2-1
 			if y%2 == 1 {
-				far = near + 1
+				frow = y/2 + 1
 			}
-			far = min(max(far, 0), ch-1)
-			nb, fb := m.Cb[near*m.CStride:], m.Cb[far*m.CStride:]
-			nr, fr := m.Cr[near*m.CStride:], m.Cr[far*m.CStride:]
-			for c := c0; c <= c1; c++ {
-				sb[c-c0] = 3*int32(nb[c]) + int32(fb[c])
-				sr[c-c0] = 3*int32(nr[c]) + int32(fr[c])
+			frow = min(max(frow, 0), ch-1)
+		}
+		nb, fb := m.Cb[nrow*m.CStride:][:cw], m.Cb[frow*m.CStride:][:cw]
+		nr, fr := m.Cr[nrow*m.CStride:][:cw], m.Cr[frow*m.CStride:][:cw]
+		sum := func(p, q []uint8, c int) int32 {
+			if m.SubsampleRatio == image.YCbCrSubsampleRatio420 {
+				return 3*int32(p[c]) + int32(q[c])
+			}
+			return int32(p[c])
+		}
+		eb[0], er[0] = sum(nb, fb, left), sum(nr, fr, left)
+		eb[nc+1], er[nc+1] = sum(nb, fb, right), sum(nr, fr, right)
+		ib, ir := eb[1:nc+1], er[1:nc+1]
+		if m.SubsampleRatio == image.YCbCrSubsampleRatio420 {
+			nb, fb, nr, fr = nb[lo:lo+nc], fb[lo:lo+nc], nr[lo:lo+nc], fr[lo:lo+nc]
+			for c := range ib {
+				ib[c] = 3*int32(nb[c]) + int32(fb[c])
+				ir[c] = 3*int32(nr[c]) + int32(fr[c])
 			}
 		} else {
-			nb, nr := m.Cb[y*m.CStride:], m.Cr[y*m.CStride:]
-			for c := c0; c <= c1; c++ {
-				sb[c-c0], sr[c-c0] = int32(nb[c]), int32(nr[c])
+			nb, nr = nb[lo:lo+nc], nr[lo:lo+nc]
+			for c := range ib {
+				ib[c], ir[c] = int32(nb[c]), int32(nr[c])
 			}
 		}
-		// The 4:2:0 sums are 4× a sample, the 4:2:2 ones 1×: the
-		// horizontal filter then divides by 16 or by 4.
-		shift, even, odd := uint(2), int32(1), int32(2)
-		if m.SubsampleRatio == image.YCbCrSubsampleRatio420 {
-			shift, even, odd = 4, 8, 7
+		// Chroma column c gives pixels 2c (leaning on column c−1) and
+		// 2c+1 (leaning on c+1).
+		b0, b1, b2 := eb[:nc], eb[1:nc+1], eb[2:nc+2]
+		r0, r1, r2 := er[:nc], er[1:nc+1], er[2:nc+2]
+		for c := range b1 {
+			tb, tr := 3*b1[c], 3*r1[c]
+			pb, pr := ub[2*c:2*c+2:2*c+2], ur[2*c:2*c+2:2*c+2]
+			pb[0] = uint8((tb + b0[c] + even) >> shift)
+			pb[1] = uint8((tb + b2[c] + odd) >> shift)
+			pr[0] = uint8((tr + r0[c] + even) >> shift)
+			pr[1] = uint8((tr + r2[c] + odd) >> shift)
 		}
-		yrow := m.Y[y*m.YStride:]
-		for x := r.Min.X; x < r.Max.X; x++ {
-			c := x / 2
-			nbr, bias := c-1, even
-			if x%2 == 1 {
-				nbr, bias = c+1, odd
-			}
-			nbr = min(max(nbr, 0), cw-1)
-			cb := (3*sb[c-c0] + sb[nbr-c0] + bias) >> shift
-			cr := (3*sr[c-c0] + sr[nbr-c0] + bias) >> shift
-			dst[o], dst[o+1], dst[o+2] = color.YCbCrToRGB(yrow[x], uint8(cb), uint8(cr))
-			o += 3
+		yrow := m.Y[y*m.YStride+r.Min.X:][:nx]
+		cb, cr := ub[off:off+nx], ur[off:off+nx]
+		d := dst[o : o+3*nx]
+		for i, yv := range yrow {
+			p := d[3*i : 3*i+3 : 3*i+3]
+			p[0], p[1], p[2] = yccToRGB(yv, cb[i], cr[i])
 		}
+		o += 3 * nx
 	}
 }
+
+// yccToRGB converts a JPEG's (JFIF's) Y'CbCr to RGB:
+//
+//	R = Y' + 1.402·(Cr−128)
+//	G = Y' − 0.344136·(Cb−128) − 0.714136·(Cr−128)
+//	B = Y' + 1.772·(Cb−128)
+//
+// in the fixed point of image/color's YCbCrToRGB, to the bit (its
+// factors times 2¹⁶ rounded, Y' scaled by 0x10101 so that grey maps to
+// itself, then clamped to 0..255); small enough to be inlined.
+func yccToRGB(y, cb, cr uint8) (uint8, uint8, uint8) {
+	yy := int32(y) * 0x10101
+	b1, r1 := int32(cb)-128, int32(cr)-128
+	return clamp16(yy + 91881*r1), clamp16(yy - 22554*b1 - 46802*r1), clamp16(yy + 116130*b1)
+}
+
+// clamp16 returns v/2¹⁶, rounded down, clamped to 0..255.
+func clamp16(v int32) uint8 { return uint8(min(max(v>>16, 0), 255)) }
 
 // nrgb returns c's non-premultiplied RGB, high bytes, alpha dropped.
 func nrgb(c color.Color) [3]uint8 {

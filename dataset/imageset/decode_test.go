@@ -302,12 +302,14 @@ func TestRGBRegionYCbCr(t *testing.T) {
 }
 
 // TestFancyUpsamplingSmallAndRegions: libjpeg's chroma upsampling, for
-// images of 1 to 5 pixels a side and every region of them, equals a
+// images of 1 to 5, 16 and 33 pixels a side and regions starting at every
+// pixel of them (ending at the far edges or before), equals a
 // direct per-pixel reading of its definition (fancyYCbCr's comment).
 func TestFancyUpsamplingSmallAndRegions(t *testing.T) {
 	for _, ratio := range []image.YCbCrSubsampleRatio{image.YCbCrSubsampleRatio420, image.YCbCrSubsampleRatio422} {
-		for w := 1; w <= 5; w++ {
-			for h := 1; h <= 5; h++ {
+		sizes := []int{1, 2, 3, 4, 5, 16, 33}
+		for _, w := range sizes {
+			for _, h := range sizes {
 				m := image.NewYCbCr(image.Rect(0, 0, w, h), ratio)
 				r := rng{s: uint64(w*10 + h)}
 				for _, p := range [][]uint8{m.Y, m.Cb, m.Cr} {
@@ -340,14 +342,15 @@ func TestFancyUpsamplingSmallAndRegions(t *testing.T) {
 				}
 				for y0 := range h {
 					for x0 := range w {
-						reg := image.Rect(x0, y0, w, h)
+						// Regions end at the far edges and before them.
+						reg := image.Rect(x0, y0, w-(x0*7)%(w-x0), h-(y0*5)%(h-y0))
 						px, err := rgbRegion(nil, m, reg)
 						if err != nil {
 							t.Fatal(err)
 						}
 						o := 0
-						for y := y0; y < h; y++ {
-							for x := x0; x < w; x++ {
+						for y := y0; y < reg.Max.Y; y++ {
+							for x := x0; x < reg.Max.X; x++ {
 								wr, wg, wb := color.YCbCrToRGB(m.Y[y*m.YStride+x], want(m.Cb, x, y), want(m.Cr, x, y))
 								if px[o] != wr || px[o+1] != wg || px[o+2] != wb {
 									t.Fatalf("%v %d×%d, region %v, pixel (%d, %d): %v, want %v", ratio, w, h, reg, x, y, px[o:o+3], []uint8{wr, wg, wb})
@@ -358,6 +361,19 @@ func TestFancyUpsamplingSmallAndRegions(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestYCCToRGBMatchesImageColor: the inlined conversion is image/color's
+// YCbCrToRGB for every one of the 2²⁴ inputs.
+func TestYCCToRGBMatchesImageColor(t *testing.T) {
+	for i := range 1 << 24 {
+		y, cb, cr := uint8(i>>16), uint8(i>>8), uint8(i)
+		r, g, b := yccToRGB(y, cb, cr)
+		wr, wg, wb := color.YCbCrToRGB(y, cb, cr)
+		if r != wr || g != wg || b != wb {
+			t.Fatalf("Y'CbCr (%d, %d, %d): RGB (%d, %d, %d), want (%d, %d, %d)", y, cb, cr, r, g, b, wr, wg, wb)
 		}
 	}
 }

@@ -255,12 +255,25 @@ func TestVerify(t *testing.T) {
 	if _, err := Verify(context.Background(), dst, 0, nil); err == nil || !strings.Contains(err.Error(), shard+": ") || !strings.Contains(err.Error(), "the manifest lists") {
 		t.Fatalf("a corrupt shard: %v", err)
 	}
+	if _, err := VerifyQuick(context.Background(), dst, 0); err != nil {
+		t.Fatalf("the quick check reads no shard, so passes a flipped bit: %v", err)
+	}
+	writeFile(t, shard, data[:len(data)-512])
+	if _, err := VerifyQuick(context.Background(), dst, 0); err == nil || !strings.Contains(err.Error(), shard+": ") || !strings.Contains(err.Error(), "the manifest lists") {
+		t.Fatalf("a truncated shard, quick check: %v", err)
+	}
 	data[2000] ^= 1
 	writeFile(t, shard, data)
+	if _, err := VerifyQuick(context.Background(), dst, 0); err != nil {
+		t.Fatal(err)
+	}
 	idx := filepath.Join(dst, "val-000000.tar.idx")
 	os.Remove(idx)
 	if _, err := Verify(context.Background(), dst, 0, nil); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), idx) {
 		t.Fatalf("a missing index: %v", err)
+	}
+	if _, err := VerifyQuick(context.Background(), dst, 0); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), idx) {
+		t.Fatalf("a missing index, quick check: %v", err)
 	}
 	os.Remove(filepath.Join(dst, ManifestName))
 	if _, err := Verify(context.Background(), dst, 0, nil); !errors.Is(err, fs.ErrNotExist) {
