@@ -33,7 +33,7 @@ var allowedImports = map[string][]string{
 	"allreduce":   {module + "allreduce", module + "internal/netlimit", "google.golang.org/grpc", "google.golang.org/protobuf", "github.com/klauspost/compress", "golang.org/x/sys/cpu", "gonum.org/v1/gonum"},
 	"checkpoint":  {module + "safetensors", "go.etcd.io/etcd/", renameio},
 	"etcdtest":    {module + "etcdlocal"},
-	"etcdlocal":   {"go.etcd.io/etcd/"},
+	"etcdlocal":   {module + "internal/freeport", "go.etcd.io/etcd/"},
 	"api":         {"google.golang.org/grpc"},
 	"membership":  {"github.com/hashicorp/memberlist"},
 	// Identities: the authority, certificates, and TLS that checks them.
@@ -55,7 +55,7 @@ var allowedImports = map[string][]string{
 	// watches etcd; it reads the worker's final-parameters log line.
 	"faults": {module + "api", module + "checkpoint", module + "job", module + "worker", module + "etcdlocal", module + "localcluster",
 		"go.etcd.io/etcd/", "go.uber.org/zap"},
-	"localcluster": {module + "coordinator", module + "worker", module + "etcdlocal", module + "job", module + "runlog",
+	"localcluster": {module + "internal/freeport", module + "coordinator", module + "worker", module + "etcdlocal", module + "job", module + "runlog",
 		module + "api", module + "checkpoint", module + "dataset", "go.etcd.io/etcd/", "go.uber.org/zap"},
 }
 

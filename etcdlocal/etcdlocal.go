@@ -7,11 +7,13 @@ package etcdlocal
 
 import (
 	"fmt"
-	"net"
 	"net/url"
+	"strconv"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/ringtrain/ringtrain/internal/freeport"
 )
 
 // ReadyTimeout bounds the wait for a starting server.
@@ -91,10 +93,9 @@ func (s *Server) Close() { s.e.Close() }
 
 // FreeLoopbackURL returns an http URL on a loopback port free right now.
 func FreeLoopbackURL() (url.URL, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Loopback()
 	if err != nil {
 		return url.URL{}, fmt.Errorf("etcd: finding a free port: %w", err)
 	}
-	defer l.Close()
-	return url.URL{Scheme: "http", Host: l.Addr().String()}, nil
+	return url.URL{Scheme: "http", Host: "127.0.0.1:" + strconv.Itoa(port)}, nil
 }

@@ -208,13 +208,16 @@ func RunSchedule(ctx context.Context, cfg Config, s Schedule, reference *Digest)
 	wg.Add(1)
 	go func() { defer wg.Done(); w.run(ctx) }()
 
+	// A process that exits with an error is started again from the start,
+	// as Kubernetes would restart its pod (one that fails to bind a port
+	// another process took meanwhile, say).
+	wg.Add(1)
+	go func() { defer wg.Done(); c.supervise(ctx) }()
 	if err := c.waitStatus(ctx, "training", 2*time.Minute, func(st *api.StatusReply) bool {
 		return st.State == "running" && st.Step >= 1
 	}); err != nil {
 		return res, err
 	}
-	wg.Add(1)
-	go func() { defer wg.Done(); c.supervise(ctx) }()
 	t0 := time.Now()
 	since := func() time.Duration { return time.Since(t0) }
 	smp := &sampler{}

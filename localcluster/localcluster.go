@@ -31,6 +31,7 @@ import (
 	"github.com/ringtrain/ringtrain/coordinator"
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/etcdlocal"
+	"github.com/ringtrain/ringtrain/internal/freeport"
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/runlog"
 	"github.com/ringtrain/ringtrain/worker"
@@ -487,16 +488,10 @@ func (noProgress) EpochStart(epoch, epochs, steps, done int) {}
 func (noProgress) Step(worker.StepStats)                     {}
 func (noProgress) EpochEnd(worker.EvalStats)                 {}
 
-// FreePort returns a loopback TCP port free right now (for a process
-// that is to listen on it).
-func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// FreePort returns a loopback port free right now for TCP and UDP, outside
+// the range outgoing connections take theirs from (for a process that is
+// to listen on it; see package freeport).
+func FreePort() (int, error) { return freeport.Loopback() }
 
 // randomToken is 128 random bits in hex.
 func randomToken() string {
