@@ -17,16 +17,32 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
 
+// given holds the ports Loopback has returned in this process: none is
+// returned twice (until nearly all are), since a port picked for a
+// process that has not started yet is still free when picked again.
+var given struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
 // Loopback returns a port that nothing listens on at 127.0.0.1, for TCP
-// or UDP, outside the ephemeral range. Where none is found it falls back
-// to one the kernel picks.
+// or UDP, outside the ephemeral range, and that it has not returned before
+// in this process. Where none is found it falls back to one the kernel
+// picks.
 func Loopback() (int, error) {
 	lo, hi := below(ephemeralRange())
+	given.Lock()
+	defer given.Unlock()
+	if given.ports == nil || len(given.ports) > (hi-lo)/2 {
+		given.ports = map[int]bool{}
+	}
 	for range 200 {
 		p := lo + rand.IntN(hi-lo)
-		if free(p) {
+		if !given.ports[p] && free(p) {
+			given.ports[p] = true
 			return p, nil
 		}
 	}
