@@ -29,6 +29,23 @@ type Spec struct {
 	// DataDir is where the data set's files are (or are fetched to).
 	DataDir string `json:"data_dir,omitempty"`
 
+	// ImageSize is the side of the square images a sized model (the
+	// ImageNet and CIFAR nets: see `ringtrain models`) is built for and
+	// the data set is resampled to (0: the model's default, 224 for the
+	// ImageNet nets; digit sets keep their 28×28 unless it is smaller).
+	ImageSize int `json:"image_size,omitempty"`
+	// ZeroInitResidual starts the last BatchNorm gamma of each residual
+	// block at 0 (residual models; the large-batch recipe of Goyal et al.
+	// 2017).
+	ZeroInitResidual bool `json:"zero_init_residual,omitempty"`
+	// Shortcut is a residual model's shortcut: projection (the default) or
+	// none (a plain net of the same depth).
+	Shortcut string `json:"shortcut,omitempty"`
+	// LabelSmoothing mixes this share of a uniform distribution into the
+	// training targets of the cross-entropy (PyTorch's label_smoothing;
+	// 0.1 is ImageNet's usual). Evaluation loss is plain cross-entropy.
+	LabelSmoothing float64 `json:"label_smoothing,omitempty"`
+
 	Epochs    int    `json:"epochs"`
 	BatchSize int    `json:"batch_size"`
 	Seed      uint64 `json:"seed"`
@@ -77,9 +94,12 @@ type Optimizer struct {
 	Momentum    float64 `json:"momentum,omitempty"`
 	Nesterov    bool    `json:"nesterov,omitempty"`
 	WeightDecay float64 `json:"weight_decay,omitempty"`
-	Beta1       float64 `json:"beta1,omitempty"`
-	Beta2       float64 `json:"beta2,omitempty"`
-	Eps         float64 `json:"eps,omitempty"`
+	// NoDecayNormBias exempts BatchNorm parameters and biases from weight
+	// decay (the usual large-batch recipe).
+	NoDecayNormBias bool    `json:"no_decay_norm_bias,omitempty"`
+	Beta1           float64 `json:"beta1,omitempty"`
+	Beta2           float64 `json:"beta2,omitempty"`
+	Eps             float64 `json:"eps,omitempty"`
 }
 
 // Schedule is the learning-rate schedule.
@@ -193,6 +213,12 @@ func (s Spec) Validate() error {
 	if s.Schedule.WarmupSteps < 0 {
 		bad("schedule.warmup_steps must not be negative")
 	}
+	if s.ImageSize < 0 {
+		bad("image_size must not be negative, got %d", s.ImageSize)
+	}
+	if !(s.LabelSmoothing >= 0 && s.LabelSmoothing < 1) {
+		bad("label_smoothing must be in [0, 1), got %g", s.LabelSmoothing)
+	}
 	if s.Threads < 0 {
 		bad("threads must not be negative, got %d", s.Threads)
 	}
@@ -243,7 +269,13 @@ func (s Spec) Hash() string {
 		// hashes of jobs without them stay what they were.
 		TrainLimit int `json:",omitempty"`
 		TestLimit  int `json:",omitempty"`
-	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule, s.TrainLimit, s.TestLimit}
+		// The model's shape and the loss, omitted when unset likewise.
+		ImageSize        int     `json:",omitempty"`
+		ZeroInitResidual bool    `json:",omitempty"`
+		Shortcut         string  `json:",omitempty"`
+		LabelSmoothing   float64 `json:",omitempty"`
+	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule, s.TrainLimit, s.TestLimit,
+		s.ImageSize, s.ZeroInitResidual, s.Shortcut, s.LabelSmoothing}
 	b, _ := json.Marshal(key) // a struct of plain values always marshals
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])

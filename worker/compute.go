@@ -35,18 +35,19 @@ const minReplicaBatch = 8
 // gradient as soon as the batch's gradient of it is complete in the
 // model's arena (summed over the replicas), while backward goes on.
 type compute struct {
-	seed     uint64
-	rngs     []*rand.PCG // the dropout streams of model (index 0) and the replicas
-	model    *models.Model
-	pool     *tensorcore.Pool
-	tape     *tensorcore.Tape // the single-tape way
-	replicas []*replica       // the split way; replicas[0] runs on model
-	in       dataset.Shape
-	size     int              // floats per image
-	paramOf  map[*float32]int // the model's gradient buffers → parameter index
-	seen     []bool           // parameters reported this step (one tape)
-	count    []atomic.Int32   // replicas done with each parameter this step
-	final    func(p int)      // the step's final, nil for none
+	seed      uint64
+	smoothing float32     // the training loss's label smoothing
+	rngs      []*rand.PCG // the dropout streams of model (index 0) and the replicas
+	model     *models.Model
+	pool      *tensorcore.Pool
+	tape      *tensorcore.Tape // the single-tape way
+	replicas  []*replica       // the split way; replicas[0] runs on model
+	in        dataset.Shape
+	size      int              // floats per image
+	paramOf   map[*float32]int // the model's gradient buffers → parameter index
+	seen      []bool           // parameters reported this step (one tape)
+	count     []atomic.Int32   // replicas done with each parameter this step
+	final     func(p int)      // the step's final, nil for none
 
 	// the batch of the step in progress, read by runPart
 	x       []float32
@@ -68,8 +69,8 @@ type replica struct {
 	fwdEnd  time.Time // when its forward (and loss) ended this step
 }
 
-func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch int, seed uint64, in dataset.Shape) (*compute, error) {
-	c := &compute{seed: seed, model: model, pool: pool, in: in, size: in.Size()}
+func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch int, seed uint64, smoothing float32, in dataset.Shape) (*compute, error) {
+	c := &compute{seed: seed, smoothing: smoothing, model: model, pool: pool, in: in, size: in.Size()}
 	c.paramOf = gradIndex(model.Arena)
 	c.seen = make([]bool, len(model.Arena.Params))
 	c.rngs = []*rand.PCG{useStream(model)}
@@ -147,7 +148,7 @@ func (c *compute) step(step int, x []float32, y []int, final func(p int)) (loss 
 		tp.Reset()
 		xv := tp.Const(tensorcore.FromSlice(x, len(y), c.in.C, c.in.H, c.in.W))
 		logits := c.model.Forward(tp, xv, true)
-		lv := tp.CrossEntropy(logits, y)
+		lv := models.CrossEntropySmoothed(tp, logits, y, c.smoothing)
 		fwdEnd = time.Now()
 		c.model.Arena.ZeroGrad()
 		backward(tp, lv, c.paramOf, c.seen, final)
@@ -254,7 +255,7 @@ func (r *replica) run(c *compute) {
 	y := c.y[r.lo:r.hi]
 	xv := tp.Const(tensorcore.FromSlice(c.x[r.lo*c.size:r.hi*c.size], len(y), c.in.C, c.in.H, c.in.W))
 	logits := r.model.Forward(tp, xv, true)
-	lv := tp.CrossEntropy(logits, y)
+	lv := models.CrossEntropySmoothed(tp, logits, y, c.smoothing)
 	r.fwdEnd = time.Now()
 	var done func(int)
 	if c.final != nil {

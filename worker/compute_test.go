@@ -35,7 +35,7 @@ func TestSplitBatchGradientEqualsWholeBatch(t *testing.T) {
 			}
 			in := dataset.Shape{C: m.InputShape[0], H: m.InputShape[1], W: m.InputShape[2]}
 			pool := tensorcore.NewPool(threads)
-			c, err := newCompute(m, pool, threads, batch, 5, in)
+			c, err := newCompute(m, pool, threads, batch, 5, 0, in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,7 +91,7 @@ func TestStepReportsEachGradientOnceFinal(t *testing.T) {
 				in := dataset.Shape{C: m.InputShape[0], H: m.InputShape[1], W: m.InputShape[2]}
 				pool := tensorcore.NewPool(threads)
 				defer pool.Close()
-				c, err := newCompute(m, pool, threads, batch, 5, in)
+				c, err := newCompute(m, pool, threads, batch, 5, 0, in)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -77,9 +77,6 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 		e.threads = defaultThreads()
 	}
 	var err error
-	if e.model, err = models.Build(spec.Model, spec.Seed); err != nil {
-		return nil, err
-	}
 	if e.train, err = dataset.Open(ctx, spec.Dataset, spec.DataDir, "train", logf); err != nil {
 		return nil, err
 	}
@@ -87,6 +84,9 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 		return nil, err
 	}
 	e.train, e.test = dataset.Head(e.train, spec.TrainLimit), dataset.Head(e.test, spec.TestLimit)
+	if e.model, err = models.BuildFor(spec.Model, spec.Seed, modelConfig(spec, e.train)); err != nil {
+		return nil, err
+	}
 	is := e.model.InputShape
 	e.in = dataset.Shape{C: is[0], H: is[1], W: is[2]}
 	if err := dataset.CheckTransform(e.train, e.in); err != nil {
@@ -101,7 +101,7 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 	e.stepsPerEpoch = dataset.StepsPerEpoch(e.train.Len(), spec.BatchSize)
 	e.sched = models.NewSchedule(spec.Schedule, spec.Optimizer.LR, spec.Epochs, e.stepsPerEpoch)
 	e.pool = tensorcore.NewPool(e.threads)
-	if e.compute, err = newCompute(e.model, e.pool, e.threads, perRank, spec.Seed, e.in); err != nil {
+	if e.compute, err = newCompute(e.model, e.pool, e.threads, perRank, spec.Seed, float32(spec.LabelSmoothing), e.in); err != nil {
 		e.pool.Close()
 		return nil, err
 	}
@@ -109,6 +109,18 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 	e.initData = slices.Clone(e.model.Arena.Data)
 	e.initBuffers = slices.Clone(e.model.Arena.Buffers)
 	return e, nil
+}
+
+// modelConfig is what the job's model is built for: the data set's classes
+// and image shape, the side at the job's image size where it sets one
+// (images are resampled down, never up), and the job's residual options.
+func modelConfig(spec job.Spec, data dataset.Set) models.Config {
+	s := data.Shape()
+	in := []int{s.C, s.H, s.W}
+	if n := spec.ImageSize; n > 0 && (s.H == 0 || n < min(s.H, s.W)) {
+		in[1], in[2] = n, n
+	}
+	return models.Config{Classes: data.Classes(), Input: in, ZeroInitResidual: spec.ZeroInitResidual, Shortcut: spec.Shortcut}
 }
 
 // Close releases the engine's pools.
@@ -459,6 +471,9 @@ func (e *engine) state(codec []checkpoint.Tensor) checkpoint.State {
 	}
 	for _, p := range a.BufferInfo {
 		st.Buffers = append(st.Buffers, checkpoint.Tensor{Name: p.Name, Shape: p.Shape, Data: a.Buffers[p.Offset : p.Offset+p.Len()]})
+	}
+	for _, name := range a.Counters {
+		st.Counters = append(st.Counters, checkpoint.Counter{Name: name, Value: e.opt.Steps()})
 	}
 	for _, s := range e.opt.State() {
 		st.Optimizer = append(st.Optimizer, checkpoint.Tensor{Name: s.Name, Shape: []int{len(s.Data)}, Data: s.Data})

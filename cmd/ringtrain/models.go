@@ -18,11 +18,11 @@ func newModelsCmd() *cobra.Command {
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "NAME\tPARAMETERS\tINPUT\tDESCRIPTION")
 			for _, name := range models.Names() {
-				m, err := models.Build(name, 1)
+				n, in, err := models.Describe(name, models.Config{})
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(w, "%s\t%d\t%v\t%s\n", name, m.Arena.NumParams(), m.InputShape, models.About(name))
+				fmt.Fprintf(w, "%s\t%d\t%v\t%s\n", name, n, in, models.About(name))
 			}
 			return w.Flush()
 		},
