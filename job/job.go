@@ -41,6 +41,11 @@ type Spec struct {
 	// Shortcut is a residual model's shortcut: projection (the default) or
 	// none (a plain net of the same depth).
 	Shortcut string `json:"shortcut,omitempty"`
+	// InitFrom is a safetensors file of weights to start from instead of
+	// the seed's initialization (a PyTorch state_dict, a checkpoint's or an
+	// export's model file): fine-tuning. A head trained for another number
+	// of classes is started afresh. On a cluster every worker reads it.
+	InitFrom string `json:"init_from,omitempty"`
 	// LabelSmoothing mixes this share of a uniform distribution into the
 	// training targets of the cross-entropy (PyTorch's label_smoothing;
 	// 0.1 is ImageNet's usual). Evaluation loss is plain cross-entropy.
@@ -274,8 +279,9 @@ func (s Spec) Hash() string {
 		ZeroInitResidual bool    `json:",omitempty"`
 		Shortcut         string  `json:",omitempty"`
 		LabelSmoothing   float64 `json:",omitempty"`
+		InitFrom         string  `json:",omitempty"`
 	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule, s.TrainLimit, s.TestLimit,
-		s.ImageSize, s.ZeroInitResidual, s.Shortcut, s.LabelSmoothing}
+		s.ImageSize, s.ZeroInitResidual, s.Shortcut, s.LabelSmoothing, s.InitFrom}
 	b, _ := json.Marshal(key) // a struct of plain values always marshals
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])

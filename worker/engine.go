@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ringtrain/ringtrain/allreduce"
@@ -86,6 +87,16 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 	e.train, e.test = dataset.Head(e.train, spec.TrainLimit), dataset.Head(e.test, spec.TestLimit)
 	if e.model, err = models.BuildFor(spec.Model, spec.Seed, modelConfig(spec, e.train)); err != nil {
 		return nil, err
+	}
+	if spec.InitFrom != "" {
+		rep, err := LoadWeights(e.model, spec.InitFrom)
+		if err != nil {
+			return nil, err
+		}
+		logf("started from the weights of %s", spec.InitFrom)
+		if len(rep.NewHead) > 0 {
+			logf("%s: a new head for %d classes (%s start afresh)", spec.InitFrom, e.model.NumClasses, strings.Join(rep.NewHead, ", "))
+		}
 	}
 	is := e.model.InputShape
 	e.in = dataset.Shape{C: is[0], H: is[1], W: is[2]}
@@ -464,17 +475,8 @@ func (e *engine) checksum(ctx context.Context, r ring, h hooks) error {
 // state is the engine's training state as a checkpoint holds it; its
 // tensors are views of the model's and optimizer's own memory.
 func (e *engine) state(codec []checkpoint.Tensor) checkpoint.State {
-	a := e.model.Arena
-	st := checkpoint.State{Model: e.model.Name, OptimizerSteps: e.opt.Steps(), Codec: codec}
-	for _, p := range a.Params {
-		st.Params = append(st.Params, checkpoint.Tensor{Name: p.Name, Shape: p.Shape, Data: a.Data[p.Offset : p.Offset+p.Len()]})
-	}
-	for _, p := range a.BufferInfo {
-		st.Buffers = append(st.Buffers, checkpoint.Tensor{Name: p.Name, Shape: p.Shape, Data: a.Buffers[p.Offset : p.Offset+p.Len()]})
-	}
-	for _, name := range a.Counters {
-		st.Counters = append(st.Counters, checkpoint.Counter{Name: name, Value: e.opt.Steps()})
-	}
+	st := ModelState(e.model, e.opt.Steps())
+	st.OptimizerSteps, st.Codec = e.opt.Steps(), codec
 	for _, s := range e.opt.State() {
 		st.Optimizer = append(st.Optimizer, checkpoint.Tensor{Name: s.Name, Shape: []int{len(s.Data)}, Data: s.Data})
 	}
