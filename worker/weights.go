@@ -155,4 +155,3 @@ func first(names []string, n int) []string {
 	}
 	return names
 }
-
