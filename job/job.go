@@ -76,6 +76,15 @@ type Spec struct {
 	// Buckets tunes how gradients are all-reduced while backward runs.
 	Buckets Buckets `json:"buckets,omitempty"`
 
+	// Accumulate splits each worker's share of a step into this many
+	// micro-batches computed one after another, their gradients summed
+	// before the all-reduce (0 or 1: none): a small cluster trains at a
+	// global batch_size its memory could not hold at once. Like threads,
+	// it decides how a step is computed, not what it computes (except
+	// that BatchNorm normalizes each micro-batch by its own statistics,
+	// as it does each core's slice), so it is not part of the job's hash.
+	Accumulate int `json:"accumulate,omitempty"`
+
 	// DataThreads is the number of goroutines that prepare batches ahead
 	// of the step (0: one, which keeps the compute threads their cores on
 	// the digit sets). Prefetch never changes which samples a step sees.
@@ -226,6 +235,9 @@ func (s Spec) Validate() error {
 	}
 	if s.Threads < 0 {
 		bad("threads must not be negative, got %d", s.Threads)
+	}
+	if s.Accumulate < 0 {
+		bad("accumulate must not be negative, got %d", s.Accumulate)
 	}
 	if s.DataThreads < 0 {
 		bad("data_threads must not be negative, got %d", s.DataThreads)

@@ -112,7 +112,7 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 	e.stepsPerEpoch = dataset.StepsPerEpoch(e.train.Len(), spec.BatchSize)
 	e.sched = models.NewSchedule(spec.Schedule, spec.Optimizer.LR, spec.Epochs, e.stepsPerEpoch)
 	e.pool = tensorcore.NewPool(e.threads)
-	if e.compute, err = newCompute(e.model, e.pool, e.threads, perRank, spec.Seed, float32(spec.LabelSmoothing), e.in); err != nil {
+	if e.compute, err = newCompute(e.model, e.pool, e.threads, perRank, spec.Accumulate, spec.Seed, float32(spec.LabelSmoothing), e.in); err != nil {
 		e.pool.Close()
 		return nil, err
 	}

@@ -53,6 +53,7 @@ is the compute alone, as bench/torchside compares it with PyTorch's.`,
 	f.IntVar(&classes, "classes", 0, "classes of an ImageNet or CIFAR net (0: its default)")
 	f.IntVar(&ch, "channels", 0, "input channels of an ImageNet or CIFAR net (0: its default)")
 	f.IntVar(&spec.Threads, "threads", 0, "compute threads (0: all cores)")
+	f.IntVar(&spec.Accumulate, "accumulate", 0, "micro-batches per step (gradient accumulation)")
 	f.StringVar(&spec.Optimizer.Name, "optimizer", "sgd", "optimizer")
 	f.Float64Var(&spec.Optimizer.LR, "lr", 0.01, "learning rate")
 	f.Float64Var(&spec.Optimizer.Momentum, "momentum", 0.9, "momentum")
