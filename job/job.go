@@ -108,6 +108,12 @@ type Optimizer struct {
 	Momentum    float64 `json:"momentum,omitempty"`
 	Nesterov    bool    `json:"nesterov,omitempty"`
 	WeightDecay float64 `json:"weight_decay,omitempty"`
+	// ScaleLR is "" (lr is the rate) or "linear": lr is the rate for a
+	// global batch of 256, and the run uses lr × batch_size / 256 (the
+	// linear scaling rule of Goyal et al. 2017; ImageNet's ResNet recipe
+	// is lr: 0.1 with momentum 0.9, a warm-up of about 5 epochs at large
+	// batches, and cosine or step decay).
+	ScaleLR string `json:"scale_lr,omitempty"`
 	// NoDecayNormBias exempts BatchNorm parameters and biases from weight
 	// decay (the usual large-batch recipe).
 	NoDecayNormBias bool    `json:"no_decay_norm_bias,omitempty"`
@@ -209,6 +215,9 @@ func (s Spec) Validate() error {
 	if !(s.Optimizer.LR > 0) {
 		bad("optimizer.lr must be positive, got %g", s.Optimizer.LR)
 	}
+	if s.Optimizer.ScaleLR != "" && s.Optimizer.ScaleLR != "linear" {
+		bad("optimizer.scale_lr %q is unknown (linear, or leave it out)", s.Optimizer.ScaleLR)
+	}
 	if s.Optimizer.Momentum < 0 || s.Optimizer.Momentum >= 1 {
 		bad("optimizer.momentum must be in [0, 1), got %g", s.Optimizer.Momentum)
 	}
@@ -297,6 +306,15 @@ func (s Spec) Hash() string {
 	b, _ := json.Marshal(key) // a struct of plain values always marshals
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
+}
+
+// LR is the learning rate the run starts its schedule from: optimizer.lr,
+// scaled by batch_size/256 under scale_lr: linear.
+func (s Spec) LR() float64 {
+	if s.Optimizer.ScaleLR == "linear" {
+		return s.Optimizer.LR * float64(s.BatchSize) / 256
+	}
+	return s.Optimizer.LR
 }
 
 // DefaultName is the name of a job whose file gives none.
