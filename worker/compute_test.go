@@ -180,3 +180,15 @@ func TestStepReportsItsPhases(t *testing.T) {
 		t.Errorf("step took %v s, want the phases' sum 0.004", rep.Seconds)
 	}
 }
+
+// An evaluation forward takes at most twice the samples a training tape
+// holds at once, and never more than 250.
+func TestEvalBatch(t *testing.T) {
+	for _, tc := range []struct{ perRank, accum, want int }{
+		{64, 1, 128}, {500, 1, 250}, {32, 4, 16}, {1, 1, 2}, {33, 2, 34}, {0, 1, 1},
+	} {
+		if got := evalBatch(tc.perRank, tc.accum); got != tc.want {
+			t.Errorf("evalBatch(%d, %d) = %d, want %d", tc.perRank, tc.accum, got, tc.want)
+		}
+	}
+}

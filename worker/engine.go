@@ -47,6 +47,7 @@ type engine struct {
 	pool          *tensorcore.Pool
 	threads       int
 	evalTape      *tensorcore.Tape
+	evalBatch     int // test samples per evaluation forward
 	stepsPerEpoch int
 	now           func() time.Time
 
@@ -117,6 +118,7 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 		return nil, err
 	}
 	e.evalTape = tensorcore.NewTape(e.pool)
+	e.evalBatch = evalBatch(perRank, max(spec.Accumulate, 1))
 	e.initData = slices.Clone(e.model.Arena.Data)
 	e.initBuffers = slices.Clone(e.model.Arena.Buffers)
 	return e, nil
@@ -426,10 +428,19 @@ func (e *engine) evaluate(ctx context.Context, r ring, epoch int) (EvalStats, er
 	}, nil
 }
 
+// evalBatch is how many test samples one evaluation forward takes: at
+// most 250, and at most twice what a training tape holds at once (a rank's
+// samples over its micro-batches), since an evaluation tape keeps the
+// activations but no gradients. Evaluation then never needs more memory
+// than training, whatever the image size.
+func evalBatch(perRank, accum int) int {
+	return max(1, min(250, 2*((perRank+accum-1)/accum)))
+}
+
 // evalRange runs the model in inference mode on test samples [lo, hi) and
 // returns the summed loss and the number of correct predictions.
 func (e *engine) evalRange(lo, hi int) (lossSum float64, correct int, err error) {
-	const eb = 250 // small enough that evaluation buffers stay well under the training ones
+	eb := e.evalBatch
 	idx := make([]int, eb)
 	x := make([]float32, eb*e.in.Size())
 	y := make([]int, eb)
