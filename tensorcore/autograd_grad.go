@@ -14,7 +14,7 @@ func backward(tp *Tape, nd *node) {
 		gradMatMul(tp, nd, gy)
 
 	case opLinear: // y = x wᵀ + b
-		n, in, out := nd.i[0], nd.i[1], nd.i[2]
+		n, in, out := nd.lin.n, nd.lin.in, nd.lin.out
 		if a.needGrad {
 			gx, acc := tp.gradOut(a)
 			Sgemm(tp.pool, false, false, n, in, out, 1, gy, out, b.Value.Data, in, beta(acc), gx, in)
@@ -86,10 +86,10 @@ func backward(tp *Tape, nd *node) {
 	case opMaxPool2D: // the gradient goes to the maximum of each window
 		if a.needGrad {
 			xs := a.Value.Shape
-			if gx, acc := tp.gradOut(a); !acc && nd.i == [6]int{2, 2, 0} && xs[2]%2 == 0 && xs[3]%2 == 0 {
+			if gx, acc := tp.gradOut(a); !acc && nd.pool == (poolArgs{k: 2, stride: 2}) && xs[2]%2 == 0 && xs[3]%2 == 0 {
 				// Non-overlapping windows tile the input: write every
 				// element once instead of clearing and scattering.
-				nd.pg = gx
+				nd.gx = gx
 				nd.phase = parMaxPoolGrad
 				tp.pool.forTask(xs[0]*xs[1], max(1, parGrain/(xs[2]*xs[3])), nd)
 			} else {
@@ -104,7 +104,7 @@ func backward(tp *Tape, nd *node) {
 
 	case opAvgPool2D:
 		if a.needGrad {
-			gradAvgPool(tp.gradAcc(a), gy, a.Value.Shape, nd.out.Value.Shape, nd.i[0], nd.i[1], nd.i[2])
+			gradAvgPool(tp.gradAcc(a), gy, a.Value.Shape, nd.out.Value.Shape, nd.pool.k, nd.pool.stride, nd.pool.pad)
 		}
 
 	case opAdd, opSub, opMul, opDiv:
@@ -117,7 +117,7 @@ func backward(tp *Tape, nd *node) {
 		}
 	case opMulScalar:
 		if a.needGrad {
-			vecAxpy(nd.f[0], gy, tp.gradAcc(a))
+			vecAxpy(nd.scalar, gy, tp.gradAcc(a))
 		}
 	case opNeg:
 		if a.needGrad {
@@ -127,7 +127,7 @@ func backward(tp *Tape, nd *node) {
 		if a.needGrad {
 			gx, acc := tp.gradOut(a)
 			if !acc {
-				nd.pg = gx
+				nd.gx = gx
 				nd.phase = parReLUGrad
 				tp.pool.forTask(len(gx), parGrain, nd)
 			} else {
@@ -140,14 +140,14 @@ func backward(tp *Tape, nd *node) {
 		}
 	case opLeakyReLU, opTanh, opSigmoid, opSoftplus, opExp, opLog, opSquare, opSqrt, opAbs:
 		if a.needGrad {
-			nd.pg = tp.gradAcc(a)
+			nd.gx = tp.gradAcc(a)
 			nd.phase = parUnaryGrad
 			tp.pool.forTask(len(gy), elementGrain(nd.kind), nd)
 		}
 
 	case opSoftmax, opLogSoftmax:
 		if a.needGrad {
-			gradSoftmax(nd.kind == opLogSoftmax, tp.gradAcc(a), gy, nd.out.Value.Data, nd.i[0], nd.i[1], nd.i[2])
+			gradSoftmax(nd.kind == opLogSoftmax, tp.gradAcc(a), gy, nd.out.Value.Data, nd.axis.outer, nd.axis.size, nd.axis.inner)
 		}
 
 	case opSum: // y = scale * sum over the reduced dims; gx = scale * broadcast(gy)
@@ -156,7 +156,7 @@ func backward(tp *Tape, nd *node) {
 			bc := &nd.bc
 			rows, n := bc.rows()
 			ib := bc.sb[bc.rank-1]
-			s := nd.f[0]
+			s := nd.scalar
 			var it bcIter
 			for r := 0; r < rows; r++ {
 				gr := gx[it.oa : it.oa+n]
@@ -175,7 +175,7 @@ func backward(tp *Tape, nd *node) {
 	case opMax:
 		if a.needGrad {
 			gx := tp.gradAcc(a)
-			size, inner := nd.i[1], nd.i[2]
+			size, inner := nd.axis.size, nd.axis.inner
 			for p, k := range nd.iaux {
 				o, in := p/inner, p%inner
 				gx[(o*size+int(k))*inner+in] += gy[p]
@@ -206,7 +206,8 @@ func backward(tp *Tape, nd *node) {
 		}
 
 	case opConcat:
-		dim, outer, inner, total := nd.i[0], nd.i[1], nd.i[2], nd.i[3]
+		cc := &nd.concat
+		dim, outer, inner, total := cc.dim, cc.outer, cc.inner, cc.total
 		off := 0
 		for _, v := range nd.xs {
 			k := v.Value.Shape[dim] * inner
@@ -222,7 +223,8 @@ func backward(tp *Tape, nd *node) {
 	case opSlice:
 		if a.needGrad {
 			gx := tp.gradAcc(a)
-			outer, size, inner, start, end := nd.i[0], nd.i[1], nd.i[2], nd.i[3], nd.i[4]
+			sl := &nd.slice
+			outer, size, inner, start, end := sl.axis.outer, sl.axis.size, sl.axis.inner, sl.start, sl.end
 			k := (end - start) * inner
 			for o := 0; o < outer; o++ {
 				vecAxpy(1, gy[o*k:(o+1)*k], gx[(o*size+start)*inner:(o*size+start)*inner+k])
@@ -232,7 +234,8 @@ func backward(tp *Tape, nd *node) {
 	case opPad2D:
 		if a.needGrad {
 			gx := tp.gradAcc(a)
-			planes, h, w, top, left := nd.i[0], nd.i[1], nd.i[2], nd.i[3], nd.i[4]
+			pa := &nd.pad
+			planes, h, w, top, left := pa.planes, pa.h, pa.w, pa.top, pa.left
 			os := nd.out.Value.Shape
 			oh, ow := os[len(os)-2], os[len(os)-1]
 			for p := 0; p < planes; p++ {
@@ -246,7 +249,7 @@ func backward(tp *Tape, nd *node) {
 	case opGather:
 		if a.needGrad {
 			gx := tp.gradAcc(a)
-			outer, size, inner := nd.i[0], nd.i[1], nd.i[2]
+			outer, size, inner := nd.axis.outer, nd.axis.size, nd.axis.inner
 			for o := 0; o < outer; o++ {
 				for i := 0; i < inner; i++ {
 					gx[(o*size+nd.idx[o*inner+i])*inner+i] += gy[o*inner+i]
@@ -257,7 +260,7 @@ func backward(tp *Tape, nd *node) {
 	case opIndexSelect:
 		if a.needGrad {
 			gx := tp.gradAcc(a)
-			outer, size, inner := nd.i[0], nd.i[1], nd.i[2]
+			outer, size, inner := nd.axis.outer, nd.axis.size, nd.axis.inner
 			m := len(nd.idx)
 			for j, k := range nd.idx {
 				for o := 0; o < outer; o++ {
@@ -338,8 +341,9 @@ func beta(acc bool) float32 {
 // written in the stored layout of A and B.
 func gradMatMul(tp *Tape, nd *node, gy []float32) {
 	a, b := nd.a, nd.b
-	batch, m, n, k := nd.i[0], nd.i[1], nd.i[2], nd.i[3]
-	tA, tB := nd.flag[0], nd.flag[1]
+	mm := &nd.mm
+	batch, m, n, k := mm.batch, mm.m, mm.n, mm.k
+	tA, tB := mm.transA, mm.transB
 	ad, bd := a.Value.Data, b.Value.Data
 	lda, ldb := k, n // stored row strides of A and B
 	if tA {
@@ -382,7 +386,7 @@ func gradBinary(tp *Tape, nd *node) {
 		if !v.needGrad {
 			continue
 		}
-		nd.pg = tp.gradAcc(v)
+		nd.gx = tp.gradAcc(v)
 		st := &bc.sa
 		nd.phase = parBinaryGradA
 		if which == 1 {
@@ -405,7 +409,7 @@ func gradBinaryRuns(nd *node, which int, it bcIter, runs, n int) {
 	bc := &nd.bc
 	ad, bd, yd, gy := nd.a.Value.Data, nd.b.Value.Data, nd.out.Value.Data, nd.out.Grad.Data
 	ia, ib := bc.sa[bc.rank-1], bc.sb[bc.rank-1]
-	g := nd.pg
+	g := nd.gx
 	for r := 0; r < runs; r++ {
 		gr := gy[it.oo : it.oo+n]
 		pa, pb, po := it.oa, it.ob, it.oo
@@ -572,30 +576,31 @@ func gradAvgPool(gx, gy []float32, xs, ys []int, k, stride, pad int) {
 // The channels are independent, so they are split over the pool.
 func gradBatchNorm(tp *Tape, nd *node) {
 	x, gamma, betaV := nd.a, nd.b, nd.c
-	nd.pg, nd.pg2, nd.pg3 = nil, nil, nil
+	nd.gx, nd.gGam, nd.gBeta = nil, nil, nil
 	if x.needGrad {
-		nd.pg = tp.gradAcc(x)
+		nd.gx = tp.gradAcc(x)
 	}
 	if gamma != nil && gamma.needGrad {
-		nd.pg2 = tp.gradAcc(gamma)
+		nd.gGam = tp.gradAcc(gamma)
 	}
 	if betaV != nil && betaV.needGrad {
-		nd.pg3 = tp.gradAcc(betaV)
+		nd.gBeta = tp.gradAcc(betaV)
 	}
-	n, c, plane := nd.i[0], nd.i[1], nd.i[2]
+	n, c, plane := nd.bn.n, nd.bn.c, nd.bn.plane
 	nd.phase = parBatchNormGrad
 	tp.pool.forTask(c, max(1, parGrain/max(n*plane, 1)), nd)
 }
 
 // gradBatchNormChannels applies gradBatchNorm's rule to channels [c0, c1),
-// adding into nd.pg (dx), nd.pg2 (dγ) and nd.pg3 (dβ) where not nil.
+// adding into nd.gx (dx), nd.gGam (dγ) and nd.gBeta (dβ) where not nil.
 func gradBatchNormChannels(nd *node, c0, c1 int) {
 	gamma := nd.b
-	n, c, plane := nd.i[0], nd.i[1], nd.i[2]
-	training := nd.flag[0]
-	mean, inv := nd.aux[:c], nd.aux[c:2*c]
+	bn := &nd.bn
+	n, c, plane := bn.n, bn.c, bn.plane
+	training := bn.training
+	mean, inv := bn.mean, bn.invStd
 	xd, gy := nd.a.Value.Data, nd.out.Grad.Data
-	gx, gg, gb := nd.pg, nd.pg2, nd.pg3
+	gx, gg, gb := nd.gx, nd.gGam, nd.gBeta
 	m := float32(n * plane)
 	for ch := c0; ch < c1; ch++ {
 		mu, is := mean[ch], inv[ch]

@@ -38,11 +38,9 @@ func (tp *Tape) BatchNorm(x, gamma, beta *Var, runMean, runVar *Tensor, momentum
 		panic("tensorcore: BatchNorm: evaluation needs running statistics")
 	}
 	nd := tp.push(opBatchNorm, x, gamma, beta, xs, false)
-	nd.i = [6]int{n, c, plane}
-	nd.f = [3]float32{momentum, eps}
-	nd.flag[0] = training
-	nd.rm, nd.rv = runMean, runVar
-	nd.aux = growF(nd.aux, 2*c) // mean, invstd per channel
+	nd.aux = growF(nd.aux, 2*c)
+	nd.bn = bnArgs{n: n, c: c, plane: plane, momentum: momentum, eps: eps, training: training,
+		runMean: runMean, runVar: runVar, mean: nd.aux[:c], invStd: nd.aux[c : 2*c]}
 	nd.phase = parBatchNorm
 	tp.pool.forTask(c, max(1, parGrain/max(n*plane, 1)), nd)
 	return nd.out
@@ -52,11 +50,12 @@ func (tp *Tape) BatchNorm(x, gamma, beta *Var, runMean, runVar *Tensor, momentum
 // channel's mean and inverse standard deviation and, in training, updating
 // the running statistics.
 func batchNormForward(nd *node, c0, c1 int) {
-	n, c, plane := nd.i[0], nd.i[1], nd.i[2]
-	momentum, eps := nd.f[0], float64(nd.f[1])
-	training := nd.flag[0]
-	gamma, beta, runMean, runVar := nd.b, nd.c, nd.rm, nd.rv
-	mean, inv := nd.aux[:c], nd.aux[c:2*c]
+	bn := &nd.bn
+	n, c, plane := bn.n, bn.c, bn.plane
+	momentum, eps := bn.momentum, float64(bn.eps)
+	training := bn.training
+	gamma, beta, runMean, runVar := nd.b, nd.c, bn.runMean, bn.runVar
+	mean, inv := bn.mean, bn.invStd
 	xd, y := nd.a.Value.Data, nd.out.Value.Data
 	m := n * plane
 	for ch := c0; ch < c1; ch++ {

@@ -28,7 +28,7 @@ func (tp *Tape) MaxPool2D(x *Var, k, stride, pad int) *Var {
 	oh, ow := poolGeom("MaxPool2D", xs, k, stride, pad)
 	shape := [4]int{xs[0], xs[1], oh, ow}
 	nd := tp.push(opMaxPool2D, x, nil, nil, shape[:], false)
-	nd.i = [6]int{k, stride, pad}
+	nd.pool = poolArgs{k: k, stride: stride, pad: pad}
 	planes, h, w := xs[0]*xs[1], xs[2], xs[3]
 	nd.iaux = growI(nd.iaux, planes*oh*ow)
 	nd.phase = parMaxPool
@@ -109,7 +109,7 @@ func (tp *Tape) AvgPool2D(x *Var, k, stride, pad int) *Var {
 	oh, ow := poolGeom("AvgPool2D", xs, k, stride, pad)
 	shape := [4]int{xs[0], xs[1], oh, ow}
 	nd := tp.push(opAvgPool2D, x, nil, nil, shape[:], false)
-	nd.i = [6]int{k, stride, pad}
+	nd.pool = poolArgs{k: k, stride: stride, pad: pad}
 	planes, h, w := xs[0]*xs[1], xs[2], xs[3]
 	xd, y := x.Value.Data, nd.out.Value.Data
 	inv := 1 / float32(k*k)
