@@ -340,6 +340,7 @@ type node struct {
 
 	phase parPhase  // what run does when the node is handed to the pool
 	gx    []float32 // the input gradient run writes in backward phases
+	acc   bool      // whether run adds into gx rather than overwriting it
 	gGam  []float32 // BatchNorm's gamma gradient run adds to (nil: none)
 	gBeta []float32 // BatchNorm's beta gradient run adds to (nil: none)
 }

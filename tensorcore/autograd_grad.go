@@ -93,12 +93,9 @@ func backward(tp *Tape, nd *node) {
 				nd.phase = parMaxPoolGrad
 				tp.pool.forTask(xs[0]*xs[1], max(1, parGrain/(xs[2]*xs[3])), nd)
 			} else {
-				if !acc {
-					clear(gx)
-				}
-				for i, k := range nd.iaux {
-					gx[k] += gy[i]
-				}
+				nd.gx, nd.acc = gx, acc
+				nd.phase = parMaxPoolGradScatter
+				tp.pool.forTask(xs[0]*xs[1], max(1, parGrain/(xs[2]*xs[3])), nd)
 			}
 		}
 
@@ -654,12 +651,20 @@ func gradMaxPool2x2(gx, gy []float32, arg []int32, p0, p1, h, w int) {
 			r0 := (p*h + 2*i) * w
 			r1 := r0 + w
 			yo := (p*oh + i) * ow
-			g0, g1 := gx[r0:r0+w], gx[r1:r1+w]
-			clear(g0)
-			clear(g1)
-			for j, k := range arg[yo : yo+ow] {
-				gx[k] = gy[yo+j]
-			}
+			kern.maxPool2x2Grad(gx[r0:r0+w], gx[r1:r1+w], gy[yo:yo+ow], arg[yo:yo+ow], r0, r1)
 		}
+	}
+}
+
+// gradMaxPoolPlanes adds (acc) or writes (!acc) the input gradient of
+// planes [p0, p1) of any max pooling: each output's gradient goes to the
+// position its argmax recorded, which lies in the output's own plane, so
+// planes are independent.
+func gradMaxPoolPlanes(gx, gy []float32, arg []int32, p0, p1, hw, ohw int, acc bool) {
+	if !acc {
+		clear(gx[p0*hw : p1*hw])
+	}
+	for i := p0 * ohw; i < p1*ohw; i++ {
+		gx[arg[i]] += gy[i]
 	}
 }

@@ -32,6 +32,11 @@ type kernelSet struct {
 	max      func(x []float32) float32
 	relu     func(dst, x []float32)
 	reluGrad func(dst, gy, x []float32)
+
+	// maxPoolS2 and maxPool2x2Grad are max pooling's stride-2 row kernels:
+	// see maxPoolS2Ref and maxPool2x2GradRef.
+	maxPoolS2      func(y []float32, arg []int32, x []float32, off, ldx, nr, kw int)
+	maxPool2x2Grad func(g0, g1, gy []float32, arg []int32, base0, base1 int)
 }
 
 // goKernels is the plain-Go kernel set, used when the CPU lacks AVX2 and FMA
@@ -53,6 +58,9 @@ var goKernels = &kernelSet{
 	max:      vecMaxRef,
 	relu:     vecReluRef,
 	reluGrad: vecReluGradRef,
+
+	maxPoolS2:      maxPoolS2Ref,
+	maxPool2x2Grad: maxPool2x2GradRef,
 }
 
 // kern is the fastest kernel set this CPU supports, chosen once at start.

@@ -8,17 +8,18 @@ const parGrain = 1 << 14
 type parPhase uint8
 
 const (
-	parNone          parPhase = iota
-	parUnary                  // forward one-input elementwise op, over elements
-	parUnaryGrad              // its backward, accumulating into gx, over elements
-	parReLUGrad               // backward ReLU into a fresh gradient, over elements
-	parMaxPool                // forward max pooling, over planes
-	parMaxPoolGrad            // backward 2×2 max pooling into a fresh gradient, over planes
-	parBinary                 // forward Add/Sub/Mul/Div, over runs of the broadcast walk
-	parBinaryGradA            // backward into operand a's gradient gx, over runs
-	parBinaryGradB            // likewise operand b
-	parBatchNorm              // forward batch normalization, over channels
-	parBatchNormGrad          // its backward, over channels
+	parNone               parPhase = iota
+	parUnary                       // forward one-input elementwise op, over elements
+	parUnaryGrad                   // its backward, accumulating into gx, over elements
+	parReLUGrad                    // backward ReLU into a fresh gradient, over elements
+	parMaxPool                     // forward max pooling, over planes
+	parMaxPoolGrad                 // backward 2×2 max pooling into a fresh gradient, over planes
+	parMaxPoolGradScatter          // backward max pooling into gx (acc: adding), over planes
+	parBinary                      // forward Add/Sub/Mul/Div, over runs of the broadcast walk
+	parBinaryGradA                 // backward into operand a's gradient gx, over runs
+	parBinaryGradB                 // likewise operand b
+	parBatchNorm                   // forward batch normalization, over channels
+	parBatchNormGrad               // its backward, over channels
 )
 
 // run makes a node a pool task: it runs the node's current phase on the
@@ -39,6 +40,9 @@ func (nd *node) run(_, lo, hi int) {
 	case parMaxPoolGrad:
 		xs := nd.a.Value.Shape
 		gradMaxPool2x2(nd.gx, nd.out.Grad.Data, nd.iaux, lo, hi, xs[2], xs[3])
+	case parMaxPoolGradScatter:
+		xs, ys := nd.a.Value.Shape, nd.out.Value.Shape
+		gradMaxPoolPlanes(nd.gx, nd.out.Grad.Data, nd.iaux, lo, hi, xs[2]*xs[3], ys[2]*ys[3], nd.acc)
 	case parBinary:
 		it, runs, n := bcRange(&nd.bc, lo, hi)
 		binaryForward(nd.kind, &nd.bc, it, runs, n, nd.out.Value.Data, nd.a.Value.Data, nd.b.Value.Data)

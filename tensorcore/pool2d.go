@@ -37,66 +37,137 @@ func (tp *Tape) MaxPool2D(x *Var, k, stride, pad int) *Var {
 }
 
 // maxPoolForward pools planes [p0, p1) of h×w into oh×ow, writing the
-// maxima to y and their flat indices (into x) to arg.
+// maxima to y and their flat indices (into x) to arg. Every path scans a
+// window row by row and keeps the first strictly greater element (the first
+// NaN, if any), so the kernel sets agree bit for bit.
 func maxPoolForward(x, y []float32, arg []int32, p0, p1, h, w, oh, ow, k, stride, pad int) {
-	if k == 2 && stride == 2 && pad == 0 {
-		// The common LeNet case, written so the compiler emits conditional
-		// moves: a data-dependent branch per comparison mispredicts half the
-		// time and costs several times more. A NaN makes the value NaN (the
-		// index then points at some element of the window).
-		for p := p0; p < p1; p++ {
-			base := p * h * w
-			for i := 0; i < oh; i++ {
-				r0 := base + 2*i*w
-				r1 := r0 + w
-				yo := (p*oh + i) * ow
-				row0, row1 := x[r0:r0+2*ow], x[r1:r1+2*ow]
-				yr, ar := y[yo:yo+ow], arg[yo:yo+ow]
-				for j := range yr {
-					a, b := row0[2*j], row0[2*j+1]
-					c, d := row1[2*j], row1[2*j+1]
-					k0 := int32(r0 + 2*j)
-					if b > a {
-						k0++
-					}
-					k1 := int32(r1 + 2*j)
-					if d > c {
-						k1++
-					}
-					m0, m1 := max(a, b), max(c, d)
-					if m1 > m0 {
-						k0 = k1
-					}
-					yr[j] = max(m0, m1)
-					ar[j] = k0
-				}
-			}
-		}
-		return
+	// With stride 2 the windows of outputs [jl, jr) lie inside the row; the
+	// kernel set pools those, the edges go window by window.
+	jl, jr := ow, ow
+	if stride == 2 {
+		jl = min((pad+1)/2, ow)
+		jr = max(min(ow, (w-k+pad)/2+1), jl)
 	}
-	negInf := float32(math.Inf(-1))
 	for p := p0; p < p1; p++ {
 		base := p * h * w
 		for i := 0; i < oh; i++ {
 			h0, h1 := poolWindow(i, k, stride, pad, h)
-			for j := 0; j < ow; j++ {
-				w0, w1 := poolWindow(j, k, stride, pad, w)
-				m, bi := negInf, base+h0*w+w0
-				for r := h0; r < h1; r++ {
-					for c := w0; c < w1; c++ {
-						v := x[base+r*w+c]
-						if v > m || v != v {
-							m, bi = v, base+r*w+c
-							if v != v {
-								goto done
-							}
-						}
-					}
-				}
-			done:
-				y[(p*oh+i)*ow+j] = m
-				arg[(p*oh+i)*ow+j] = int32(bi)
+			yo := (p*oh + i) * ow
+			for j := 0; j < jl; j++ {
+				y[yo+j], arg[yo+j] = maxPoolWindow(x, base, w, h0, h1, j, k, stride, pad)
 			}
+			if jr > jl {
+				kern.maxPoolS2(y[yo+jl:yo+jr], arg[yo+jl:yo+jr], x, base+h0*w+2*jl-pad, w, h1-h0, k)
+			}
+			for j := jr; j < ow; j++ {
+				y[yo+j], arg[yo+j] = maxPoolWindow(x, base, w, h0, h1, j, k, stride, pad)
+			}
+		}
+	}
+}
+
+// maxPoolWindow is the maximum of rows [h0, h1) of output column j's
+// window in the plane at base, and its index.
+func maxPoolWindow(x []float32, base, w, h0, h1, j, k, stride, pad int) (float32, int32) {
+	w0, w1 := poolWindow(j, k, stride, pad, w)
+	m, bi := float32(math.Inf(-1)), base+h0*w+w0
+	for r := h0; r < h1; r++ {
+		for c := w0; c < w1; c++ {
+			v := x[base+r*w+c]
+			if v > m || v != v {
+				m, bi = v, base+r*w+c
+				if v != v {
+					return m, int32(bi)
+				}
+			}
+		}
+	}
+	return m, int32(bi)
+}
+
+// maxPoolS2Ref is the reference stride-2 max-pooling row kernel: for each
+// t < len(y), the maximum over the window of nr rows of x, starting at
+// offset off and ldx apart, by columns 2t .. 2t+kw-1 of each, scanned row by
+// row with the first strictly greater element (or the first NaN) winning,
+// into y[t] and its offset into x into arg[t]:
+//
+//	m, bi := -Inf, off+2t
+//	for r < nr, dc < kw: v := x[off+r*ldx+2t+dc]; if v > m || v != v { m, bi = v, that offset; stop at NaN }
+func maxPoolS2Ref(y []float32, arg []int32, x []float32, off, ldx, nr, kw int) {
+	maxPoolS2From(y, arg, x, off, ldx, nr, kw, 0)
+}
+
+// maxPoolS2From is maxPoolS2Ref for outputs t >= t0 only.
+func maxPoolS2From(y []float32, arg []int32, x []float32, off, ldx, nr, kw, t0 int) {
+	negInf := float32(math.Inf(-1))
+	if kw == 2 && nr == 2 {
+		// VGG's and LeNet's 2×2 windows, unrolled so that the compiler
+		// emits conditional moves: a data-dependent branch per comparison
+		// mispredicts half the time. A NaN is rare and takes the loop below.
+		for t := t0; t < len(y); t++ {
+			k := off + 2*t
+			a, b, c, d := x[k], x[k+1], x[k+ldx], x[k+ldx+1]
+			if a != a || b != b || c != c || d != d {
+				maxPoolS2Slow(y, arg, x, off, ldx, nr, kw, t)
+				continue
+			}
+			m, bi := negInf, k
+			if a > m {
+				m = a
+			}
+			if b > m {
+				m, bi = b, k+1
+			}
+			if c > m {
+				m, bi = c, k+ldx
+			}
+			if d > m {
+				m, bi = d, k+ldx+1
+			}
+			y[t], arg[t] = m, int32(bi)
+		}
+		return
+	}
+	for t := t0; t < len(y); t++ {
+		maxPoolS2Slow(y, arg, x, off, ldx, nr, kw, t)
+	}
+}
+
+// maxPoolS2Slow computes output t of maxPoolS2Ref.
+func maxPoolS2Slow(y []float32, arg []int32, x []float32, off, ldx, nr, kw, t int) {
+	m, bi := float32(math.Inf(-1)), off+2*t
+	for r := 0; r < nr; r++ {
+		row := off + r*ldx + 2*t
+		for c := row; c < row+kw; c++ {
+			v := x[c]
+			if v > m || v != v {
+				m, bi = v, c
+				if v != v {
+					y[t], arg[t] = m, int32(bi)
+					return
+				}
+			}
+		}
+	}
+	y[t], arg[t] = m, int32(bi)
+}
+
+// maxPool2x2GradRef is the reference input gradient of two input rows
+// under non-overlapping 2×2 windows (g0 the upper row, whose first element
+// has offset base0 in x; g1 the lower, base1): every element is written,
+// gy[t] where arg[t] points at it and 0 elsewhere.
+//
+//	g0[2t+e] = gy[t] if arg[t] == base0+2t+e else 0; g1 likewise (e = 0, 1)
+func maxPool2x2GradRef(g0, g1, gy []float32, arg []int32, base0, base1 int) {
+	n := len(gy)
+	g0, g1, arg = g0[:2*n], g1[:2*n], arg[:n]
+	for t, g := range gy {
+		g0[2*t], g0[2*t+1], g1[2*t], g1[2*t+1] = 0, 0, 0, 0
+		k := int(arg[t])
+		if e := k - base0 - 2*t; e == 0 || e == 1 {
+			g0[2*t+e] = g
+		} else if e := k - base1 - 2*t; e == 0 || e == 1 {
+			g1[2*t+e] = g
 		}
 	}
 }
