@@ -287,6 +287,7 @@ const (
 	opCrossEntropy
 	opMSE
 	opBCEWithLogits
+	opGlobalAvgPool
 )
 
 // node is one recorded op: its inputs, output and whatever the backward rule
@@ -304,16 +305,16 @@ const (
 //
 //	field   ops
 //	scalar  AddScalar (addend), MulScalar (factor), LeakyReLU (slope),
-//	        Sum and Mean (scale of the sum)
+//	        Sum and Mean (scale of the sum), CrossEntropy (label smoothing)
 //	mm      MatMul
 //	lin     Linear
 //	geom    Conv2D, ConvTranspose2D
-//	pool    MaxPool2D, AvgPool2D
+//	pool    MaxPool2D, AvgPool2D (GlobalAvgPool has no arguments)
 //	axis    Softmax, LogSoftmax, Max, Gather, IndexSelect
 //	concat  Concat
 //	slice   Slice
 //	pad     Pad2D
-//	bn      BatchNorm
+//	bn      BatchNorm, BatchNormReLU
 //	bc      Add, Sub, Mul, Div, Sum, Transpose (the broadcast walk)
 type node struct {
 	kind    opKind
@@ -379,11 +380,12 @@ type padArgs struct{ planes, h, w, top, left int }
 
 // bnArgs: batch normalization of x viewed as (n, c, plane), per channel.
 // mean and invStd (each c) are views of the node's aux: the statistics
-// forward normalized with, which backward reuses.
+// forward normalized with, which backward reuses. relu marks BatchNormReLU:
+// the output is max(·, 0) of the normalized one.
 type bnArgs struct {
 	n, c, plane     int
 	momentum, eps   float32
-	training        bool
+	training, relu  bool
 	runMean, runVar *Tensor // nil when not given
 	mean, invStd    []float32
 }

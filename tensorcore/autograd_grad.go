@@ -104,6 +104,13 @@ func backward(tp *Tape, nd *node) {
 			gradAvgPool(tp.gradAcc(a), gy, a.Value.Shape, nd.out.Value.Shape, nd.pool.k, nd.pool.stride, nd.pool.pad)
 		}
 
+	case opGlobalAvgPool:
+		if a.needGrad {
+			gx, acc := tp.gradOut(a)
+			xs := a.Value.Shape
+			gradGlobalAvgPool(gx, gy, xs[2]*xs[3], acc)
+		}
+
 	case opAdd, opSub, opMul, opDiv:
 		gradBinary(tp, nd)
 
@@ -277,16 +284,25 @@ func backward(tp *Tape, nd *node) {
 			}
 		}
 
-	case opCrossEntropy: // d/dlogits = (softmax - onehot) / N
+	case opCrossEntropy: // d/dlogits = (softmax - target) / N, target onehot or smoothed
 		if a.needGrad {
 			gx := tp.gradAcc(a)
 			n := len(nd.idx)
 			cc := len(nd.aux) / max(n, 1)
 			s := gy[0] / float32(n)
+			e := nd.scalar // label smoothing
 			for i, l := range nd.idx {
 				row, p := gx[i*cc:(i+1)*cc], nd.aux[i*cc:(i+1)*cc]
 				vecAxpy(s, p, row)
-				row[l] -= s
+				if e == 0 {
+					row[l] -= s
+					continue
+				}
+				u := s * e / float32(cc)
+				for j := range row {
+					row[j] -= u
+				}
+				row[l] -= s * (1 - e)
 			}
 		}
 
@@ -570,6 +586,8 @@ func gradAvgPool(gx, gy []float32, xs, ys []int, k, stride, pad int) {
 
 // gradBatchNorm: with x̂ = (x-μ)·σ⁻¹ and y = γx̂ + β, dβ = Σdy, dγ = Σdy·x̂;
 // in training dx = γσ⁻¹/M · (M·dy - Σdy - x̂·Σdy·x̂), in evaluation dx = γσ⁻¹·dy.
+// For BatchNormReLU dy is the incoming gradient where the output is
+// positive and 0 elsewhere, masked on the fly.
 // The channels are independent, so they are split over the pool.
 func gradBatchNorm(tp *Tape, nd *node) {
 	x, gamma, betaV := nd.a, nd.b, nd.c
@@ -584,6 +602,9 @@ func gradBatchNorm(tp *Tape, nd *node) {
 		nd.gBeta = tp.gradAcc(betaV)
 	}
 	n, c, plane := nd.bn.n, nd.bn.c, nd.bn.plane
+	if nd.bn.relu && !nd.bn.training && nd.gx != nil {
+		nd.scratch = growF(nd.scratch, len(nd.gx)) // the masked gradient
+	}
 	nd.phase = parBatchNormGrad
 	tp.pool.forTask(c, max(1, parGrain/max(n*plane, 1)), nd)
 }
@@ -596,17 +617,22 @@ func gradBatchNormChannels(nd *node, c0, c1 int) {
 	n, c, plane := bn.n, bn.c, bn.plane
 	training := bn.training
 	mean, inv := bn.mean, bn.invStd
-	xd, gy := nd.a.Value.Data, nd.out.Grad.Data
+	xd, yd, gy := nd.a.Value.Data, nd.out.Value.Data, nd.out.Grad.Data
 	gx, gg, gb := nd.gx, nd.gGam, nd.gBeta
+	relu := bn.relu
 	m := float32(n * plane)
 	for ch := c0; ch < c1; ch++ {
 		mu, is := mean[ch], inv[ch]
 		var sdy, sdyx float64
 		for i := 0; i < n; i++ {
 			o := (i*c + ch) * plane
+			xr, yr := xd[o:o+plane], yd[o:o+plane]
 			for j, g := range gy[o : o+plane] {
+				if relu && !(yr[j] > 0) {
+					g = 0
+				}
 				sdy += float64(g)
-				sdyx += float64(g) * float64((xd[o+j]-mu)*is)
+				sdyx += float64(g) * float64((xr[j]-mu)*is)
 			}
 		}
 		if gg != nil {
@@ -626,16 +652,27 @@ func gradBatchNormChannels(nd *node, c0, c1 int) {
 		if !training {
 			for i := 0; i < n; i++ {
 				o := (i*c + ch) * plane
-				vecAxpy(k, gy[o:o+plane], gx[o:o+plane])
+				if !relu {
+					vecAxpy(k, gy[o:o+plane], gx[o:o+plane])
+					continue
+				}
+				// Masked into scratch, then the same axpy as unfused.
+				s := nd.scratch[o : o+plane]
+				vecReluGrad(s, gy[o:o+plane], yd[o:o+plane])
+				vecAxpy(k, s, gx[o:o+plane])
 			}
 			continue
 		}
 		mdy, mdyx := float32(sdy)/m, float32(sdyx)/m
 		for i := 0; i < n; i++ {
 			o := (i*c + ch) * plane
+			xr, yr, gr := xd[o:o+plane], yd[o:o+plane], gx[o:o+plane]
 			for j, g := range gy[o : o+plane] {
-				xh := (xd[o+j] - mu) * is
-				gx[o+j] += k * (g - mdy - xh*mdyx)
+				if relu && !(yr[j] > 0) {
+					g = 0
+				}
+				xh := (xr[j] - mu) * is
+				gr[j] += k * (g - mdy - xh*mdyx)
 			}
 		}
 	}

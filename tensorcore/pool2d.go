@@ -203,6 +203,44 @@ func (tp *Tape) AvgPool2D(x *Var, k, stride, pad int) *Var {
 	return nd.out
 }
 
+// GlobalAvgPool returns the mean of each plane of x (N, C, H, W) as
+// (N, C): PyTorch's adaptive_avg_pool2d(x, 1) flattened, the form a
+// classifier head takes (Reshape to (N, C, 1, 1) where that is wanted).
+func (tp *Tape) GlobalAvgPool(x *Var) *Var {
+	xs := x.Value.Shape
+	if len(xs) != 4 || xs[2]*xs[3] == 0 {
+		panic(fmt.Sprintf("tensorcore: GlobalAvgPool: input %v is not 4-D with non-empty planes", xs))
+	}
+	shape := [2]int{xs[0], xs[1]}
+	nd := tp.push(opGlobalAvgPool, x, nil, nil, shape[:], false)
+	hw := xs[2] * xs[3]
+	xd, y := x.Value.Data, nd.out.Value.Data
+	inv := 1 / float32(hw)
+	for p := range y {
+		y[p] = vecSum(xd[p*hw:(p+1)*hw]) * inv
+	}
+	return nd.out
+}
+
+// gradGlobalAvgPool spreads each plane's gradient evenly over the plane,
+// adding (acc) or writing (!acc).
+func gradGlobalAvgPool(gx, gy []float32, hw int, acc bool) {
+	inv := 1 / float32(hw)
+	for p, g := range gy {
+		v := g * inv
+		row := gx[p*hw : (p+1)*hw]
+		if acc {
+			for i := range row {
+				row[i] += v
+			}
+		} else {
+			for i := range row {
+				row[i] = v
+			}
+		}
+	}
+}
+
 // poolWindow is the input range [lo, hi) along one axis that output index i
 // of a k-wide window moved by stride, with padding pad, covers inside an
 // axis of length n.
