@@ -623,17 +623,11 @@ func gradBatchNormChannels(nd *node, c0, c1 int) {
 	m := float32(n * plane)
 	for ch := c0; ch < c1; ch++ {
 		mu, is := mean[ch], inv[ch]
+		sc, sh := bnAffine(nd, ch)
 		var sdy, sdyx float64
 		for i := 0; i < n; i++ {
 			o := (i*c + ch) * plane
-			xr, yr := xd[o:o+plane], yd[o:o+plane]
-			for j, g := range gy[o : o+plane] {
-				if relu && !(yr[j] > 0) {
-					g = 0
-				}
-				sdy += float64(g)
-				sdyx += float64(g) * float64((xr[j]-mu)*is)
-			}
+			sdy, sdyx = kern.bnGradSums(gy[o:o+plane], xd[o:o+plane], mu, is, sc, sh, relu, sdy, sdyx)
 		}
 		if gg != nil {
 			gg[ch] += float32(sdyx)
@@ -666,14 +660,7 @@ func gradBatchNormChannels(nd *node, c0, c1 int) {
 		mdy, mdyx := float32(sdy)/m, float32(sdyx)/m
 		for i := 0; i < n; i++ {
 			o := (i*c + ch) * plane
-			xr, yr, gr := xd[o:o+plane], yd[o:o+plane], gx[o:o+plane]
-			for j, g := range gy[o : o+plane] {
-				if relu && !(yr[j] > 0) {
-					g = 0
-				}
-				xh := (xr[j] - mu) * is
-				gr[j] += k * (g - mdy - xh*mdyx)
-			}
+			kern.bnGradApply(gx[o:o+plane], gy[o:o+plane], xd[o:o+plane], k, mu, is, mdy, mdyx, sc, sh, relu)
 		}
 	}
 }

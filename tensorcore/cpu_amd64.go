@@ -26,6 +26,12 @@ var avx2Kernels = &kernelSet{
 
 	maxPoolS2:      maxPoolS2KernAVX2,
 	maxPool2x2Grad: maxPool2x2GradKernAVX2,
+
+	bnSum:        bnSumKernAVX2,
+	bnSumSqDev:   bnSumSqDevKernAVX2,
+	bnScaleShift: bnScaleShiftKernAVX2,
+	bnGradSums:   bnGradSumsKernAVX2,
+	bnGradApply:  bnGradApplyKernAVX2,
 }
 
 // avx512Kernels add a 12×32 SGEMM micro-kernel on ZMM registers (AVX-512F)

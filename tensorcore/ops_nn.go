@@ -20,10 +20,10 @@ func (tp *Tape) BatchNorm(x, gamma, beta *Var, runMean, runVar *Tensor, momentum
 
 // BatchNormReLU is ReLU(BatchNorm(...)) with BatchNorm's arguments and
 // semantics (running statistics updated alike), fused: forward writes the
-// rectified output in the pass that normalizes, and backward masks the
-// incoming gradient while reducing it, so neither direction stores or
-// rereads the normalized tensor. It gives the same bits as BatchNorm then
-// ReLU.
+// rectified output in the pass that normalizes, and backward (in training)
+// masks the incoming gradient while reducing it, recomputing the mask from
+// x, so no normalized tensor is stored, and backward reads only x and the
+// output's gradient. It gives the same bits as BatchNorm then ReLU.
 func (tp *Tape) BatchNormReLU(x, gamma, beta *Var, runMean, runVar *Tensor, momentum, eps float32, training bool) *Var {
 	return tp.batchNorm(x, gamma, beta, runMean, runVar, momentum, eps, training, true)
 }
@@ -68,7 +68,7 @@ func batchNormForward(nd *node, c0, c1 int) {
 	n, c, plane := bn.n, bn.c, bn.plane
 	momentum, eps := bn.momentum, float64(bn.eps)
 	training := bn.training
-	gamma, beta, runMean, runVar := nd.b, nd.c, bn.runMean, bn.runVar
+	runMean, runVar := bn.runMean, bn.runVar
 	mean, inv := bn.mean, bn.invStd
 	xd, y := nd.a.Value.Data, nd.out.Value.Data
 	m := n * plane
@@ -76,17 +76,12 @@ func batchNormForward(nd *node, c0, c1 int) {
 		if training {
 			var s float64
 			for i := 0; i < n; i++ {
-				for _, v := range xd[(i*c+ch)*plane : (i*c+ch+1)*plane] {
-					s += float64(v)
-				}
+				s = kern.bnSum(xd[(i*c+ch)*plane:(i*c+ch+1)*plane], s)
 			}
 			mu := s / float64(m)
 			var q float64
 			for i := 0; i < n; i++ {
-				for _, v := range xd[(i*c+ch)*plane : (i*c+ch+1)*plane] {
-					d := float64(v) - mu
-					q += d * d
-				}
+				q = kern.bnSumSqDev(xd[(i*c+ch)*plane:(i*c+ch+1)*plane], mu, q)
 			}
 			variance := q / float64(m)
 			mean[ch] = float32(mu)
@@ -105,30 +100,10 @@ func batchNormForward(nd *node, c0, c1 int) {
 			mean[ch] = runMean.Data[ch]
 			inv[ch] = float32(1 / math.Sqrt(float64(runVar.Data[ch])+eps))
 		}
-		sc, sh := inv[ch], -mean[ch]*inv[ch]
-		if gamma != nil {
-			sc *= gamma.Value.Data[ch]
-			sh *= gamma.Value.Data[ch]
-		}
-		if beta != nil {
-			sh += beta.Value.Data[ch]
-		}
+		sc, sh := bnAffine(nd, ch)
 		for i := 0; i < n; i++ {
 			o := (i*c + ch) * plane
-			row, yr := xd[o:o+plane], y[o:o+plane]
-			if bn.relu { // as vecRelu: NaN and -0 pass
-				for j, v := range row {
-					v = v*sc + sh
-					if v < 0 {
-						v = 0
-					}
-					yr[j] = v
-				}
-				continue
-			}
-			for j, v := range row {
-				yr[j] = v*sc + sh
-			}
+			kern.bnScaleShift(y[o:o+plane], xd[o:o+plane], sc, sh, bn.relu)
 		}
 	}
 }

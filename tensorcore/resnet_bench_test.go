@@ -11,6 +11,18 @@ import (
 // on one worker, and report the bytes each pass must move (read once,
 // written once) per second.
 
+// benchBackward runs the backward rules of the ops recorded on tp from out,
+// whose gradient is gy, without a loss op on top.
+func benchBackward(tp *Tape, out *Var, gy *Tensor) {
+	tp.gen++
+	out.Grad, out.gradGen = gy, tp.gen
+	for i := tp.n - 1; i >= 0; i-- {
+		if nd := tp.nodes[i]; nd.out.gradGen == tp.gen {
+			backward(tp, nd)
+		}
+	}
+}
+
 // benchBytes reports GB/s for a pass that moves bytes per iteration.
 func benchBytes(b *testing.B, bytes int) {
 	b.SetBytes(int64(bytes))
@@ -46,7 +58,6 @@ func benchMaxPool(b *testing.B, s [4]int, k, stride, pad int) {
 			}
 			fwd()
 			gy := randTensor(rng, y.Value.Shape...)
-			y.Grad = gy
 			b.Run(fmt.Sprintf("%s/fwd", ks.name), func(b *testing.B) {
 				benchBytes(b, 4*nx+8*ny)
 				for b.Loop() {
@@ -55,13 +66,114 @@ func benchMaxPool(b *testing.B, s [4]int, k, stride, pad int) {
 			})
 			b.Run(fmt.Sprintf("%s/bwd", ks.name), func(b *testing.B) {
 				benchBytes(b, 4*nx+8*ny)
-				nd := tp.nodes[0]
 				for b.Loop() {
-					tp.gen++
-					nd.out.gradGen = tp.gen
-					backward(tp, nd)
+					benchBackward(tp, y, gy)
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkBatchNormReLU: training-mode batch normalization then ReLU of
+// 32×64×56×56 (ResNet-18's first stage), fused against BatchNorm then ReLU,
+// forward and backward, under each kernel set on one worker. The bytes are
+// the tensor read and the tensor written (forward: x, y; backward: gy, gx)
+// for both, so MB/s compare as times do.
+func BenchmarkBatchNormReLU(b *testing.B) {
+	const n, c, h, w = 32, 64, 56, 56
+	rng := rand.New(rand.NewPCG(3, 4))
+	x, gy := randTensor(rng, n, c, h, w), randTensor(rng, n, c, h, w)
+	gamma, beta, rm, rv := randTensor(rng, c), randTensor(rng, c), New(c), New(c)
+	gx, gg, gb := New(n, c, h, w), New(c), New(c)
+	pool := NewPool(1)
+	defer pool.Close()
+	for _, ks := range availableKernels() {
+		withKernels(ks, func() {
+			for _, fused := range []bool{false, true} {
+				tp := NewTape(pool)
+				var y *Var
+				fwd := func() {
+					tp.Reset()
+					xv, g, bt := tp.Param(x, gx), tp.Param(gamma, gg), tp.Param(beta, gb)
+					if fused {
+						y = tp.BatchNormReLU(xv, g, bt, rm, rv, 0.1, 1e-5, true)
+					} else {
+						y = tp.ReLU(tp.BatchNorm(xv, g, bt, rm, rv, 0.1, 1e-5, true))
+					}
+				}
+				fwd()
+				benchBackward(tp, y, gy)
+				name := map[bool]string{false: "bn+relu", true: "fused"}[fused]
+				b.Run(fmt.Sprintf("%s/%s/fwd", ks.name, name), func(b *testing.B) {
+					benchBytes(b, 8*len(x.Data))
+					b.ReportAllocs()
+					for b.Loop() {
+						fwd()
+					}
+				})
+				b.Run(fmt.Sprintf("%s/%s/bwd", ks.name, name), func(b *testing.B) {
+					benchBytes(b, 8*len(x.Data))
+					b.ReportAllocs()
+					for b.Loop() {
+						benchBackward(tp, y, gy)
+					}
+				})
+			}
+		})
+	}
+}
+
+// BenchmarkGlobalAvgPool: ResNet-18's head, 32×512×7×7 to 32×512, forward
+// and backward.
+func BenchmarkGlobalAvgPool(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	x := randTensor(rng, 32, 512, 7, 7)
+	gx := New(x.Shape...)
+	gy := randTensor(rng, 32, 512)
+	tp := NewTape(nil)
+	var y *Var
+	fwd := func() {
+		tp.Reset()
+		y = tp.GlobalAvgPool(tp.Param(x, gx))
+	}
+	fwd()
+	b.Run("fwd", func(b *testing.B) {
+		benchBytes(b, 4*len(x.Data)+4*len(gy.Data))
+		for b.Loop() {
+			fwd()
+		}
+	})
+	b.Run("bwd", func(b *testing.B) {
+		benchBytes(b, 4*len(x.Data)+4*len(gy.Data))
+		for b.Loop() {
+			benchBackward(tp, y, gy)
+		}
+	})
+}
+
+// BenchmarkCrossEntropySmoothed: the ImageNet loss on 32×1000 logits,
+// forward and backward, without and with label smoothing 0.1.
+func BenchmarkCrossEntropySmoothed(b *testing.B) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	x := randTensor(rng, 32, 1000)
+	gx := New(x.Shape...)
+	labels := make([]int, 32)
+	for i := range labels {
+		labels[i] = rng.IntN(1000)
+	}
+	for _, eps := range []float32{0, 0.1} {
+		tp := NewTape(nil)
+		step := func() {
+			tp.Reset()
+			tp.Backward(tp.CrossEntropySmoothed(tp.Param(x, gx), labels, eps))
+		}
+		step()
+		b.Run(fmt.Sprintf("smoothing=%g", eps), func(b *testing.B) {
+			benchBytes(b, 8*len(x.Data))
+			b.ReportAllocs()
+			for b.Loop() {
+				step()
+			}
 		})
 	}
 }
