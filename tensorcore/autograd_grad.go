@@ -675,7 +675,7 @@ func gradMaxPool2x2(gx, gy []float32, arg []int32, p0, p1, h, w int) {
 			r0 := (p*h + 2*i) * w
 			r1 := r0 + w
 			yo := (p*oh + i) * ow
-			kern.maxPool2x2Grad(gx[r0:r0+w], gx[r1:r1+w], gy[yo:yo+ow], arg[yo:yo+ow], r0, r1)
+			kern.maxPool2x2Grad(gx[r0:r1+w], gy[yo:yo+ow], arg[yo:yo+ow], r0, w)
 		}
 	}
 }
@@ -688,7 +688,8 @@ func gradMaxPoolPlanes(gx, gy []float32, arg []int32, p0, p1, hw, ohw int, acc b
 	if !acc {
 		clear(gx[p0*hw : p1*hw])
 	}
-	for i := p0 * ohw; i < p1*ohw; i++ {
-		gx[arg[i]] += gy[i]
+	g := gy[p0*ohw : p1*ohw]
+	for i, k := range arg[p0*ohw : p1*ohw] {
+		gx[k] += g[i]
 	}
 }

@@ -36,7 +36,7 @@ type kernelSet struct {
 	// maxPoolS2 and maxPool2x2Grad are max pooling's stride-2 row kernels:
 	// see maxPoolS2Ref and maxPool2x2GradRef.
 	maxPoolS2      func(y []float32, arg []int32, x []float32, off, ldx, nr, kw int)
-	maxPool2x2Grad func(g0, g1, gy []float32, arg []int32, base0, base1 int)
+	maxPool2x2Grad func(g, gy []float32, arg []int32, base, ld int)
 
 	// The batch-normalization row kernels (bn.go): see bnSumRef,
 	// bnSumSqDevRef, bnScaleShiftRef, bnGradSumsRef and bnGradApplyRef.

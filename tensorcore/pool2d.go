@@ -99,38 +99,41 @@ func maxPoolS2Ref(y []float32, arg []int32, x []float32, off, ldx, nr, kw int) {
 
 // maxPoolS2From is maxPoolS2Ref for outputs t >= t0 only.
 func maxPoolS2From(y []float32, arg []int32, x []float32, off, ldx, nr, kw, t0 int) {
-	negInf := float32(math.Inf(-1))
 	if kw == 2 && nr == 2 {
-		// VGG's and LeNet's 2×2 windows, unrolled so that the compiler
-		// emits conditional moves: a data-dependent branch per comparison
-		// mispredicts half the time. A NaN is rare and takes the loop below.
+		// VGG's and LeNet's 2×2 windows, written so that the compiler
+		// emits conditional moves and set-on-condition: a data-dependent
+		// branch per comparison mispredicts half the time. Only the index
+		// is chosen; the value is read back at it (max would turn a -0, +0
+		// tie into +0). For windows without NaN the pairwise choice is the
+		// row-major first strict maximum; a NaN anywhere (rare) sends the
+		// whole call to the slow loop, which overwrites every output.
+		nan := 0
 		for t := t0; t < len(y); t++ {
 			k := off + 2*t
 			a, b, c, d := x[k], x[k+1], x[k+ldx], x[k+ldx+1]
-			if a != a || b != b || c != c || d != d {
-				maxPoolS2Slow(y, arg, x, off, ldx, nr, kw, t)
-				continue
-			}
-			m, bi := negInf, k
-			if a > m {
-				m = a
-			}
-			if b > m {
-				m, bi = b, k+1
-			}
-			if c > m {
-				m, bi = c, k+ldx
-			}
-			if d > m {
-				m, bi = d, k+ldx+1
-			}
-			y[t], arg[t] = m, int32(bi)
+			k0 := k + b2i(b > a)
+			k1 := k + ldx + b2i(d > c)
+			m0, m1 := max(a, b), max(c, d)
+			k0 ^= (k0 ^ k1) & -b2i(m1 > m0)
+			nan |= b2i(m0 != m0) | b2i(m1 != m1)
+			y[t], arg[t] = x[k0], int32(k0)
 		}
-		return
+		if nan == 0 {
+			return
+		}
 	}
 	for t := t0; t < len(y); t++ {
 		maxPoolS2Slow(y, arg, x, off, ldx, nr, kw, t)
 	}
+}
+
+// b2i is 1 for true and 0 for false, without a branch.
+func b2i(b bool) int {
+	var i int
+	if b {
+		i = 1
+	}
+	return i
 }
 
 // maxPoolS2Slow computes output t of maxPoolS2Ref.
@@ -153,22 +156,18 @@ func maxPoolS2Slow(y []float32, arg []int32, x []float32, off, ldx, nr, kw, t in
 }
 
 // maxPool2x2GradRef is the reference input gradient of two input rows
-// under non-overlapping 2×2 windows (g0 the upper row, whose first element
-// has offset base0 in x; g1 the lower, base1): every element is written,
-// gy[t] where arg[t] points at it and 0 elsewhere.
+// under non-overlapping 2×2 windows: g holds the upper row, whose first
+// element has offset base in x, and ld elements on the lower one (ld >=
+// 2·len(gy)). Columns [0, 2·len(gy)) of both rows are written, gy[t] where
+// arg[t] points and 0 elsewhere:
 //
-//	g0[2t+e] = gy[t] if arg[t] == base0+2t+e else 0; g1 likewise (e = 0, 1)
-func maxPool2x2GradRef(g0, g1, gy []float32, arg []int32, base0, base1 int) {
+//	g[r·ld+2t+e] = gy[t] if arg[t] == base+r·ld+2t+e else 0 (r, e = 0, 1)
+func maxPool2x2GradRef(g, gy []float32, arg []int32, base, ld int) {
 	n := len(gy)
-	g0, g1, arg = g0[:2*n], g1[:2*n], arg[:n]
-	for t, g := range gy {
-		g0[2*t], g0[2*t+1], g1[2*t], g1[2*t+1] = 0, 0, 0, 0
-		k := int(arg[t])
-		if e := k - base0 - 2*t; e == 0 || e == 1 {
-			g0[2*t+e] = g
-		} else if e := k - base1 - 2*t; e == 0 || e == 1 {
-			g1[2*t+e] = g
-		}
+	clear(g[:2*n])
+	clear(g[ld : ld+2*n])
+	for t, v := range gy {
+		g[int(arg[t])-base] = v
 	}
 }
 

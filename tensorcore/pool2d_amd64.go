@@ -29,12 +29,12 @@ func maxPoolS2KernAVX2(y []float32, arg []int32, x []float32, off, ldx, nr, kw i
 }
 
 // maxPool2x2GradKernAVX2 is maxPool2x2GradRef on AVX2.
-func maxPool2x2GradKernAVX2(g0, g1, gy []float32, arg []int32, base0, base1 int) {
+func maxPool2x2GradKernAVX2(g, gy []float32, arg []int32, base, ld int) {
 	n := len(gy)
-	g0, g1, arg = g0[:2*n], g1[:2*n], arg[:n]
+	g0, g1, arg := g[:2*n], g[ld:ld+2*n], arg[:n]
 	n8 := n &^ 7
 	if n8 > 0 {
-		maxPool2x2GradAVX2(&g0[0], &g1[0], &gy[0], &arg[0], base0, base1, n8)
+		maxPool2x2GradAVX2(&g0[0], &g1[0], &gy[0], &arg[0], base, base+ld, n8)
 	}
-	maxPool2x2GradRef(g0[2*n8:], g1[2*n8:], gy[n8:], arg[n8:], base0+2*n8, base1+2*n8)
+	maxPool2x2GradRef(g[2*n8:], gy[n8:], arg[n8:], base+2*n8, ld)
 }
