@@ -1,5 +1,7 @@
 package tensorcore
 
+import "math"
+
 // The batch-normalization row kernels: the per-element loops of
 // BatchNorm's and BatchNormReLU's forward and backward over one run of a
 // channel (a plane of one image, or one element of a 2-D input).
@@ -38,10 +40,8 @@ func bnScaleShiftRef(y, x []float32, sc, sh float32, relu bool) {
 	if relu {
 		for j, v := range x {
 			v = float32(v*sc) + sh
-			if v < 0 {
-				v = 0
-			}
-			y[j] = v
+			// v < 0 becomes +0, by masking rather than a branch
+			y[j] = math.Float32frombits(math.Float32bits(v) &^ -uint32(b2i(v < 0)))
 		}
 		return
 	}
@@ -57,8 +57,8 @@ func bnScaleShiftRef(y, x []float32, sc, sh float32, relu bool) {
 func bnGradSumsRef(gy, x []float32, mu, is, sc, sh float32, relu bool, sdy, sdyx float64) (float64, float64) {
 	x = x[:len(gy)]
 	for j, g := range gy {
-		if relu && !(float32(x[j]*sc)+sh > 0) {
-			g = 0
+		if relu {
+			g = bnMask(g, x[j], sc, sh)
 		}
 		sdy += float64(g)
 		sdyx += float64(g) * float64(float32((x[j]-mu)*is))
@@ -73,12 +73,19 @@ func bnGradSumsRef(gy, x []float32, mu, is, sc, sh float32, relu bool, sdy, sdyx
 func bnGradApplyRef(gx, gy, x []float32, k, mu, is, mdy, mdyx, sc, sh float32, relu bool) {
 	gx, x = gx[:len(gy)], x[:len(gy)]
 	for j, g := range gy {
-		if relu && !(float32(x[j]*sc)+sh > 0) {
-			g = 0
+		if relu {
+			g = bnMask(g, x[j], sc, sh)
 		}
 		xh := float32((x[j] - mu) * is)
 		gx[j] += float32(k * (g - mdy - float32(xh*mdyx)))
 	}
+}
+
+// bnMask is g where x·sc+sh > 0 and +0 elsewhere (as ReLU's gradient),
+// by masking the bits: a branch on the sign of normalized data would
+// mispredict half the time.
+func bnMask(g, x, sc, sh float32) float32 {
+	return math.Float32frombits(math.Float32bits(g) & -uint32(b2i(float32(x*sc)+sh > 0)))
 }
 
 // bnAffine returns channel ch's normalization y = x·sc + sh from the saved
