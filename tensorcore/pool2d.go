@@ -21,8 +21,11 @@ func poolGeom(name string, xs []int, k, stride, pad int) (oh, ow int) {
 
 // MaxPool2D returns the maximum over k×k windows of x (N, C, H, W), moved
 // by stride, with implicit -Inf padding pad on every side (pad <= k/2), in
-// floor mode: (N, C, (H+2pad-k)/stride+1, likewise W). NaN propagates. The
-// position of each maximum is kept for backward.
+// floor mode: (N, C, (H+2pad-k)/stride+1, likewise W), as PyTorch's
+// max_pool2d. NaN propagates. Of equal maxima the first in row-major window
+// order wins; its position is kept for backward, which routes the gradient
+// there. Stride 2 (ResNet's 3×3 pad 1 stem, VGG's and AlexNet's pools) runs
+// on the kernel set's 8-wide row kernel.
 func (tp *Tape) MaxPool2D(x *Var, k, stride, pad int) *Var {
 	xs := x.Value.Shape
 	oh, ow := poolGeom("MaxPool2D", xs, k, stride, pad)
