@@ -108,7 +108,12 @@ func backward(tp *Tape, nd *node) {
 		if a.needGrad {
 			gx, acc := tp.gradOut(a)
 			xs := a.Value.Shape
-			gradGlobalAvgPool(gx, gy, xs[2]*xs[3], acc)
+			hw := xs[2] * xs[3]
+			nd.scratch = growF(nd.scratch, hw)
+			for i := range nd.scratch {
+				nd.scratch[i] = 1
+			}
+			gradGlobalAvgPool(gx, gy, nd.scratch, hw, acc)
 		}
 
 	case opAdd, opSub, opMul, opDiv:

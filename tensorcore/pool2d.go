@@ -225,20 +225,18 @@ func (tp *Tape) GlobalAvgPool(x *Var) *Var {
 }
 
 // gradGlobalAvgPool spreads each plane's gradient evenly over the plane,
-// adding (acc) or writing (!acc).
-func gradGlobalAvgPool(gx, gy []float32, hw int, acc bool) {
+// adding (acc) or writing (!acc). ones (a plane of 1s) lets the vector
+// kernels broadcast the value: v·1 is exact, so the bits are those of
+// adding or storing v.
+func gradGlobalAvgPool(gx, gy, ones []float32, hw int, acc bool) {
 	inv := 1 / float32(hw)
 	for p, g := range gy {
 		v := g * inv
 		row := gx[p*hw : (p+1)*hw]
 		if acc {
-			for i := range row {
-				row[i] += v
-			}
+			vecAxpy(v, ones, row)
 		} else {
-			for i := range row {
-				row[i] = v
-			}
+			vecScale(row, v, ones)
 		}
 	}
 }

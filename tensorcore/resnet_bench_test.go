@@ -124,35 +124,46 @@ func BenchmarkBatchNormReLU(b *testing.B) {
 }
 
 // BenchmarkGlobalAvgPool: ResNet-18's head, 32×512×7×7 to 32×512, forward
-// and backward.
+// and backward, against the same pooling as AvgPool2D with a 7×7 window.
 func BenchmarkGlobalAvgPool(b *testing.B) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	x := randTensor(rng, 32, 512, 7, 7)
 	gx := New(x.Shape...)
-	gy := randTensor(rng, 32, 512)
-	tp := NewTape(nil)
-	var y *Var
-	fwd := func() {
-		tp.Reset()
-		y = tp.GlobalAvgPool(tp.Param(x, gx))
+	for _, global := range []bool{true, false} {
+		gy := randTensor(rng, 32, 512)
+		if !global {
+			gy.Shape = []int{32, 512, 1, 1}
+		}
+		tp := NewTape(nil)
+		var y *Var
+		fwd := func() {
+			tp.Reset()
+			if global {
+				y = tp.GlobalAvgPool(tp.Param(x, gx))
+			} else {
+				y = tp.AvgPool2D(tp.Param(x, gx), 7, 7, 0)
+			}
+		}
+		fwd()
+		name := map[bool]string{true: "global", false: "avgpool7x7"}[global]
+		b.Run(name+"/fwd", func(b *testing.B) {
+			benchBytes(b, 4*len(x.Data)+4*len(gy.Data))
+			for b.Loop() {
+				fwd()
+			}
+		})
+		b.Run(name+"/bwd", func(b *testing.B) {
+			benchBytes(b, 4*len(x.Data)+4*len(gy.Data))
+			for b.Loop() {
+				benchBackward(tp, y, gy)
+			}
+		})
 	}
-	fwd()
-	b.Run("fwd", func(b *testing.B) {
-		benchBytes(b, 4*len(x.Data)+4*len(gy.Data))
-		for b.Loop() {
-			fwd()
-		}
-	})
-	b.Run("bwd", func(b *testing.B) {
-		benchBytes(b, 4*len(x.Data)+4*len(gy.Data))
-		for b.Loop() {
-			benchBackward(tp, y, gy)
-		}
-	})
 }
 
 // BenchmarkCrossEntropySmoothed: the ImageNet loss on 32×1000 logits,
-// forward and backward, without and with label smoothing 0.1.
+// forward and backward: plain, smoothed by 0.1, and the same smoothing
+// composed of primitives ((1-ε)·CE + ε·mean(-LogSoftmax)).
 func BenchmarkCrossEntropySmoothed(b *testing.B) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	x := randTensor(rng, 32, 1000)
@@ -161,14 +172,27 @@ func BenchmarkCrossEntropySmoothed(b *testing.B) {
 	for i := range labels {
 		labels[i] = rng.IntN(1000)
 	}
-	for _, eps := range []float32{0, 0.1} {
+	const eps = 0.1
+	for _, v := range []string{"smoothing=0", "smoothing=0.1", "composite"} {
 		tp := NewTape(nil)
 		step := func() {
 			tp.Reset()
-			tp.Backward(tp.CrossEntropySmoothed(tp.Param(x, gx), labels, eps))
+			l := tp.Param(x, gx)
+			var loss *Var
+			switch v {
+			case "smoothing=0":
+				loss = tp.CrossEntropy(l, labels)
+			case "smoothing=0.1":
+				loss = tp.CrossEntropySmoothed(l, labels, eps)
+			default:
+				ce := tp.MulScalar(tp.CrossEntropy(l, labels), 1-eps)
+				uni := tp.MulScalar(tp.MeanAll(tp.LogSoftmax(l, 1)), -eps)
+				loss = tp.Add(ce, uni)
+			}
+			tp.Backward(loss)
 		}
 		step()
-		b.Run(fmt.Sprintf("smoothing=%g", eps), func(b *testing.B) {
+		b.Run(v, func(b *testing.B) {
 			benchBytes(b, 8*len(x.Data))
 			b.ReportAllocs()
 			for b.Loop() {
