@@ -273,7 +273,7 @@ const (
 	opAbs
 	opSoftmax
 	opLogSoftmax
-	opSum // also Mean, SumAll, MeanAll (scale in f[0])
+	opSum // also Mean, SumAll, MeanAll (scale in scalar)
 	opMax
 	opReshape
 	opTranspose
@@ -287,32 +287,107 @@ const (
 	opCrossEntropy
 	opMSE
 	opBCEWithLogits
+	opGlobalAvgPool
 )
 
 // node is one recorded op: its inputs, output and whatever the backward rule
 // needs. Nodes are reused position by position after Reset, so every slice
 // here keeps its capacity across steps.
+//
+// Op arguments are named, typed fields, one per family of ops (the table
+// below). Contract: an op's constructor sets the whole field of its family
+// (a struct literal, so nothing of an earlier step survives) and the op's
+// forward, run and backward code reads its arguments from that field only,
+// by name. A node is reused only by an op of the same kind, so a field that
+// another family owns is never read. The fields are plain values (bn's
+// slices are views of the node's own aux), so setting them allocates
+// nothing.
+//
+//	field   ops
+//	scalar  AddScalar (addend), MulScalar (factor), LeakyReLU (slope),
+//	        Sum and Mean (scale of the sum), CrossEntropy (label smoothing)
+//	mm      MatMul
+//	lin     Linear
+//	geom    Conv2D, ConvTranspose2D
+//	pool    MaxPool2D, AvgPool2D (GlobalAvgPool has no arguments)
+//	axis    Softmax, LogSoftmax, Max, Gather, IndexSelect
+//	concat  Concat
+//	slice   Slice
+//	pad     Pad2D
+//	bn      BatchNorm, BatchNormReLU
+//	bc      Add, Sub, Mul, Div, Sum, Transpose (the broadcast walk)
 type node struct {
 	kind    opKind
 	out     *Var
 	a, b, c *Var
-	xs      []*Var     // Concat inputs (owned copy)
-	i       [6]int     // integer arguments
-	f       [3]float32 // float arguments
-	flag    [2]bool
-	geom    ConvGeom
-	bc      bcast
-	idx     []int // borrowed indices (labels); must not change before Backward
-	aux     []float32
-	aux2    []float32
-	iaux    []int32
-	scratch []float32
-	rm, rv  *Tensor
+	xs      []*Var // Concat inputs (owned copy)
+
+	scalar float32
+	mm     matMulArgs
+	lin    linearArgs
+	geom   ConvGeom
+	pool   poolArgs
+	axis   axisArgs
+	concat concatArgs
+	slice  sliceArgs
+	pad    padArgs
+	bn     bnArgs
+	bc     bcast
+
+	idx     []int     // borrowed indices (labels); must not change before Backward
+	aux     []float32 // saved floats: Dropout's mask, CrossEntropy's softmax, BatchNorm's statistics (bn's views)
+	iaux    []int32   // saved positions: MaxPool2D's and Max's argmax
+	scratch []float32 // backward's temporary
 
 	phase parPhase  // what run does when the node is handed to the pool
-	pg    []float32 // the input gradient run writes in backward phases
-	pg2   []float32 // more of them, for ops with several inputs
-	pg3   []float32
+	gx    []float32 // the input gradient run writes in backward phases
+	acc   bool      // whether run adds into gx rather than overwriting it
+	gGam  []float32 // BatchNorm's gamma gradient run adds to (nil: none)
+	gBeta []float32 // BatchNorm's beta gradient run adds to (nil: none)
+}
+
+// matMulArgs: y[p] = op(a[p])·op(b[p]) for p < batch, op(a) (m, k), op(b)
+// (k, n); op transposes the stored matrix when transA (transB).
+type matMulArgs struct {
+	batch, m, n, k int
+	transA, transB bool
+}
+
+// linearArgs: y (n, out) = x (n, in) · wᵀ + b.
+type linearArgs struct{ n, in, out int }
+
+// poolArgs: a k×k window moved by stride over each plane, padded by pad on
+// every side.
+type poolArgs struct{ k, stride, pad int }
+
+// axisArgs views a tensor as (outer, size, inner) around the dimension an
+// op works along.
+type axisArgs struct{ outer, size, inner int }
+
+// concatArgs: inputs joined along dim of the output, viewed as (outer,
+// total, inner).
+type concatArgs struct{ dim, outer, inner, total int }
+
+// sliceArgs: positions [start, end) of the middle dimension of the input
+// viewed as axis.
+type sliceArgs struct {
+	axis       axisArgs
+	start, end int
+}
+
+// padArgs: planes of h×w placed at row top, column left of the output planes.
+type padArgs struct{ planes, h, w, top, left int }
+
+// bnArgs: batch normalization of x viewed as (n, c, plane), per channel.
+// mean and invStd (each c) are views of the node's aux: the statistics
+// forward normalized with, which backward reuses. relu marks BatchNormReLU:
+// the output is max(·, 0) of the normalized one.
+type bnArgs struct {
+	n, c, plane     int
+	momentum, eps   float32
+	training, relu  bool
+	runMean, runVar *Tensor // nil when not given
+	mean, invStd    []float32
 }
 
 // push records an op of the given kind with inputs a, b, c (nil when
@@ -343,7 +418,6 @@ func (tp *Tape) push(kind opKind, a, b, c *Var, shape []int, view bool) *node {
 	tp.n++
 	nd.a, nd.b, nd.c = a, b, c
 	nd.idx = nil
-	nd.rm, nd.rv = nil, nil
 	need := (a != nil && a.needGrad) || (b != nil && b.needGrad) || (c != nil && c.needGrad)
 	g := nd.out.Grad
 	*nd.out = Var{Value: nd.out.Value, Grad: g, needGrad: need}

@@ -14,7 +14,7 @@ func backward(tp *Tape, nd *node) {
 		gradMatMul(tp, nd, gy)
 
 	case opLinear: // y = x wᵀ + b
-		n, in, out := nd.i[0], nd.i[1], nd.i[2]
+		n, in, out := nd.lin.n, nd.lin.in, nd.lin.out
 		if a.needGrad {
 			gx, acc := tp.gradOut(a)
 			Sgemm(tp.pool, false, false, n, in, out, 1, gy, out, b.Value.Data, in, beta(acc), gx, in)
@@ -86,25 +86,34 @@ func backward(tp *Tape, nd *node) {
 	case opMaxPool2D: // the gradient goes to the maximum of each window
 		if a.needGrad {
 			xs := a.Value.Shape
-			if gx, acc := tp.gradOut(a); !acc && nd.i == [6]int{2, 2, 0} && xs[2]%2 == 0 && xs[3]%2 == 0 {
+			if gx, acc := tp.gradOut(a); !acc && nd.pool == (poolArgs{k: 2, stride: 2}) && xs[2]%2 == 0 && xs[3]%2 == 0 {
 				// Non-overlapping windows tile the input: write every
 				// element once instead of clearing and scattering.
-				nd.pg = gx
+				nd.gx = gx
 				nd.phase = parMaxPoolGrad
 				tp.pool.forTask(xs[0]*xs[1], max(1, parGrain/(xs[2]*xs[3])), nd)
 			} else {
-				if !acc {
-					clear(gx)
-				}
-				for i, k := range nd.iaux {
-					gx[k] += gy[i]
-				}
+				nd.gx, nd.acc = gx, acc
+				nd.phase = parMaxPoolGradScatter
+				tp.pool.forTask(xs[0]*xs[1], max(1, parGrain/(xs[2]*xs[3])), nd)
 			}
 		}
 
 	case opAvgPool2D:
 		if a.needGrad {
-			gradAvgPool(tp.gradAcc(a), gy, a.Value.Shape, nd.out.Value.Shape, nd.i[0], nd.i[1], nd.i[2])
+			gradAvgPool(tp.gradAcc(a), gy, a.Value.Shape, nd.out.Value.Shape, nd.pool.k, nd.pool.stride, nd.pool.pad)
+		}
+
+	case opGlobalAvgPool:
+		if a.needGrad {
+			gx, acc := tp.gradOut(a)
+			xs := a.Value.Shape
+			hw := xs[2] * xs[3]
+			nd.scratch = growF(nd.scratch, hw)
+			for i := range nd.scratch {
+				nd.scratch[i] = 1
+			}
+			gradGlobalAvgPool(gx, gy, nd.scratch, hw, acc)
 		}
 
 	case opAdd, opSub, opMul, opDiv:
@@ -117,7 +126,7 @@ func backward(tp *Tape, nd *node) {
 		}
 	case opMulScalar:
 		if a.needGrad {
-			vecAxpy(nd.f[0], gy, tp.gradAcc(a))
+			vecAxpy(nd.scalar, gy, tp.gradAcc(a))
 		}
 	case opNeg:
 		if a.needGrad {
@@ -127,7 +136,7 @@ func backward(tp *Tape, nd *node) {
 		if a.needGrad {
 			gx, acc := tp.gradOut(a)
 			if !acc {
-				nd.pg = gx
+				nd.gx = gx
 				nd.phase = parReLUGrad
 				tp.pool.forTask(len(gx), parGrain, nd)
 			} else {
@@ -140,14 +149,14 @@ func backward(tp *Tape, nd *node) {
 		}
 	case opLeakyReLU, opTanh, opSigmoid, opSoftplus, opExp, opLog, opSquare, opSqrt, opAbs:
 		if a.needGrad {
-			nd.pg = tp.gradAcc(a)
+			nd.gx = tp.gradAcc(a)
 			nd.phase = parUnaryGrad
 			tp.pool.forTask(len(gy), elementGrain(nd.kind), nd)
 		}
 
 	case opSoftmax, opLogSoftmax:
 		if a.needGrad {
-			gradSoftmax(nd.kind == opLogSoftmax, tp.gradAcc(a), gy, nd.out.Value.Data, nd.i[0], nd.i[1], nd.i[2])
+			gradSoftmax(nd.kind == opLogSoftmax, tp.gradAcc(a), gy, nd.out.Value.Data, nd.axis.outer, nd.axis.size, nd.axis.inner)
 		}
 
 	case opSum: // y = scale * sum over the reduced dims; gx = scale * broadcast(gy)
@@ -156,7 +165,7 @@ func backward(tp *Tape, nd *node) {
 			bc := &nd.bc
 			rows, n := bc.rows()
 			ib := bc.sb[bc.rank-1]
-			s := nd.f[0]
+			s := nd.scalar
 			var it bcIter
 			for r := 0; r < rows; r++ {
 				gr := gx[it.oa : it.oa+n]
@@ -175,7 +184,7 @@ func backward(tp *Tape, nd *node) {
 	case opMax:
 		if a.needGrad {
 			gx := tp.gradAcc(a)
-			size, inner := nd.i[1], nd.i[2]
+			size, inner := nd.axis.size, nd.axis.inner
 			for p, k := range nd.iaux {
 				o, in := p/inner, p%inner
 				gx[(o*size+int(k))*inner+in] += gy[p]
@@ -206,7 +215,8 @@ func backward(tp *Tape, nd *node) {
 		}
 
 	case opConcat:
-		dim, outer, inner, total := nd.i[0], nd.i[1], nd.i[2], nd.i[3]
+		cc := &nd.concat
+		dim, outer, inner, total := cc.dim, cc.outer, cc.inner, cc.total
 		off := 0
 		for _, v := range nd.xs {
 			k := v.Value.Shape[dim] * inner
@@ -222,7 +232,8 @@ func backward(tp *Tape, nd *node) {
 	case opSlice:
 		if a.needGrad {
 			gx := tp.gradAcc(a)
-			outer, size, inner, start, end := nd.i[0], nd.i[1], nd.i[2], nd.i[3], nd.i[4]
+			sl := &nd.slice
+			outer, size, inner, start, end := sl.axis.outer, sl.axis.size, sl.axis.inner, sl.start, sl.end
 			k := (end - start) * inner
 			for o := 0; o < outer; o++ {
 				vecAxpy(1, gy[o*k:(o+1)*k], gx[(o*size+start)*inner:(o*size+start)*inner+k])
@@ -232,7 +243,8 @@ func backward(tp *Tape, nd *node) {
 	case opPad2D:
 		if a.needGrad {
 			gx := tp.gradAcc(a)
-			planes, h, w, top, left := nd.i[0], nd.i[1], nd.i[2], nd.i[3], nd.i[4]
+			pa := &nd.pad
+			planes, h, w, top, left := pa.planes, pa.h, pa.w, pa.top, pa.left
 			os := nd.out.Value.Shape
 			oh, ow := os[len(os)-2], os[len(os)-1]
 			for p := 0; p < planes; p++ {
@@ -246,7 +258,7 @@ func backward(tp *Tape, nd *node) {
 	case opGather:
 		if a.needGrad {
 			gx := tp.gradAcc(a)
-			outer, size, inner := nd.i[0], nd.i[1], nd.i[2]
+			outer, size, inner := nd.axis.outer, nd.axis.size, nd.axis.inner
 			for o := 0; o < outer; o++ {
 				for i := 0; i < inner; i++ {
 					gx[(o*size+nd.idx[o*inner+i])*inner+i] += gy[o*inner+i]
@@ -257,7 +269,7 @@ func backward(tp *Tape, nd *node) {
 	case opIndexSelect:
 		if a.needGrad {
 			gx := tp.gradAcc(a)
-			outer, size, inner := nd.i[0], nd.i[1], nd.i[2]
+			outer, size, inner := nd.axis.outer, nd.axis.size, nd.axis.inner
 			m := len(nd.idx)
 			for j, k := range nd.idx {
 				for o := 0; o < outer; o++ {
@@ -277,16 +289,25 @@ func backward(tp *Tape, nd *node) {
 			}
 		}
 
-	case opCrossEntropy: // d/dlogits = (softmax - onehot) / N
+	case opCrossEntropy: // d/dlogits = (softmax - target) / N, target onehot or smoothed
 		if a.needGrad {
 			gx := tp.gradAcc(a)
 			n := len(nd.idx)
 			cc := len(nd.aux) / max(n, 1)
 			s := gy[0] / float32(n)
+			e := nd.scalar // label smoothing
 			for i, l := range nd.idx {
 				row, p := gx[i*cc:(i+1)*cc], nd.aux[i*cc:(i+1)*cc]
 				vecAxpy(s, p, row)
-				row[l] -= s
+				if e == 0 {
+					row[l] -= s
+					continue
+				}
+				u := s * e / float32(cc)
+				for j := range row {
+					row[j] -= u
+				}
+				row[l] -= s * (1 - e)
 			}
 		}
 
@@ -338,8 +359,9 @@ func beta(acc bool) float32 {
 // written in the stored layout of A and B.
 func gradMatMul(tp *Tape, nd *node, gy []float32) {
 	a, b := nd.a, nd.b
-	batch, m, n, k := nd.i[0], nd.i[1], nd.i[2], nd.i[3]
-	tA, tB := nd.flag[0], nd.flag[1]
+	mm := &nd.mm
+	batch, m, n, k := mm.batch, mm.m, mm.n, mm.k
+	tA, tB := mm.transA, mm.transB
 	ad, bd := a.Value.Data, b.Value.Data
 	lda, ldb := k, n // stored row strides of A and B
 	if tA {
@@ -382,7 +404,7 @@ func gradBinary(tp *Tape, nd *node) {
 		if !v.needGrad {
 			continue
 		}
-		nd.pg = tp.gradAcc(v)
+		nd.gx = tp.gradAcc(v)
 		st := &bc.sa
 		nd.phase = parBinaryGradA
 		if which == 1 {
@@ -405,7 +427,7 @@ func gradBinaryRuns(nd *node, which int, it bcIter, runs, n int) {
 	bc := &nd.bc
 	ad, bd, yd, gy := nd.a.Value.Data, nd.b.Value.Data, nd.out.Value.Data, nd.out.Grad.Data
 	ia, ib := bc.sa[bc.rank-1], bc.sb[bc.rank-1]
-	g := nd.pg
+	g := nd.gx
 	for r := 0; r < runs; r++ {
 		gr := gy[it.oo : it.oo+n]
 		pa, pb, po := it.oa, it.ob, it.oo
@@ -569,43 +591,48 @@ func gradAvgPool(gx, gy []float32, xs, ys []int, k, stride, pad int) {
 
 // gradBatchNorm: with x̂ = (x-μ)·σ⁻¹ and y = γx̂ + β, dβ = Σdy, dγ = Σdy·x̂;
 // in training dx = γσ⁻¹/M · (M·dy - Σdy - x̂·Σdy·x̂), in evaluation dx = γσ⁻¹·dy.
+// For BatchNormReLU dy is the incoming gradient where the output is
+// positive and 0 elsewhere, masked on the fly.
 // The channels are independent, so they are split over the pool.
 func gradBatchNorm(tp *Tape, nd *node) {
 	x, gamma, betaV := nd.a, nd.b, nd.c
-	nd.pg, nd.pg2, nd.pg3 = nil, nil, nil
+	nd.gx, nd.gGam, nd.gBeta = nil, nil, nil
 	if x.needGrad {
-		nd.pg = tp.gradAcc(x)
+		nd.gx = tp.gradAcc(x)
 	}
 	if gamma != nil && gamma.needGrad {
-		nd.pg2 = tp.gradAcc(gamma)
+		nd.gGam = tp.gradAcc(gamma)
 	}
 	if betaV != nil && betaV.needGrad {
-		nd.pg3 = tp.gradAcc(betaV)
+		nd.gBeta = tp.gradAcc(betaV)
 	}
-	n, c, plane := nd.i[0], nd.i[1], nd.i[2]
+	n, c, plane := nd.bn.n, nd.bn.c, nd.bn.plane
+	if nd.bn.relu && !nd.bn.training && nd.gx != nil {
+		nd.scratch = growF(nd.scratch, len(nd.gx)) // the masked gradient
+	}
 	nd.phase = parBatchNormGrad
 	tp.pool.forTask(c, max(1, parGrain/max(n*plane, 1)), nd)
 }
 
 // gradBatchNormChannels applies gradBatchNorm's rule to channels [c0, c1),
-// adding into nd.pg (dx), nd.pg2 (dγ) and nd.pg3 (dβ) where not nil.
+// adding into nd.gx (dx), nd.gGam (dγ) and nd.gBeta (dβ) where not nil.
 func gradBatchNormChannels(nd *node, c0, c1 int) {
 	gamma := nd.b
-	n, c, plane := nd.i[0], nd.i[1], nd.i[2]
-	training := nd.flag[0]
-	mean, inv := nd.aux[:c], nd.aux[c:2*c]
-	xd, gy := nd.a.Value.Data, nd.out.Grad.Data
-	gx, gg, gb := nd.pg, nd.pg2, nd.pg3
+	bn := &nd.bn
+	n, c, plane := bn.n, bn.c, bn.plane
+	training := bn.training
+	mean, inv := bn.mean, bn.invStd
+	xd, yd, gy := nd.a.Value.Data, nd.out.Value.Data, nd.out.Grad.Data
+	gx, gg, gb := nd.gx, nd.gGam, nd.gBeta
+	relu := bn.relu
 	m := float32(n * plane)
 	for ch := c0; ch < c1; ch++ {
 		mu, is := mean[ch], inv[ch]
+		sc, sh := bnAffine(nd, ch)
 		var sdy, sdyx float64
 		for i := 0; i < n; i++ {
 			o := (i*c + ch) * plane
-			for j, g := range gy[o : o+plane] {
-				sdy += float64(g)
-				sdyx += float64(g) * float64((xd[o+j]-mu)*is)
-			}
+			sdy, sdyx = kern.bnGradSums(gy[o:o+plane], xd[o:o+plane], mu, is, sc, sh, relu, sdy, sdyx)
 		}
 		if gg != nil {
 			gg[ch] += float32(sdyx)
@@ -624,17 +651,21 @@ func gradBatchNormChannels(nd *node, c0, c1 int) {
 		if !training {
 			for i := 0; i < n; i++ {
 				o := (i*c + ch) * plane
-				vecAxpy(k, gy[o:o+plane], gx[o:o+plane])
+				if !relu {
+					vecAxpy(k, gy[o:o+plane], gx[o:o+plane])
+					continue
+				}
+				// Masked into scratch, then the same axpy as unfused.
+				s := nd.scratch[o : o+plane]
+				vecReluGrad(s, gy[o:o+plane], yd[o:o+plane])
+				vecAxpy(k, s, gx[o:o+plane])
 			}
 			continue
 		}
 		mdy, mdyx := float32(sdy)/m, float32(sdyx)/m
 		for i := 0; i < n; i++ {
 			o := (i*c + ch) * plane
-			for j, g := range gy[o : o+plane] {
-				xh := (xd[o+j] - mu) * is
-				gx[o+j] += k * (g - mdy - xh*mdyx)
-			}
+			kern.bnGradApply(gx[o:o+plane], gy[o:o+plane], xd[o:o+plane], k, mu, is, mdy, mdyx, sc, sh, relu)
 		}
 	}
 }
@@ -649,12 +680,21 @@ func gradMaxPool2x2(gx, gy []float32, arg []int32, p0, p1, h, w int) {
 			r0 := (p*h + 2*i) * w
 			r1 := r0 + w
 			yo := (p*oh + i) * ow
-			g0, g1 := gx[r0:r0+w], gx[r1:r1+w]
-			clear(g0)
-			clear(g1)
-			for j, k := range arg[yo : yo+ow] {
-				gx[k] = gy[yo+j]
-			}
+			kern.maxPool2x2Grad(gx[r0:r1+w], gy[yo:yo+ow], arg[yo:yo+ow], r0, w)
 		}
+	}
+}
+
+// gradMaxPoolPlanes adds (acc) or writes (!acc) the input gradient of
+// planes [p0, p1) of any max pooling: each output's gradient goes to the
+// position its argmax recorded, which lies in the output's own plane, so
+// planes are independent.
+func gradMaxPoolPlanes(gx, gy []float32, arg []int32, p0, p1, hw, ohw int, acc bool) {
+	if !acc {
+		clear(gx[p0*hw : p1*hw])
+	}
+	g := gy[p0*ohw : p1*ohw]
+	for i, k := range arg[p0*ohw : p1*ohw] {
+		gx[k] += g[i]
 	}
 }

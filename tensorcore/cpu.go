@@ -32,6 +32,20 @@ type kernelSet struct {
 	max      func(x []float32) float32
 	relu     func(dst, x []float32)
 	reluGrad func(dst, gy, x []float32)
+
+	// maxPoolS2 and maxPool2x2Grad are max pooling's stride-2 row kernels:
+	// see maxPoolS2Ref and maxPool2x2GradRef.
+	maxPoolS2      func(y []float32, arg []int32, x []float32, off, ldx, nr, kw int)
+	maxPool2x2Grad func(g, gy []float32, arg []int32, base, ld int)
+
+	// The batch-normalization row kernels (bn.go): see bnSumRef,
+	// bnSumSqDevRef, bnScaleShiftRef, bnGradSumsRef and bnGradApplyRef.
+	// The float64 sums may differ from the references in their order.
+	bnSum        func(x []float32, s float64) float64
+	bnSumSqDev   func(x []float32, mu, q float64) float64
+	bnScaleShift func(y, x []float32, sc, sh float32, relu bool)
+	bnGradSums   func(gy, x []float32, mu, is, sc, sh float32, relu bool, sdy, sdyx float64) (float64, float64)
+	bnGradApply  func(gx, gy, x []float32, k, mu, is, mdy, mdyx, sc, sh float32, relu bool)
 }
 
 // goKernels is the plain-Go kernel set, used when the CPU lacks AVX2 and FMA
@@ -53,6 +67,15 @@ var goKernels = &kernelSet{
 	max:      vecMaxRef,
 	relu:     vecReluRef,
 	reluGrad: vecReluGradRef,
+
+	maxPoolS2:      maxPoolS2Ref,
+	maxPool2x2Grad: maxPool2x2GradRef,
+
+	bnSum:        bnSumRef,
+	bnSumSqDev:   bnSumSqDevRef,
+	bnScaleShift: bnScaleShiftRef,
+	bnGradSums:   bnGradSumsRef,
+	bnGradApply:  bnGradApplyRef,
 }
 
 // kern is the fastest kernel set this CPU supports, chosen once at start.

@@ -23,6 +23,15 @@ var avx2Kernels = &kernelSet{
 	max:      vecMaxAVX2,
 	relu:     vecReluAVX2,
 	reluGrad: vecReluGradAVX2,
+
+	maxPoolS2:      maxPoolS2KernAVX2,
+	maxPool2x2Grad: maxPool2x2GradKernAVX2,
+
+	bnSum:        bnSumKernAVX2,
+	bnSumSqDev:   bnSumSqDevKernAVX2,
+	bnScaleShift: bnScaleShiftKernAVX2,
+	bnGradSums:   bnGradSumsKernAVX2,
+	bnGradApply:  bnGradApplyKernAVX2,
 }
 
 // avx512Kernels add a 12×32 SGEMM micro-kernel on ZMM registers (AVX-512F)

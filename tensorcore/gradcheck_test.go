@@ -245,6 +245,9 @@ func gradCheckCases() []gcCase {
 	pool("max3s1p1", true, 3, 1, 1, 1, 1, 5, 3)
 	pool("avg2", false, 2, 2, 0, 2, 3, 5, 7)
 	pool("avg3s2p1", false, 3, 2, 1, 1, 2, 7, 5)
+	pool("max3s2p1-simd", true, 3, 2, 1, 1, 2, 9, 37) // wide enough for the 8-wide row kernel
+	pool("max2-simd", true, 2, 2, 0, 1, 2, 4, 36)
+	pool("max3s2", true, 3, 2, 0, 1, 1, 5, 39)
 	bin := func(name string, f func(tp *Tape, a, b *Var) *Var, ga, gb gcGen, as, bs []int) {
 		add(name, func(tp *Tape, v []*Var) *Var { return f(tp, v[0], v[1]) }, in(ga, as...), in(gb, bs...))
 	}
@@ -290,6 +293,8 @@ func gradCheckCases() []gcCase {
 		}
 	}
 	un("sumall", (*Tape).SumAll, genNormal, 3, 5)
+	un("globalavgpool", (*Tape).GlobalAvgPool, genNormal, 2, 3, 4, 5)
+	un("globalavgpool/1x1", (*Tape).GlobalAvgPool, genNormal, 3, 2, 1, 1)
 	un("meanall", (*Tape).MeanAll, genNormal, 7)
 	un("max/1", func(tp *Tape, x *Var) *Var { return tp.Max(x, 1, false) }, genDistinct, 3, 4, 5)
 	un("max/0keep", func(tp *Tape, x *Var) *Var { return tp.Max(x, 0, true) }, genDistinct, 3, 5)
@@ -327,6 +332,30 @@ func gradCheckCases() []gcCase {
 	bn("train2d", true, true, 5, 3)
 	bn("train-noaffine", true, false, 2, 3, 1, 3)
 	bn("eval", false, true, 3, 2, 3, 1)
+	// BatchNormReLU: a smaller step keeps the finite differences off the
+	// kink at 0 of the rectified outputs.
+	bnr := func(name string, training, affine bool, shape ...int) {
+		c := shape[1]
+		ins := []gcInput{in(genNormal, shape...)}
+		if affine {
+			ins = append(ins, in(genAway, c), in(genNormal, c))
+		}
+		rm, rv := New(c), New(c)
+		cs = append(cs, gcCase{name: "batchnormrelu/" + name, in: ins, eps: 1e-3, build: func(tp *Tape, v []*Var) *Var {
+			for i := range rv.Data {
+				rm.Data[i], rv.Data[i] = 0.1*float32(i), 1+0.5*float32(i)
+			}
+			var g, b *Var
+			if affine {
+				g, b = v[1], v[2]
+			}
+			return tp.BatchNormReLU(v[0], g, b, rm, rv, 0.1, 1e-5, training)
+		}})
+	}
+	bnr("train4d", true, true, 3, 2, 3, 5)
+	bnr("train2d", true, true, 5, 3)
+	bnr("train-noaffine", true, false, 2, 3, 1, 3)
+	bnr("eval", false, true, 3, 2, 3, 1)
 	pcg := rand.NewPCG(1, 2)
 	drng := rand.New(pcg)
 	un("dropout", func(tp *Tape, x *Var) *Var {
@@ -335,6 +364,8 @@ func gradCheckCases() []gcCase {
 	}, genNormal, 5, 7)
 	labels := []int{3, 0, 6, 6, 2}
 	add("crossentropy", func(tp *Tape, v []*Var) *Var { return tp.CrossEntropy(v[0], labels) }, in(genNormal, 5, 7))
+	add("crossentropy/smooth0.1", func(tp *Tape, v []*Var) *Var { return tp.CrossEntropySmoothed(v[0], labels, 0.1) }, in(genNormal, 5, 7))
+	add("crossentropy/smooth1", func(tp *Tape, v []*Var) *Var { return tp.CrossEntropySmoothed(v[0], labels, 1) }, in(genNormal, 5, 7))
 	add("mse", func(tp *Tape, v []*Var) *Var { return tp.MSE(v[0], v[1]) }, in(genNormal, 3, 5), in(genNormal, 3, 5))
 	add("bcewithlogits", func(tp *Tape, v []*Var) *Var { return tp.BCEWithLogits(v[0], v[1]) }, in(genNormal, 3, 5), in(genUnit, 3, 5))
 	// A composite that reuses one Var in several consumers.
@@ -359,6 +390,8 @@ func gradCheckCases() []gcCase {
 	twice("linear", func(tp *Tape, h *Var) *Var { return tp.Linear(h, h, nil) }, 3, 4)
 	twice("relu", (*Tape).ReLU, 3, 5)
 	twice("maxpool2", func(tp *Tape, h *Var) *Var { return tp.MaxPool2D(h, 2, 2, 0) }, 1, 2, 4, 6)
+	twice("maxpool3s2p1", func(tp *Tape, h *Var) *Var { return tp.MaxPool2D(h, 3, 2, 1) }, 1, 2, 5, 20)
+	twice("globalavgpool", (*Tape).GlobalAvgPool, 2, 3, 2, 2)
 	twice("reshape", func(tp *Tape, h *Var) *Var { return tp.Reshape(h, -1) }, 3, 5)
 	twice("addscalar", func(tp *Tape, h *Var) *Var { return tp.AddScalar(h, 1) }, 3, 5)
 	return cs

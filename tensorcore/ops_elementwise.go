@@ -150,7 +150,7 @@ func (tp *Tape) unary(kind opKind, x *Var) *node {
 // runs it over the pool.
 func (tp *Tape) elementwise(kind opKind, x *Var, s float32) *Var {
 	nd := tp.unary(kind, x)
-	nd.f[0] = s
+	nd.scalar = s
 	nd.phase = parUnary
 	tp.pool.forTask(len(x.Value.Data), elementGrain(kind), nd)
 	return nd.out

@@ -34,8 +34,7 @@ func (tp *Tape) MatMul(a, b *Var, transA, transB bool) *Var {
 	}
 	s = append(s, m, n)
 	nd := tp.push(opMatMul, a, b, nil, s, false)
-	nd.i = [6]int{batch, m, n, k}
-	nd.flag = [2]bool{transA, transB}
+	nd.mm = matMulArgs{batch: batch, m: m, n: n, k: k, transA: transA, transB: transB}
 	y := nd.out.Value.Data
 	ad, bd := a.Value.Data, b.Value.Data
 	for p := 0; p < batch; p++ {
@@ -57,7 +56,7 @@ func (tp *Tape) Linear(x, w, b *Var) *Var {
 	n, in, out := xs[0], xs[1], ws[0]
 	var shape = [2]int{n, out}
 	nd := tp.push(opLinear, x, w, b, shape[:], false)
-	nd.i = [6]int{n, in, out}
+	nd.lin = linearArgs{n: n, in: in, out: out}
 	y := nd.out.Value.Data
 	beta := float32(0)
 	if b != nil {

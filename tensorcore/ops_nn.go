@@ -15,6 +15,20 @@ import (
 // variance in runVar. In evaluation it normalizes with runMean and runVar,
 // which must then be given.
 func (tp *Tape) BatchNorm(x, gamma, beta *Var, runMean, runVar *Tensor, momentum, eps float32, training bool) *Var {
+	return tp.batchNorm(x, gamma, beta, runMean, runVar, momentum, eps, training, false)
+}
+
+// BatchNormReLU is ReLU(BatchNorm(...)) with BatchNorm's arguments and
+// semantics (running statistics updated alike), fused: forward writes the
+// rectified output in the pass that normalizes, and backward (in training)
+// masks the incoming gradient while reducing it, recomputing the mask from
+// x, so no normalized tensor is stored, and backward reads only x and the
+// output's gradient. It gives the same bits as BatchNorm then ReLU.
+func (tp *Tape) BatchNormReLU(x, gamma, beta *Var, runMean, runVar *Tensor, momentum, eps float32, training bool) *Var {
+	return tp.batchNorm(x, gamma, beta, runMean, runVar, momentum, eps, training, true)
+}
+
+func (tp *Tape) batchNorm(x, gamma, beta *Var, runMean, runVar *Tensor, momentum, eps float32, training, relu bool) *Var {
 	xs := x.Value.Shape
 	if len(xs) != 2 && len(xs) != 4 {
 		panic(fmt.Sprintf("tensorcore: BatchNorm: input %v is neither 2-D nor 4-D", xs))
@@ -38,11 +52,9 @@ func (tp *Tape) BatchNorm(x, gamma, beta *Var, runMean, runVar *Tensor, momentum
 		panic("tensorcore: BatchNorm: evaluation needs running statistics")
 	}
 	nd := tp.push(opBatchNorm, x, gamma, beta, xs, false)
-	nd.i = [6]int{n, c, plane}
-	nd.f = [3]float32{momentum, eps}
-	nd.flag[0] = training
-	nd.rm, nd.rv = runMean, runVar
-	nd.aux = growF(nd.aux, 2*c) // mean, invstd per channel
+	nd.aux = growF(nd.aux, 2*c)
+	nd.bn = bnArgs{n: n, c: c, plane: plane, momentum: momentum, eps: eps, training: training, relu: relu,
+		runMean: runMean, runVar: runVar, mean: nd.aux[:c], invStd: nd.aux[c : 2*c]}
 	nd.phase = parBatchNorm
 	tp.pool.forTask(c, max(1, parGrain/max(n*plane, 1)), nd)
 	return nd.out
@@ -52,28 +64,24 @@ func (tp *Tape) BatchNorm(x, gamma, beta *Var, runMean, runVar *Tensor, momentum
 // channel's mean and inverse standard deviation and, in training, updating
 // the running statistics.
 func batchNormForward(nd *node, c0, c1 int) {
-	n, c, plane := nd.i[0], nd.i[1], nd.i[2]
-	momentum, eps := nd.f[0], float64(nd.f[1])
-	training := nd.flag[0]
-	gamma, beta, runMean, runVar := nd.b, nd.c, nd.rm, nd.rv
-	mean, inv := nd.aux[:c], nd.aux[c:2*c]
+	bn := &nd.bn
+	n, c, plane := bn.n, bn.c, bn.plane
+	momentum, eps := bn.momentum, float64(bn.eps)
+	training := bn.training
+	runMean, runVar := bn.runMean, bn.runVar
+	mean, inv := bn.mean, bn.invStd
 	xd, y := nd.a.Value.Data, nd.out.Value.Data
 	m := n * plane
 	for ch := c0; ch < c1; ch++ {
 		if training {
 			var s float64
 			for i := 0; i < n; i++ {
-				for _, v := range xd[(i*c+ch)*plane : (i*c+ch+1)*plane] {
-					s += float64(v)
-				}
+				s = kern.bnSum(xd[(i*c+ch)*plane:(i*c+ch+1)*plane], s)
 			}
 			mu := s / float64(m)
 			var q float64
 			for i := 0; i < n; i++ {
-				for _, v := range xd[(i*c+ch)*plane : (i*c+ch+1)*plane] {
-					d := float64(v) - mu
-					q += d * d
-				}
+				q = kern.bnSumSqDev(xd[(i*c+ch)*plane:(i*c+ch+1)*plane], mu, q)
 			}
 			variance := q / float64(m)
 			mean[ch] = float32(mu)
@@ -92,20 +100,10 @@ func batchNormForward(nd *node, c0, c1 int) {
 			mean[ch] = runMean.Data[ch]
 			inv[ch] = float32(1 / math.Sqrt(float64(runVar.Data[ch])+eps))
 		}
-		sc, sh := inv[ch], -mean[ch]*inv[ch]
-		if gamma != nil {
-			sc *= gamma.Value.Data[ch]
-			sh *= gamma.Value.Data[ch]
-		}
-		if beta != nil {
-			sh += beta.Value.Data[ch]
-		}
+		sc, sh := bnAffine(nd, ch)
 		for i := 0; i < n; i++ {
 			o := (i*c + ch) * plane
-			row, yr := xd[o:o+plane], y[o:o+plane]
-			for j, v := range row {
-				yr[j] = v*sc + sh
-			}
+			kern.bnScaleShift(y[o:o+plane], xd[o:o+plane], sc, sh, bn.relu)
 		}
 	}
 }
@@ -143,21 +141,39 @@ func (tp *Tape) Dropout(x *Var, p float32, rng *rand.Rand, training bool) *Var {
 // shape (1), for logits (N, C) and one label in [0, C) per row, fused and
 // numerically stable. labels must not change before Backward.
 func (tp *Tape) CrossEntropy(logits *Var, labels []int) *Var {
+	return tp.crossEntropy("CrossEntropy", logits, labels, 0)
+}
+
+// CrossEntropySmoothed is CrossEntropy against labels smoothed as PyTorch's
+// cross_entropy(label_smoothing=smoothing), smoothing in [0, 1]: each row's
+// target puts 1-smoothing+smoothing/C on its label and smoothing/C on every
+// other class, so the loss of a row is
+// (1-smoothing)·(-log p[label]) + smoothing/C · Σ_c -log p[c].
+// Smoothing 0 is CrossEntropy, bit for bit.
+func (tp *Tape) CrossEntropySmoothed(logits *Var, labels []int, smoothing float32) *Var {
+	if !(smoothing >= 0 && smoothing <= 1) {
+		panic(fmt.Sprintf("tensorcore: CrossEntropySmoothed: smoothing %v outside [0, 1]", smoothing))
+	}
+	return tp.crossEntropy("CrossEntropySmoothed", logits, labels, smoothing)
+}
+
+func (tp *Tape) crossEntropy(name string, logits *Var, labels []int, smoothing float32) *Var {
 	ls := logits.Value.Shape
 	if len(ls) != 2 || len(labels) != ls[0] {
-		panic(fmt.Sprintf("tensorcore: CrossEntropy: logits %v with %d labels", ls, len(labels)))
+		panic(fmt.Sprintf("tensorcore: %s: logits %v with %d labels", name, ls, len(labels)))
 	}
 	n, c := ls[0], ls[1]
 	shape := [1]int{1}
 	nd := tp.push(opCrossEntropy, logits, nil, nil, shape[:], false)
 	nd.idx = labels
+	nd.scalar = smoothing
 	nd.aux = growF(nd.aux, n*c)
 	probs, xd := nd.aux, logits.Value.Data
 	softmaxForward(xd, probs, n, c, 1, false)
 	var loss float64
 	for i, l := range labels {
 		if l < 0 || l >= c {
-			panic(fmt.Sprintf("tensorcore: CrossEntropy: label %d of row %d outside [0, %d)", l, i, c))
+			panic(fmt.Sprintf("tensorcore: %s: label %d of row %d outside [0, %d)", name, l, i, c))
 		}
 		row := xd[i*c : (i+1)*c]
 		m := row[0]
@@ -170,7 +186,17 @@ func (tp *Tape) CrossEntropy(logits *Var, labels []int) *Var {
 		for _, v := range row {
 			s += math.Exp(float64(v - m))
 		}
-		loss += float64(m) + math.Log(s) - float64(row[l])
+		if smoothing == 0 {
+			loss += float64(m) + math.Log(s) - float64(row[l])
+			continue
+		}
+		// Σ_c -log p[c] = C·(m + log s) - Σ_c x[c].
+		var sx float64
+		for _, v := range row {
+			sx += float64(v)
+		}
+		e := float64(smoothing)
+		loss += float64(m) + math.Log(s) - (1-e)*float64(row[l]) - e/float64(c)*sx
 	}
 	nd.out.Value.Data[0] = float32(loss / float64(n))
 	return nd.out

@@ -8,17 +8,18 @@ const parGrain = 1 << 14
 type parPhase uint8
 
 const (
-	parNone          parPhase = iota
-	parUnary                  // forward one-input elementwise op, over elements
-	parUnaryGrad              // its backward, accumulating into pg, over elements
-	parReLUGrad               // backward ReLU into a fresh gradient, over elements
-	parMaxPool                // forward max pooling, over planes
-	parMaxPoolGrad            // backward 2×2 max pooling into a fresh gradient, over planes
-	parBinary                 // forward Add/Sub/Mul/Div, over runs of the broadcast walk
-	parBinaryGradA            // backward into operand a's gradient pg, over runs
-	parBinaryGradB            // likewise operand b
-	parBatchNorm              // forward batch normalization, over channels
-	parBatchNormGrad          // its backward, over channels
+	parNone               parPhase = iota
+	parUnary                       // forward one-input elementwise op, over elements
+	parUnaryGrad                   // its backward, accumulating into gx, over elements
+	parReLUGrad                    // backward ReLU into a fresh gradient, over elements
+	parMaxPool                     // forward max pooling, over planes
+	parMaxPoolGrad                 // backward 2×2 max pooling into a fresh gradient, over planes
+	parMaxPoolGradScatter          // backward max pooling into gx (acc: adding), over planes
+	parBinary                      // forward Add/Sub/Mul/Div, over runs of the broadcast walk
+	parBinaryGradA                 // backward into operand a's gradient gx, over runs
+	parBinaryGradB                 // likewise operand b
+	parBatchNorm                   // forward batch normalization, over channels
+	parBatchNormGrad               // its backward, over channels
 )
 
 // run makes a node a pool task: it runs the node's current phase on the
@@ -28,17 +29,20 @@ const (
 func (nd *node) run(_, lo, hi int) {
 	switch nd.phase {
 	case parUnary:
-		unaryForward(nd.kind, nd.out.Value.Data[lo:hi], nd.a.Value.Data[lo:hi], nd.f[0])
+		unaryForward(nd.kind, nd.out.Value.Data[lo:hi], nd.a.Value.Data[lo:hi], nd.scalar)
 	case parUnaryGrad:
-		gradUnary(nd.kind, nd.pg[lo:hi], nd.out.Grad.Data[lo:hi], nd.a.Value.Data[lo:hi], nd.out.Value.Data[lo:hi], nd.f[0])
+		gradUnary(nd.kind, nd.gx[lo:hi], nd.out.Grad.Data[lo:hi], nd.a.Value.Data[lo:hi], nd.out.Value.Data[lo:hi], nd.scalar)
 	case parReLUGrad:
-		vecReluGrad(nd.pg[lo:hi], nd.out.Grad.Data[lo:hi], nd.a.Value.Data[lo:hi])
+		vecReluGrad(nd.gx[lo:hi], nd.out.Grad.Data[lo:hi], nd.a.Value.Data[lo:hi])
 	case parMaxPool:
 		xs, ys := nd.a.Value.Shape, nd.out.Value.Shape
-		maxPoolForward(nd.a.Value.Data, nd.out.Value.Data, nd.iaux, lo, hi, xs[2], xs[3], ys[2], ys[3], nd.i[0], nd.i[1], nd.i[2])
+		maxPoolForward(nd.a.Value.Data, nd.out.Value.Data, nd.iaux, lo, hi, xs[2], xs[3], ys[2], ys[3], nd.pool.k, nd.pool.stride, nd.pool.pad)
 	case parMaxPoolGrad:
 		xs := nd.a.Value.Shape
-		gradMaxPool2x2(nd.pg, nd.out.Grad.Data, nd.iaux, lo, hi, xs[2], xs[3])
+		gradMaxPool2x2(nd.gx, nd.out.Grad.Data, nd.iaux, lo, hi, xs[2], xs[3])
+	case parMaxPoolGradScatter:
+		xs, ys := nd.a.Value.Shape, nd.out.Value.Shape
+		gradMaxPoolPlanes(nd.gx, nd.out.Grad.Data, nd.iaux, lo, hi, xs[2]*xs[3], ys[2]*ys[3], nd.acc)
 	case parBinary:
 		it, runs, n := bcRange(&nd.bc, lo, hi)
 		binaryForward(nd.kind, &nd.bc, it, runs, n, nd.out.Value.Data, nd.a.Value.Data, nd.b.Value.Data)

@@ -81,7 +81,7 @@ func (tp *Tape) reduce(x *Var, dims []int, keepdim, mean bool) *Var {
 	if mean {
 		scale = 1 / float32(count)
 	}
-	nd.f[0] = scale
+	nd.scalar = scale
 	y := nd.out.Value.Data
 	clear(y)
 	bc := &nd.bc
@@ -115,7 +115,7 @@ func (tp *Tape) Max(x *Var, dim int, keepdim bool) *Var {
 	s := reducedShape(&shape, xs, &red, keepdim)
 	nd := tp.push(opMax, x, nil, nil, s, false)
 	outer, size, inner := splitAt(xs, dim)
-	nd.i = [6]int{outer, size, inner}
+	nd.axis = axisArgs{outer: outer, size: size, inner: inner}
 	nd.iaux = growI(nd.iaux, outer*inner)
 	xd, y, arg := x.Value.Data, nd.out.Value.Data, nd.iaux
 	for o := 0; o < outer; o++ {
@@ -145,7 +145,7 @@ func (tp *Tape) softmax(kind opKind, x *Var, dim int) *Var {
 	dim = normDim("Softmax", xs, dim)
 	nd := tp.push(kind, x, nil, nil, xs, false)
 	outer, size, inner := splitAt(xs, dim)
-	nd.i = [6]int{outer, size, inner}
+	nd.axis = axisArgs{outer: outer, size: size, inner: inner}
 	softmaxForward(x.Value.Data, nd.out.Value.Data, outer, size, inner, kind == opLogSoftmax)
 	return nd.out
 }

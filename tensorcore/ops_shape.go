@@ -89,7 +89,7 @@ func (tp *Tape) Concat(dim int, xs ...*Var) *Var {
 	nd.out.needGrad = need
 	nd.xs = append(nd.xs[:0], xs...)
 	outer, _, inner := splitAt(shape[:len(s0)], dim)
-	nd.i = [6]int{dim, outer, inner, total}
+	nd.concat = concatArgs{dim: dim, outer: outer, inner: inner, total: total}
 	y := nd.out.Value.Data
 	off := 0
 	for _, v := range xs {
@@ -115,7 +115,7 @@ func (tp *Tape) Slice(x *Var, dim, start, end int) *Var {
 	shape[dim] = end - start
 	nd := tp.push(opSlice, x, nil, nil, shape[:len(xs)], false)
 	outer, size, inner := splitAt(xs, dim)
-	nd.i = [6]int{outer, size, inner, start, end}
+	nd.slice = sliceArgs{axis: axisArgs{outer: outer, size: size, inner: inner}, start: start, end: end}
 	y, xd := nd.out.Value.Data, x.Value.Data
 	k := (end - start) * inner
 	for o := 0; o < outer; o++ {
@@ -139,7 +139,7 @@ func (tp *Tape) Pad2D(x *Var, top, bottom, left, right int) *Var {
 	shape[r-2], shape[r-1] = oh, ow
 	nd := tp.push(opPad2D, x, nil, nil, shape[:r], false)
 	planes := shapeLen(xs[:r-2])
-	nd.i = [6]int{planes, h, w, top, left}
+	nd.pad = padArgs{planes: planes, h: h, w: w, top: top, left: left}
 	y, xd := nd.out.Value.Data, x.Value.Data
 	clear(y)
 	for p := 0; p < planes; p++ {
@@ -177,7 +177,7 @@ func (tp *Tape) Gather(x *Var, dim int, idx []int) *Var {
 		s = shape[:1]
 	}
 	nd := tp.push(opGather, x, nil, nil, s, false)
-	nd.i = [6]int{outer, size, inner}
+	nd.axis = axisArgs{outer: outer, size: size, inner: inner}
 	nd.idx = idx
 	y, xd := nd.out.Value.Data, x.Value.Data
 	for o := 0; o < outer; o++ {
@@ -203,7 +203,7 @@ func (tp *Tape) IndexSelect(x *Var, dim int, idx []int) *Var {
 	copy(shape[:], xs)
 	shape[dim] = len(idx)
 	nd := tp.push(opIndexSelect, x, nil, nil, shape[:len(xs)], false)
-	nd.i = [6]int{outer, size, inner}
+	nd.axis = axisArgs{outer: outer, size: size, inner: inner}
 	nd.idx = idx
 	y, xd := nd.out.Value.Data, x.Value.Data
 	m := len(idx)
