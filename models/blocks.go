@@ -58,7 +58,7 @@ func NewBasicBlock(b *Builder, name string, in, out, stride int, o BlockOptions)
 // Forward applies the block to x (N, in, H, W).
 func (r *BasicBlock) Forward(c Ctx, x *tensorcore.Var) *tensorcore.Var {
 	tp := c.Tape
-	h := tp.ReLU(r.BN1.Forward(c, r.Conv1.Forward(c, x)))
+	h := r.BN1.ForwardReLU(c, r.Conv1.Forward(c, x))
 	h = r.BN2.Forward(c, r.Conv2.Forward(c, h))
 	return tp.ReLU(shortcut(c, h, x, r.Plain, r.DownConv, r.DownBN))
 }
@@ -106,8 +106,8 @@ func NewBottleneck(b *Builder, name string, in, width, stride int, o BlockOption
 // Forward applies the block to x (N, in, H, W).
 func (r *Bottleneck) Forward(c Ctx, x *tensorcore.Var) *tensorcore.Var {
 	tp := c.Tape
-	h := tp.ReLU(r.BN1.Forward(c, r.Conv1.Forward(c, x)))
-	h = tp.ReLU(r.BN2.Forward(c, r.Conv2.Forward(c, h)))
+	h := r.BN1.ForwardReLU(c, r.Conv1.Forward(c, x))
+	h = r.BN2.ForwardReLU(c, r.Conv2.Forward(c, h))
 	h = r.BN3.Forward(c, r.Conv3.Forward(c, h))
 	return tp.ReLU(shortcut(c, h, x, r.Plain, r.DownConv, r.DownBN))
 }
@@ -146,7 +146,7 @@ type GlobalAvgPool struct{}
 
 // Forward pools x.
 func (GlobalAvgPool) Forward(c Ctx, x *tensorcore.Var) *tensorcore.Var {
-	return c.Tape.Mean(x, []int{2, 3}, false)
+	return c.Tape.GlobalAvgPool(x)
 }
 
 // PadTo pads an (N, C, H, W) input with zeros, evenly on both sides (the

@@ -29,7 +29,7 @@ func resnet(deep bool, blocks ...int) func(*Builder, Config) (Module, error) {
 		o := BlockOptions{Init: LayerInit{Weight: KaimingNormal(0, FanOut)}, ZeroInitLast: c.ZeroInitResidual, Plain: c.Shortcut == "none"}
 		net := Sequential{
 			NewConv2d(b, "conv1", c.Input[0], 64, 7, strided(2, 3), LayerInit{Weight: o.Init.Weight, NoBias: true}),
-			NewBatchNorm(b, "bn1", 64), ReLU{},
+			NewBatchNormReLU(b, "bn1", 64),
 			MaxPool2d{K: 3, Stride: 2, Pad: 1},
 		}
 		in := 64
@@ -65,7 +65,7 @@ func cifarResNet(n int) func(*Builder, Config) (Module, error) {
 		net := Sequential{
 			PadTo{Size: 32},
 			NewConv2d(b, "conv1", c.Input[0], 16, 3, pad(1), LayerInit{Weight: o.Init.Weight, NoBias: true}),
-			NewBatchNorm(b, "bn1", 16), ReLU{},
+			NewBatchNormReLU(b, "bn1", 16),
 		}
 		in := 16
 		for stage := range 3 {
@@ -112,7 +112,7 @@ func vggBN(cfg []int) func(*Builder, Config) (Module, error) {
 			}
 			net = append(net,
 				NewConv2d(b, fmt.Sprintf("features.%d", k), in, v, 3, pad(1), conv),
-				NewBatchNorm(b, fmt.Sprintf("features.%d", k+1), v), ReLU{})
+				NewBatchNormReLU(b, fmt.Sprintf("features.%d", k+1), v))
 			in, k = v, k+3
 		}
 		pool, s, err := adaptiveAvg("VGG", side, 7)

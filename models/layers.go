@@ -204,6 +204,29 @@ func (l *BatchNorm) Forward(c Ctx, x *tensorcore.Var) *tensorcore.Var {
 		l.RunMean, l.RunVar, l.Momentum, l.Eps, c.Training)
 }
 
+// ForwardReLU is ReLU(Forward(x)), fused: one pass over memory, and no
+// normalized tensor kept for backward.
+func (l *BatchNorm) ForwardReLU(c Ctx, x *tensorcore.Var) *tensorcore.Var {
+	tp := c.Tape
+	return tp.BatchNormReLU(x, tp.Param(l.Gamma, l.GGamma), tp.Param(l.Beta, l.GBeta),
+		l.RunMean, l.RunVar, l.Momentum, l.Eps, c.Training)
+}
+
+// BatchNormReLU is a BatchNorm followed by a ReLU, as one module (see
+// BatchNorm.ForwardReLU); its parameters are the BatchNorm's.
+type BatchNormReLU struct{ *BatchNorm }
+
+// NewBatchNormReLU adds a BatchNorm over c channels, to be followed by a
+// ReLU.
+func NewBatchNormReLU(b *Builder, name string, c int) BatchNormReLU {
+	return BatchNormReLU{NewBatchNorm(b, name, c)}
+}
+
+// Forward normalizes and rectifies x.
+func (l BatchNormReLU) Forward(c Ctx, x *tensorcore.Var) *tensorcore.Var {
+	return l.ForwardReLU(c, x)
+}
+
 // Dropout zeroes each element with probability P in training and scales
 // the rest by 1/(1-P); it is the identity in evaluation. It draws from
 // Ctx.RNG, which must then be set.

@@ -21,12 +21,7 @@ func CrossEntropy(tp *tensorcore.Tape, logits *tensorcore.Var, labels []int) *te
 // (1-smoothing)·(-log p[label]) + smoothing·mean over classes of -log p.
 // A smoothing of 0 is CrossEntropy.
 func CrossEntropySmoothed(tp *tensorcore.Tape, logits *tensorcore.Var, labels []int, smoothing float32) *tensorcore.Var {
-	ce := tp.CrossEntropy(logits, labels)
-	if smoothing == 0 {
-		return ce
-	}
-	uniform := tp.MeanAll(tp.LogSoftmax(logits, 1))
-	return tp.Sub(tp.MulScalar(ce, 1-smoothing), tp.MulScalar(uniform, smoothing))
+	return tp.CrossEntropySmoothed(logits, labels, smoothing)
 }
 
 // NLL is the mean over the batch of -logProbs[i, labels[i]], for
