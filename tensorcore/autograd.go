@@ -3,6 +3,7 @@ package tensorcore
 import (
 	"fmt"
 	"slices"
+	"time"
 )
 
 // Var is a value recorded on a Tape. Value is the forward result. Grad is
@@ -47,6 +48,7 @@ type Tape struct {
 	nl     int
 	gen    uint64
 	uses   []paramUse // BackwardNotify's scratch
+	prof   *Profile   // nil: no timing (see SetProfile)
 }
 
 // NewTape returns an empty tape whose kernels run on p (nil: the caller).
@@ -137,7 +139,14 @@ func (tp *Tape) BackwardNotify(loss *Var, final func(grad *Tensor)) {
 		for i := tp.n - 1; i >= 0; i-- {
 			nd := tp.nodes[i]
 			if nd.out.gradGen == tp.gen { // else no gradient reached this op's output
-				backward(tp, nd)
+				if p := tp.prof; p != nil {
+					t := time.Now()
+					p.stopForward(t)
+					backward(tp, nd)
+					p.Ops[i].Backward += time.Since(t)
+				} else {
+					backward(tp, nd)
+				}
 			}
 			for len(due) > 0 && due[0].first >= i {
 				final(due[0].grad)
@@ -414,6 +423,9 @@ func (tp *Tape) push(kind opKind, a, b, c *Var, shape []int, view bool) *node {
 		} else {
 			tp.nodes = append(tp.nodes, nd)
 		}
+	}
+	if tp.prof != nil {
+		tp.profileRecord(tp.n, nd)
 	}
 	tp.n++
 	nd.a, nd.b, nd.c = a, b, c

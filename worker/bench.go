@@ -28,12 +28,32 @@ type BenchResult struct {
 	StepMillis float64 `json:"step_ms"`
 	// Timeline reports whether the steps were recorded in a timeline.
 	Timeline bool `json:"timeline"`
+	// Layers is where a step's time goes, by op and shape, on one core
+	// (BenchModel with Layers); TrainFLOP is the GEMM arithmetic of one
+	// image's training step.
+	Layers    []LayerFigure `json:"layers,omitempty"`
+	TrainFLOP float64       `json:"train_flop_per_image,omitempty"`
+}
+
+// LayerFigure is the time of the ops of one kind and shape in a step of
+// one core's tape, summed over their occurrences.
+type LayerFigure struct {
+	Op     string  `json:"op"`
+	Detail string  `json:"detail"`
+	Count  int     `json:"count"`       // occurrences in the net
+	FwdMs  float64 `json:"forward_ms"`  // per step
+	BwdMs  float64 `json:"backward_ms"` // per step
+	GFLOP  float64 `json:"gflop"`       // forward + backward, per step
+	Rate   float64 `json:"gflop_per_s"` // GFLOP / (forward + backward time)
 }
 
 // BenchOptions configure Bench.
 type BenchOptions struct {
 	// Steps is the steps of one timed window, Repeats the windows.
 	Steps, Repeats int
+	// Layers profiles the ops of the first core's tape over the timed
+	// steps (BenchModel).
+	Layers bool
 	// Warmup is the untimed steps before them (BenchModel; at least 1,
 	// which lets the tape allocate its buffers). Bench warms up for 10
 	// steps or a tenth of Steps.
@@ -122,7 +142,62 @@ func BenchModel(ctx context.Context, spec job.Spec, cfg models.Config, o BenchOp
 		return nil
 	}
 	res := BenchResult{Model: spec.Model, BatchSize: spec.BatchSize, Threads: threads}
-	return timeSteps(ctx, res, step, max(o.Warmup, 1), o.Steps, o.Repeats)
+	if !o.Layers {
+		return timeSteps(ctx, res, step, max(o.Warmup, 1), o.Steps, o.Repeats)
+	}
+	var prof tensorcore.Profile
+	warm := step
+	warmed := 0
+	step = func() error {
+		if warmed++; warmed == max(o.Warmup, 1)+1 {
+			c.firstTape().SetProfile(&prof)
+		}
+		return warm()
+	}
+	res, err = timeSteps(ctx, res, step, max(o.Warmup, 1), o.Steps, o.Repeats)
+	if err != nil {
+		return res, err
+	}
+	res.Layers, res.TrainFLOP = layerFigures(prof, c.firstBatch(spec.BatchSize))
+	return res, nil
+}
+
+// layerFigures sums a profile by op and shape, per step, the costliest
+// first, and gives the GEMM arithmetic of one image's training step
+// (the profiled tape ran batch images a step).
+func layerFigures(p tensorcore.Profile, batch int) ([]LayerFigure, float64) {
+	type key struct{ op, detail string }
+	byKey := map[key]*LayerFigure{}
+	var order []key
+	var flop float64
+	for _, op := range p.Ops {
+		if op.Steps == 0 {
+			continue
+		}
+		k := key{op.Op, op.Detail}
+		f, ok := byKey[k]
+		if !ok {
+			f = &LayerFigure{Op: op.Op, Detail: op.Detail}
+			byKey[k] = f
+			order = append(order, k)
+		}
+		steps := float64(op.Steps)
+		f.Count++
+		f.FwdMs += op.Forward.Seconds() * 1e3 / steps
+		f.BwdMs += op.Backward.Seconds() * 1e3 / steps
+		f.GFLOP += (op.FwdFLOP + op.BwdFLOP) / 1e9
+		flop += op.FwdFLOP + op.BwdFLOP
+	}
+	out := make([]LayerFigure, 0, len(order))
+	for _, k := range order {
+		f := byKey[k]
+		if t := (f.FwdMs + f.BwdMs) / 1e3; t > 0 {
+			f.Rate = f.GFLOP / t
+		}
+		out = append(out, *f)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].FwdMs+out[i].BwdMs > out[j].FwdMs+out[j].BwdMs })
+	return out, flop / float64(max(batch, 1))
 }
 
 // timeSteps runs step for warmup steps, then times repeats windows of

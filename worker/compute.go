@@ -112,6 +112,24 @@ func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch, accu
 	return c, nil
 }
 
+// firstTape is the tape of the single-tape way, or the first replica's
+// (which runs on a core of its own).
+func (c *compute) firstTape() *tensorcore.Tape {
+	if c.tape != nil {
+		return c.tape
+	}
+	return c.replicas[0].tape
+}
+
+// firstBatch is how many of a batch of n samples firstTape computes (over
+// its micro-batches).
+func (c *compute) firstBatch(n int) int {
+	if c.tape != nil {
+		return n
+	}
+	return n / len(c.replicas)
+}
+
 // Close releases the replicas' pools.
 func (c *compute) Close() {
 	for _, r := range c.replicas {

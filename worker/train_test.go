@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/ringtrain/ringtrain/checkpoint"
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/runlog"
 )
 
@@ -355,5 +357,38 @@ func TestBenchReportsEveryRepeat(t *testing.T) {
 	}
 	if _, err := Bench(context.Background(), spec, BenchOptions{Steps: 0, Repeats: 1, Logf: t.Logf}); err == nil {
 		t.Fatal("zero steps accepted")
+	}
+}
+
+// BenchModel trains on a batch in memory and, with Layers, says where the
+// first core's step goes: every op of the net, its GEMM arithmetic, one
+// image's training arithmetic.
+func TestBenchModelLayers(t *testing.T) {
+	spec := job.Default()
+	spec.Model, spec.BatchSize, spec.Threads = "lenet5", 32, 2
+	res, err := BenchModel(context.Background(), spec, models.Config{}, BenchOptions{Steps: 2, Repeats: 2, Layers: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Samples) != 2 || res.Median <= 0 || res.Threads != 2 {
+		t.Fatalf("bench result %+v", res)
+	}
+	count := map[string]int{}
+	for _, l := range res.Layers {
+		count[l.Op] += l.Count
+		if l.FwdMs < 0 || l.BwdMs < 0 || (l.GFLOP > 0) != (l.Op == "Conv2D" || l.Op == "Linear") {
+			t.Errorf("layer %+v", l)
+		}
+	}
+	if count["Conv2D"] != 2 || count["Linear"] != 3 || count["MaxPool2D"] != 2 || count["ReLU"] != 4 {
+		t.Errorf("ops counted %v", count)
+	}
+	// c1 forward only (no input gradient), c2 and the linear layers forward
+	// and both backward GEMMs, over the first replica's 16 images.
+	c1 := 2.0 * 6 * 28 * 28 * 25
+	c2 := 2.0 * 16 * 10 * 10 * 6 * 25
+	fc := 2.0 * (400*120 + 120*84 + 84*10)
+	if want := 2*c1 + 3*c2 + 3*fc; math.Abs(res.TrainFLOP-want) > 1e-6*want {
+		t.Errorf("training arithmetic %v an image, want %v", res.TrainFLOP, want)
 	}
 }
