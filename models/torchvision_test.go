@@ -62,6 +62,9 @@ func TestTorchvisionStateDicts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if n, _, _ := Describe(name, Config{}); m.Arena.NumParams() != n {
+			t.Errorf("%s: built with %d parameters; Describe says %d", name, m.Arena.NumParams(), n)
+		}
 		got, want := stateDict(m), readGolden(t, name)
 		slices.Sort(got)
 		slices.Sort(want)
