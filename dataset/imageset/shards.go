@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/google/renameio/v2"
@@ -46,6 +47,11 @@ func ReadManifest(dir string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("imageset: %w", err)
 	}
+	return parseManifest(b, name)
+}
+
+// parseManifest parses the manifest b read from name.
+func parseManifest(b []byte, name string) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("imageset: %s: %w", name, err)
@@ -74,6 +80,7 @@ func ShardNames(dir, split string) ([]string, error) {
 // global sample index of each shard.
 type shards struct {
 	dir     string
+	remote  *remote // nil: dir is a directory
 	names   []string
 	indexes []*Index
 	first   []int // first[k] is the index of shard k's first sample; first[len] the total
@@ -89,7 +96,15 @@ func (s *shards) locate(i int) (int, *IndexEntry) {
 
 func (s *shards) where(i int) string {
 	k, e := s.locate(i)
-	return filepath.Join(s.dir, s.names[k]) + ": member " + e.Member
+	return s.file(k) + ": member " + e.Member
+}
+
+// file names shard k, a path or a URL.
+func (s *shards) file(k int) string {
+	if s.remote != nil {
+		return s.remote.where(s.names[k])
+	}
+	return filepath.Join(s.dir, s.names[k])
 }
 
 func (s *shards) read(i int, buf []byte) ([]byte, int, error) {
@@ -98,6 +113,12 @@ func (s *shards) read(i int, buf []byte) ([]byte, int, error) {
 		buf = make([]byte, e.Size)
 	}
 	buf = buf[:e.Size]
+	if s.remote != nil {
+		if err := s.remote.readAt(s.names[k], e.Offset, buf); err != nil {
+			return nil, 0, fmt.Errorf("imageset: %s: %w", s.where(i), err)
+		}
+		return buf, e.Label, nil
+	}
 	f, err := os.Open(filepath.Join(s.dir, s.names[k]))
 	if err != nil {
 		return nil, 0, fmt.Errorf("imageset: %w", err)
@@ -169,6 +190,9 @@ func OpenShards(ctx context.Context, dir, split string, logf func(string, ...any
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	if IsURL(dir) {
+		return openRemoteShards(ctx, dir, split)
+	}
 	// With a manifest, its shards are the set (as verified); else the
 	// shards in the folder are.
 	m, err := ReadManifest(dir)
@@ -200,6 +224,68 @@ func OpenShards(ctx context.Context, dir, split string, logf func(string, ...any
 	}); err != nil {
 		return nil, err
 	}
+	return s.set(m, dir)
+}
+
+// openRemoteShards is OpenShards of a set served over HTTP at base: its
+// manifest lists the shards, and each shard's index must be beside it,
+// describing a shard of the size the manifest gives.
+func openRemoteShards(ctx context.Context, base, split string) (*Set, error) {
+	r, err := newRemote(base)
+	if err != nil {
+		return nil, err
+	}
+	b, err := r.readFile(ManifestName)
+	if errors.Is(err, errNotFound) {
+		return nil, fmt.Errorf("imageset: shard set %s has no %s: over HTTP the manifest lists the shards (ringtrain data pack writes it)", base, ManifestName)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("imageset: %w", err)
+	}
+	m, err := parseManifest(b, r.where(ManifestName))
+	if err != nil {
+		return nil, err
+	}
+	infos := m.Splits[split]
+	if len(infos) == 0 {
+		return nil, fmt.Errorf("imageset: shard set %s: %s lists no %s shards", base, ManifestName, split)
+	}
+	s := &shards{dir: base, remote: r, names: make([]string, len(infos)), indexes: make([]*Index, len(infos))}
+	for k, info := range infos {
+		if strings.ContainsAny(info.Name, "/\\?#%") || info.Name == "" || info.Name == "." || info.Name == ".." {
+			return nil, fmt.Errorf("imageset: %s lists a shard named %q, which is not a file name", r.where(ManifestName), info.Name)
+		}
+		s.names[k] = info.Name
+	}
+	if err := forEach(ctx, len(infos), func(k int) error {
+		idxName := infos[k].Name + IndexSuffix
+		b, err := r.readFile(idxName)
+		if errors.Is(err, errNotFound) {
+			return fmt.Errorf("imageset: %s has no index %s: shards are not scanned over HTTP; ringtrain data pack writes every index, and opening the set from its directory writes any missing", r.where(infos[k].Name), idxName)
+		}
+		if err != nil {
+			return fmt.Errorf("imageset: %w", err)
+		}
+		ix, err := ParseIndex(b, r.where(idxName))
+		if err != nil {
+			return err
+		}
+		if info := infos[k]; ix.TarBytes != info.Bytes || ix.SHA256 != info.SHA256 || len(ix.Samples) != info.Samples {
+			return fmt.Errorf("imageset: %s describes %d samples in %d bytes with SHA-256 %s; %s lists %d in %d bytes with %s",
+				r.where(idxName), len(ix.Samples), ix.TarBytes, ix.SHA256, ManifestName, info.Samples, info.Bytes, info.SHA256)
+		}
+		s.indexes[k] = ix
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return s.set(m, base)
+}
+
+// set makes the Set of s once its indexes are loaded: the manifest's
+// classes (m may be nil), or the labels' numbers.
+func (s *shards) set(m *Manifest, dir string) (*Set, error) {
+	names := s.names
 	s.first = make([]int, len(names)+1)
 	maxLabel := -1
 	for k, ix := range s.indexes {
