@@ -352,6 +352,10 @@ func (o *gemmOperand) packB(s *scratch, dst []float32, nr, p0, kc, j0, nc int) {
 				clear(d[nn:])
 			}
 		case operandDenseT:
+			p1 := 0
+			if nn == nr {
+				p1 = packColsFast(panel, o.d, (j0+jr)*o.ld+p0, o.ld, nr, kc)
+			}
 			for cc := 0; cc < nr; cc++ {
 				if cc >= nn {
 					for p := 0; p < kc; p++ {
@@ -361,8 +365,8 @@ func (o *gemmOperand) packB(s *scratch, dst []float32, nr, p0, kc, j0, nc int) {
 				}
 				row := o.d[(j0+jr+cc)*o.ld+p0:][:kc]
 				out := panel[cc:]
-				for p, v := range row {
-					out[p*nr] = v
+				for p := p1; p < kc; p++ {
+					out[p*nr] = row[p]
 				}
 			}
 		case operandIm2col:

@@ -59,6 +59,31 @@ func packARowsFast(panel, d []float32, off, ld, mr, kc int) int {
 	return kc8
 }
 
+// packColsFast packs the first kc&^7 columns of n rows of d (row r at off
+// + r*ld) into a panel of n interleaved rows (panel[p*n+r] = row r's
+// column p) — a transposed B operand's micro-panel, n = nr — six rows at a
+// time with the A packer's transposes, the rows left over by the loop
+// below. It returns how many columns it packed.
+func packColsFast(panel, d []float32, off, ld, n, kc int) int {
+	kc8 := kc &^ 7
+	if kc8 == 0 || n < 6 || !hasAVX2() {
+		return 0
+	}
+	_ = panel[n*kc8-1]
+	_ = d[off : off+(n-1)*ld+kc8] // bounds: the assembly does not check
+	r := 0
+	for ; r+6 <= n; r += 6 {
+		packA6AVX2(&panel[r], &d[off+r*ld], ld, kc8, n)
+	}
+	for ; r < n; r++ {
+		row := d[off+r*ld:][:kc8]
+		for p, v := range row {
+			panel[p*n+r] = v
+		}
+	}
+	return kc8
+}
+
 // packBFast packs kc rows of panels×nr columns of d (row p at off + p*ld)
 // into nr-column B micro-panels, nr 16 or 32, and reports whether it could.
 func packBFast(dst, d []float32, off, ld, kc, panels, nr int) bool {

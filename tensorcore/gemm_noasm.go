@@ -8,4 +8,6 @@ func gatherRows(dst, src []float32, offs []int, width int) { gatherRowsGo(dst, s
 
 func packARowsFast(panel, d []float32, off, ld, mr, kc int) int { return 0 }
 
+func packColsFast(panel, d []float32, off, ld, n, kc int) int { return 0 }
+
 func packBFast(dst, d []float32, off, ld, kc, panels, nr int) bool { return false }
