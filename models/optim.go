@@ -3,6 +3,8 @@ package models
 import (
 	"fmt"
 	"math"
+
+	"github.com/ringtrain/ringtrain/tensorcore"
 )
 
 // An Optimizer updates a flat parameter slice in place from the parallel
@@ -82,6 +84,41 @@ func loadState(kind string, steps int64, have, given []NamedSlice) error {
 	return nil
 }
 
+// parallel runs an optimizer's element-wise update over the cores of a
+// pool: each element's arithmetic is what one core would do, so the result
+// is the same bits however the range is split.
+type parallel struct {
+	pool *tensorcore.Pool // nil: the caller's goroutine
+	fn   func(lo, hi int)
+}
+
+// parallelGrain is the fewest elements worth a part of their own.
+const parallelGrain = 1 << 14
+
+func (q *parallel) run(n int) {
+	if q.pool == nil || n < 2*parallelGrain {
+		q.fn(0, n)
+		return
+	}
+	q.pool.For(n, parallelGrain, q.fn)
+}
+
+// UsePool makes o's steps update its parameters on p's cores (nil: on the
+// caller's goroutine, the default). The updates are the same bits either
+// way.
+func UsePool(o Optimizer, p *tensorcore.Pool) {
+	switch o := o.(type) {
+	case *SGD:
+		o.par.pool = p
+	case *Adam:
+		o.par.pool = p
+	case *RMSProp:
+		o.par.pool = p
+	case *selectiveDecay:
+		UsePool(o.Optimizer, p)
+	}
+}
+
 // SGDConfig configures SGD. The zero value is plain SGD.
 type SGDConfig struct {
 	Momentum    float32 // 0: no momentum buffer
@@ -103,6 +140,8 @@ type SGD struct {
 	params, grads []float32
 	buf           []float32 // (len(params)) momentum buffer; nil without momentum
 	steps         int64
+	par           parallel
+	lr            float32 // the step in progress's
 }
 
 // NewSGD returns SGD over params with gradients grads.
@@ -120,13 +159,22 @@ func NewSGD(params, grads []float32, cfg SGDConfig) (*SGD, error) {
 	if cfg.Momentum != 0 {
 		o.buf = make([]float32, len(params))
 	}
+	o.par.fn = o.stepRange
 	return o, nil
 }
 
 // Step applies one SGD update with learning rate lr.
 func (o *SGD) Step(lr float32) {
-	p, g := o.params, o.grads[:len(o.params)]
-	wd, mom := o.cfg.WeightDecay, o.cfg.Momentum
+	o.lr = lr
+	o.par.run(len(o.params))
+	o.steps++
+}
+
+// stepRange updates elements [lo, hi) with the step's o.lr.
+func (o *SGD) stepRange(lo, hi int) {
+	p, g := o.params[lo:hi], o.grads[lo:hi]
+	p = p[:len(g)]
+	lr, wd, mom := o.lr, o.cfg.WeightDecay, o.cfg.Momentum
 	switch {
 	case o.buf == nil:
 		for i := range p {
@@ -134,7 +182,8 @@ func (o *SGD) Step(lr float32) {
 			p[i] -= lr * d
 		}
 	case o.steps == 0:
-		buf := o.buf[:len(p)]
+		buf := o.buf[lo:hi]
+		buf = buf[:len(p)]
 		for i := range p {
 			d := g[i] + wd*p[i]
 			buf[i] = d
@@ -144,7 +193,8 @@ func (o *SGD) Step(lr float32) {
 			p[i] -= lr * d
 		}
 	default:
-		buf := o.buf[:len(p)]
+		buf := o.buf[lo:hi]
+		buf = buf[:len(p)]
 		damp := 1 - o.cfg.Dampening
 		for i := range p {
 			d := g[i] + wd*p[i]
@@ -158,7 +208,6 @@ func (o *SGD) Step(lr float32) {
 			p[i] -= lr * d
 		}
 	}
-	o.steps++
 }
 
 // Steps returns the number of steps taken.
@@ -215,6 +264,9 @@ type Adam struct {
 	params, grads []float32
 	m, v          []float32 // (len(params)) first and second moments
 	steps         int64
+	par           parallel
+	// the step in progress's factors
+	stepSize, bc2Sqrt, decay, wd float32
 }
 
 // NewAdam returns Adam (or AdamW, see AdamConfig.Decoupled) over params
@@ -227,25 +279,33 @@ func NewAdam(params, grads []float32, cfg AdamConfig) (*Adam, error) {
 		notFinite(cfg.Eps, cfg.WeightDecay) {
 		return nil, fmt.Errorf("models: adam: bad config %+v", cfg)
 	}
-	return &Adam{cfg: cfg, params: params, grads: grads,
-		m: make([]float32, len(params)), v: make([]float32, len(params))}, nil
+	o := &Adam{cfg: cfg, params: params, grads: grads,
+		m: make([]float32, len(params)), v: make([]float32, len(params))}
+	o.par.fn = o.stepRange
+	return o, nil
 }
 
 // Step applies one Adam update with learning rate lr.
 func (o *Adam) Step(lr float32) {
 	o.steps++
 	t := float64(o.steps)
-	b1, b2 := o.cfg.Beta1, o.cfg.Beta2
-	stepSize := float32(float64(lr) / (1 - math.Pow(float64(b1), t)))
-	bc2Sqrt := float32(math.Sqrt(1 - math.Pow(float64(b2), t)))
-	eps, wd := o.cfg.Eps, o.cfg.WeightDecay
-	p, g := o.params, o.grads[:len(o.params)]
-	m, v := o.m[:len(p)], o.v[:len(p)]
-	decay := float32(1)
+	o.stepSize = float32(float64(lr) / (1 - math.Pow(float64(o.cfg.Beta1), t)))
+	o.bc2Sqrt = float32(math.Sqrt(1 - math.Pow(float64(o.cfg.Beta2), t)))
+	o.decay, o.wd = 1, o.cfg.WeightDecay
 	if o.cfg.Decoupled {
-		decay = 1 - lr*wd
-		wd = 0
+		o.decay, o.wd = 1-lr*o.cfg.WeightDecay, 0
 	}
+	o.par.run(len(o.params))
+}
+
+// stepRange updates elements [lo, hi) with the step's factors.
+func (o *Adam) stepRange(lo, hi int) {
+	b1, b2 := o.cfg.Beta1, o.cfg.Beta2
+	stepSize, bc2Sqrt, eps, wd, decay := o.stepSize, o.bc2Sqrt, o.cfg.Eps, o.wd, o.decay
+	p, g := o.params[lo:hi], o.grads[lo:hi]
+	p = p[:len(g)]
+	m, v := o.m[lo:hi], o.v[lo:hi]
+	m, v = m[:len(p)], v[:len(p)]
 	for i := range p {
 		pi := p[i] * decay
 		gi := g[i] + wd*pi
@@ -300,6 +360,8 @@ type RMSProp struct {
 	gavg          []float32 // (len(params)) grad_avg, centered only
 	buf           []float32 // (len(params)) momentum_buffer, momentum only
 	steps         int64
+	par           parallel
+	lr            float32 // the step in progress's
 }
 
 // NewRMSProp returns RMSProp over params with gradients grads.
@@ -318,33 +380,42 @@ func NewRMSProp(params, grads []float32, cfg RMSPropConfig) (*RMSProp, error) {
 	if cfg.Momentum > 0 {
 		o.buf = make([]float32, len(params))
 	}
+	o.par.fn = o.stepRange
 	return o, nil
 }
 
 // Step applies one RMSProp update with learning rate lr.
 func (o *RMSProp) Step(lr float32) {
-	p, g := o.params, o.grads[:len(o.params)]
-	sq := o.sq[:len(p)]
-	a, eps, wd, mom := o.cfg.Alpha, o.cfg.Eps, o.cfg.WeightDecay, o.cfg.Momentum
+	o.lr = lr
+	o.par.run(len(o.params))
+	o.steps++
+}
+
+// stepRange updates elements [lo, hi) with the step's o.lr.
+func (o *RMSProp) stepRange(lo, hi int) {
+	p, g := o.params[lo:hi], o.grads[lo:hi]
+	p = p[:len(g)]
+	sq := o.sq[lo:hi]
+	sq = sq[:len(p)]
+	lr, a, eps, wd, mom := o.lr, o.cfg.Alpha, o.cfg.Eps, o.cfg.WeightDecay, o.cfg.Momentum
 	for i := range p {
 		gi := g[i] + wd*p[i]
 		s := a*sq[i] + (1-a)*gi*gi
 		sq[i] = s
 		if o.gavg != nil {
-			ga := o.gavg[i] + (1-a)*(gi-o.gavg[i])
-			o.gavg[i] = ga
+			ga := o.gavg[lo+i] + (1-a)*(gi-o.gavg[lo+i])
+			o.gavg[lo+i] = ga
 			s -= ga * ga
 		}
 		avg := float32(math.Sqrt(float64(s))) + eps
 		if o.buf != nil {
-			b := mom*o.buf[i] + gi/avg
-			o.buf[i] = b
+			b := mom*o.buf[lo+i] + gi/avg
+			o.buf[lo+i] = b
 			p[i] -= lr * b
 		} else {
 			p[i] -= lr * gi / avg
 		}
 	}
-	o.steps++
 }
 
 // Steps returns the number of steps taken.

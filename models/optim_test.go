@@ -2,8 +2,13 @@ package models
 
 import (
 	"math"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ringtrain/ringtrain/job"
+	"github.com/ringtrain/ringtrain/tensorcore"
 )
 
 // runOpt applies one step per gradient in gs to a single parameter that
@@ -243,4 +248,50 @@ func FuzzLoadState(f *testing.F) {
 			}
 		}
 	})
+}
+
+// An optimizer stepping on a pool's cores updates the same bits as one
+// stepping on the caller's goroutine, and a warm step allocates nothing.
+func TestOptimizersOnAPool(t *testing.T) {
+	pool := tensorcore.NewPool(3)
+	defer pool.Close()
+	const n = 5*parallelGrain + 123
+	for _, o := range []job.Optimizer{
+		{Name: "sgd"}, {Name: "sgd", Momentum: 0.9, Nesterov: true, WeightDecay: 1e-4},
+		{Name: "adam", WeightDecay: 1e-3}, {Name: "adamw"},
+		{Name: "rmsprop", Momentum: 0.5, WeightDecay: 1e-4}, {Name: "sgd", Momentum: 0.9, WeightDecay: 1e-3, NoDecayNormBias: true},
+	} {
+		run := func(p *tensorcore.Pool) ([]float32, float64) {
+			b := NewBuilder(rand.New(rand.NewPCG(1, 2)))
+			b.Param("w", []int{n / 3, 3}, Normal(0, 1))
+			b.Param("bias", []int{n % 3}, Normal(0, 1))
+			a, err := b.Build()
+			if err != nil {
+				t.Fatal(err)
+			}
+			opt, err := NewOptimizer(o, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			UsePool(opt, p)
+			step := func() {
+				for i := range a.Grad {
+					a.Grad[i] = float32(math.Cos(float64(i)))
+				}
+				opt.Step(0.01)
+			}
+			for range 3 {
+				step()
+			}
+			return a.Data, testing.AllocsPerRun(2, step)
+		}
+		want, _ := run(nil)
+		got, allocs := run(pool)
+		if !slices.Equal(got, want) {
+			t.Errorf("%+v: steps on a pool differ from steps on one goroutine", o)
+		}
+		if allocs != 0 {
+			t.Errorf("%+v: a step on a pool allocates %v times", o, allocs)
+		}
+	}
 }

@@ -119,6 +119,7 @@ func BenchModel(ctx context.Context, spec job.Spec, cfg models.Config, o BenchOp
 	}
 	pool := tensorcore.NewPool(threads)
 	defer pool.Close()
+	models.UsePool(opt, pool)
 	in := dataset.Shape{C: m.InputShape[0], H: m.InputShape[1], W: m.InputShape[2]}
 	c, err := newCompute(m, pool, threads, spec.BatchSize, spec.Accumulate, spec.Seed, float32(spec.LabelSmoothing), in)
 	if err != nil {

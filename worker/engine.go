@@ -113,6 +113,7 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 	e.stepsPerEpoch = dataset.StepsPerEpoch(e.train.Len(), spec.BatchSize)
 	e.sched = models.NewSchedule(spec.Schedule, spec.LR(), spec.Epochs, e.stepsPerEpoch)
 	e.pool = tensorcore.NewPool(e.threads)
+	models.UsePool(e.opt, e.pool)
 	if e.compute, err = newCompute(e.model, e.pool, e.threads, perRank, spec.Accumulate, spec.Seed, float32(spec.LabelSmoothing), e.in); err != nil {
 		e.pool.Close()
 		return nil, err
