@@ -1,0 +1,54 @@
+//go:build amd64 && !noasm
+
+package tensorcore
+
+import "golang.org/x/sys/cpu"
+
+// bf16 micro-kernel and packer (gemm_bf16_amd64.s).
+
+//go:noescape
+func bf16Kernel12x32AVX512(kp int, a, b *uint32, c *float32, ldc, rows int, alpha, beta float32)
+
+//go:noescape
+func bf16PackPairsAVX512(dst *uint32, src *float32, pairs, w, full int, tail uint16)
+
+// avx512BF16Kernels need AVX512_BF16 (VDPBF16PS, VCVTNE2PS2BF16) and
+// AVX512BW (VPERMW, word masks): a 12×32 micro-kernel with the register
+// layout of the float32 one.
+var avx512BF16Kernels = &bf16KernelSet{
+	name:      "avx512bf16",
+	gemm:      bf16Kernel12x32AVX512,
+	mr:        12,
+	nr:        32,
+	packPairs: bf16PackPairsAVX512Go,
+}
+
+func hasAVX512BF16() bool {
+	return hasAVX512() && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512BF16
+}
+
+// bestBF16Kernels returns the bf16 kernels this CPU can run fast, or nil.
+func bestBF16Kernels() *bf16KernelSet {
+	if hasAVX512BF16() {
+		return avx512BF16Kernels
+	}
+	return nil
+}
+
+// bf16PackPairsAVX512Go is packPairs (see bf16KernelSet) on the
+// assembly: whole pairs of groups there, an odd last group here.
+func bf16PackPairsAVX512Go(dst []uint32, src []float32, kc, w int) {
+	pairs := kc / 2
+	if pairs > 0 {
+		_ = dst[pairs*w-1]
+		_ = src[2*pairs*w-1] // bounds: the assembly does not check
+		bf16PackPairsAVX512(&dst[0], &src[0], pairs, w, w/16, uint16(1)<<(w%16)-1)
+	}
+	if kc%2 == 1 {
+		lo := src[(kc-1)*w:][:w]
+		d := dst[pairs*w:][:w]
+		for r, v := range lo {
+			d[r] = uint32(bf16Round(v))
+		}
+	}
+}
