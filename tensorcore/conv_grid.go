@@ -162,6 +162,10 @@ func (t *dotWJob) run(_, lo, hi int) {
 // shifted by its offset. Sums run over images, then pixel blocks, in a
 // fixed order.
 func gridBackwardWeight(ks *kernelSet, p *Pool, g ConvGeom, x, gy, gw []float32) {
+	if p != nil && p.bf16.ks != nil {
+		gridBackwardWeightBF16(p.bf16.ks, p, g, x, gy, gw)
+		return
+	}
 	s := p.scratchFor(0)
 	defer p.releaseScratch(s)
 	R, C := ks.dtR, ks.dtC

@@ -21,9 +21,10 @@ import (
 // so at most about 2⁻⁷·Σ|aᵢbᵢ| in a sum; typical errors are far smaller,
 // the roundings being unbiased.
 //
-// What is not a GEMM stays float32: the weight gradient of a stride-1
-// convolution (tiles of dot products, conv_grid.go), bias gradients and
-// every element-wise op.
+// The weight gradient of a stride-1 convolution, which runs as tiles of dot
+// products rather than a GEMM (conv_grid.go), follows the same contract
+// (conv_grid_bf16.go). What is not a product stays float32: bias
+// gradients and every element-wise op.
 
 // Precision is how the products inside a Pool's GEMMs are computed.
 type Precision uint8
@@ -71,7 +72,7 @@ func (p *Pool) SetPrecision(pr Precision) error {
 	switch pr {
 	case FP32:
 		if p != nil {
-			p.bf16 = nil
+			p.bf16.ks = nil
 		}
 		return nil
 	case BF16:
@@ -80,10 +81,10 @@ func (p *Pool) SetPrecision(pr Precision) error {
 		}
 		ks := bestBF16Kernels()
 		if ks == nil {
-			p.bf16 = nil
+			p.bf16.ks = nil
 			return fmt.Errorf("tensorcore: this CPU has no AVX512_BF16 (or the build has no assembly); computing in fp32")
 		}
-		p.bf16 = ks
+		p.bf16.ks = ks
 		return nil
 	}
 	return fmt.Errorf("tensorcore: unknown precision %v", pr)
@@ -91,7 +92,7 @@ func (p *Pool) SetPrecision(pr Precision) error {
 
 // Precision reports how p's GEMMs compute their products.
 func (p *Pool) Precision() Precision {
-	if p != nil && p.bf16 != nil {
+	if p != nil && p.bf16.ks != nil {
 		return BF16
 	}
 	return FP32
@@ -116,6 +117,25 @@ type bf16KernelSet struct {
 	// bf16(src[2q*w+r]) | bf16(src[(2q+1)*w+r])<<16 for q < (kc+1)/2,
 	// with a zero high half past kc. See bf16PackPairsRef.
 	packPairs func(dst []uint32, src []float32, kc, w int)
+
+	// dotTile is kernelSet.dotTile on bf16 rows: it adds to out[r*ldo+c]
+	// the dot product over j < n of a[r*lda+j] and b[boffs[c]+j], for r <
+	// dtR and c < dtC, summing pairs (j, j+1) as VDPBF16PS does. n is a
+	// positive multiple of 32.
+	dotTile  func(n int, a *uint16, lda int, b *uint16, boffs *int, out *float32, ldo int)
+	dtR, dtC int
+
+	// round sets dst[i] = bf16Round(src[i]) for i < len(src).
+	round func(dst []uint16, src []float32)
+}
+
+// bf16State is a Pool's precision setting and the job descriptors of its
+// BF16 products in flight (kept in the Pool so that starting them does not
+// allocate).
+type bf16State struct {
+	ks   *bf16KernelSet // nil: FP32
+	gemm bf16Job
+	dotw dotWBF16Job
 }
 
 // goBF16Kernels is the plain-Go reference set; it runs on any CPU but is
@@ -127,6 +147,10 @@ var goBF16Kernels = &bf16KernelSet{
 	mr:        6,
 	nr:        16,
 	packPairs: bf16PackPairsRef,
+	dotTile:   dotTile4x4BF16Go,
+	dtR:       4,
+	dtC:       4,
+	round:     bf16RoundRef,
 }
 
 // availableBF16Kernels lists every bf16 kernel set that runs on this CPU,
@@ -173,6 +197,44 @@ func bf16PackPairsRef(dst []uint32, src []float32, kc, w int) {
 		hi := src[(2*q+1)*w:][:w]
 		for r, v := range lo {
 			d[r] = uint32(bf16Round(v)) | uint32(bf16Round(hi[r]))<<16
+		}
+	}
+}
+
+// bf16RoundRef is the plain-Go round (see bf16KernelSet).
+func bf16RoundRef(dst []uint16, src []float32) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = bf16Round(v)
+	}
+}
+
+// dotTile4x4BF16Go is the plain-Go dotTile (see bf16KernelSet.dotTile):
+// each lane l of 16 sums the pairs (j+2l, j+2l+1) as VDPBF16PS does, and
+// the lanes are added in the tree order of dotTile4x4AVX512.
+func dotTile4x4BF16Go(n int, a *uint16, lda int, b *uint16, boffs *int, out *float32, ldo int) {
+	offs := unsafe.Slice(boffs, 4)
+	maxOff := max(offs[0], offs[1], offs[2], offs[3])
+	as := unsafe.Slice(a, 3*lda+n)
+	bs := unsafe.Slice(b, maxOff+n)
+	os := unsafeSlice(out, 3*ldo+4)
+	for r := 0; r < 4; r++ {
+		ar := as[r*lda : r*lda+n]
+		for c := 0; c < 4; c++ {
+			br := bs[offs[c] : offs[c]+n]
+			var lanes [16]float32
+			for j := 0; j < n; j += 32 {
+				for l := range lanes {
+					s := lanes[l] + float32(bf16Float(ar[j+2*l+1])*bf16Float(br[j+2*l+1]))
+					lanes[l] = s + float32(bf16Float(ar[j+2*l])*bf16Float(br[j+2*l]))
+				}
+			}
+			for w := 8; w >= 1; w /= 2 {
+				for l := 0; l < w; l++ {
+					lanes[l] += lanes[l+w]
+				}
+			}
+			os[r*ldo+c] += lanes[0]
 		}
 	}
 }
@@ -240,11 +302,20 @@ func matElem(d []float32, ld int, trans bool, i, j int) float32 {
 	return d[i*ld+j]
 }
 
-// bf16Scratch is a worker's memory for the bf16 GEMM: packed bf16 panels
-// and one float32 micro-panel packed on the way.
+// bf16Scratch is a worker's memory for the bf16 kernels: packed bf16
+// panels and one float32 micro-panel packed on the way (GEMM), the padded
+// input and the gradient grid in bf16 (stride-1 weight gradient).
 type bf16Scratch struct {
 	packA, packB []uint32
 	panel        []float32
+	x, gy        []uint16
+}
+
+func growUint16(buf []uint16, n int) []uint16 {
+	if cap(buf) < n {
+		return make([]uint16, n, n+n/8)
+	}
+	return buf[:n]
 }
 
 func growUint32(buf []uint32, n int) []uint32 {
@@ -272,10 +343,10 @@ type bf16Job struct {
 func sgemmBF16(ks *bf16KernelSet, p *Pool, m, n, k int, alpha float32, a, b gemmOperand, out gemmOut, beta float32) {
 	parts := p.Workers()
 	if parts > 1 && m*n*k >= gemmSerialFlops {
-		j := &p.gemm16
+		j := &p.bf16.gemm
 		j.init(ks, m, n, k, alpha, a, b, out, beta, p, parts)
 		p.forTask(j.blocks, 1, j)
-		p.gemm16 = bf16Job{}
+		p.bf16.gemm = bf16Job{}
 		return
 	}
 	var j bf16Job

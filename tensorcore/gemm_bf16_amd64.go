@@ -12,6 +12,12 @@ func bf16Kernel12x32AVX512(kp int, a, b *uint32, c *float32, ldc, rows int, alph
 //go:noescape
 func bf16PackPairsAVX512(dst *uint32, src *float32, pairs, w, full int, tail uint16)
 
+//go:noescape
+func dotTile4x4BF16AVX512(n int, a *uint16, lda int, b *uint16, boffs *int, out *float32, ldo int)
+
+//go:noescape
+func bf16RoundAVX512(dst *uint16, src *float32, n int)
+
 // avx512BF16Kernels need AVX512_BF16 (VDPBF16PS, VCVTNE2PS2BF16) and
 // AVX512BW (VPERMW, word masks): a 12×32 micro-kernel with the register
 // layout of the float32 one.
@@ -21,6 +27,10 @@ var avx512BF16Kernels = &bf16KernelSet{
 	mr:        12,
 	nr:        32,
 	packPairs: bf16PackPairsAVX512Go,
+	dotTile:   dotTile4x4BF16AVX512,
+	dtR:       4,
+	dtC:       4,
+	round:     bf16RoundAVX512Go,
 }
 
 func hasAVX512BF16() bool {
@@ -50,5 +60,19 @@ func bf16PackPairsAVX512Go(dst []uint32, src []float32, kc, w int) {
 		for r, v := range lo {
 			d[r] = uint32(bf16Round(v))
 		}
+	}
+}
+
+// bf16RoundAVX512Go is round (see bf16KernelSet) on the assembly: blocks
+// of 32 there, the tail here.
+func bf16RoundAVX512Go(dst []uint16, src []float32) {
+	n := len(src)
+	dst = dst[:n]
+	n32 := n &^ 31
+	if n32 > 0 {
+		bf16RoundAVX512(&dst[0], &src[0], n32)
+	}
+	for i := n32; i < n; i++ {
+		dst[i] = bf16Round(src[i])
 	}
 }

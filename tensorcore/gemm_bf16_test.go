@@ -302,12 +302,9 @@ func TestConvBF16(t *testing.T) {
 		x, w, gy := randSlice(rng, nx), randSlice(rng, nw), randSlice(rng, ny)
 		y64, ymag, gx64, gxmag, gw64, gwmag := convWant64(g, x, w, gy)
 		y16, y16mag, gx16, gx16mag, gw16, gw16mag := convWant64(g, bf16Slice(x), bf16Slice(w), bf16Slice(gy))
-		if gridFits(g) {
-			gw16, gw16mag = gw64, gwmag
-		}
 		for _, ks := range availableBF16Kernels() {
 			for pi, p := range pools {
-				p.bf16 = ks
+				p.bf16.ks = ks
 				name := fmt.Sprintf("case %d %+v %s pool %d", ci, g, ks.name, pi)
 				y := newGuarded(nil, 1, ny)
 				conv2DWith(kern, p, g, x, w, nil, y.data())
@@ -326,7 +323,7 @@ func TestConvBF16(t *testing.T) {
 				gw.checkGuards(t, name+" gw")
 				checkClose(t, name+" backward weight", gw.data(), gw16, gw16mag)
 				checkCloseTol(t, name+" backward weight vs fp32", gw.data(), gw64, gwmag, convBF16Tol)
-				p.bf16 = nil
+				p.bf16.ks = nil
 			}
 		}
 	}
@@ -337,6 +334,72 @@ func checkCloseTol(t *testing.T, what string, got []float32, want, mag []float64
 	for i := range want {
 		if d := math.Abs(float64(got[i]) - want[i]); !(d <= tol*mag[i]+1e-30) {
 			t.Fatalf("%s: [%d] = %g, want %g (tolerance %g)", what, i, got[i], want[i], tol*mag[i])
+		}
+	}
+}
+
+// TestBF16DotTilesAgree checks the assembly dotTile against the plain-Go
+// one bit for bit, with b rows at odd offsets (a stride-1 convolution's
+// shifted input rows), and the guards after out's tile.
+func TestBF16DotTilesAgree(t *testing.T) {
+	ks := bestBF16Kernels()
+	if ks == nil {
+		t.Skip("no bf16 assembly on this CPU or build")
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, n := range []int{32, 64, 1024} {
+		lda := n + 3
+		a := make([]uint16, 3*lda+n)
+		b := make([]uint16, 2*n+9)
+		for i := range a {
+			a[i] = bf16Round(float32(rng.NormFloat64()))
+		}
+		for i := range b {
+			b[i] = bf16Round(float32(rng.NormFloat64()))
+		}
+		offs := []int{0, 1, 7, n + 9}
+		const ldo = 6
+		got, want := make([]float32, 4*ldo), make([]float32, 4*ldo)
+		for i := range got {
+			got[i] = float32(i)
+			want[i] = float32(i)
+		}
+		ks.dotTile(n, &a[0], lda, &b[0], &offs[0], &got[0], ldo)
+		dotTile4x4BF16Go(n, &a[0], lda, &b[0], &offs[0], &want[0], ldo)
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("n=%d: out[%d] = %g, Go %g", n, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+func TestBF16ZeroAllocs(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	if err := p.SetPrecision(BF16); err != nil {
+		t.Skip(err)
+	}
+	rng := rand.New(rand.NewPCG(13, 14))
+	const m, n, k = 128, 160, 96
+	a, b, c := randSlice(rng, m*k), randSlice(rng, k*n), make([]float32, m*n)
+	gemm := func() { Sgemm(p, false, false, m, n, k, 1, a, k, b, n, 0, c, n) }
+	gemm()
+	if allocs := testing.AllocsPerRun(10, gemm); allocs != 0 {
+		t.Fatalf("%v allocs per BF16 Sgemm", allocs)
+	}
+	for _, cp := range []ConvParams{{PadH: 1, PadW: 1}, {StrideH: 2, StrideW: 2, PadH: 1, PadW: 1}} {
+		g := NewConvGeom([4]int{4, 6, 14, 14}, [4]int{16, 6, 5, 5}, cp)
+		x, w := randSlice(rng, g.N*g.C*g.H*g.W), randSlice(rng, g.O*g.C*25)
+		y, gx, gw, gb := make([]float32, g.N*g.O*g.OH*g.OW), make([]float32, len(x)), make([]float32, len(w)), make([]float32, g.O)
+		step := func() {
+			Conv2D(p, g, x, w, gb, y)
+			Conv2DBackwardData(p, g, y, w, gx)
+			Conv2DBackwardWeight(p, g, x, y, gw, gb)
+		}
+		step()
+		if a := testing.AllocsPerRun(5, step); a != 0 {
+			t.Fatalf("%+v: %v allocs per BF16 forward+backward", cp, a)
 		}
 	}
 }

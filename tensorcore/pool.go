@@ -34,8 +34,7 @@ type Pool struct {
 	gemm gemmJob
 	dotw dotWJob
 
-	bf16   *bf16KernelSet // non-nil: GEMMs in BF16 (SetPrecision)
-	gemm16 bf16Job
+	bf16 bf16State // products in BF16 when bf16.ks is set (SetPrecision)
 }
 
 // poolTask is one parallel job: run is called once per part with the part
