@@ -127,6 +127,12 @@ type bf16KernelSet struct {
 
 	// round sets dst[i] = bf16Round(src[i]) for i < len(src).
 	round func(dst []uint16, src []float32)
+
+	// packGridPairs packs one nr-column B micro-panel of bf16 pairs from
+	// rows of a bf16 image: dst[q*nr+c] = src[offs[2q]+c] |
+	// src[offs[2q+1]+c]<<16 for q < (len(offs)+1)/2, a zero high half
+	// past len(offs). See bf16PackGridPairsRef.
+	packGridPairs func(dst []uint32, src []uint16, offs []int, nr int)
 }
 
 // bf16State is a Pool's precision setting and the job descriptors of its
@@ -151,6 +157,8 @@ var goBF16Kernels = &bf16KernelSet{
 	dtR:       4,
 	dtC:       4,
 	round:     bf16RoundRef,
+
+	packGridPairs: bf16PackGridPairsRef,
 }
 
 // availableBF16Kernels lists every bf16 kernel set that runs on this CPU,
@@ -207,6 +215,37 @@ func bf16RoundRef(dst []uint16, src []float32) {
 	for i, v := range src {
 		dst[i] = bf16Round(v)
 	}
+}
+
+// bf16PackGridPairsRef is the plain-Go packGridPairs (see bf16KernelSet).
+func bf16PackGridPairsRef(dst []uint32, src []uint16, offs []int, nr int) {
+	kc := len(offs)
+	for q := 0; q < (kc+1)/2; q++ {
+		d := dst[q*nr:][:nr]
+		lo := src[offs[2*q]:][:nr]
+		if 2*q+1 == kc {
+			for c, v := range lo {
+				d[c] = uint32(v)
+			}
+			continue
+		}
+		hi := src[offs[2*q+1]:][:nr]
+		for c, v := range lo {
+			d[c] = uint32(v) | uint32(hi[c])<<16
+		}
+	}
+}
+
+// roundGridBF16 returns xp rounded to bf16 in s when p runs BF16, for the
+// grid operand of a stride-1 convolution to pack its panels from (each
+// element is packed O/G times, so it is rounded once here), or nil.
+func roundGridBF16(p *Pool, s *scratch, xp []float32) []uint16 {
+	if p == nil || p.bf16.ks == nil {
+		return nil
+	}
+	s.bf16.x = growUint16(s.bf16.x, len(xp))
+	p.bf16.ks.round(s.bf16.x, xp)
+	return s.bf16.x
 }
 
 // dotTile4x4BF16Go is the plain-Go dotTile (see bf16KernelSet.dotTile):
@@ -398,7 +437,16 @@ func (j *bf16Job) serial(s *scratch, i0, i1, j0, j1 int) {
 			kc := min(gemmKC, j.k-pc)
 			kp := (kc + 1) / 2
 			for jr := 0; jr < nc; jr += nr {
-				j.b.packB(s, b16.panel, nr, pc, kc, jc+jr, min(nr, nc-jr))
+				nn := min(nr, nc-jr)
+				if cv := &j.b.cv; cv.x16 != nil {
+					// A whole grid panel inside one image: pairs straight
+					// from the rounded image.
+					if n, r := (jc+jr)/cv.plane, (jc+jr)%cv.plane; nn == nr && r+nr <= cv.plane {
+						ks.packGridPairs(b16.packB[jr*kp:], cv.x16[n*cv.img+r:], cv.kkOff[pc:pc+kc], nr)
+						continue
+					}
+				}
+				j.b.packB(s, b16.panel, nr, pc, kc, jc+jr, nn)
 				ks.packPairs(b16.packB[jr*kp:], b16.panel, kc, nr)
 			}
 			beta := j.beta

@@ -18,6 +18,9 @@ func dotTile4x4BF16AVX512(n int, a *uint16, lda int, b *uint16, boffs *int, out 
 //go:noescape
 func bf16RoundAVX512(dst *uint16, src *float32, n int)
 
+//go:noescape
+func bf16PackGridPairsAVX512(dst *uint32, src *uint16, offs *int, pairs int)
+
 // avx512BF16Kernels need AVX512_BF16 (VDPBF16PS, VCVTNE2PS2BF16) and
 // AVX512BW (VPERMW, word masks): a 12×32 micro-kernel with the register
 // layout of the float32 one.
@@ -31,6 +34,8 @@ var avx512BF16Kernels = &bf16KernelSet{
 	dtR:       4,
 	dtC:       4,
 	round:     bf16RoundAVX512Go,
+
+	packGridPairs: bf16PackGridPairsAVX512Go,
 }
 
 func hasAVX512BF16() bool {
@@ -74,5 +79,29 @@ func bf16RoundAVX512Go(dst []uint16, src []float32) {
 	}
 	for i := n32; i < n; i++ {
 		dst[i] = bf16Round(src[i])
+	}
+}
+
+// bf16PackGridPairsAVX512Go is packGridPairs (see bf16KernelSet) on the
+// assembly for nr 32: whole pairs of rows there, an odd last row here.
+func bf16PackGridPairsAVX512Go(dst []uint32, src []uint16, offs []int, nr int) {
+	kc := len(offs)
+	if nr != 32 {
+		bf16PackGridPairsRef(dst, src, offs, nr)
+		return
+	}
+	pairs := kc / 2
+	if pairs > 0 {
+		_ = dst[pairs*nr-1]
+		for _, o := range offs {
+			_ = src[o : o+nr] // bounds: the assembly does not check
+		}
+		bf16PackGridPairsAVX512(&dst[0], &src[0], &offs[0], pairs)
+	}
+	if kc%2 == 1 {
+		d := dst[pairs*nr:][:nr]
+		for c, v := range src[offs[kc-1]:][:nr] {
+			d[c] = uint32(v)
+		}
 	}
 }

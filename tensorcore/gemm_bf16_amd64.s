@@ -1079,3 +1079,73 @@ roundLoop:
 	JNZ  roundLoop
 	VZEROUPPER
 	RET
+
+// bf16PairLo and bf16PairHi are the VPERMI2W indexes that interleave two
+// rows of 32 words, r0 (indexes 0-31) and r1 (32-63), into pairs: words
+// 2i, 2i+1 of the low result are r0[i], r1[i] for i < 16; of the high
+// result, r0[16+i], r1[16+i].
+DATA bf16PairLo<>+0(SB)/4, $0x00200000
+DATA bf16PairLo<>+4(SB)/4, $0x00210001
+DATA bf16PairLo<>+8(SB)/4, $0x00220002
+DATA bf16PairLo<>+12(SB)/4, $0x00230003
+DATA bf16PairLo<>+16(SB)/4, $0x00240004
+DATA bf16PairLo<>+20(SB)/4, $0x00250005
+DATA bf16PairLo<>+24(SB)/4, $0x00260006
+DATA bf16PairLo<>+28(SB)/4, $0x00270007
+DATA bf16PairLo<>+32(SB)/4, $0x00280008
+DATA bf16PairLo<>+36(SB)/4, $0x00290009
+DATA bf16PairLo<>+40(SB)/4, $0x002a000a
+DATA bf16PairLo<>+44(SB)/4, $0x002b000b
+DATA bf16PairLo<>+48(SB)/4, $0x002c000c
+DATA bf16PairLo<>+52(SB)/4, $0x002d000d
+DATA bf16PairLo<>+56(SB)/4, $0x002e000e
+DATA bf16PairLo<>+60(SB)/4, $0x002f000f
+GLOBL bf16PairLo<>(SB), RODATA|NOPTR, $64
+DATA bf16PairHi<>+0(SB)/4, $0x00300010
+DATA bf16PairHi<>+4(SB)/4, $0x00310011
+DATA bf16PairHi<>+8(SB)/4, $0x00320012
+DATA bf16PairHi<>+12(SB)/4, $0x00330013
+DATA bf16PairHi<>+16(SB)/4, $0x00340014
+DATA bf16PairHi<>+20(SB)/4, $0x00350015
+DATA bf16PairHi<>+24(SB)/4, $0x00360016
+DATA bf16PairHi<>+28(SB)/4, $0x00370017
+DATA bf16PairHi<>+32(SB)/4, $0x00380018
+DATA bf16PairHi<>+36(SB)/4, $0x00390019
+DATA bf16PairHi<>+40(SB)/4, $0x003a001a
+DATA bf16PairHi<>+44(SB)/4, $0x003b001b
+DATA bf16PairHi<>+48(SB)/4, $0x003c001c
+DATA bf16PairHi<>+52(SB)/4, $0x003d001d
+DATA bf16PairHi<>+56(SB)/4, $0x003e001e
+DATA bf16PairHi<>+60(SB)/4, $0x003f001f
+GLOBL bf16PairHi<>(SB), RODATA|NOPTR, $64
+
+// func bf16PackGridPairsAVX512(dst *uint32, src *uint16, offs *int, pairs int)
+//
+// For q < pairs and c < 32: dst[q*32+c] = src[offs[2q]+c] |
+// src[offs[2q+1]+c] << 16: one 32-column B micro-panel of bf16 pairs from
+// rows of a bf16 image at the given offsets (see bf16PackGridPairsRef).
+TEXT ·bf16PackGridPairsAVX512(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ offs+16(FP), R8
+	MOVQ pairs+24(FP), CX
+	VMOVDQU32 bf16PairLo<>(SB), Z30
+	VMOVDQU32 bf16PairHi<>(SB), Z31
+
+gridPair:
+	MOVQ 0(R8), AX
+	MOVQ 8(R8), BX
+	VMOVDQU16 (SI)(AX*2), Z0
+	VMOVDQU16 (SI)(BX*2), Z1
+	VMOVDQA64 Z30, Z2
+	VPERMI2W Z1, Z0, Z2
+	VMOVDQA64 Z31, Z3
+	VPERMI2W Z1, Z0, Z3
+	VMOVDQU32 Z2, (DI)
+	VMOVDQU32 Z3, 64(DI)
+	ADDQ $16, R8
+	ADDQ $128, DI
+	DECQ CX
+	JNZ  gridPair
+	VZEROUPPER
+	RET

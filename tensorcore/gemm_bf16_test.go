@@ -403,3 +403,41 @@ func TestBF16ZeroAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestBF16PackGridPairs runs every packGridPairs against the reference,
+// on odd and even row counts and odd offsets.
+func TestBF16PackGridPairs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	src := make([]uint16, 4000)
+	for i := range src {
+		src[i] = uint16(rng.Uint32())
+	}
+	for _, ks := range availableBF16Kernels() {
+		for _, nr := range []int{16, 32} {
+			for _, kc := range []int{1, 2, 9, 256} {
+				offs := make([]int, kc)
+				for i := range offs {
+					offs[i] = rng.IntN(len(src) - nr)
+				}
+				kp := (kc + 1) / 2
+				want := make([]uint32, kp*nr)
+				bf16PackGridPairsRef(want, src, offs, nr)
+				got := make([]uint32, kp*nr+5)
+				for i := range got {
+					got[i] = 0xdeadbeef
+				}
+				ks.packGridPairs(got, src, offs, nr)
+				for i, v := range want {
+					if got[i] != v {
+						t.Fatalf("%s nr=%d kc=%d: [%d] = %#08x, want %#08x", ks.name, nr, kc, i, got[i], v)
+					}
+				}
+				for i := kp * nr; i < len(got); i++ {
+					if got[i] != 0xdeadbeef {
+						t.Fatalf("%s nr=%d kc=%d: wrote past the panel at %d", ks.name, nr, kc, i)
+					}
+				}
+			}
+		}
+	}
+}
