@@ -167,7 +167,7 @@ func (t *dotWJob) run(_, lo, hi int) {
 // fixed order.
 func gridBackwardWeight(ks *kernelSet, p *Pool, g ConvGeom, x, gy, gw []float32) {
 	if p != nil && p.bf16.ks != nil {
-		gridBackwardWeightBF16(p.bf16.ks, p, g, x, gy, gw)
+		backwardWeightBF16(p.bf16.ks, p, g, x, gy, gw)
 		return
 	}
 	s := p.scratchFor(0)

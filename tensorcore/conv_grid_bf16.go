@@ -1,5 +1,22 @@
 package tensorcore
 
+// bf16GemmWeightPixels is the output size (OH·OW) under which the BF16
+// weight gradient of a stride-1 convolution runs as a GEMM rather than as
+// dot tiles on the grid. ResNet-18 layers at batch 16, one thread, bf16
+// cpu-GFLOP/s (tiles / GEMM): 64@56 153 / 60, 128@28 159 / 91, 256@14
+// 118 / 122, 512@7 54 / 104.
+const bf16GemmWeightPixels = 256
+
+// backwardWeightBF16 overwrites gw with dL/dw in BF16 for a geometry that
+// gridFits, by dot tiles on the grid or, for small images, by a GEMM.
+func backwardWeightBF16(ks *bf16KernelSet, p *Pool, g ConvGeom, x, gy, gw []float32) {
+	if g.OH*g.OW < bf16GemmWeightPixels {
+		gemmBackwardWeightBF16(ks, p, g, x, gy, gw)
+		return
+	}
+	gridBackwardWeightBF16(ks, p, g, x, gy, gw)
+}
+
 // dotWBF16Job is dotWJob on bf16 copies of the gradient grid and of the
 // padded input.
 type dotWBF16Job struct {
@@ -89,6 +106,32 @@ func gridBackwardWeightBF16(ks *bf16KernelSet, p *Pool, g ConvGeom, x, gy, gw []
 		}
 		for o := 0; o < og; o++ {
 			copy(gw[(gi*og+o)*kdim:(gi*og+o+1)*kdim], out[o*kpad:o*kpad+kdim])
+		}
+	}
+}
+
+// gemmBackwardWeightBF16 overwrites gw with dL/dw as one GEMM per group,
+// gWᵀ(C/G·KH·KW × O/G) = im2col(x) · gYᵀ, as conv2DBackwardWeightWith does
+// for strides above 1. With BF16 it beats the dot tiles on small images,
+// where the tiles' per-image lane reductions and the grid's extra columns
+// cost more than packing the im2col rows (see bf16GemmWeightPixels).
+func gemmBackwardWeightBF16(ks *bf16KernelSet, p *Pool, g ConvGeom, x, gy, gw []float32) {
+	cg, og := g.C/g.Groups, g.O/g.Groups
+	kdim := cg * g.KH * g.KW
+	P := g.OH * g.OW
+	s := p.scratchFor(0)
+	defer p.releaseScratch(s)
+	s.conv = grow(s.conv, kdim*og)
+	gwt := s.conv // (kdim × og)
+	for gi := 0; gi < g.Groups; gi++ {
+		a := gemmOperand{kind: operandIm2colRows, cv: im2colSrc(x, g, gi*cg)}
+		b := gemmOperand{kind: operandPlanesT, cv: convSrc{x: gy, C: g.O, c0: gi * og, plane: P}}
+		sgemmBF16(ks, p, kdim, og, g.N*P, 1, a, b, gemmOut{d: gwt, rs: og, plane: og}, 0)
+		for o := 0; o < og; o++ {
+			dst := gw[(gi*og+o)*kdim:][:kdim]
+			for kk := range dst {
+				dst[kk] = gwt[kk*og+o]
+			}
 		}
 	}
 }

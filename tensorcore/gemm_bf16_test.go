@@ -323,6 +323,14 @@ func TestConvBF16(t *testing.T) {
 				gw.checkGuards(t, name+" gw")
 				checkClose(t, name+" backward weight", gw.data(), gw16, gw16mag)
 				checkCloseTol(t, name+" backward weight vs fp32", gw.data(), gw64, gwmag, convBF16Tol)
+				if gridFits(g) { // both ways, whichever backwardWeightBF16 picks
+					for _, bw := range []func(*bf16KernelSet, *Pool, ConvGeom, []float32, []float32, []float32){gridBackwardWeightBF16, gemmBackwardWeightBF16} {
+						gw := newGuarded(nil, 1, nw)
+						bw(ks, p, g, x, gy, gw.data())
+						gw.checkGuards(t, name+" gw")
+						checkClose(t, name+" backward weight (grid or gemm)", gw.data(), gw16, gw16mag)
+					}
+				}
 				p.bf16.ks = nil
 			}
 		}
@@ -388,9 +396,14 @@ func TestBF16ZeroAllocs(t *testing.T) {
 	if allocs := testing.AllocsPerRun(10, gemm); allocs != 0 {
 		t.Fatalf("%v allocs per BF16 Sgemm", allocs)
 	}
-	for _, cp := range []ConvParams{{PadH: 1, PadW: 1}, {StrideH: 2, StrideW: 2, PadH: 1, PadW: 1}} {
-		g := NewConvGeom([4]int{4, 6, 14, 14}, [4]int{16, 6, 5, 5}, cp)
-		x, w := randSlice(rng, g.N*g.C*g.H*g.W), randSlice(rng, g.O*g.C*25)
+	for _, cc := range []convCase{
+		{x: [4]int{4, 6, 14, 14}, w: [4]int{16, 6, 5, 5}, cp: ConvParams{PadH: 1, PadW: 1}},
+		{x: [4]int{4, 6, 14, 14}, w: [4]int{16, 6, 5, 5}, cp: ConvParams{StrideH: 2, StrideW: 2, PadH: 1, PadW: 1}},
+		{x: [4]int{2, 6, 20, 20}, w: [4]int{16, 6, 3, 3}, cp: ConvParams{PadH: 1, PadW: 1}}, // weight gradient on the grid
+	} {
+		cp := cc.cp
+		g := NewConvGeom(cc.x, cc.w, cp)
+		x, w := randSlice(rng, g.N*g.C*g.H*g.W), randSlice(rng, g.O*g.C*g.KH*g.KW)
 		y, gx, gw, gb := make([]float32, g.N*g.O*g.OH*g.OW), make([]float32, len(x)), make([]float32, len(w)), make([]float32, g.O)
 		step := func() {
 			Conv2D(p, g, x, w, gb, y)
