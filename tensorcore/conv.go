@@ -115,6 +115,8 @@ type convSrc struct {
 	img                    int   // stride between images in x (grid and planes operands)
 	gw                     int   // row stride of the padded grid (grid operands)
 	kkOff                  []int // offset in x of each im2col row (grid operands)
+
+	x16 []uint16 // x rounded to bf16, or nil (grid operands of a BF16 GEMM)
 }
 
 func im2colSrc(x []float32, g ConvGeom, c0 int) convSrc {

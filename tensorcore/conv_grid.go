@@ -89,11 +89,15 @@ func gridForward(ks *kernelSet, p *Pool, g ConvGeom, x, w, bias, y []float32) {
 	// The last grid columns of the last image read up to (KW-1)*dw floats
 	// past the padded input, and a packed panel up to a panel width more.
 	xp, kkOff := padInput(s, g, x, cg, (g.KW-1)*g.DilW+gemmMaxNR)
+	xb := roundGridBF16(p, s, xp)
 	s.convY = grow(s.convY, g.N*g.O*plane)
 	yg := s.convY
 	for gi := 0; gi < g.Groups; gi++ {
 		a := gemmOperand{kind: operandDense, d: w[gi*og*kdim:], ld: kdim}
 		b := gemmOperand{kind: operandGrid, cv: convSrc{x: xp[gi*cg*hp*wp:], plane: plane, img: g.C * hp * wp, kkOff: kkOff}}
+		if xb != nil {
+			b.cv.x16 = xb[gi*cg*hp*wp:]
+		}
 		out := gemmOut{d: yg, rs: plane, plane: plane, img: g.O * plane, rowOffset: gi * og}
 		sgemmWith(ks, p, og, g.N*plane, kdim, 1, a, b, out, 0)
 	}
@@ -162,6 +166,10 @@ func (t *dotWJob) run(_, lo, hi int) {
 // shifted by its offset. Sums run over images, then pixel blocks, in a
 // fixed order.
 func gridBackwardWeight(ks *kernelSet, p *Pool, g ConvGeom, x, gy, gw []float32) {
+	if p != nil && p.bf16.ks != nil {
+		backwardWeightBF16(p.bf16.ks, p, g, x, gy, gw)
+		return
+	}
 	s := p.scratchFor(0)
 	defer p.releaseScratch(s)
 	R, C := ks.dtR, ks.dtC

@@ -137,6 +137,10 @@ func sgemmWith(ks *kernelSet, p *Pool, m, n, k int, alpha float32, a, b gemmOper
 	if m <= 0 || n <= 0 {
 		return
 	}
+	if p != nil && p.bf16.ks != nil && k > 0 {
+		sgemmBF16(p.bf16.ks, p, m, n, k, alpha, a, b, out, beta)
+		return
+	}
 	parts := p.Workers()
 	if parts > 1 && m*n*k >= gemmSerialFlops {
 		j := &p.gemm

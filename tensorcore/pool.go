@@ -33,6 +33,8 @@ type Pool struct {
 	// kept here so that handing them to the workers does not allocate.
 	gemm gemmJob
 	dotw dotWJob
+
+	bf16 bf16State // products in BF16 when bf16.ks is set (SetPrecision)
 }
 
 // poolTask is one parallel job: run is called once per part with the part
@@ -194,6 +196,7 @@ type scratch struct {
 	convX, convY []float32 // padded input and grid output of a stride-1 convolution
 	convK        []int     // offsets of the im2col rows in a padded input
 	cols         []int     // per-column offsets for im2col packing
+	bf16         bf16Scratch
 }
 
 // nilPoolScratch is the free list of scratch areas used by a nil Pool. It
