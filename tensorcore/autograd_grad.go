@@ -689,12 +689,16 @@ func gradMaxPool2x2(gx, gy []float32, arg []int32, p0, p1, h, w int) {
 // planes [p0, p1) of any max pooling: each output's gradient goes to the
 // position its argmax recorded, which lies in the output's own plane, so
 // planes are independent.
+//
+// A plane is cleared just before its scatter, while it is still in cache.
 func gradMaxPoolPlanes(gx, gy []float32, arg []int32, p0, p1, hw, ohw int, acc bool) {
-	if !acc {
-		clear(gx[p0*hw : p1*hw])
-	}
-	g := gy[p0*ohw : p1*ohw]
-	for i, k := range arg[p0*ohw : p1*ohw] {
-		gx[k] += g[i]
+	for p := p0; p < p1; p++ {
+		if !acc {
+			clear(gx[p*hw : (p+1)*hw])
+		}
+		g := gy[p*ohw : (p+1)*ohw]
+		for i, k := range arg[p*ohw : (p+1)*ohw] {
+			gx[k] += g[i]
+		}
 	}
 }

@@ -89,24 +89,22 @@ col:
 	VZEROUPPER
 	RET
 
-// func maxPool2x2GradAVX2(g0, g1, gy *float32, arg *int32, base0, base1, n int)
+// func maxPool2x2GradAVX2(dst, gy *float32, arg *int32, base, n int)
 //
-// For t < n (a positive multiple of 8): g0[2t+e] = gy[t] where arg[t] ==
-// base0+2t+e, else 0, and g1 likewise with base1 (e = 0, 1): the input
-// gradient of two rows under non-overlapping 2×2 windows, each element
-// written once.
-TEXT ·maxPool2x2GradAVX2(SB), NOSPLIT, $0-56
-	MOVQ g0+0(FP), DI
-	MOVQ g1+8(FP), R9
-	MOVQ gy+16(FP), SI
-	MOVQ arg+24(FP), R8
-	MOVQ n+48(FP), CX
+// For t < n (a positive multiple of 8): dst[2t+e] = gy[t] where arg[t] ==
+// base+2t+e, else 0 (e = 0, 1): one input row's gradient under
+// non-overlapping 2×2 windows, each element written once. The caller runs
+// it once per row: two dense store streams one after the other fetch the
+// rows from memory much faster than one loop storing to both.
+TEXT ·maxPool2x2GradAVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ gy+8(FP), SI
+	MOVQ arg+16(FP), R8
+	MOVQ n+32(FP), CX
 	SHRQ $3, CX
 	VMOVDQU rampS2<>(SB), Y15
-	VPBROADCASTD base0+32(FP), Y10
-	VPADDD Y15, Y10, Y10 // row 0 even offsets
-	VPBROADCASTD base1+40(FP), Y9
-	VPADDD Y15, Y9, Y9 // row 1 even offsets
+	VPBROADCASTD base+24(FP), Y10
+	VPADDD Y15, Y10, Y10 // even offsets
 	MOVL $16, AX
 	VMOVD AX, X14
 	VPBROADCASTD X14, Y14
@@ -116,7 +114,6 @@ TEXT ·maxPool2x2GradAVX2(SB), NOSPLIT, $0-56
 gradBlock:
 	VMOVDQU (R8), Y0
 	VMOVUPS (SI), Y1
-	// row 0
 	VPCMPEQD Y10, Y0, Y2
 	VANDPS Y1, Y2, Y4 // even columns
 	VPADDD Y11, Y10, Y3
@@ -128,24 +125,10 @@ gradBlock:
 	VPERM2F128 $0x31, Y7, Y6, Y3
 	VMOVUPS Y2, (DI)
 	VMOVUPS Y3, 32(DI)
-	// row 1
-	VPCMPEQD Y9, Y0, Y2
-	VANDPS Y1, Y2, Y4
-	VPADDD Y11, Y9, Y3
-	VPCMPEQD Y3, Y0, Y3
-	VANDPS Y1, Y3, Y5
-	VUNPCKLPS Y5, Y4, Y6
-	VUNPCKHPS Y5, Y4, Y7
-	VPERM2F128 $0x20, Y7, Y6, Y2
-	VPERM2F128 $0x31, Y7, Y6, Y3
-	VMOVUPS Y2, (R9)
-	VMOVUPS Y3, 32(R9)
 	ADDQ $32, R8
 	ADDQ $32, SI
 	ADDQ $64, DI
-	ADDQ $64, R9
 	VPADDD Y14, Y10, Y10
-	VPADDD Y14, Y9, Y9
 	DECQ CX
 	JNZ  gradBlock
 	VZEROUPPER
