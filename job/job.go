@@ -46,6 +46,12 @@ type Spec struct {
 	// export's model file): fine-tuning. A head trained for another number
 	// of classes is started afresh. On a cluster every worker reads it.
 	InitFrom string `json:"init_from,omitempty"`
+	// Precision is what the products of convolutions and matrix
+	// multiplications are computed in: fp32 (the default), or bf16 (their
+	// inputs rounded to bfloat16, sums and everything else in fp32, master
+	// weights untouched) where the CPU has AVX512_BF16; elsewhere the run
+	// says so and computes in fp32.
+	Precision string `json:"precision,omitempty"`
 	// LabelSmoothing mixes this share of a uniform distribution into the
 	// training targets of the cross-entropy (PyTorch's label_smoothing;
 	// 0.1 is ImageNet's usual). Evaluation loss is plain cross-entropy.
@@ -239,6 +245,9 @@ func (s Spec) Validate() error {
 	if s.ImageSize < 0 {
 		bad("image_size must not be negative, got %d", s.ImageSize)
 	}
+	if s.Precision != "" && s.Precision != "fp32" && s.Precision != "bf16" {
+		bad("precision %q is unknown (fp32, bf16)", s.Precision)
+	}
 	if !(s.LabelSmoothing >= 0 && s.LabelSmoothing < 1) {
 		bad("label_smoothing must be in [0, 1), got %g", s.LabelSmoothing)
 	}
@@ -301,8 +310,9 @@ func (s Spec) Hash() string {
 		Shortcut         string  `json:",omitempty"`
 		LabelSmoothing   float64 `json:",omitempty"`
 		InitFrom         string  `json:",omitempty"`
+		Precision        string  `json:",omitempty"`
 	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule, s.TrainLimit, s.TestLimit,
-		s.ImageSize, s.ZeroInitResidual, s.Shortcut, s.LabelSmoothing, s.InitFrom}
+		s.ImageSize, s.ZeroInitResidual, s.Shortcut, s.LabelSmoothing, s.InitFrom, s.Precision}
 	b, _ := json.Marshal(key) // a struct of plain values always marshals
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])

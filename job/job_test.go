@@ -45,6 +45,7 @@ func TestValidate(t *testing.T) {
 		{func(s *Spec) { s.ImageSize = -1 }, "image_size"},
 		{func(s *Spec) { s.LabelSmoothing = 1 }, "label_smoothing"},
 		{func(s *Spec) { s.Accumulate = -2 }, "accumulate"},
+		{func(s *Spec) { s.Precision = "fp16" }, "precision"},
 		{func(s *Spec) { s.Optimizer.LR = 0 }, "optimizer.lr"},
 		{func(s *Spec) { s.Optimizer.Momentum = 1 }, "momentum"},
 		{func(s *Spec) { s.Schedule.Name = "zigzag" }, "zigzag"},

@@ -28,6 +28,8 @@ type BenchResult struct {
 	StepMillis float64 `json:"step_ms"`
 	// Timeline reports whether the steps were recorded in a timeline.
 	Timeline bool `json:"timeline"`
+	// Precision is what the products were computed in (BenchModel).
+	Precision string `json:"precision,omitempty"`
 	// Layers is where a step's time goes, by op and shape, on one core
 	// (BenchModel with Layers); TrainFLOP is the GEMM arithmetic of one
 	// image's training step.
@@ -120,6 +122,11 @@ func BenchModel(ctx context.Context, spec job.Spec, cfg models.Config, o BenchOp
 	pool := tensorcore.NewPool(threads)
 	defer pool.Close()
 	models.UsePool(opt, pool)
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	usePrecision(pool, spec.Precision, logf)
 	in := dataset.Shape{C: m.InputShape[0], H: m.InputShape[1], W: m.InputShape[2]}
 	c, err := newCompute(m, pool, threads, spec.BatchSize, spec.Accumulate, spec.Seed, float32(spec.LabelSmoothing), in)
 	if err != nil {
@@ -142,7 +149,7 @@ func BenchModel(ctx context.Context, spec job.Spec, cfg models.Config, o BenchOp
 		opt.Step(lr)
 		return nil
 	}
-	res := BenchResult{Model: spec.Model, BatchSize: spec.BatchSize, Threads: threads}
+	res := BenchResult{Model: spec.Model, BatchSize: spec.BatchSize, Threads: threads, Precision: pool.Precision().String()}
 	if !o.Layers {
 		return timeSteps(ctx, res, step, max(o.Warmup, 1), o.Steps, o.Repeats)
 	}

@@ -31,6 +31,9 @@ const minReplicaBatch = 8
 // many small kernels, which scale poorly across cores; whole slices do.
 // Both ways are deterministic for a given thread count.
 //
+// The replicas' pools compute in the precision of pool (see
+// tensorcore.Pool.SetPrecision).
+//
 // With accumulation (accum > 1), each tape runs its share of the batch in
 // accum micro-batches one after another, adding their gradients (each
 // weighted by its share): the activations held at once are a micro-batch's,
@@ -97,6 +100,9 @@ func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch, accu
 			c.rngs = append(c.rngs, useStream(m))
 		}
 		p := tensorcore.NewPool(1)
+		if err := p.SetPrecision(pool.Precision()); err != nil { // the engine's pool could, so this one can
+			return nil, fmt.Errorf("worker: %w", err)
+		}
 		c.replicas = append(c.replicas, &replica{
 			model: m, pool: p, tape: tensorcore.NewTape(p),
 			paramOf: gradIndex(m.Arena), seen: make([]bool, len(m.Arena.Params)),

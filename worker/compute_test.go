@@ -2,8 +2,10 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -191,4 +193,64 @@ func TestEvalBatch(t *testing.T) {
 			t.Errorf("evalBatch(%d, %d) = %d, want %d", tc.perRank, tc.accum, got, tc.want)
 		}
 	}
+}
+
+// A job in bf16 computes its products in bf16 on the engine's pool and on
+// every replica's, where the CPU can (else it says so and stays in fp32):
+// the gradient is that of fp32 to bf16's precision, not the same bits.
+func TestComputeInBF16(t *testing.T) {
+	train, err := dataset.LoadMNIST(realMNIST(t), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batch = 32
+	idx := make([]int, batch)
+	for i := range idx {
+		idx[i] = 3 * i
+	}
+	grads := map[string][]float32{}
+	for _, precision := range []string{"fp32", "bf16"} {
+		m, err := models.Build("lenet5", 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := dataset.Shape{C: 1, H: 28, W: 28}
+		pool := tensorcore.NewPool(2)
+		var notes []string
+		usePrecision(pool, precision, func(f string, a ...any) { notes = append(notes, fmt.Sprintf(f, a...)) })
+		if want := precision == "bf16" && tensorcore.HasBF16(); (pool.Precision() == tensorcore.BF16) != want {
+			t.Fatalf("%s: pool in %v", precision, pool.Precision())
+		}
+		if precision == "bf16" && !tensorcore.HasBF16() && (len(notes) != 1 || !strings.Contains(notes[0], "training in fp32")) {
+			t.Fatalf("bf16 without the instructions: notes %q", notes)
+		}
+		c, err := newCompute(m, pool, 2, batch, 1, 5, 0, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range c.replicas {
+			if r.pool.Precision() != pool.Precision() {
+				t.Fatalf("%s: a replica's pool in %v, the engine's in %v", precision, r.pool.Precision(), pool.Precision())
+			}
+		}
+		x, y := make([]float32, batch*in.Size()), make([]int, batch)
+		if err := train.Fill(x, y, idx, dataset.Transform{Out: in}); err != nil {
+			t.Fatal(err)
+		}
+		c.step(0, x, y, nil)
+		grads[precision] = slices.Clone(m.Arena.Grad)
+		c.Close()
+		pool.Close()
+	}
+	var num, den float64
+	for i, g := range grads["fp32"] {
+		d := float64(g - grads["bf16"][i])
+		num += d * d
+		den += float64(g) * float64(g)
+	}
+	rel := math.Sqrt(num / den)
+	if rel > 0.05 || (tensorcore.HasBF16() && rel == 0) {
+		t.Fatalf("bf16 gradient differs from fp32's by %.3g (relative norm); want a difference under 0.05 (bf16 keeps 8 bits; LeNet-5 rounds at 5 layers), and none only without bf16", rel)
+	}
+	t.Logf("bf16 gradient vs fp32: %.3g relative", rel)
 }

@@ -114,6 +114,7 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 	e.sched = models.NewSchedule(spec.Schedule, spec.LR(), spec.Epochs, e.stepsPerEpoch)
 	e.pool = tensorcore.NewPool(e.threads)
 	models.UsePool(e.opt, e.pool)
+	usePrecision(e.pool, spec.Precision, logf)
 	if e.compute, err = newCompute(e.model, e.pool, e.threads, perRank, spec.Accumulate, spec.Seed, float32(spec.LabelSmoothing), e.in); err != nil {
 		e.pool.Close()
 		return nil, err
@@ -123,6 +124,19 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 	e.initData = slices.Clone(e.model.Arena.Data)
 	e.initBuffers = slices.Clone(e.model.Arena.Buffers)
 	return e, nil
+}
+
+// usePrecision sets the products of p's GEMMs and convolutions to the
+// job's precision; where the CPU cannot compute in it (bf16 without
+// AVX512_BF16), it says so through logf and leaves p in fp32.
+func usePrecision(p *tensorcore.Pool, precision string, logf func(string, ...any)) {
+	pr, err := tensorcore.ParsePrecision(precision)
+	if err == nil {
+		err = p.SetPrecision(pr)
+	}
+	if err != nil {
+		logf("precision %s: %v; training in fp32", precision, err)
+	}
 }
 
 // modelConfig is what the job's model is built for: the data set's classes

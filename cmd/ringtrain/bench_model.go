@@ -35,7 +35,8 @@ is the compute alone, as bench/torchside compares it with PyTorch's.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := models.Config{Classes: classes, Input: []int{ch, spec.ImageSize, spec.ImageSize}}
-			res, err := worker.BenchModel(cmd.Context(), spec, cfg, worker.BenchOptions{Steps: steps, Repeats: repeats, Warmup: warmup, Layers: layers})
+			res, err := worker.BenchModel(cmd.Context(), spec, cfg, worker.BenchOptions{Steps: steps, Repeats: repeats, Warmup: warmup, Layers: layers,
+				Logf: func(f string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), f+"\n", a...) }})
 			if err != nil {
 				return err
 			}
@@ -45,8 +46,8 @@ is the compute alone, as bench/torchside compares it with PyTorch's.`,
 				fmt.Fprintln(out, string(b))
 				return nil
 			}
-			fmt.Fprintf(out, "%s, batch %d, %d threads: %.2f images/s median (min %.2f, max %.2f over %d × %d steps), %.1f ms/step\n",
-				res.Model, res.BatchSize, res.Threads, res.Median, res.Min, res.Max, res.Repeats, res.Steps, res.StepMillis)
+			fmt.Fprintf(out, "%s, batch %d, %d threads, %s: %.2f images/s median (min %.2f, max %.2f over %d × %d steps), %.1f ms/step\n",
+				res.Model, res.BatchSize, res.Threads, res.Precision, res.Median, res.Min, res.Max, res.Repeats, res.Steps, res.StepMillis)
 			if layers {
 				printLayers(out, res, peak)
 			}
@@ -61,6 +62,7 @@ is the compute alone, as bench/torchside compares it with PyTorch's.`,
 	f.IntVar(&ch, "channels", 0, "input channels of an ImageNet or CIFAR net (0: its default)")
 	f.IntVar(&spec.Threads, "threads", 0, "compute threads (0: all cores)")
 	f.IntVar(&spec.Accumulate, "accumulate", 0, "micro-batches per step (gradient accumulation)")
+	f.StringVar(&spec.Precision, "precision", "", "products in fp32 (default) or bf16 (where the CPU has AVX512_BF16)")
 	f.StringVar(&spec.Optimizer.Name, "optimizer", "sgd", "optimizer")
 	f.Float64Var(&spec.Optimizer.LR, "lr", 0.01, "learning rate")
 	f.Float64Var(&spec.Optimizer.Momentum, "momentum", 0.9, "momentum")
