@@ -333,7 +333,8 @@ type Coordinator struct {
 	cfg      Config
 	now      int64 // ticks since New
 	nextJoin uint64
-	members  []*member // alive members in admission order
+	members  []*member          // alive members in admission order
+	byName   map[string]*member // the same members by name
 
 	gen     Generation // the last published generation; Number 0 before the first
 	genAt   int64      // the tick gen was published
@@ -354,7 +355,7 @@ func New(cfg Config) (*Coordinator, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	c := &Coordinator{cfg: cfg, nextJoin: 1}
+	c := &Coordinator{cfg: cfg, nextJoin: 1, byName: map[string]*member{}}
 	c.gen.Number = cfg.StartGeneration
 	c.updateStatus()
 	return c, nil
@@ -411,7 +412,9 @@ func (c *Coordinator) Join(name, token, jobHash string) error {
 	if len(c.members) >= c.cfg.MaxWorkers {
 		return fmt.Errorf("coordinator: join %s: %w: %d of max %d workers", name, ErrFull, len(c.members), c.cfg.MaxWorkers)
 	}
-	c.members = append(c.members, &member{name: name, joinIndex: c.nextJoin, lastHeard: c.now, waitSince: -1})
+	m := &member{name: name, joinIndex: c.nextJoin, lastHeard: c.now, waitSince: -1}
+	c.members = append(c.members, m)
+	c.byName[name] = m
 	c.nextJoin++
 	c.addCause(Cause{Kind: CauseJoin, Worker: name})
 	c.changed()
@@ -655,14 +658,9 @@ func (c *Coordinator) Advance() {
 	c.updateStatus()
 }
 
-func (c *Coordinator) find(name string) *member {
-	for _, m := range c.members {
-		if m.name == name {
-			return m
-		}
-	}
-	return nil
-}
+// find returns member name, or nil. It is a map lookup: a heartbeat from
+// each of N workers costs O(N) in all, not O(N²).
+func (c *Coordinator) find(name string) *member { return c.byName[name] }
 
 func (c *Coordinator) remove(name, reason string) {
 	i := slices.IndexFunc(c.members, func(m *member) bool { return m.name == name })
@@ -670,6 +668,7 @@ func (c *Coordinator) remove(name, reason string) {
 		return
 	}
 	c.members = slices.Delete(c.members, i, i+1)
+	delete(c.byName, name)
 	if j := slices.Index(c.out.Pause, name); j >= 0 {
 		c.out.Pause = slices.Delete(slices.Clone(c.out.Pause), j, j+1)
 		if len(c.out.Pause) == 0 {
