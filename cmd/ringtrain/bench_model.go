@@ -71,7 +71,7 @@ is the compute alone, as bench/torchside compares it with PyTorch's.`,
 	f.IntVar(&warmup, "warmup", 1, "untimed steps first")
 	f.BoolVar(&asJSON, "json", false, "print one JSON line")
 	f.BoolVar(&layers, "layers", false, "also time each op of the first core's tape and print where a step's time goes")
-	f.Float64Var(&peak, "peak", 0, "with --layers: a core's peak GFLOP/s, to print each op's share of it (about 217 with AVX-512 FMA at 3.4 GHz)")
+	f.Float64Var(&peak, "peak", 0, "with --layers: a core's fp32 peak in GFLOP/s, to print each op's share of it (FMA units × lanes × 2 × GHz: about 217 on Zen 5 at 3.4 GHz; about 115 on Zen 4, whose 512-bit FMAs run on 256-bit units)")
 	return cmd
 }
 
