@@ -30,6 +30,11 @@ import (
 
 func TestAPIServer(t *testing.T) {
 	c := connect(t)
+	v, err := c.typed.Discovery().ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kube-apiserver %s", v.GitVersion)
 	for _, o := range renderOverlays(t) {
 		t.Run(o.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
