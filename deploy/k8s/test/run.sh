@@ -20,7 +20,8 @@
 #
 # Every process started here is stopped on exit; logs are kept in a
 # temporary directory and their tails printed when something fails
-# (KEEP_LOGS=1 keeps the directory).
+# (KEEP_LOGS=1 keeps the directory). RINGTRAIN_K8S_CACHE puts the binaries
+# elsewhere.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -134,6 +135,7 @@ alive() {
 }
 
 mapfile -t ports < <("$bin/clusterenv" ports 3)
+[ "${#ports[@]}" -eq 3 ] || die "no free loopback ports"
 etcd_client=${ports[0]} etcd_peer=${ports[1]} api_port=${ports[2]}
 server=https://127.0.0.1:$api_port
 "$bin/clusterenv" pki "$work/pki" "$server"
