@@ -181,7 +181,7 @@ echo "kube-apiserver $k8s_version ready at $server in $(( $(date +%s) - t0 ))s (
 
 # --- tests ----------------------------------------------------------------
 
-export RINGTRAIN_K8S_OVERLAYS=$root/deploy/k8s/overlays
+export RINGTRAIN_K8S_OVERLAYS=${RINGTRAIN_K8S_OVERLAYS:-$root/deploy/k8s/overlays}
 # Compiled once, before anything is timed; run from this directory.
 (cd "$here" && go test -c -o "$work/k8stest.test" .) || die "compiling the tests failed"
 gotest() { (cd "$here" && "$work/k8stest.test" -test.count=1 -test.timeout=10m -test.v -test.run "$1"); }
