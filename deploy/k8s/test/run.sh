@@ -4,6 +4,9 @@
 #   deploy/k8s/test/run.sh                layer 1: etcd + kube-apiserver
 #   deploy/k8s/test/run.sh --controllers  layer 2: also kube-controller-manager
 #                                         and kube-scheduler
+#   deploy/k8s/test/run.sh --build        build (or find cached) what layer 1
+#                                         runs, and stop (CI starts it early,
+#                                         in the background)
 #
 # Builds kube-apiserver (and for layer 2 kube-controller-manager and
 # kube-scheduler) from the Go module k8s.io/kubernetes pinned in this
@@ -28,11 +31,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 
 controllers=false
+build_only=false
 for a in "$@"; do
 	case "$a" in
 	--controllers) controllers=true ;;
+	--build) build_only=true ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-	*) echo "run.sh: unknown argument $a (want --controllers)" >&2; exit 2 ;;
+	*) echo "run.sh: unknown argument $a (want --controllers or --build)" >&2; exit 2 ;;
 	esac
 done
 
@@ -82,6 +87,9 @@ fi
 (cd "$here" && go build -o "$bin/clusterenv.tmp.$$" ./cmd/clusterenv && mv "$bin/clusterenv.tmp.$$" "$bin/clusterenv") ||
 	die "building cmd/clusterenv failed"
 echo "binaries in $bin ($(elapsed))"
+if $build_only; then
+	exit 0
+fi
 
 # --- processes ------------------------------------------------------------
 
