@@ -36,12 +36,24 @@ type Tensor struct {
 type State struct {
 	Model           string   // the model's zoo name (model file metadata "model"; also "format": "pt")
 	Params, Buffers []Tensor // model.safetensors: PyTorch state_dict names
-	OptimizerSteps  int64    // optimizer.safetensors metadata "steps"
-	Optimizer       []Tensor // optimizer.safetensors
+	// Counters are integers of the model's state (BatchNorm's
+	// num_batches_tracked), written to model.safetensors as I64 scalars so
+	// that PyTorch loads the file with strict=True. They are derived (the
+	// engine knows how many batches the model has seen), so ReadState
+	// does not read them back.
+	Counters       []Counter
+	OptimizerSteps int64    // optimizer.safetensors metadata "steps"
+	Optimizer      []Tensor // optimizer.safetensors
 	// Codec is rank-local state of the gradient codec (PowerSGD's error
 	// feedback and warm-start factors). Each rank writes its own whole file
 	// codec-0000r-of-0000W.safetensors (rank r+1 of W), never dealt out; absent when empty.
 	Codec []Tensor
+}
+
+// Counter is one named integer of a model's state.
+type Counter struct {
+	Name  string
+	Value int64
 }
 
 // CodecFile is the name of the codec file of rank (0-based) of a ring of
@@ -69,6 +81,14 @@ func (st State) Parts(rank, world int) []Part {
 	model := make(map[string]safetensors.Tensor, len(st.Params)+len(st.Buffers))
 	add(model, ModelFile, st.Params, asShaped)
 	add(model, ModelFile, st.Buffers, asShaped)
+	for _, c := range st.Counters {
+		if _, dup := model[c.Name]; dup {
+			panic(fmt.Sprintf("checkpoint: Parts: tensor %q twice in %s", c.Name, ModelFile))
+		}
+		b := make([]byte, 8)
+		binary.LittleEndian.PutUint64(b, uint64(c.Value))
+		model[c.Name] = safetensors.Tensor{DType: "I64", Shape: []int{}, Data: b}
+	}
 	opt := make(map[string]safetensors.Tensor, len(st.Optimizer))
 	add(opt, OptimizerFile, st.Optimizer, flat)
 	parts := []Part{

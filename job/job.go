@@ -29,6 +29,28 @@ type Spec struct {
 	// DataDir is where the data set's files are (or are fetched to).
 	DataDir string `json:"data_dir,omitempty"`
 
+	// ImageSize is the side of the square images a sized model (the
+	// ImageNet and CIFAR nets: see `ringtrain models`) is built for and
+	// the data set is resampled to (0: the model's default, 224 for the
+	// ImageNet nets; digit sets keep their 28×28 unless it is smaller).
+	ImageSize int `json:"image_size,omitempty"`
+	// ZeroInitResidual starts the last BatchNorm gamma of each residual
+	// block at 0 (residual models; the large-batch recipe of Goyal et al.
+	// 2017).
+	ZeroInitResidual bool `json:"zero_init_residual,omitempty"`
+	// Shortcut is a residual model's shortcut: projection (the default) or
+	// none (a plain net of the same depth).
+	Shortcut string `json:"shortcut,omitempty"`
+	// InitFrom is a safetensors file of weights to start from instead of
+	// the seed's initialization (a PyTorch state_dict, a checkpoint's or an
+	// export's model file): fine-tuning. A head trained for another number
+	// of classes is started afresh. On a cluster every worker reads it.
+	InitFrom string `json:"init_from,omitempty"`
+	// LabelSmoothing mixes this share of a uniform distribution into the
+	// training targets of the cross-entropy (PyTorch's label_smoothing;
+	// 0.1 is ImageNet's usual). Evaluation loss is plain cross-entropy.
+	LabelSmoothing float64 `json:"label_smoothing,omitempty"`
+
 	Epochs    int    `json:"epochs"`
 	BatchSize int    `json:"batch_size"`
 	Seed      uint64 `json:"seed"`
@@ -54,6 +76,15 @@ type Spec struct {
 	// Buckets tunes how gradients are all-reduced while backward runs.
 	Buckets Buckets `json:"buckets,omitempty"`
 
+	// Accumulate splits each worker's share of a step into this many
+	// micro-batches computed one after another, their gradients summed
+	// before the all-reduce (0 or 1: none): a small cluster trains at a
+	// global batch_size its memory could not hold at once. Like threads,
+	// it decides how a step is computed, not what it computes (except
+	// that BatchNorm normalizes each micro-batch by its own statistics,
+	// as it does each core's slice), so it is not part of the job's hash.
+	Accumulate int `json:"accumulate,omitempty"`
+
 	// DataThreads is the number of goroutines that prepare batches ahead
 	// of the step (0: one, which keeps the compute threads their cores on
 	// the digit sets). Prefetch never changes which samples a step sees.
@@ -77,9 +108,18 @@ type Optimizer struct {
 	Momentum    float64 `json:"momentum,omitempty"`
 	Nesterov    bool    `json:"nesterov,omitempty"`
 	WeightDecay float64 `json:"weight_decay,omitempty"`
-	Beta1       float64 `json:"beta1,omitempty"`
-	Beta2       float64 `json:"beta2,omitempty"`
-	Eps         float64 `json:"eps,omitempty"`
+	// ScaleLR is "" (lr is the rate) or "linear": lr is the rate for a
+	// global batch of 256, and the run uses lr × batch_size / 256 (the
+	// linear scaling rule of Goyal et al. 2017; ImageNet's ResNet recipe
+	// is lr: 0.1 with momentum 0.9, a warm-up of about 5 epochs at large
+	// batches, and cosine or step decay).
+	ScaleLR string `json:"scale_lr,omitempty"`
+	// NoDecayNormBias exempts BatchNorm parameters and biases from weight
+	// decay (the usual large-batch recipe).
+	NoDecayNormBias bool    `json:"no_decay_norm_bias,omitempty"`
+	Beta1           float64 `json:"beta1,omitempty"`
+	Beta2           float64 `json:"beta2,omitempty"`
+	Eps             float64 `json:"eps,omitempty"`
 }
 
 // Schedule is the learning-rate schedule.
@@ -175,6 +215,9 @@ func (s Spec) Validate() error {
 	if !(s.Optimizer.LR > 0) {
 		bad("optimizer.lr must be positive, got %g", s.Optimizer.LR)
 	}
+	if s.Optimizer.ScaleLR != "" && s.Optimizer.ScaleLR != "linear" {
+		bad("optimizer.scale_lr %q is unknown (linear, or leave it out)", s.Optimizer.ScaleLR)
+	}
 	if s.Optimizer.Momentum < 0 || s.Optimizer.Momentum >= 1 {
 		bad("optimizer.momentum must be in [0, 1), got %g", s.Optimizer.Momentum)
 	}
@@ -193,8 +236,17 @@ func (s Spec) Validate() error {
 	if s.Schedule.WarmupSteps < 0 {
 		bad("schedule.warmup_steps must not be negative")
 	}
+	if s.ImageSize < 0 {
+		bad("image_size must not be negative, got %d", s.ImageSize)
+	}
+	if !(s.LabelSmoothing >= 0 && s.LabelSmoothing < 1) {
+		bad("label_smoothing must be in [0, 1), got %g", s.LabelSmoothing)
+	}
 	if s.Threads < 0 {
 		bad("threads must not be negative, got %d", s.Threads)
+	}
+	if s.Accumulate < 0 {
+		bad("accumulate must not be negative, got %d", s.Accumulate)
 	}
 	if s.DataThreads < 0 {
 		bad("data_threads must not be negative, got %d", s.DataThreads)
@@ -243,10 +295,26 @@ func (s Spec) Hash() string {
 		// hashes of jobs without them stay what they were.
 		TrainLimit int `json:",omitempty"`
 		TestLimit  int `json:",omitempty"`
-	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule, s.TrainLimit, s.TestLimit}
+		// The model's shape and the loss, omitted when unset likewise.
+		ImageSize        int     `json:",omitempty"`
+		ZeroInitResidual bool    `json:",omitempty"`
+		Shortcut         string  `json:",omitempty"`
+		LabelSmoothing   float64 `json:",omitempty"`
+		InitFrom         string  `json:",omitempty"`
+	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule, s.TrainLimit, s.TestLimit,
+		s.ImageSize, s.ZeroInitResidual, s.Shortcut, s.LabelSmoothing, s.InitFrom}
 	b, _ := json.Marshal(key) // a struct of plain values always marshals
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
+}
+
+// LR is the learning rate the run starts its schedule from: optimizer.lr,
+// scaled by batch_size/256 under scale_lr: linear.
+func (s Spec) LR() float64 {
+	if s.Optimizer.ScaleLR == "linear" {
+		return s.Optimizer.LR * float64(s.BatchSize) / 256
+	}
+	return s.Optimizer.LR
 }
 
 // DefaultName is the name of a job whose file gives none.

@@ -42,6 +42,9 @@ func TestValidate(t *testing.T) {
 	}{
 		{func(s *Spec) { s.Epochs = 0 }, "epochs"},
 		{func(s *Spec) { s.BatchSize = -1 }, "batch_size"},
+		{func(s *Spec) { s.ImageSize = -1 }, "image_size"},
+		{func(s *Spec) { s.LabelSmoothing = 1 }, "label_smoothing"},
+		{func(s *Spec) { s.Accumulate = -2 }, "accumulate"},
 		{func(s *Spec) { s.Optimizer.LR = 0 }, "optimizer.lr"},
 		{func(s *Spec) { s.Optimizer.Momentum = 1 }, "momentum"},
 		{func(s *Spec) { s.Schedule.Name = "zigzag" }, "zigzag"},
@@ -137,5 +140,24 @@ func TestClusterSizes(t *testing.T) {
 		if lo, hi := s.WorkerRange(); lo != tc.lo || hi != tc.hi {
 			t.Errorf("%+v: WorkerRange = %d, %d, want %d, %d", tc, lo, hi, tc.lo, tc.hi)
 		}
+	}
+}
+
+func TestLinearLRScaling(t *testing.T) {
+	s := Default()
+	s.Optimizer.LR, s.BatchSize = 0.1, 1024
+	if got := s.LR(); got != 0.1 {
+		t.Errorf("without scale_lr: LR() = %v, want 0.1", got)
+	}
+	s.Optimizer.ScaleLR = "linear"
+	if got := s.LR(); got != 0.4 {
+		t.Errorf("scale_lr linear at batch 1024: LR() = %v, want 0.4", got)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s.Optimizer.ScaleLR = "sqrt"
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), `scale_lr "sqrt" is unknown`) {
+		t.Errorf("scale_lr sqrt: %v", err)
 	}
 }

@@ -48,6 +48,12 @@ type Arena struct {
 	Buffers    []float32
 	BufferInfo []ParamInfo
 
+	// Counters names the model's integer state as PyTorch keeps it
+	// (BatchNorm's num_batches_tracked), in construction order. Its value
+	// is not held here: it is the number of training batches the model has
+	// seen, which the engine knows (see checkpoint.Counter).
+	Counters []string
+
 	index    map[string]int
 	bufIndex map[string]int
 }
@@ -159,12 +165,18 @@ type Builder struct {
 	rng    *rand.Rand
 	params []pending
 	bufs   []pending
+	counts []string
 	names  map[string]bool
 	err    error
 	built  bool
 	// shareData, when set, is the parameter slice Build lays the values
 	// out in (a replica's); no initializer runs.
 	shareData []float32
+	// countOnly counts the parameters into count and allocates nothing:
+	// Param and Buffer return tensors without data, and Build is not
+	// called (see Describe).
+	countOnly bool
+	count     int
 }
 
 type pending struct {
@@ -218,6 +230,10 @@ func (b *Builder) claim(kind, name string, shape []int) bool {
 // Builder) it returns placeholder tensors of the requested shape so that
 // construction can go on; Build reports the error.
 func (b *Builder) Param(name string, shape []int, init Initializer) (value, grad *tensorcore.Tensor) {
+	if b.countOnly {
+		b.count += shapeProd(shape)
+		return &tensorcore.Tensor{Shape: shape}, &tensorcore.Tensor{Shape: shape}
+	}
 	value, grad = placeholder(shape), placeholder(shape)
 	if !b.claim("parameter", name, shape) {
 		return value, grad
@@ -232,6 +248,9 @@ func (b *Builder) Param(name string, shape []int, init Initializer) (value, grad
 // Buffer adds a non-trained tensor called name, every element set to fill,
 // and returns it; after Build it is a view into the arena's Buffers.
 func (b *Builder) Buffer(name string, shape []int, fill float32) *tensorcore.Tensor {
+	if b.countOnly {
+		return &tensorcore.Tensor{Shape: shape}
+	}
 	t := placeholder(shape)
 	if !b.claim("buffer", name, shape) {
 		return t
@@ -241,6 +260,14 @@ func (b *Builder) Buffer(name string, shape []int, fill float32) *tensorcore.Ten
 	}
 	b.bufs = append(b.bufs, pending{name: name, value: t})
 	return t
+}
+
+// Counter adds an integer counter of training batches called name (see
+// Arena.Counters).
+func (b *Builder) Counter(name string) {
+	if b.claim("counter", name, nil) {
+		b.counts = append(b.counts, name)
+	}
 }
 
 func placeholder(shape []int) *tensorcore.Tensor {
@@ -274,6 +301,7 @@ func (b *Builder) Build() (*Arena, error) {
 		p.grad.Data = a.Grad[info.Offset : info.Offset+info.Len() : info.Offset+info.Len()]
 	}
 	a.BufferInfo, a.Buffers = layout(b.bufs, a.bufIndex, nil)
+	a.Counters = b.counts
 	return a, nil
 }
 

@@ -32,6 +32,22 @@ func NewOptimizer(o job.Optimizer, a *Arena) (Optimizer, error) {
 	if err := CheckOptimizer(o.Name); err != nil {
 		return nil, fmt.Errorf("models: %w", err)
 	}
+	decoupled := strings.EqualFold(o.Name, "adamw")
+	if wd := o.WeightDecay; decoupled && wd == 0 {
+		o.WeightDecay = float64(DefaultAdamW().WeightDecay)
+	}
+	if o.NoDecayNormBias && o.WeightDecay > 0 {
+		inner := o
+		inner.NoDecayNormBias, inner.WeightDecay = false, 0
+		if decoupled {
+			inner.Name = "adam" // AdamW is Adam with its decay applied apart
+		}
+		opt, err := NewOptimizer(inner, a)
+		if err != nil {
+			return nil, err
+		}
+		return newSelectiveDecay(opt, a, float32(o.WeightDecay), decoupled), nil
+	}
 	switch strings.ToLower(o.Name) {
 	case "adam", "adamw":
 		cfg := DefaultAdam()
@@ -62,6 +78,49 @@ func NewOptimizer(o job.Optimizer, a *Arena) (Optimizer, error) {
 	default: // "sgd" or ""
 		return NewSGD(a.Data, a.Grad, SGDConfig{Momentum: float32(o.Momentum), Nesterov: o.Nesterov, WeightDecay: float32(o.WeightDecay)})
 	}
+}
+
+// selectiveDecay is an optimizer built without weight decay, with the
+// decay applied by it to the weights only: every parameter of more than
+// one dimension (convolution and linear weights), not BatchNorm's gamma
+// and beta or any bias (job optimizer.no_decay_norm_bias). Coupled decay
+// adds wd·p to the gradient before the step, decoupled decay (AdamW)
+// scales p by 1-lr·wd; either is what the inner optimizer would have done
+// with its own decay, element for element.
+type selectiveDecay struct {
+	Optimizer
+	wd            float32
+	decoupled     bool
+	params, grads []float32
+	ranges        [][2]int // [lo, hi) of the decayed parameters
+}
+
+func newSelectiveDecay(opt Optimizer, a *Arena, wd float32, decoupled bool) *selectiveDecay {
+	o := &selectiveDecay{Optimizer: opt, wd: wd, decoupled: decoupled, params: a.Data, grads: a.Grad}
+	for _, p := range a.Params {
+		if len(p.Shape) > 1 {
+			o.ranges = append(o.ranges, [2]int{p.Offset, p.Offset + p.Len()})
+		}
+	}
+	return o
+}
+
+// Step decays the weights, then steps the inner optimizer.
+func (o *selectiveDecay) Step(lr float32) {
+	for _, r := range o.ranges {
+		p, g := o.params[r[0]:r[1]], o.grads[r[0]:r[1]]
+		if o.decoupled {
+			scale := 1 - lr*o.wd
+			for i := range p {
+				p[i] *= scale
+			}
+		} else {
+			for i := range p {
+				g[i] += o.wd * p[i]
+			}
+		}
+	}
+	o.Optimizer.Step(lr)
 }
 
 // NewSchedule builds the job's learning-rate schedule from its base rate

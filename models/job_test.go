@@ -157,3 +157,56 @@ func TestNewSchedule(t *testing.T) {
 		}
 	}
 }
+
+// With no_decay_norm_bias, weights (parameters of two or more dimensions)
+// step exactly as under the optimizer with decay, and BatchNorm's gamma,
+// beta and biases exactly as under the optimizer without it.
+func TestNoDecayNormBias(t *testing.T) {
+	for _, name := range []string{"sgd", "adam", "adamw", "rmsprop"} {
+		build := func(o job.Optimizer) *Model {
+			m, err := Build("resnet8", 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opt, err := NewOptimizer(o, m.Arena)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for step := range 3 { // each step's gradient is fresh, as backward leaves it
+				for i := range m.Arena.Grad {
+					m.Arena.Grad[i] = float32(math.Sin(float64(i + step)))
+				}
+				opt.Step(0.1)
+			}
+			return m
+		}
+		base := job.Optimizer{Name: name, Momentum: 0.9, WeightDecay: 0.05}
+		selective := base
+		selective.NoDecayNormBias = true
+		none := base
+		none.WeightDecay = 0
+		if name == "adamw" {
+			none.Name = "adam" // AdamW without decay
+		}
+		got, with, without := build(selective), build(base), build(none)
+		checked := [2]int{}
+		for _, p := range got.Arena.Params {
+			want := with
+			if len(p.Shape) == 1 {
+				want = without
+			}
+			for i := p.Offset; i < p.Offset+p.Len(); i++ {
+				if got.Arena.Data[i] != want.Arena.Data[i] {
+					t.Fatalf("%s: %s[%d] = %v, want %v", name, p.Name, i-p.Offset, got.Arena.Data[i], want.Arena.Data[i])
+				}
+			}
+			checked[min(len(p.Shape)-1, 1)]++
+		}
+		if checked[0] == 0 || checked[1] == 0 {
+			t.Fatalf("%s: checked %d one-dimensional and %d other parameters", name, checked[0], checked[1])
+		}
+		if with.Arena.Data[0] == without.Arena.Data[0] {
+			t.Fatalf("%s: weight decay changed nothing", name)
+		}
+	}
+}

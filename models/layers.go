@@ -175,7 +175,8 @@ func stride(k, s int) int {
 // statistics with Momentum, the variance unbiased, as PyTorch does) and by
 // the running statistics in evaluation, then scales and shifts.
 // Parameters: name.weight (C, ones), name.bias (C, zeros); buffers:
-// name.running_mean (C, zeros), name.running_var (C, ones).
+// name.running_mean (C, zeros), name.running_var (C, ones); counter:
+// name.num_batches_tracked.
 type BatchNorm struct {
 	Gamma, GGamma *tensorcore.Tensor // (C)
 	Beta, GBeta   *tensorcore.Tensor // (C)
@@ -192,6 +193,7 @@ func NewBatchNorm(b *Builder, name string, c int) *BatchNorm {
 	l.Beta, l.GBeta = b.Param(name+".bias", []int{c}, Zeros())
 	l.RunMean = b.Buffer(name+".running_mean", []int{c}, 0)
 	l.RunVar = b.Buffer(name+".running_var", []int{c}, 1)
+	b.Counter(name + ".num_batches_tracked")
 	return l
 }
 
@@ -281,47 +283,4 @@ func (s Sequential) Forward(c Ctx, x *tensorcore.Var) *tensorcore.Var {
 		x = m.Forward(c, x)
 	}
 	return x
-}
-
-// Residual is the basic block of a ResNet: relu(bn2(conv2(relu(bn1(conv1
-// x)))) + shortcut(x)), with 3×3 convolutions without bias (the first one
-// strided), and shortcut the identity, or a strided 1×1 convolution and a
-// BatchNorm when the shape changes. Parameter names follow torchvision:
-// name.conv1, name.bn1, name.conv2, name.bn2, name.downsample.0 (conv),
-// name.downsample.1 (BatchNorm).
-type Residual struct {
-	Conv1, Conv2 *Conv2d
-	BN1, BN2     *BatchNorm
-	DownConv     *Conv2d    // nil for the identity shortcut
-	DownBN       *BatchNorm // nil for the identity shortcut
-}
-
-// NewResidual adds a basic residual block from in to out channels whose
-// first convolution (and shortcut) has the given stride.
-func NewResidual(b *Builder, name string, in, out, stride int, init LayerInit) *Residual {
-	init.NoBias = true
-	stride = max(stride, 1)
-	r := &Residual{
-		Conv1: NewConv2d(b, name+".conv1", in, out, 3, tensorcore.ConvParams{StrideH: stride, StrideW: stride, PadH: 1, PadW: 1}, init),
-		BN1:   NewBatchNorm(b, name+".bn1", out),
-	}
-	r.Conv2 = NewConv2d(b, name+".conv2", out, out, 3, tensorcore.ConvParams{PadH: 1, PadW: 1}, init)
-	r.BN2 = NewBatchNorm(b, name+".bn2", out)
-	if in != out || stride != 1 {
-		r.DownConv = NewConv2d(b, name+".downsample.0", in, out, 1, tensorcore.ConvParams{StrideH: stride, StrideW: stride}, init)
-		r.DownBN = NewBatchNorm(b, name+".downsample.1", out)
-	}
-	return r
-}
-
-// Forward applies the block to x (N, in, H, W).
-func (r *Residual) Forward(c Ctx, x *tensorcore.Var) *tensorcore.Var {
-	tp := c.Tape
-	h := tp.ReLU(r.BN1.Forward(c, r.Conv1.Forward(c, x)))
-	h = r.BN2.Forward(c, r.Conv2.Forward(c, h))
-	sc := x
-	if r.DownConv != nil {
-		sc = r.DownBN.Forward(c, r.DownConv.Forward(c, x))
-	}
-	return tp.ReLU(tp.Add(h, sc))
 }

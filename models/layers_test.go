@@ -38,7 +38,7 @@ func TestLayerParamNames(t *testing.T) {
 	NewConvTranspose2d(b, "dec.t", 6, 4, 4, convGroups(2), 1, LayerInit{})
 	NewLinear(b, "head", 10, 5, LayerInit{NoBias: true})
 	NewBatchNorm(b, "bn", 7)
-	NewResidual(b, "block", 8, 16, 2, LayerInit{})
+	NewBasicBlock(b, "block", 8, 16, 2, BlockOptions{})
 	a, err := b.Build()
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +208,7 @@ func gradNet(b *Builder) Module {
 		NewConv2d(b, "c1", 2, 4, 3, tensorcore.ConvParams{PadH: 1, PadW: 1, StrideH: 2, StrideW: 2}, LayerInit{}), // (N,4,3,3)
 		NewBatchNorm(b, "bn", 4),
 		Tanh{},
-		NewResidual(b, "res", 4, 6, 1, LayerInit{}),
+		NewBasicBlock(b, "res", 4, 6, 1, BlockOptions{}),
 		NewConvTranspose2d(b, "up", 6, 3, 2, tensorcore.ConvParams{StrideH: 2, StrideW: 2}, 1, LayerInit{}), // (N,3,7,7)
 		AvgPool2d{K: 2}, // (N,3,3,3)
 		ScaledTanh{},

@@ -15,6 +15,20 @@ func CrossEntropy(tp *tensorcore.Tape, logits *tensorcore.Var, labels []int) *te
 	return tp.CrossEntropy(logits, labels)
 }
 
+// CrossEntropySmoothed is CrossEntropy against targets that mix smoothing
+// of a uniform distribution over the C classes into the one-hot label
+// (PyTorch's label_smoothing): the batch mean of
+// (1-smoothing)·(-log p[label]) + smoothing·mean over classes of -log p.
+// A smoothing of 0 is CrossEntropy.
+func CrossEntropySmoothed(tp *tensorcore.Tape, logits *tensorcore.Var, labels []int, smoothing float32) *tensorcore.Var {
+	ce := tp.CrossEntropy(logits, labels)
+	if smoothing == 0 {
+		return ce
+	}
+	uniform := tp.MeanAll(tp.LogSoftmax(logits, 1))
+	return tp.Sub(tp.MulScalar(ce, 1-smoothing), tp.MulScalar(uniform, smoothing))
+}
+
 // NLL is the mean over the batch of -logProbs[i, labels[i]], for
 // log-probabilities (N, C) such as LogSoftmax's output (PyTorch
 // F.nll_loss).

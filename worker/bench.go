@@ -3,12 +3,14 @@ package worker
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"time"
 
 	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/job"
 	"github.com/ringtrain/ringtrain/models"
+	"github.com/ringtrain/ringtrain/tensorcore"
 )
 
 // BenchResult is the training throughput of a model measured by Bench.
@@ -32,6 +34,10 @@ type BenchResult struct {
 type BenchOptions struct {
 	// Steps is the steps of one timed window, Repeats the windows.
 	Steps, Repeats int
+	// Warmup is the untimed steps before them (BenchModel; at least 1,
+	// which lets the tape allocate its buffers). Bench warms up for 10
+	// steps or a tenth of Steps.
+	Warmup int
 	// TimelineDir, when set, has the steps recorded in a timeline there,
 	// as training records them.
 	TimelineDir string
@@ -60,17 +66,75 @@ func Bench(ctx context.Context, spec job.Spec, o BenchOptions) (BenchResult, err
 		return BenchResult{}, err
 	}
 	defer l.close()
-	e, step, b := l.e, l.step, spec.BatchSize
 	if o.TimelineDir != "" {
-		defer openTimeline(e, o.TimelineDir, "bench", logf)()
+		defer openTimeline(l.e, o.TimelineDir, "bench", logf)()
 	}
-	warmup := max(10, steps/10)
+	res := BenchResult{Model: spec.Model, BatchSize: spec.BatchSize, Threads: l.e.threads, Timeline: l.e.tl != nil}
+	return timeSteps(ctx, res, l.step, max(10, steps/10), steps, repeats)
+}
+
+// BenchModel measures training throughput as Bench does, but on one fixed
+// batch of random images and labels held in memory (no data set is read),
+// for a model built for cfg: the compute of a training step alone
+// (forward, loss, backward, the gradient summed over the cores, the
+// optimizer step), as a side-by-side with another framework times it.
+func BenchModel(ctx context.Context, spec job.Spec, cfg models.Config, o BenchOptions) (BenchResult, error) {
+	if err := CheckJob(spec); err != nil {
+		return BenchResult{}, err
+	}
+	if o.Steps < 1 || o.Repeats < 1 {
+		return BenchResult{}, fmt.Errorf("worker: bench needs at least one step and one repeat, got %d and %d", o.Steps, o.Repeats)
+	}
+	m, err := models.BuildFor(spec.Model, spec.Seed, cfg)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	opt, err := models.NewOptimizer(spec.Optimizer, m.Arena)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	threads := spec.Threads
+	if threads == 0 {
+		threads = defaultThreads()
+	}
+	pool := tensorcore.NewPool(threads)
+	defer pool.Close()
+	in := dataset.Shape{C: m.InputShape[0], H: m.InputShape[1], W: m.InputShape[2]}
+	c, err := newCompute(m, pool, threads, spec.BatchSize, spec.Accumulate, spec.Seed, float32(spec.LabelSmoothing), in)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	defer c.Close()
+	rng := rand.New(rand.NewPCG(spec.Seed, 0x62656e6368)) // "bench"
+	x := make([]float32, spec.BatchSize*in.Size())
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	y := make([]int, spec.BatchSize)
+	for i := range y {
+		y[i] = rng.IntN(m.NumClasses)
+	}
+	lr, n := float32(spec.Optimizer.LR), 0
+	step := func() error {
+		n++
+		c.step(n, x, y, nil)
+		opt.Step(lr)
+		return nil
+	}
+	res := BenchResult{Model: spec.Model, BatchSize: spec.BatchSize, Threads: threads}
+	return timeSteps(ctx, res, step, max(o.Warmup, 1), o.Steps, o.Repeats)
+}
+
+// timeSteps runs step for warmup steps, then times repeats windows of
+// steps each, and fills res with images per second over them.
+func timeSteps(ctx context.Context, res BenchResult, step func() error, warmup, steps, repeats int) (BenchResult, error) {
+	b := res.BatchSize
+	res.Steps, res.Repeats = steps, repeats
 	for i := 0; i < warmup; i++ {
 		if err := step(); err != nil {
 			return BenchResult{}, err
 		}
 	}
-	res := BenchResult{Model: spec.Model, BatchSize: b, Threads: e.threads, Steps: steps, Repeats: repeats, Timeline: e.tl != nil}
 	for r := 0; r < repeats; r++ {
 		if err := ctx.Err(); err != nil {
 			return res, err

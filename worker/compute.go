@@ -31,22 +31,31 @@ const minReplicaBatch = 8
 // many small kernels, which scale poorly across cores; whole slices do.
 // Both ways are deterministic for a given thread count.
 //
+// With accumulation (accum > 1), each tape runs its share of the batch in
+// accum micro-batches one after another, adding their gradients (each
+// weighted by its share): the activations held at once are a micro-batch's,
+// so a rank trains at a batch its memory could not hold. BatchNorm
+// normalizes each micro-batch by its own statistics, as PyTorch does under
+// accumulation.
+//
 // When step is given a final function, it reports each parameter's
 // gradient as soon as the batch's gradient of it is complete in the
 // model's arena (summed over the replicas), while backward goes on.
 type compute struct {
-	seed     uint64
-	rngs     []*rand.PCG // the dropout streams of model (index 0) and the replicas
-	model    *models.Model
-	pool     *tensorcore.Pool
-	tape     *tensorcore.Tape // the single-tape way
-	replicas []*replica       // the split way; replicas[0] runs on model
-	in       dataset.Shape
-	size     int              // floats per image
-	paramOf  map[*float32]int // the model's gradient buffers → parameter index
-	seen     []bool           // parameters reported this step (one tape)
-	count    []atomic.Int32   // replicas done with each parameter this step
-	final    func(p int)      // the step's final, nil for none
+	seed      uint64
+	smoothing float32     // the training loss's label smoothing
+	accum     int         // micro-batches per tape and step (at least 1)
+	rngs      []*rand.PCG // the dropout streams of model (index 0) and the replicas
+	model     *models.Model
+	pool      *tensorcore.Pool
+	tape      *tensorcore.Tape // the single-tape way
+	replicas  []*replica       // the split way; replicas[0] runs on model
+	in        dataset.Shape
+	size      int              // floats per image
+	paramOf   map[*float32]int // the model's gradient buffers → parameter index
+	seen      []bool           // parameters reported this step (one tape)
+	count     []atomic.Int32   // replicas done with each parameter this step
+	final     func(p int)      // the step's final, nil for none
 
 	// the batch of the step in progress, read by runPart
 	x       []float32
@@ -68,12 +77,13 @@ type replica struct {
 	fwdEnd  time.Time // when its forward (and loss) ended this step
 }
 
-func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch int, seed uint64, in dataset.Shape) (*compute, error) {
-	c := &compute{seed: seed, model: model, pool: pool, in: in, size: in.Size()}
+func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch, accum int, seed uint64, smoothing float32, in dataset.Shape) (*compute, error) {
+	accum = max(accum, 1)
+	c := &compute{seed: seed, smoothing: smoothing, accum: accum, model: model, pool: pool, in: in, size: in.Size()}
 	c.paramOf = gradIndex(model.Arena)
 	c.seen = make([]bool, len(model.Arena.Params))
 	c.rngs = []*rand.PCG{useStream(model)}
-	if threads < 2 || batch < threads*minReplicaBatch {
+	if threads < 2 || (batch+accum-1)/accum < threads*minReplicaBatch {
 		c.tape = tensorcore.NewTape(pool)
 		return c, nil
 	}
@@ -143,15 +153,9 @@ func (c *compute) step(step int, x []float32, y []int, final func(p int)) (loss 
 	}
 	c.final = final
 	if c.tape != nil {
-		tp := c.tape
-		tp.Reset()
-		xv := tp.Const(tensorcore.FromSlice(x, len(y), c.in.C, c.in.H, c.in.W))
-		logits := c.model.Forward(tp, xv, true)
-		lv := tp.CrossEntropy(logits, y)
-		fwdEnd = time.Now()
 		c.model.Arena.ZeroGrad()
-		backward(tp, lv, c.paramOf, c.seen, final)
-		return float64(lv.Value.Data[0]), models.CountCorrect(logits.Value, y), fwdEnd
+		sum, correct, fwdEnd := c.run(c.tape, c.model, x, y, 0, len(y), c.paramOf, c.seen, final)
+		return sum / float64(len(y)), correct, fwdEnd
 	}
 	n, parts := len(y), len(c.replicas)
 	for i, r := range c.replicas {
@@ -249,18 +253,44 @@ func (r *replica) run(c *compute) {
 		}
 		return
 	}
-	tp := r.tape
-	tp.Reset()
-	y := c.y[r.lo:r.hi]
-	xv := tp.Const(tensorcore.FromSlice(c.x[r.lo*c.size:r.hi*c.size], len(y), c.in.C, c.in.H, c.in.W))
-	logits := r.model.Forward(tp, xv, true)
-	lv := tp.CrossEntropy(logits, y)
-	r.fwdEnd = time.Now()
 	var done func(int)
 	if c.final != nil {
 		done = c.replicaDone
 	}
-	backward(tp, lv, r.paramOf, r.seen, done)
-	r.loss = float64(lv.Value.Data[0])
-	r.correct = models.CountCorrect(logits.Value, y)
+	sum, correct, fwdEnd := c.run(r.tape, r.model, c.x, c.y, r.lo, r.hi, r.paramOf, r.seen, done)
+	r.loss, r.correct, r.fwdEnd = sum/float64(r.hi-r.lo), correct, fwdEnd
+}
+
+// run does forward and backward of samples [lo, hi) of the batch (x, y) on
+// tp with model, in c.accum micro-batches, adding to the model's gradient
+// (zeroed by the caller) the gradient of the slice's mean loss, and
+// returns the slice's summed loss, its correct predictions and when the
+// last forward ended. final, when not nil, hears of the parameters whose
+// gradient is complete during the last micro-batch's backward.
+func (c *compute) run(tp *tensorcore.Tape, model *models.Model, x []float32, y []int, lo, hi int, paramOf map[*float32]int, seen []bool, final func(int)) (sum float64, correct int, fwdEnd time.Time) {
+	n := hi - lo
+	k := max(min(c.accum, n), 1) // no empty micro-batch
+	for m := range k {
+		mlo, mhi := lo+m*n/k, lo+(m+1)*n/k
+		last := m == k-1
+		tp.Reset()
+		my := y[mlo:mhi]
+		xv := tp.Const(tensorcore.FromSlice(x[mlo*c.size:mhi*c.size], len(my), c.in.C, c.in.H, c.in.W))
+		logits := model.Forward(tp, xv, true)
+		lv := models.CrossEntropySmoothed(tp, logits, my, c.smoothing)
+		fwdEnd = time.Now()
+		if k > 1 { // the slice's mean is the micro-batches' weighted sum
+			lv = tp.MulScalar(lv, float32(len(my))/float32(n))
+		}
+		var f func(int)
+		if last {
+			f = final
+		}
+		backward(tp, lv, paramOf, seen, f)
+		if len(my) > 0 {
+			sum += float64(lv.Value.Data[0]) * float64(n)
+			correct += models.CountCorrect(logits.Value, my)
+		}
+	}
+	return sum, correct, fwdEnd
 }

@@ -26,16 +26,22 @@ func TestSplitBatchGradientEqualsWholeBatch(t *testing.T) {
 		idx[i] = 7 * i
 	}
 	for _, name := range []string{"lenet5", "mlp"} {
-		grads := map[int][]float32{}
-		losses := map[int]float64{}
-		for _, threads := range []int{1, 3} {
+		// Whole, split across cores, accumulated over micro-batches, and
+		// both: the same batch-mean gradient (these nets have no
+		// BatchNorm, whose statistics would differ per slice).
+		type way struct{ threads, accum int }
+		ways := []way{{1, 1}, {3, 1}, {1, 4}, {3, 2}}
+		grads := map[way][]float32{}
+		losses := map[way]float64{}
+		for _, w := range ways {
+			threads := w.threads
 			m, err := models.Build(name, 5)
 			if err != nil {
 				t.Fatal(err)
 			}
 			in := dataset.Shape{C: m.InputShape[0], H: m.InputShape[1], W: m.InputShape[2]}
 			pool := tensorcore.NewPool(threads)
-			c, err := newCompute(m, pool, threads, batch, 5, in)
+			c, err := newCompute(m, pool, threads, batch, w.accum, 5, 0, in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -47,22 +53,25 @@ func TestSplitBatchGradientEqualsWholeBatch(t *testing.T) {
 				t.Fatal(err)
 			}
 			loss, _, _ := c.step(0, x, y, nil)
-			grads[threads] = append([]float32(nil), m.Arena.Grad...)
-			losses[threads] = loss
+			grads[w] = append([]float32(nil), m.Arena.Grad...)
+			losses[w] = loss
 			c.Close()
 			pool.Close()
 		}
-		if d := math.Abs(losses[1] - losses[3]); d > 1e-5*math.Abs(losses[1]) {
-			t.Errorf("%s: loss %v whole, %v split", name, losses[1], losses[3])
-		}
-		var num, den float64
-		for i := range grads[1] {
-			d := float64(grads[1][i] - grads[3][i])
-			num += d * d
-			den += float64(grads[1][i]) * float64(grads[1][i])
-		}
-		if rel := math.Sqrt(num / den); rel > 1e-5 || den == 0 {
-			t.Errorf("%s: split-batch gradient differs by %.2g (relative norm)", name, rel)
+		whole := ways[0]
+		for _, w := range ways[1:] {
+			if d := math.Abs(losses[whole] - losses[w]); d > 1e-5*math.Abs(losses[whole]) {
+				t.Errorf("%s: loss %v whole, %v with %+v", name, losses[whole], losses[w], w)
+			}
+			var num, den float64
+			for i := range grads[whole] {
+				d := float64(grads[whole][i] - grads[w][i])
+				num += d * d
+				den += float64(grads[whole][i]) * float64(grads[whole][i])
+			}
+			if rel := math.Sqrt(num / den); rel > 1e-5 || den == 0 {
+				t.Errorf("%s: the gradient with %+v differs by %.2g (relative norm)", name, w, rel)
+			}
 		}
 	}
 }
@@ -82,7 +91,8 @@ func TestStepReportsEachGradientOnceFinal(t *testing.T) {
 		idx[i] = 11 * i
 	}
 	for _, name := range []string{"lenet5", "resnet8"} {
-		for _, threads := range []int{1, 3} {
+		for _, w := range []struct{ threads, accum int }{{1, 1}, {3, 1}, {1, 3}, {3, 2}} {
+			threads := w.threads
 			run := func(report bool) (grad []float32, snaps map[int][]float32, counts []int) {
 				m, err := models.Build(name, 5)
 				if err != nil {
@@ -91,7 +101,7 @@ func TestStepReportsEachGradientOnceFinal(t *testing.T) {
 				in := dataset.Shape{C: m.InputShape[0], H: m.InputShape[1], W: m.InputShape[2]}
 				pool := tensorcore.NewPool(threads)
 				defer pool.Close()
-				c, err := newCompute(m, pool, threads, batch, 5, in)
+				c, err := newCompute(m, pool, threads, batch, w.accum, 5, 0, in)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -121,17 +131,17 @@ func TestStepReportsEachGradientOnceFinal(t *testing.T) {
 			want, _, _ := run(false)
 			got, snaps, counts := run(true)
 			if !slices.Equal(got, want) {
-				t.Errorf("%s, %d threads: gradients with reports differ from those without", name, threads)
+				t.Errorf("%s, %+v: gradients with reports differ from those without", name, w)
 			}
 			m, _ := models.Build(name, 5)
 			for p, k := range counts {
 				info := m.Arena.Params[p]
 				if k != 1 {
-					t.Errorf("%s, %d threads: %s reported %d times", name, threads, info.Name, k)
+					t.Errorf("%s, %+v: %s reported %d times", name, w, info.Name, k)
 					continue
 				}
 				if !slices.Equal(snaps[p], want[info.Offset:info.Offset+info.Len()]) {
-					t.Errorf("%s, %d threads: %s reported before its gradient was complete", name, threads, info.Name)
+					t.Errorf("%s, %+v: %s reported before its gradient was complete", name, w, info.Name)
 				}
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ringtrain/ringtrain/allreduce"
@@ -77,9 +78,6 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 		e.threads = defaultThreads()
 	}
 	var err error
-	if e.model, err = models.Build(spec.Model, spec.Seed); err != nil {
-		return nil, err
-	}
 	if e.train, err = dataset.Open(ctx, spec.Dataset, spec.DataDir, "train", logf); err != nil {
 		return nil, err
 	}
@@ -87,6 +85,19 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 		return nil, err
 	}
 	e.train, e.test = dataset.Head(e.train, spec.TrainLimit), dataset.Head(e.test, spec.TestLimit)
+	if e.model, err = models.BuildFor(spec.Model, spec.Seed, modelConfig(spec, e.train)); err != nil {
+		return nil, err
+	}
+	if spec.InitFrom != "" {
+		rep, err := LoadWeights(e.model, spec.InitFrom)
+		if err != nil {
+			return nil, err
+		}
+		logf("started from the weights of %s", spec.InitFrom)
+		if len(rep.NewHead) > 0 {
+			logf("%s: a new head for %d classes (%s start afresh)", spec.InitFrom, e.model.NumClasses, strings.Join(rep.NewHead, ", "))
+		}
+	}
 	is := e.model.InputShape
 	e.in = dataset.Shape{C: is[0], H: is[1], W: is[2]}
 	if err := dataset.CheckTransform(e.train, e.in); err != nil {
@@ -99,9 +110,9 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 		return nil, err
 	}
 	e.stepsPerEpoch = dataset.StepsPerEpoch(e.train.Len(), spec.BatchSize)
-	e.sched = models.NewSchedule(spec.Schedule, spec.Optimizer.LR, spec.Epochs, e.stepsPerEpoch)
+	e.sched = models.NewSchedule(spec.Schedule, spec.LR(), spec.Epochs, e.stepsPerEpoch)
 	e.pool = tensorcore.NewPool(e.threads)
-	if e.compute, err = newCompute(e.model, e.pool, e.threads, perRank, spec.Seed, e.in); err != nil {
+	if e.compute, err = newCompute(e.model, e.pool, e.threads, perRank, spec.Accumulate, spec.Seed, float32(spec.LabelSmoothing), e.in); err != nil {
 		e.pool.Close()
 		return nil, err
 	}
@@ -109,6 +120,18 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 	e.initData = slices.Clone(e.model.Arena.Data)
 	e.initBuffers = slices.Clone(e.model.Arena.Buffers)
 	return e, nil
+}
+
+// modelConfig is what the job's model is built for: the data set's classes
+// and image shape, the side at the job's image size where it sets one
+// (images are resampled down, never up), and the job's residual options.
+func modelConfig(spec job.Spec, data dataset.Set) models.Config {
+	s := data.Shape()
+	in := []int{s.C, s.H, s.W}
+	if n := spec.ImageSize; n > 0 && (s.H == 0 || n < min(s.H, s.W)) {
+		in[1], in[2] = n, n
+	}
+	return models.Config{Classes: data.Classes(), Input: in, ZeroInitResidual: spec.ZeroInitResidual, Shortcut: spec.Shortcut}
 }
 
 // Close releases the engine's pools.
@@ -452,14 +475,8 @@ func (e *engine) checksum(ctx context.Context, r ring, h hooks) error {
 // state is the engine's training state as a checkpoint holds it; its
 // tensors are views of the model's and optimizer's own memory.
 func (e *engine) state(codec []checkpoint.Tensor) checkpoint.State {
-	a := e.model.Arena
-	st := checkpoint.State{Model: e.model.Name, OptimizerSteps: e.opt.Steps(), Codec: codec}
-	for _, p := range a.Params {
-		st.Params = append(st.Params, checkpoint.Tensor{Name: p.Name, Shape: p.Shape, Data: a.Data[p.Offset : p.Offset+p.Len()]})
-	}
-	for _, p := range a.BufferInfo {
-		st.Buffers = append(st.Buffers, checkpoint.Tensor{Name: p.Name, Shape: p.Shape, Data: a.Buffers[p.Offset : p.Offset+p.Len()]})
-	}
+	st := ModelState(e.model, e.opt.Steps())
+	st.OptimizerSteps, st.Codec = e.opt.Steps(), codec
 	for _, s := range e.opt.State() {
 		st.Optimizer = append(st.Optimizer, checkpoint.Tensor{Name: s.Name, Shape: []int{len(s.Data)}, Data: s.Data})
 	}

@@ -27,6 +27,9 @@ func CheckJob(spec job.Spec) error {
 	if !slices.Contains(models.Names(), spec.Model) {
 		errs = append(errs, fmt.Errorf("model: unknown model %q (known: %s)", spec.Model, strings.Join(models.Names(), ", ")))
 	}
+	if err := models.CheckConfig(spec.Model, models.Config{Shortcut: spec.Shortcut, ZeroInitResidual: spec.ZeroInitResidual}); err != nil {
+		errs = append(errs, fmt.Errorf("model options (shortcut, zero_init_residual): %w", err))
+	}
 	if err := dataset.CheckName(spec.Dataset); err != nil {
 		errs = append(errs, fmt.Errorf("dataset: %w", err))
 	}

@@ -92,6 +92,7 @@ func newBenchCmd() *cobra.Command {
 		Short: "Measure ringtrain's hot paths",
 	}
 	cmd.AddCommand(newBenchTrainCmd())
+	cmd.AddCommand(newBenchModelCmd())
 	cmd.AddCommand(newBenchAllreduceCmd())
 	cmd.AddCommand(newBenchRecoveryCmd())
 	cmd.AddCommand(newBenchImagepipeCmd())

@@ -154,6 +154,10 @@ machine sees it. Name a host to open it to others, e.g. --ui 0.0.0.0:8080.`,
 	f.IntVar(&spec.KeepCheckpoints, "keep-checkpoints", spec.KeepCheckpoints, "committed checkpoints to keep")
 	f.IntVar(&spec.TrainLimit, "train-limit", 0, "use only the first N training samples (0: all)")
 	f.IntVar(&spec.TestLimit, "test-limit", 0, "use only the first N test samples (0: all)")
+	f.IntVar(&spec.Accumulate, "accumulate", 0, "compute each worker's share of a step in this many micro-batches, their gradients summed (a larger batch than memory holds at once)")
+	f.IntVar(&spec.ImageSize, "image-size", 0, "side of the images an ImageNet or CIFAR net is built for (0: the model's default)")
+	f.Float64Var(&spec.LabelSmoothing, "label-smoothing", 0, "label smoothing of the training loss (e.g. 0.1)")
+	f.StringVar(&spec.InitFrom, "init-from", "", "start from the weights of this safetensors file (a PyTorch state_dict, a checkpoint's or an export's model file); a head for another class count is started afresh")
 	return cmd
 }
 
@@ -190,6 +194,10 @@ func overrideChanged(cmd *cobra.Command, file, flags job.Spec) job.Spec {
 	set("keep-checkpoints", func() { file.KeepCheckpoints = flags.KeepCheckpoints })
 	set("train-limit", func() { file.TrainLimit = flags.TrainLimit })
 	set("test-limit", func() { file.TestLimit = flags.TestLimit })
+	set("image-size", func() { file.ImageSize = flags.ImageSize })
+	set("accumulate", func() { file.Accumulate = flags.Accumulate })
+	set("label-smoothing", func() { file.LabelSmoothing = flags.LabelSmoothing })
+	set("init-from", func() { file.InitFrom = flags.InitFrom })
 	return file
 }
 
