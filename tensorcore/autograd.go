@@ -8,9 +8,13 @@ import (
 // Var is a value recorded on a Tape. Value is the forward result. Grad is
 // the gradient of the loss with respect to Value: for a Param it is the
 // buffer given to Param (or one the tape made), into which Backward
-// accumulates; for an op's output it is nil until the first Backward that
-// reaches it, and is then owned by the tape (valid until the next
-// Backward). A Const never gets a Grad.
+// accumulates. For an op's output it is a buffer the tape lends during
+// Backward: from the first backward rule that adds to it until the rule of
+// the op that produced the Var has run, and is nil otherwise. The tape then
+// reuses the buffer for later gradients of the same size, so a backward
+// pass holds only the gradients still being accumulated, not one per op.
+// To read an op output's gradient after Backward, call Tape.KeepGrad on
+// it before Backward. A Const never gets a Grad.
 //
 // The ops are methods of Tape (tp.Add(a, b), tp.Conv2D(x, w, b, cp), ...);
 // each checks shapes, panics naming them when they do not fit, computes its
@@ -24,16 +28,23 @@ type Var struct {
 	needGrad bool   // some Param lies upstream
 	param    bool   // leaf whose Grad is accumulated into
 	ownGrad  bool   // a Param whose Grad the tape allocated (grad nil)
+	pooled   bool   // Grad is gradT, its data a buffer of the tape's free list
+	keepGen  uint64 // == tape.gen when KeepGrad asked to keep the gradient of this Backward
 	gradGen  uint64 // == tape.gen when Grad holds this Backward's gradient
+	gradT    Tensor // the header Grad points to while pooled (kept for its Shape's capacity)
 }
 
 // Tape records a sequence of primitive ops and runs them backwards.
 //
-// Buffer reuse: Reset forgets the recorded ops but keeps every output,
-// gradient and scratch buffer, indexed by the op's position in the sequence.
-// When the next step records the same ops with the same shapes, each op
-// reuses the Var and buffers of the op at its position, so a training step
-// allocates nothing once warm. Because of this, a Var (and its Value and
+// Buffer reuse: Reset forgets the recorded ops but keeps every output and
+// saved buffer, indexed by the op's position in the sequence. When the next
+// step records the same ops with the same shapes, each op reuses the Var
+// and buffers of the op at its position. Gradients of op outputs and the
+// temporaries of backward rules come from one free list of buffers by
+// length: a gradient is taken when backward first reaches it and given back
+// once its producer's rule has run, so Backward holds only the gradients
+// in flight, and, taking and giving in the same order each step, a
+// training step allocates nothing once warm. Because of this, a Var (and its Value and
 // Grad) returned before Reset is overwritten by the op recorded at the same
 // position after it: copy what must survive.
 //
@@ -47,6 +58,8 @@ type Tape struct {
 	nl     int
 	gen    uint64
 	uses   []paramUse // BackwardNotify's scratch
+	free   freeList   // spare gradient and temporary buffers, by length
+	kept   []*Var     // KeepGrad's vars, whose buffers the next Backward takes back
 }
 
 // NewTape returns an empty tape whose kernels run on p (nil: the caller).
@@ -98,6 +111,18 @@ func (tp *Tape) Const(value *Tensor) *Var {
 	return v
 }
 
+// KeepGrad makes Backward leave v's gradient in v.Grad (an op output's is
+// otherwise taken back once used, see Var) until the next Backward or until
+// v is recorded over. It applies to the next Backward only: call it again
+// each step. On a Param or Const it does nothing.
+func (tp *Tape) KeepGrad(v *Var) {
+	if v.param || !v.needGrad || v.keepGen == tp.gen+1 {
+		return
+	}
+	v.keepGen = tp.gen + 1 // the next Backward's
+	tp.kept = append(tp.kept, v)
+}
+
 // Reset forgets the recorded ops and leaves but keeps their buffers for the
 // next step (see Tape).
 func (tp *Tape) Reset() {
@@ -127,6 +152,7 @@ func (tp *Tape) BackwardNotify(loss *Var, final func(grad *Tensor)) {
 		panic(fmt.Sprintf("tensorcore: Backward: loss has shape %v, want one element", loss.Value.Shape))
 	}
 	tp.gen++
+	tp.releaseKept()
 	var due []paramUse
 	if final != nil {
 		due = tp.paramUses()
@@ -138,6 +164,9 @@ func (tp *Tape) BackwardNotify(loss *Var, final func(grad *Tensor)) {
 			nd := tp.nodes[i]
 			if nd.out.gradGen == tp.gen { // else no gradient reached this op's output
 				backward(tp, nd)
+				if nd.out.keepGen != tp.gen {
+					tp.releaseGrad(nd.out) // no rule reads it any more
+				}
 			}
 			for len(due) > 0 && due[0].first >= i {
 				final(due[0].grad)
@@ -234,12 +263,16 @@ func (tp *Tape) gradOut(v *Var) (g []float32, acc bool) {
 	return v.Grad.Data, true
 }
 
+// ensureGrad gives v, an op output reached for the first time in this
+// Backward, a gradient buffer from the free list; its contents are
+// unspecified.
 func (tp *Tape) ensureGrad(v *Var) {
-	if v.Grad == nil || len(v.Grad.Data) != len(v.Value.Data) {
-		v.Grad = New(v.Value.Shape...)
-	} else if !slices.Equal(v.Grad.Shape, v.Value.Shape) {
-		v.Grad.Shape = append(v.Grad.Shape[:0], v.Value.Shape...)
+	if v.pooled { // kept from an earlier Backward and recorded over
+		tp.releaseGrad(v)
 	}
+	v.gradT.Data = tp.free.take(len(v.Value.Data))
+	v.gradT.Shape = append(v.gradT.Shape[:0], v.Value.Shape...)
+	v.Grad, v.pooled = &v.gradT, true
 }
 
 // opKind names a primitive op; backward (autograd_grad.go) holds the one
@@ -419,8 +452,8 @@ func (tp *Tape) push(kind opKind, a, b, c *Var, shape []int, view bool) *node {
 	nd.a, nd.b, nd.c = a, b, c
 	nd.idx = nil
 	need := (a != nil && a.needGrad) || (b != nil && b.needGrad) || (c != nil && c.needGrad)
-	g := nd.out.Grad
-	*nd.out = Var{Value: nd.out.Value, Grad: g, needGrad: need}
+	o := nd.out
+	o.needGrad, o.param, o.ownGrad, o.keepGen, o.gradGen = need, false, false, 0, 0
 	return nd
 }
 

@@ -35,9 +35,10 @@ func backward(tp *Tape, nd *node) {
 		if a.needGrad {
 			gx, acc := tp.gradOut(a)
 			if acc {
-				nd.scratch = growF(nd.scratch, len(gx))
-				Conv2DBackwardData(tp.pool, g, gy, b.Value.Data, nd.scratch)
-				vecAxpy(1, nd.scratch, gx)
+				s := tp.free.take(len(gx))
+				Conv2DBackwardData(tp.pool, g, gy, b.Value.Data, s)
+				vecAxpy(1, s, gx)
+				tp.free.give(s)
 			} else {
 				Conv2DBackwardData(tp.pool, g, gy, b.Value.Data, gx)
 			}
@@ -48,8 +49,8 @@ func backward(tp *Tape, nd *node) {
 			if c != nil && c.needGrad {
 				nb = g.O
 			}
-			nd.scratch = growF(nd.scratch, nw+nb)
-			sw, sb := nd.scratch[:nw], nd.scratch[nw:nw+nb]
+			s := tp.free.take(nw + nb)
+			sw, sb := s[:nw], s[nw:nw+nb]
 			if nb == 0 {
 				sb = nil
 			}
@@ -60,6 +61,7 @@ func backward(tp *Tape, nd *node) {
 			if sb != nil {
 				vecAxpy(1, sb, tp.gradAcc(c))
 			}
+			tp.free.give(s)
 		}
 
 	case opConvT2D: // y = Conv2DBackwardData(x) under geometry g; gy is g's input side
@@ -67,17 +69,19 @@ func backward(tp *Tape, nd *node) {
 		if a.needGrad {
 			gx, acc := tp.gradOut(a)
 			if acc {
-				nd.scratch = growF(nd.scratch, len(gx))
-				Conv2D(tp.pool, g, gy, b.Value.Data, nil, nd.scratch)
-				vecAxpy(1, nd.scratch, gx)
+				s := tp.free.take(len(gx))
+				Conv2D(tp.pool, g, gy, b.Value.Data, nil, s)
+				vecAxpy(1, s, gx)
+				tp.free.give(s)
 			} else {
 				Conv2D(tp.pool, g, gy, b.Value.Data, nil, gx)
 			}
 		}
 		if b.needGrad {
-			nd.scratch = growF(nd.scratch, len(b.Value.Data))
-			Conv2DBackwardWeight(tp.pool, g, gy, a.Value.Data, nd.scratch, nil)
-			vecAxpy(1, nd.scratch, tp.gradAcc(b))
+			s := tp.free.take(len(b.Value.Data))
+			Conv2DBackwardWeight(tp.pool, g, gy, a.Value.Data, s, nil)
+			vecAxpy(1, s, tp.gradAcc(b))
+			tp.free.give(s)
 		}
 		if c != nil && c.needGrad {
 			channelSums(tp.gradAcc(c), gy, g.N, g.C, g.H*g.W)
@@ -142,9 +146,10 @@ func backward(tp *Tape, nd *node) {
 			} else {
 				// Masking into scratch and adding avoids a data-dependent
 				// branch per element.
-				nd.scratch = growF(nd.scratch, len(gx))
-				vecReluGrad(nd.scratch, gy, a.Value.Data)
-				vecAxpy(1, nd.scratch, gx)
+				s := tp.free.take(len(gx))
+				vecReluGrad(s, gy, a.Value.Data)
+				vecAxpy(1, s, gx)
+				tp.free.give(s)
 			}
 		}
 	case opLeakyReLU, opTanh, opSigmoid, opSoftplus, opExp, opLog, opSquare, opSqrt, opAbs:
@@ -608,10 +613,14 @@ func gradBatchNorm(tp *Tape, nd *node) {
 	}
 	n, c, plane := nd.bn.n, nd.bn.c, nd.bn.plane
 	if nd.bn.relu && !nd.bn.training && nd.gx != nil {
-		nd.scratch = growF(nd.scratch, len(nd.gx)) // the masked gradient
+		nd.scratch = tp.free.take(len(nd.gx)) // the masked gradient
 	}
 	nd.phase = parBatchNormGrad
 	tp.pool.forTask(c, max(1, parGrain/max(n*plane, 1)), nd)
+	if nd.scratch != nil {
+		tp.free.give(nd.scratch)
+		nd.scratch = nil
+	}
 }
 
 // gradBatchNormChannels applies gradBatchNorm's rule to channels [c0, c1),
