@@ -32,6 +32,8 @@ type Var struct {
 	keepGen  uint64 // == tape.gen when KeepGrad asked to keep the gradient of this Backward
 	gradGen  uint64 // == tape.gen when Grad holds this Backward's gradient
 	gradT    Tensor // the header Grad points to while pooled (kept for its Shape's capacity)
+	pos      int32  // the producing op's position + 1; 0 for a leaf
+	gone     bool   // Value's buffer went back to the tape (see Seal)
 }
 
 // Tape records a sequence of primitive ops and runs them backwards.
@@ -44,7 +46,8 @@ type Var struct {
 // length: a gradient is taken when backward first reaches it and given back
 // once its producer's rule has run, so Backward holds only the gradients
 // in flight, and, taking and giving in the same order each step, a
-// training step allocates nothing once warm. Because of this, a Var (and its Value and
+// training step allocates nothing once warm. Seal lets the values that no
+// backward rule reads join the free list too. Because of this, a Var (and its Value and
 // Grad) returned before Reset is overwritten by the op recorded at the same
 // position after it: copy what must survive.
 //
@@ -60,6 +63,8 @@ type Tape struct {
 	uses   []paramUse // BackwardNotify's scratch
 	free   freeList   // spare gradient and temporary buffers, by length
 	kept   []*Var     // KeepGrad's vars, whose buffers the next Backward takes back
+	plan   valuePlan  // which values the ops since the last Seal's mark lend (see Seal)
+	planOK bool       // this step has followed plan so far
 }
 
 // NewTape returns an empty tape whose kernels run on p (nil: the caller).
@@ -128,6 +133,7 @@ func (tp *Tape) KeepGrad(v *Var) {
 func (tp *Tape) Reset() {
 	tp.n = 0
 	tp.nl = 0
+	tp.planOK = false
 }
 
 // Backward computes the gradient of loss, which must hold one element, with
@@ -270,7 +276,7 @@ func (tp *Tape) ensureGrad(v *Var) {
 	if v.pooled { // kept from an earlier Backward and recorded over
 		tp.releaseGrad(v)
 	}
-	v.gradT.Data = tp.free.take(len(v.Value.Data))
+	v.gradT.Data = tp.free.take(shapeLen(v.Value.Shape)) // Value.Data is nil once lent back
 	v.gradT.Shape = append(v.gradT.Shape[:0], v.Value.Shape...)
 	v.Grad, v.pooled = &v.gradT, true
 }
@@ -375,6 +381,7 @@ type node struct {
 	phase parPhase  // what run does when the node is handed to the pool
 	gx    []float32 // the input gradient run writes in backward phases
 	acc   bool      // whether run adds into gx rather than overwriting it
+	lent  bool      // out's Value buffer is lent from the free list (see Seal)
 	gGam  []float32 // BatchNorm's gamma gradient run adds to (nil: none)
 	gBeta []float32 // BatchNorm's beta gradient run adds to (nil: none)
 }
@@ -431,7 +438,7 @@ func (tp *Tape) push(kind opKind, a, b, c *Var, shape []int, view bool) *node {
 	var nd *node
 	if tp.n < len(tp.nodes) {
 		nd = tp.nodes[tp.n]
-		if nd.kind != kind || !slices.Equal(nd.out.Value.Shape, shape) || (!view && len(nd.out.Value.Data) != shapeLen(shape)) {
+		if nd.kind != kind || !slices.Equal(nd.out.Value.Shape, shape) || (!view && !nd.lent && len(nd.out.Value.Data) != shapeLen(shape)) {
 			nd = nil
 		}
 	}
@@ -449,11 +456,21 @@ func (tp *Tape) push(kind opKind, a, b, c *Var, shape []int, view bool) *node {
 		}
 	}
 	tp.n++
+	for _, v := range [3]*Var{a, b, c} {
+		if v != nil {
+			checkLive(v)
+		}
+	}
 	nd.a, nd.b, nd.c = a, b, c
 	nd.idx = nil
 	need := (a != nil && a.needGrad) || (b != nil && b.needGrad) || (c != nil && c.needGrad)
 	o := nd.out
 	o.needGrad, o.param, o.ownGrad, o.keepGen, o.gradGen = need, false, false, 0, 0
+	o.pos = int32(tp.n)
+	tp.planStep(tp.n - 1)
+	if !view {
+		tp.planValue(nd, tp.n-1)
+	}
 	return nd
 }
 

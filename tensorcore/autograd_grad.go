@@ -147,7 +147,7 @@ func backward(tp *Tape, nd *node) {
 				// Masking into scratch and adding avoids a data-dependent
 				// branch per element.
 				s := tp.free.take(len(gx))
-				vecReluGrad(s, gy, a.Value.Data)
+				vecReluGrad(s, gy, nd.out.Value.Data) // y > 0 exactly where x > 0
 				vecAxpy(1, s, gx)
 				tp.free.give(s)
 			}

@@ -33,7 +33,7 @@ func (nd *node) run(_, lo, hi int) {
 	case parUnaryGrad:
 		gradUnary(nd.kind, nd.gx[lo:hi], nd.out.Grad.Data[lo:hi], nd.a.Value.Data[lo:hi], nd.out.Value.Data[lo:hi], nd.scalar)
 	case parReLUGrad:
-		vecReluGrad(nd.gx[lo:hi], nd.out.Grad.Data[lo:hi], nd.a.Value.Data[lo:hi])
+		vecReluGrad(nd.gx[lo:hi], nd.out.Grad.Data[lo:hi], nd.out.Value.Data[lo:hi]) // y > 0 exactly where x > 0
 	case parMaxPool:
 		xs, ys := nd.a.Value.Shape, nd.out.Value.Shape
 		maxPoolForward(nd.a.Value.Data, nd.out.Value.Data, nd.iaux, lo, hi, xs[2], xs[3], ys[2], ys[3], nd.pool.k, nd.pool.stride, nd.pool.pad)

@@ -88,6 +88,9 @@ func (tp *Tape) Concat(dim int, xs ...*Var) *Var {
 	nd := tp.push(opConcat, nil, nil, nil, shape[:len(s0)], false)
 	nd.out.needGrad = need
 	nd.xs = append(nd.xs[:0], xs...)
+	for _, v := range xs {
+		checkLive(v)
+	}
 	outer, _, inner := splitAt(shape[:len(s0)], dim)
 	nd.concat = concatArgs{dim: dim, outer: outer, inner: inner, total: total}
 	y := nd.out.Value.Data

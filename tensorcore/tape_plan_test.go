@@ -1,0 +1,176 @@
+package tensorcore
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// resBlock records relu(bn(conv(relu(bn(conv x)))) + x), ResNet's basic
+// block: the BatchNorm and Add outputs are read only by the ReLU and Add
+// after them, never by a backward rule.
+type resBlock struct {
+	w1, w2, g1, b1, g2, b2       *Tensor
+	gw1, gw2, gg1, gb1, gg2, gb2 *Tensor
+	rm1, rv1, rm2, rv2           *Tensor
+}
+
+func newResBlock(rng *rand.Rand, c int) *resBlock {
+	r := &resBlock{w1: randTensor(rng, c, c, 3, 3), w2: randTensor(rng, c, c, 3, 3),
+		g1: randTensor(rng, c), b1: randTensor(rng, c), g2: randTensor(rng, c), b2: randTensor(rng, c),
+		rm1: New(c), rv1: New(c), rm2: New(c), rv2: New(c)}
+	r.gw1, r.gw2, r.gg1, r.gb1, r.gg2, r.gb2 = New(r.w1.Shape...), New(r.w2.Shape...), New(c), New(c), New(c), New(c)
+	return r
+}
+
+func (r *resBlock) forward(tp *Tape, x *Var) *Var {
+	cp := ConvParams{PadH: 1, PadW: 1}
+	h := tp.Conv2D(x, tp.Param(r.w1, r.gw1), nil, cp)
+	h = tp.ReLU(tp.BatchNorm(h, tp.Param(r.g1, r.gg1), tp.Param(r.b1, r.gb1), r.rm1, r.rv1, 0.1, 1e-5, true))
+	h = tp.Conv2D(h, tp.Param(r.w2, r.gw2), nil, cp)
+	h = tp.BatchNorm(h, tp.Param(r.g2, r.gg2), tp.Param(r.b2, r.gb2), r.rm2, r.rv2, 0.1, 1e-5, true)
+	return tp.ReLU(tp.Add(h, x))
+}
+
+var spatialDims, testLabels = []int{2, 3}, []int{1, 2}
+
+func (r *resBlock) grads() [][]float32 {
+	return [][]float32{r.gw1.Data, r.gw2.Data, r.gg1.Data, r.gb1.Data, r.gg2.Data, r.gb2.Data}
+}
+
+func (r *resBlock) zeroGrad() {
+	for _, g := range r.grads() {
+		clear(g)
+	}
+}
+
+// TestSealSameResults: with Seal, every step's logits, loss, gradients and
+// running statistics are bit-identical to a tape without it, the values
+// the plan lends are given back, and a warm step allocates nothing.
+func TestSealSameResults(t *testing.T) {
+	const steps = 4
+	run := func(seal bool) (outs [][]float32, grads [][][]float32, tp *Tape, step func()) {
+		rng := rand.New(rand.NewPCG(7, 8))
+		x := randTensor(rng, 2, 4, 8, 8)
+		gx := New(x.Shape...)
+		blocks := []*resBlock{newResBlock(rng, 4), newResBlock(rng, 4)}
+		w := randTensor(rng, 3, 4)
+		gw := New(w.Shape...)
+		tp = NewTape(nil)
+		rec := true
+		step = func() {
+			tp.Reset()
+			for _, b := range blocks {
+				b.zeroGrad()
+			}
+			clear(gw.Data)
+			xv := tp.Param(x, gx)
+			var m Mark
+			if seal {
+				m = tp.Mark()
+			}
+			h := xv
+			for _, b := range blocks {
+				h = b.forward(tp, h)
+			}
+			logits := tp.Linear(tp.Reshape(tp.Mean(h, spatialDims, false), 2, 4), tp.Param(w, gw), nil)
+			if seal {
+				logits = tp.Seal(m, logits)
+			}
+			tp.Backward(tp.CrossEntropy(logits, testLabels))
+			if !rec {
+				return
+			}
+			outs = append(outs, slices.Clone(logits.Value.Data))
+			var g [][]float32
+			for _, b := range blocks {
+				for _, s := range b.grads() {
+					g = append(g, slices.Clone(s))
+				}
+				g = append(g, slices.Clone(b.rm2.Data), slices.Clone(b.rv2.Data))
+			}
+			grads = append(grads, append(g, slices.Clone(gx.Data), slices.Clone(gw.Data)))
+			clear(gx.Data)
+		}
+		for range steps {
+			step()
+		}
+		rec = false
+		return outs, grads, tp, step
+	}
+	wantOut, wantGrad, plain, plainStep := run(false)
+	gotOut, gotGrad, sealed, step := run(true)
+	for s := range steps {
+		if !slices.Equal(wantOut[s], gotOut[s]) {
+			t.Fatalf("step %d: logits %v with Seal, %v without", s, gotOut[s], wantOut[s])
+		}
+		for i := range wantGrad[s] {
+			if !slices.Equal(wantGrad[s][i], gotGrad[s][i]) {
+				t.Fatalf("step %d: gradient %d differs with Seal", s, i)
+			}
+		}
+	}
+	mp, ms := plain.Memory(), sealed.Memory()
+	// Per block, 2 of the 7 values (the BatchNorm and Add outputs) are lent.
+	if ms.Values >= mp.Values {
+		t.Fatalf("values held: %d bytes with Seal, %d without", ms.Values, mp.Values)
+	}
+	lent := 0
+	for _, nd := range sealed.nodes[:sealed.n] {
+		if nd.lent {
+			lent++
+			if nd.out.Value.Data != nil {
+				t.Fatalf("a lent %v value was not given back", nd.kind)
+			}
+		}
+	}
+	if lent != 6 {
+		t.Fatalf("%d values lent, want 6 (2 BatchNorm and 1 Add per block)", lent)
+	}
+	if a, b := testing.AllocsPerRun(3, step), testing.AllocsPerRun(3, plainStep); a != 0 || b != 0 {
+		t.Fatalf("%v allocs per warm step with Seal, %v without", a, b)
+	}
+}
+
+// TestSealPlanBroken: a step that departs from the plan keeps its values
+// and replans, and one that reads a value the tape already reused panics.
+func TestSealPlanBroken(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	x := randTensor(rng, 2, 3, 4, 4)
+	g, b := randTensor(rng, 3), randTensor(rng, 3)
+	tp := NewTape(nil)
+	record := func(extra bool) (*Var, *Var) {
+		tp.Reset()
+		m := tp.Mark()
+		bn := tp.BatchNorm(tp.Param(x, nil), tp.Param(g, nil), tp.Param(b, nil), nil, nil, 0.1, 1e-5, true)
+		r := tp.ReLU(bn)
+		var out *Var
+		if extra { // bn read again, after the point the plan gives it back
+			out = tp.Add(tp.Square(r), bn)
+		} else {
+			out = tp.Square(r)
+		}
+		return tp.Seal(m, tp.SumAll(out)), bn
+	}
+	record(false)
+	_, bn := record(false)
+	if bn.Value.Data != nil {
+		t.Fatal("the BatchNorm output was not given back")
+	}
+	mustPanic(t, func() { record(true) }, "Seal")
+	// Replanned from a step that departs before the value is given back,
+	// then planned with the second read: the same loss as a tape without
+	// Seal.
+	tp.Reset()
+	tp.Mark()
+	tp.Seal(0, tp.SumAll(tp.ReLU(tp.Param(x, nil))))
+	loss, _ := record(true)
+	got := slices.Clone(loss.Value.Data)
+	loss, _ = record(true)
+	plain := NewTape(nil)
+	bn = plain.BatchNorm(plain.Param(x, nil), plain.Param(g, nil), plain.Param(b, nil), nil, nil, 0.1, 1e-5, true)
+	want := plain.SumAll(plain.Add(plain.Square(plain.ReLU(bn)), bn)).Value.Data
+	if !slices.Equal(got, want) || !slices.Equal(loss.Value.Data, want) {
+		t.Fatalf("loss %v then %v, want %v", got, loss.Value.Data, want)
+	}
+}
