@@ -34,6 +34,7 @@ type Var struct {
 	gradT    Tensor // the header Grad points to while pooled (kept for its Shape's capacity)
 	pos      int32  // the producing op's position + 1; 0 for a leaf
 	gone     bool   // Value's buffer went back to the tape (see Seal)
+	readBack bool   // a backward rule reads Value (see Seal)
 }
 
 // Tape records a sequence of primitive ops and runs them backwards.
@@ -54,17 +55,17 @@ type Var struct {
 // A Tape is not safe for concurrent use. Its ops run their heavy kernels on
 // the Pool given to NewTape (nil: the calling goroutine).
 type Tape struct {
-	pool   *Pool
-	nodes  []*node // recorded ops; nodes[:n] are live
-	n      int
-	leaves []*Var // Param/Const vars; leaves[:nl] are live
-	nl     int
-	gen    uint64
-	uses   []paramUse // BackwardNotify's scratch
-	free   freeList   // spare gradient and temporary buffers, by length
-	kept   []*Var     // KeepGrad's vars, whose buffers the next Backward takes back
-	plan   valuePlan  // which values the ops since the last Seal's mark lend (see Seal)
-	planOK bool       // this step has followed plan so far
+	pool     *Pool
+	nodes    []*node // recorded ops; nodes[:n] are live
+	n        int
+	leaves   []*Var // Param/Const vars; leaves[:nl] are live
+	nl       int
+	gen      uint64
+	uses     []paramUse // BackwardNotify's scratch
+	free     freeList   // spare gradient and temporary buffers, by length
+	kept     []*Var     // KeepGrad's vars, whose buffers the next Backward takes back
+	sealFrom int        // position of the open Mark
+	sealing  bool       // a Mark is open: values of ops since sealFrom may be lent
 }
 
 // NewTape returns an empty tape whose kernels run on p (nil: the caller).
@@ -133,7 +134,7 @@ func (tp *Tape) KeepGrad(v *Var) {
 func (tp *Tape) Reset() {
 	tp.n = 0
 	tp.nl = 0
-	tp.planOK = false
+	tp.sealing = false
 }
 
 // Backward computes the gradient of loss, which must hold one element, with
@@ -444,11 +445,7 @@ func (tp *Tape) push(kind opKind, a, b, c *Var, shape []int, view bool) *node {
 	}
 	if nd == nil {
 		nd = &node{kind: kind, out: &Var{}}
-		if view {
-			nd.out.Value = &Tensor{Shape: append([]int(nil), shape...)}
-		} else {
-			nd.out.Value = New(shape...)
-		}
+		nd.out.Value = &Tensor{Shape: append([]int(nil), shape...)} // data: the view's, or lendValue's
 		if tp.n < len(tp.nodes) {
 			tp.nodes[tp.n] = nd
 		} else {
@@ -456,20 +453,15 @@ func (tp *Tape) push(kind opKind, a, b, c *Var, shape []int, view bool) *node {
 		}
 	}
 	tp.n++
-	for _, v := range [3]*Var{a, b, c} {
-		if v != nil {
-			checkLive(v)
-		}
-	}
 	nd.a, nd.b, nd.c = a, b, c
 	nd.idx = nil
 	need := (a != nil && a.needGrad) || (b != nil && b.needGrad) || (c != nil && c.needGrad)
 	o := nd.out
-	o.needGrad, o.param, o.ownGrad, o.keepGen, o.gradGen = need, false, false, 0, 0
+	o.needGrad, o.param, o.ownGrad, o.keepGen, o.gradGen, o.readBack = need, false, false, 0, 0, false
 	o.pos = int32(tp.n)
-	tp.planStep(tp.n - 1)
+	tp.useInputs(nd, tp.n-1)
 	if !view {
-		tp.planValue(nd, tp.n-1)
+		tp.lendValue(nd)
 	}
 	return nd
 }

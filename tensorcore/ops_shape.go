@@ -89,7 +89,7 @@ func (tp *Tape) Concat(dim int, xs ...*Var) *Var {
 	nd.out.needGrad = need
 	nd.xs = append(nd.xs[:0], xs...)
 	for _, v := range xs {
-		checkLive(v)
+		tp.useInput(v, readsInputs(opConcat))
 	}
 	outer, _, inner := splitAt(shape[:len(s0)], dim)
 	nd.concat = concatArgs{dim: dim, outer: outer, inner: inner, total: total}
