@@ -29,6 +29,7 @@ type Var struct {
 	param    bool   // leaf whose Grad is accumulated into
 	ownGrad  bool   // a Param whose Grad the tape allocated (grad nil)
 	pooled   bool   // Grad is gradT, its data a buffer of the tape's free list
+	handed   bool   // gradT's buffer was handed to an input's gradient (handGrad)
 	keepGen  uint64 // == tape.gen when KeepGrad asked to keep the gradient of this Backward
 	gradGen  uint64 // == tape.gen when Grad holds this Backward's gradient
 	gradT    Tensor // the header Grad points to while pooled (kept for its Shape's capacity)

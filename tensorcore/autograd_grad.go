@@ -138,7 +138,13 @@ func backward(tp *Tape, nd *node) {
 		}
 	case opReLU:
 		if a.needGrad {
-			gx, acc := tp.gradOut(a)
+			var gx []float32
+			acc := false
+			if tp.handGrad(a, nd) { // masked in place: vecReluGrad's dst may alias gy
+				gx = a.Grad.Data
+			} else {
+				gx, acc = tp.gradOut(a)
+			}
 			if !acc {
 				nd.gx = gx
 				nd.phase = parReLUGrad
@@ -405,8 +411,25 @@ func gradMatMul(tp *Tape, nd *node, gy []float32) {
 func gradBinary(tp *Tape, nd *node) {
 	a, b := nd.a, nd.b
 	bc := &nd.bc
-	for which, v := range [2]*Var{a, b} {
+	// For Add and Sub, dA = dY: when a is of the output's size, its
+	// gradient untouched so far, it takes over dY's buffer, after b's
+	// gradient has been read from it.
+	hand := (nd.kind == opAdd || nd.kind == opSub) && a != b && a.needGrad &&
+		shapeLen(a.Value.Shape) == shapeLen(nd.out.Value.Shape)
+	order := [2]int{0, 1}
+	if hand {
+		order = [2]int{1, 0}
+	}
+	for _, which := range order {
+		v := [2]*Var{a, b}[which]
 		if !v.needGrad {
+			continue
+		}
+		if which == 0 && hand && tp.handGrad(a, nd) {
+			g := a.Grad.Data
+			for i := range g {
+				g[i] += 0 // as adding dY into a cleared gradient: -0 becomes +0
+			}
 			continue
 		}
 		nd.gx = tp.gradAcc(v)

@@ -18,7 +18,7 @@ func (m TapeMemory) Total() int64 { return m.Values + m.Grads + m.Free + m.Scrat
 func (tp *Tape) Memory() TapeMemory {
 	var m TapeMemory
 	for _, nd := range tp.nodes {
-		if nd.kind != opReshape {
+		if nd.kind != opReshape && !nd.out.gone {
 			m.Values += 4 * int64(cap(nd.out.Value.Data))
 		}
 		if g := nd.out.Grad; g != nil {
@@ -74,13 +74,36 @@ func (f *freeList) bytes() int64 {
 	return n
 }
 
+// handGrad hands the gradient buffer of nd's output, holding dY, to nd's
+// input v when v's gradient is yet untouched in this Backward and of the
+// same length, so that nd's rule can turn dY into v's gradient in place;
+// it reports whether it did. nd's output keeps reading the buffer until
+// its rule is done, then lets go of it (releaseGrad) without giving it
+// back.
+func (tp *Tape) handGrad(v *Var, nd *node) bool {
+	o := nd.out
+	if v.param || !v.needGrad || v.gradGen == tp.gen || !o.pooled || o.handed || o.keepGen == tp.gen ||
+		len(o.gradT.Data) != shapeLen(v.Value.Shape) {
+		return false
+	}
+	tp.releaseGrad(v) // one kept from an earlier Backward
+	v.gradT.Data = o.gradT.Data
+	v.gradT.Shape = append(v.gradT.Shape[:0], v.Value.Shape...)
+	v.Grad, v.pooled, v.gradGen = &v.gradT, true, tp.gen
+	o.handed = true
+	return true
+}
+
 // releaseGrad gives v's gradient buffer back to the free list, when the
 // tape lent it, and leaves v without a gradient.
 func (tp *Tape) releaseGrad(v *Var) {
 	if !v.pooled {
 		return
 	}
-	tp.free.give(v.gradT.Data)
+	if !v.handed {
+		tp.free.give(v.gradT.Data)
+	}
+	v.handed = false
 	v.gradT.Data = nil
 	v.Grad, v.pooled = nil, false
 }

@@ -121,12 +121,23 @@ func (tp *Tape) useInput(v *Var, readBack bool) {
 // giveBackInput gives back v's value when it is lent and no backward rule
 // reads it.
 func (tp *Tape) giveBackInput(v *Var) {
-	if v.pos == 0 || v.readBack || v.gone {
+	if v.gone {
+		v.Value.Data = nil // an Add or Sub may have taken it over
 		return
 	}
-	if nd := tp.nodes[v.pos-1]; nd.out == v && nd.lent {
-		tp.giveBackValue(nd)
+	if tp.dying(v) {
+		tp.giveBackValue(tp.nodes[v.pos-1])
 	}
+}
+
+// dying reports whether v holds a lent value that no backward rule reads:
+// one the tape may give back once the op reading it now has run.
+func (tp *Tape) dying(v *Var) bool {
+	if v.pos == 0 || v.readBack || v.gone || !tp.sealing {
+		return false
+	}
+	nd := tp.nodes[v.pos-1]
+	return nd.out == v && nd.lent
 }
 
 // giveBackValue gives nd's output buffer to the free list, leaving its
@@ -134,6 +145,7 @@ func (tp *Tape) giveBackInput(v *Var) {
 func (tp *Tape) giveBackValue(nd *node) {
 	v := nd.out
 	if v.gone {
+		v.Value.Data = nil
 		return
 	}
 	tp.free.give(v.Value.Data)
@@ -157,7 +169,15 @@ func (tp *Tape) lendValue(nd *node) {
 		if !nd.lent && v.Value.Data != nil { // its own buffer joins the free list
 			tp.free.give(v.Value.Data)
 		}
-		v.Value.Data = tp.free.take(n)
+		if u := nd.a; (nd.kind == opAdd || nd.kind == opSub) && u != nd.b && tp.dying(u) && len(u.Value.Data) == n {
+			// In place: the output takes over a's buffer (the kernels allow
+			// dst to alias a), and a counts as given back.
+			// a's Value still shows the buffer to the op's kernel; the
+			// next push drops it.
+			v.Value.Data, u.gone = u.Value.Data, true
+		} else {
+			v.Value.Data = tp.free.take(n)
+		}
 		nd.lent = true
 	case nd.lent || v.Value.Data == nil:
 		v.Value.Data = make([]float32, n)
