@@ -1,5 +1,7 @@
 package tensorcore
 
+import "slices"
+
 // TapeMemory is what a Tape holds, in bytes, by kind (see Tape.Memory).
 type TapeMemory struct {
 	Values  int64 // op outputs (a Reshape's output shares its input's)
@@ -36,31 +38,49 @@ func (tp *Tape) Memory() TapeMemory {
 	return m
 }
 
-// freeList keeps a tape's spare float buffers by length. Buffers are taken
-// and given back in the order the recorded ops dictate, so a step that
-// repeats the last one finds every buffer it needs and allocates nothing.
+// freeList keeps a tape's spare float buffers by capacity. Buffers are
+// taken and given back in the order the recorded ops dictate, so a step
+// that repeats the last one finds every buffer it needs and allocates
+// nothing.
 type freeList struct {
-	bufs map[int][][]float32 // length -> stack of buffers of that length
+	bufs  map[int][][]float32 // capacity -> stack of buffers of that capacity
+	sizes []int               // the capacities in bufs, ascending
 }
 
-// take returns a buffer of n elements, a spare one when there is one; its
-// contents are unspecified.
+// take returns a buffer of n elements, its contents unspecified: a spare
+// one of the smallest capacity from n to 2n when there is one (the stages
+// of a convolutional net halve their sizes, so the buffers of one serve
+// the next), else a new one.
 func (f *freeList) take(n int) []float32 {
-	if s := f.bufs[n]; len(s) > 0 {
-		b := s[len(s)-1]
-		s[len(s)-1] = nil
-		f.bufs[n] = s[:len(s)-1]
-		return b
+	for _, c := range f.sizes {
+		if c < n {
+			continue
+		}
+		if c > 2*n {
+			break
+		}
+		if s := f.bufs[c]; len(s) > 0 {
+			b := s[len(s)-1]
+			s[len(s)-1] = nil
+			f.bufs[c] = s[:len(s)-1]
+			return b[:n]
+		}
 	}
 	return make([]float32, n)
 }
 
-// give keeps b for a later take of its length.
+// give keeps b (its whole capacity) for a later take.
 func (f *freeList) give(b []float32) {
 	if f.bufs == nil {
 		f.bufs = make(map[int][][]float32)
 	}
-	f.bufs[len(b)] = append(f.bufs[len(b)], b)
+	c := cap(b)
+	s, ok := f.bufs[c]
+	if !ok {
+		i, _ := slices.BinarySearch(f.sizes, c)
+		f.sizes = slices.Insert(f.sizes, i, c)
+	}
+	f.bufs[c] = append(s, b[:c])
 }
 
 // bytes is what the spare buffers hold.
