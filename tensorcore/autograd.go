@@ -384,6 +384,7 @@ type node struct {
 	gx    []float32 // the input gradient run writes in backward phases
 	acc   bool      // whether run adds into gx rather than overwriting it
 	lent  bool      // out's Value buffer is lent from the free list (see Seal)
+	alias bool      // BatchNorm's gx is its gy's buffer, handed on (gradBatchNorm)
 	gGam  []float32 // BatchNorm's gamma gradient run adds to (nil: none)
 	gBeta []float32 // BatchNorm's beta gradient run adds to (nil: none)
 }

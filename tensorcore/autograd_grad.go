@@ -624,9 +624,15 @@ func gradAvgPool(gx, gy []float32, xs, ys []int, k, stride, pad int) {
 // The channels are independent, so they are split over the pool.
 func gradBatchNorm(tp *Tape, nd *node) {
 	x, gamma, betaV := nd.a, nd.b, nd.c
-	nd.gx, nd.gGam, nd.gBeta = nil, nil, nil
+	nd.gx, nd.gGam, nd.gBeta, nd.alias = nil, nil, nil, false
 	if x.needGrad {
-		nd.gx = tp.gradAcc(x)
+		if nd.bn.training && tp.handGrad(x, nd) {
+			// dx overwrites dy plane by plane, each plane's dy first
+			// copied to the worker's part of nd.scratch.
+			nd.gx, nd.alias = x.Grad.Data, true
+		} else {
+			nd.gx = tp.gradAcc(x)
+		}
 	}
 	if gamma != nil && gamma.needGrad {
 		nd.gGam = tp.gradAcc(gamma)
@@ -638,6 +644,9 @@ func gradBatchNorm(tp *Tape, nd *node) {
 	if nd.bn.relu && !nd.bn.training && nd.gx != nil {
 		nd.scratch = tp.free.take(len(nd.gx)) // the masked gradient
 	}
+	if nd.alias {
+		nd.scratch = tp.free.take(tp.pool.Workers() * plane)
+	}
 	nd.phase = parBatchNormGrad
 	tp.pool.forTask(c, max(1, parGrain/max(n*plane, 1)), nd)
 	if nd.scratch != nil {
@@ -647,8 +656,11 @@ func gradBatchNorm(tp *Tape, nd *node) {
 }
 
 // gradBatchNormChannels applies gradBatchNorm's rule to channels [c0, c1),
-// adding into nd.gx (dx), nd.gGam (dγ) and nd.gBeta (dβ) where not nil.
-func gradBatchNormChannels(nd *node, c0, c1 int) {
+// adding into nd.gx (dx), nd.gGam (dγ) and nd.gBeta (dβ) where not nil. When
+// nd.alias, dx is written over dy, with part's share of nd.scratch holding
+// a copy of each plane of dy; the bits are those of adding into a cleared
+// dx.
+func gradBatchNormChannels(nd *node, part, c0, c1 int) {
 	gamma := nd.b
 	bn := &nd.bn
 	n, c, plane := bn.n, bn.c, bn.plane
@@ -697,7 +709,13 @@ func gradBatchNormChannels(nd *node, c0, c1 int) {
 		mdy, mdyx := float32(sdy)/m, float32(sdyx)/m
 		for i := 0; i < n; i++ {
 			o := (i*c + ch) * plane
-			kern.bnGradApply(gx[o:o+plane], gy[o:o+plane], xd[o:o+plane], k, mu, is, mdy, mdyx, sc, sh, relu)
+			g := gy[o : o+plane]
+			if nd.alias {
+				g = nd.scratch[part*plane : (part+1)*plane]
+				copy(g, gy[o:o+plane])
+				clear(gx[o : o+plane])
+			}
+			kern.bnGradApply(gx[o:o+plane], g, xd[o:o+plane], k, mu, is, mdy, mdyx, sc, sh, relu)
 		}
 	}
 }

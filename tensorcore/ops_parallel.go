@@ -26,7 +26,7 @@ const (
 // range [lo, hi). Handing the node itself (a pointer) to the pool keeps the
 // parallel ops allocation-free. The ranges write disjoint outputs, so the
 // results do not depend on the number of workers.
-func (nd *node) run(_, lo, hi int) {
+func (nd *node) run(part, lo, hi int) {
 	switch nd.phase {
 	case parUnary:
 		unaryForward(nd.kind, nd.out.Value.Data[lo:hi], nd.a.Value.Data[lo:hi], nd.scalar)
@@ -52,7 +52,7 @@ func (nd *node) run(_, lo, hi int) {
 	case parBatchNorm:
 		batchNormForward(nd, lo, hi)
 	case parBatchNormGrad:
-		gradBatchNormChannels(nd, lo, hi)
+		gradBatchNormChannels(nd, part, lo, hi)
 	default:
 		panic("tensorcore: node run with no parallel phase")
 	}
