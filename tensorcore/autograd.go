@@ -11,8 +11,10 @@ import (
 // accumulates. For an op's output it is a buffer the tape lends during
 // Backward: from the first backward rule that adds to it until the rule of
 // the op that produced the Var has run, and is nil otherwise. The tape then
-// reuses the buffer for later gradients of the same size, so a backward
-// pass holds only the gradients still being accumulated, not one per op.
+// reuses the buffer for later gradients (and temporaries) of its size or
+// up to half of it, so a backward pass holds only the gradients still
+// being accumulated, not one per op; such a Grad.Data may have spare
+// capacity.
 // To read an op output's gradient after Backward, call Tape.KeepGrad on
 // it before Backward. A Const never gets a Grad.
 //
@@ -140,8 +142,9 @@ func (tp *Tape) Reset() {
 
 // Backward computes the gradient of loss, which must hold one element, with
 // respect to every Param recorded on the tape, accumulating into the Params'
-// Grad buffers. Gradients of intermediate Vars are available in their Grad
-// until the next Backward or until they are recorded over.
+// Grad buffers. The gradient of an op's output is taken back once its op's
+// rule has run; KeepGrad keeps one in the Var's Grad until the next
+// Backward or until the Var is recorded over.
 func (tp *Tape) Backward(loss *Var) { tp.BackwardNotify(loss, nil) }
 
 // BackwardNotify is Backward that also tells final, as soon as it is so,
