@@ -11,7 +11,7 @@ func (tp *Tape) Reshape(x *Var, shape ...int) *Var {
 	}
 	s := sb[:len(shape)]
 	copy(s, shape)
-	inferShape(s, len(x.Value.Data), x.Value.Shape)
+	inferShape(s, shapeLen(x.Value.Shape), x.Value.Shape) // Data is nil while lent back (see Seal)
 	nd := tp.push(opReshape, x, nil, nil, s, true)
 	nd.out.Value.Data = x.Value.Data
 	return nd.out

@@ -175,3 +175,35 @@ func TestSealSecondReader(t *testing.T) {
 		}
 	}
 }
+
+// TestSealLateReshape: an op that checks its input's size before recording
+// (Reshape) reads a given-back value like any other.
+func TestSealLateReshape(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	x, z := randTensor(rng, 2, 6), randTensor(rng, 2, 6)
+	tp := NewTape(nil)
+	gx := New(x.Shape...)
+	var want []float32
+	for step := range 2 {
+		tp.Reset()
+		m := tp.Mark()
+		s := tp.Add(tp.Param(x, gx), tp.Const(z))
+		r := tp.Square(tp.ReLU(s)) // s given back after the ReLU
+		if s.Value.Data != nil {
+			t.Fatal("s was not given back")
+		}
+		out := tp.Add(tp.Reshape(s, 3, 4), tp.Reshape(r, 3, 4)) // s recomputed
+		loss := tp.Seal(m, tp.SumAll(tp.Square(out)))
+		tp.Backward(loss)
+		if step == 0 {
+			want = slices.Clone(gx.Data)
+		} else {
+			for i := range want {
+				want[i] *= 2 // the second step adds the same gradient again
+			}
+			if !slices.Equal(gx.Data, want) {
+				t.Fatalf("gradient %v, want %v", gx.Data, want)
+			}
+		}
+	}
+}
