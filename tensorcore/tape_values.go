@@ -154,8 +154,8 @@ func (tp *Tape) giveBackValue(nd *node) {
 	nd.lent = true
 }
 
-// lendValue settles the output buffer of nd, just pushed at position i
-// (not a view): from the free list when it may be lent, else its own.
+// lendValue settles the output buffer of nd, just pushed (not a view):
+// from the free list when it may be lent, else its own.
 func (tp *Tape) lendValue(nd *node) {
 	v := nd.out
 	n := shapeLen(v.Value.Shape)
@@ -171,9 +171,8 @@ func (tp *Tape) lendValue(nd *node) {
 		}
 		if u := nd.a; (nd.kind == opAdd || nd.kind == opSub) && u != nd.b && tp.dying(u) && len(u.Value.Data) == n {
 			// In place: the output takes over a's buffer (the kernels allow
-			// dst to alias a), and a counts as given back.
-			// a's Value still shows the buffer to the op's kernel; the
-			// next push drops it.
+			// dst to alias a), and a counts as given back; a's Value shows
+			// the buffer to the op's kernel until the next push drops it.
 			v.Value.Data, u.gone = u.Value.Data, true
 		} else {
 			v.Value.Data = tp.free.take(n)
