@@ -31,7 +31,7 @@ type Model struct {
 // Forward records the network on tp for a batch x of shape (N, C, H, W)
 // and returns the logits (N, NumClasses).
 func (m *Model) Forward(tp *tensorcore.Tape, x *tensorcore.Var, training bool) *tensorcore.Var {
-	return m.Net.Forward(Ctx{Tape: tp, Training: training, RNG: m.RNG}, x)
+	return tp.Seal(tp.Mark(), m.Net.Forward(Ctx{Tape: tp, Training: training, RNG: m.RNG}, x))
 }
 
 // Config is what a zoo model is built for. Sized models (the ImageNet and

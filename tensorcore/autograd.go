@@ -9,9 +9,15 @@ import (
 // Var is a value recorded on a Tape. Value is the forward result. Grad is
 // the gradient of the loss with respect to Value: for a Param it is the
 // buffer given to Param (or one the tape made), into which Backward
-// accumulates; for an op's output it is nil until the first Backward that
-// reaches it, and is then owned by the tape (valid until the next
-// Backward). A Const never gets a Grad.
+// accumulates. For an op's output it is a buffer the tape lends during
+// Backward: from the first backward rule that adds to it until the rule of
+// the op that produced the Var has run, and is nil otherwise. The tape then
+// reuses the buffer for later gradients (and temporaries) of its size or
+// up to half of it, so a backward pass holds only the gradients still
+// being accumulated, not one per op; such a Grad.Data may have spare
+// capacity.
+// To read an op output's gradient after Backward, call Tape.KeepGrad on
+// it before Backward. A Const never gets a Grad.
 //
 // The ops are methods of Tape (tp.Add(a, b), tp.Conv2D(x, w, b, cp), ...);
 // each checks shapes, panics naming them when they do not fit, computes its
@@ -25,30 +31,46 @@ type Var struct {
 	needGrad bool   // some Param lies upstream
 	param    bool   // leaf whose Grad is accumulated into
 	ownGrad  bool   // a Param whose Grad the tape allocated (grad nil)
+	pooled   bool   // Grad is gradT, its data a buffer of the tape's free list
+	handed   bool   // gradT's buffer was handed to an input's gradient (handGrad)
+	keepGen  uint64 // == tape.gen when KeepGrad asked to keep the gradient of this Backward
 	gradGen  uint64 // == tape.gen when Grad holds this Backward's gradient
+	gradT    Tensor // the header Grad points to while pooled (kept for its Shape's capacity)
+	pos      int32  // the producing op's position + 1; 0 for a leaf
+	gone     bool   // Value's buffer went back to the tape (see Seal)
+	readBack bool   // a backward rule reads Value (see Seal)
 }
 
 // Tape records a sequence of primitive ops and runs them backwards.
 //
-// Buffer reuse: Reset forgets the recorded ops but keeps every output,
-// gradient and scratch buffer, indexed by the op's position in the sequence.
-// When the next step records the same ops with the same shapes, each op
-// reuses the Var and buffers of the op at its position, so a training step
-// allocates nothing once warm. Because of this, a Var (and its Value and
+// Buffer reuse: Reset forgets the recorded ops but keeps every output and
+// saved buffer, indexed by the op's position in the sequence. When the next
+// step records the same ops with the same shapes, each op reuses the Var
+// and buffers of the op at its position. Gradients of op outputs and the
+// temporaries of backward rules come from one free list of buffers by
+// length: a gradient is taken when backward first reaches it and given back
+// once its producer's rule has run, so Backward holds only the gradients
+// in flight, and, taking and giving in the same order each step, a
+// training step allocates nothing once warm. Seal lets the values that no
+// backward rule reads join the free list too. Because of this, a Var (and its Value and
 // Grad) returned before Reset is overwritten by the op recorded at the same
 // position after it: copy what must survive.
 //
 // A Tape is not safe for concurrent use. Its ops run their heavy kernels on
 // the Pool given to NewTape (nil: the calling goroutine).
 type Tape struct {
-	pool   *Pool
-	nodes  []*node // recorded ops; nodes[:n] are live
-	n      int
-	leaves []*Var // Param/Const vars; leaves[:nl] are live
-	nl     int
-	gen    uint64
-	uses   []paramUse // BackwardNotify's scratch
-	prof   *Profile   // nil: no timing (see SetProfile)
+	pool     *Pool
+	nodes    []*node // recorded ops; nodes[:n] are live
+	n        int
+	leaves   []*Var // Param/Const vars; leaves[:nl] are live
+	nl       int
+	gen      uint64
+	uses     []paramUse // BackwardNotify's scratch
+	free     freeList   // spare gradient and temporary buffers, by length
+	kept     []*Var     // KeepGrad's vars, whose buffers the next Backward takes back
+	sealFrom int        // position of the open Mark
+	sealing  bool       // a Mark is open: values of ops since sealFrom may be lent
+	prof     *Profile   // nil: no timing (see SetProfile)
 }
 
 // NewTape returns an empty tape whose kernels run on p (nil: the caller).
@@ -100,17 +122,31 @@ func (tp *Tape) Const(value *Tensor) *Var {
 	return v
 }
 
+// KeepGrad makes Backward leave v's gradient in v.Grad (an op output's is
+// otherwise taken back once used, see Var) until the next Backward or until
+// v is recorded over. It applies to the next Backward only: call it again
+// each step. On a Param or Const it does nothing.
+func (tp *Tape) KeepGrad(v *Var) {
+	if v.param || !v.needGrad || v.keepGen == tp.gen+1 {
+		return
+	}
+	v.keepGen = tp.gen + 1 // the next Backward's
+	tp.kept = append(tp.kept, v)
+}
+
 // Reset forgets the recorded ops and leaves but keeps their buffers for the
 // next step (see Tape).
 func (tp *Tape) Reset() {
 	tp.n = 0
 	tp.nl = 0
+	tp.sealing = false
 }
 
 // Backward computes the gradient of loss, which must hold one element, with
 // respect to every Param recorded on the tape, accumulating into the Params'
-// Grad buffers. Gradients of intermediate Vars are available in their Grad
-// until the next Backward or until they are recorded over.
+// Grad buffers. The gradient of an op's output is taken back once its op's
+// rule has run; KeepGrad keeps one in the Var's Grad until the next
+// Backward or until the Var is recorded over.
 func (tp *Tape) Backward(loss *Var) { tp.BackwardNotify(loss, nil) }
 
 // BackwardNotify is Backward that also tells final, as soon as it is so,
@@ -129,6 +165,7 @@ func (tp *Tape) BackwardNotify(loss *Var, final func(grad *Tensor)) {
 		panic(fmt.Sprintf("tensorcore: Backward: loss has shape %v, want one element", loss.Value.Shape))
 	}
 	tp.gen++
+	tp.releaseKept()
 	var due []paramUse
 	if final != nil {
 		due = tp.paramUses()
@@ -146,6 +183,9 @@ func (tp *Tape) BackwardNotify(loss *Var, final func(grad *Tensor)) {
 					p.Ops[i].Backward += time.Since(t)
 				} else {
 					backward(tp, nd)
+				}
+				if nd.out.keepGen != tp.gen {
+					tp.releaseGrad(nd.out) // no rule reads it any more
 				}
 			}
 			for len(due) > 0 && due[0].first >= i {
@@ -243,12 +283,16 @@ func (tp *Tape) gradOut(v *Var) (g []float32, acc bool) {
 	return v.Grad.Data, true
 }
 
+// ensureGrad gives v, an op output reached for the first time in this
+// Backward, a gradient buffer from the free list; its contents are
+// unspecified.
 func (tp *Tape) ensureGrad(v *Var) {
-	if v.Grad == nil || len(v.Grad.Data) != len(v.Value.Data) {
-		v.Grad = New(v.Value.Shape...)
-	} else if !slices.Equal(v.Grad.Shape, v.Value.Shape) {
-		v.Grad.Shape = append(v.Grad.Shape[:0], v.Value.Shape...)
+	if v.pooled { // kept from an earlier Backward and recorded over
+		tp.releaseGrad(v)
 	}
+	v.gradT.Data = tp.free.take(shapeLen(v.Value.Shape)) // Value.Data is nil once lent back
+	v.gradT.Shape = append(v.gradT.Shape[:0], v.Value.Shape...)
+	v.Grad, v.pooled = &v.gradT, true
 }
 
 // opKind names a primitive op; backward (autograd_grad.go) holds the one
@@ -351,6 +395,8 @@ type node struct {
 	phase parPhase  // what run does when the node is handed to the pool
 	gx    []float32 // the input gradient run writes in backward phases
 	acc   bool      // whether run adds into gx rather than overwriting it
+	lent  bool      // out's Value buffer is lent from the free list (see Seal)
+	alias bool      // BatchNorm's gx is its gy's buffer, handed on (gradBatchNorm)
 	gGam  []float32 // BatchNorm's gamma gradient run adds to (nil: none)
 	gBeta []float32 // BatchNorm's beta gradient run adds to (nil: none)
 }
@@ -407,17 +453,13 @@ func (tp *Tape) push(kind opKind, a, b, c *Var, shape []int, view bool) *node {
 	var nd *node
 	if tp.n < len(tp.nodes) {
 		nd = tp.nodes[tp.n]
-		if nd.kind != kind || !slices.Equal(nd.out.Value.Shape, shape) || (!view && len(nd.out.Value.Data) != shapeLen(shape)) {
+		if nd.kind != kind || !slices.Equal(nd.out.Value.Shape, shape) || (!view && !nd.lent && len(nd.out.Value.Data) != shapeLen(shape)) {
 			nd = nil
 		}
 	}
 	if nd == nil {
 		nd = &node{kind: kind, out: &Var{}}
-		if view {
-			nd.out.Value = &Tensor{Shape: append([]int(nil), shape...)}
-		} else {
-			nd.out.Value = New(shape...)
-		}
+		nd.out.Value = &Tensor{Shape: append([]int(nil), shape...)} // data: the view's, or lendValue's
 		if tp.n < len(tp.nodes) {
 			tp.nodes[tp.n] = nd
 		} else {
@@ -431,8 +473,13 @@ func (tp *Tape) push(kind opKind, a, b, c *Var, shape []int, view bool) *node {
 	nd.a, nd.b, nd.c = a, b, c
 	nd.idx = nil
 	need := (a != nil && a.needGrad) || (b != nil && b.needGrad) || (c != nil && c.needGrad)
-	g := nd.out.Grad
-	*nd.out = Var{Value: nd.out.Value, Grad: g, needGrad: need}
+	o := nd.out
+	o.needGrad, o.param, o.ownGrad, o.keepGen, o.gradGen, o.readBack = need, false, false, 0, 0, false
+	o.pos = int32(tp.n)
+	tp.useInputs(nd, tp.n-1)
+	if !view {
+		tp.lendValue(nd)
+	}
 	return nd
 }
 

@@ -35,9 +35,10 @@ func backward(tp *Tape, nd *node) {
 		if a.needGrad {
 			gx, acc := tp.gradOut(a)
 			if acc {
-				nd.scratch = growF(nd.scratch, len(gx))
-				Conv2DBackwardData(tp.pool, g, gy, b.Value.Data, nd.scratch)
-				vecAxpy(1, nd.scratch, gx)
+				s := tp.free.take(len(gx))
+				Conv2DBackwardData(tp.pool, g, gy, b.Value.Data, s)
+				vecAxpy(1, s, gx)
+				tp.free.give(s)
 			} else {
 				Conv2DBackwardData(tp.pool, g, gy, b.Value.Data, gx)
 			}
@@ -48,8 +49,8 @@ func backward(tp *Tape, nd *node) {
 			if c != nil && c.needGrad {
 				nb = g.O
 			}
-			nd.scratch = growF(nd.scratch, nw+nb)
-			sw, sb := nd.scratch[:nw], nd.scratch[nw:nw+nb]
+			s := tp.free.take(nw + nb)
+			sw, sb := s[:nw], s[nw:nw+nb]
 			if nb == 0 {
 				sb = nil
 			}
@@ -60,6 +61,7 @@ func backward(tp *Tape, nd *node) {
 			if sb != nil {
 				vecAxpy(1, sb, tp.gradAcc(c))
 			}
+			tp.free.give(s)
 		}
 
 	case opConvT2D: // y = Conv2DBackwardData(x) under geometry g; gy is g's input side
@@ -67,17 +69,19 @@ func backward(tp *Tape, nd *node) {
 		if a.needGrad {
 			gx, acc := tp.gradOut(a)
 			if acc {
-				nd.scratch = growF(nd.scratch, len(gx))
-				Conv2D(tp.pool, g, gy, b.Value.Data, nil, nd.scratch)
-				vecAxpy(1, nd.scratch, gx)
+				s := tp.free.take(len(gx))
+				Conv2D(tp.pool, g, gy, b.Value.Data, nil, s)
+				vecAxpy(1, s, gx)
+				tp.free.give(s)
 			} else {
 				Conv2D(tp.pool, g, gy, b.Value.Data, nil, gx)
 			}
 		}
 		if b.needGrad {
-			nd.scratch = growF(nd.scratch, len(b.Value.Data))
-			Conv2DBackwardWeight(tp.pool, g, gy, a.Value.Data, nd.scratch, nil)
-			vecAxpy(1, nd.scratch, tp.gradAcc(b))
+			s := tp.free.take(len(b.Value.Data))
+			Conv2DBackwardWeight(tp.pool, g, gy, a.Value.Data, s, nil)
+			vecAxpy(1, s, tp.gradAcc(b))
+			tp.free.give(s)
 		}
 		if c != nil && c.needGrad {
 			channelSums(tp.gradAcc(c), gy, g.N, g.C, g.H*g.W)
@@ -134,7 +138,13 @@ func backward(tp *Tape, nd *node) {
 		}
 	case opReLU:
 		if a.needGrad {
-			gx, acc := tp.gradOut(a)
+			var gx []float32
+			acc := false
+			if tp.handGrad(a, nd) { // masked in place: vecReluGrad's dst may alias gy
+				gx = a.Grad.Data
+			} else {
+				gx, acc = tp.gradOut(a)
+			}
 			if !acc {
 				nd.gx = gx
 				nd.phase = parReLUGrad
@@ -142,9 +152,10 @@ func backward(tp *Tape, nd *node) {
 			} else {
 				// Masking into scratch and adding avoids a data-dependent
 				// branch per element.
-				nd.scratch = growF(nd.scratch, len(gx))
-				vecReluGrad(nd.scratch, gy, a.Value.Data)
-				vecAxpy(1, nd.scratch, gx)
+				s := tp.free.take(len(gx))
+				vecReluGrad(s, gy, nd.out.Value.Data) // y > 0 exactly where x > 0
+				vecAxpy(1, s, gx)
+				tp.free.give(s)
 			}
 		}
 	case opLeakyReLU, opTanh, opSigmoid, opSoftplus, opExp, opLog, opSquare, opSqrt, opAbs:
@@ -400,8 +411,25 @@ func gradMatMul(tp *Tape, nd *node, gy []float32) {
 func gradBinary(tp *Tape, nd *node) {
 	a, b := nd.a, nd.b
 	bc := &nd.bc
-	for which, v := range [2]*Var{a, b} {
+	// For Add and Sub, dA = dY: when a is of the output's size, its
+	// gradient untouched so far, it takes over dY's buffer, after b's
+	// gradient has been read from it.
+	hand := (nd.kind == opAdd || nd.kind == opSub) && a != b && a.needGrad &&
+		shapeLen(a.Value.Shape) == shapeLen(nd.out.Value.Shape)
+	order := [2]int{0, 1}
+	if hand {
+		order = [2]int{1, 0}
+	}
+	for _, which := range order {
+		v := [2]*Var{a, b}[which]
 		if !v.needGrad {
+			continue
+		}
+		if which == 0 && hand && tp.handGrad(a, nd) {
+			g := a.Grad.Data
+			for i := range g {
+				g[i] += 0 // as adding dY into a cleared gradient: -0 becomes +0
+			}
 			continue
 		}
 		nd.gx = tp.gradAcc(v)
@@ -596,9 +624,15 @@ func gradAvgPool(gx, gy []float32, xs, ys []int, k, stride, pad int) {
 // The channels are independent, so they are split over the pool.
 func gradBatchNorm(tp *Tape, nd *node) {
 	x, gamma, betaV := nd.a, nd.b, nd.c
-	nd.gx, nd.gGam, nd.gBeta = nil, nil, nil
+	nd.gx, nd.gGam, nd.gBeta, nd.alias = nil, nil, nil, false
 	if x.needGrad {
-		nd.gx = tp.gradAcc(x)
+		if nd.bn.training && tp.handGrad(x, nd) {
+			// dx overwrites dy plane by plane, each plane's dy first
+			// copied to the worker's part of nd.scratch.
+			nd.gx, nd.alias = x.Grad.Data, true
+		} else {
+			nd.gx = tp.gradAcc(x)
+		}
 	}
 	if gamma != nil && gamma.needGrad {
 		nd.gGam = tp.gradAcc(gamma)
@@ -608,15 +642,25 @@ func gradBatchNorm(tp *Tape, nd *node) {
 	}
 	n, c, plane := nd.bn.n, nd.bn.c, nd.bn.plane
 	if nd.bn.relu && !nd.bn.training && nd.gx != nil {
-		nd.scratch = growF(nd.scratch, len(nd.gx)) // the masked gradient
+		nd.scratch = tp.free.take(len(nd.gx)) // the masked gradient
+	}
+	if nd.alias {
+		nd.scratch = tp.free.take(tp.pool.Workers() * plane)
 	}
 	nd.phase = parBatchNormGrad
 	tp.pool.forTask(c, max(1, parGrain/max(n*plane, 1)), nd)
+	if nd.scratch != nil {
+		tp.free.give(nd.scratch)
+		nd.scratch = nil
+	}
 }
 
 // gradBatchNormChannels applies gradBatchNorm's rule to channels [c0, c1),
-// adding into nd.gx (dx), nd.gGam (dγ) and nd.gBeta (dβ) where not nil.
-func gradBatchNormChannels(nd *node, c0, c1 int) {
+// adding into nd.gx (dx), nd.gGam (dγ) and nd.gBeta (dβ) where not nil. When
+// nd.alias, dx is written over dy, with part's share of nd.scratch holding
+// a copy of each plane of dy; the bits are those of adding into a cleared
+// dx.
+func gradBatchNormChannels(nd *node, part, c0, c1 int) {
 	gamma := nd.b
 	bn := &nd.bn
 	n, c, plane := bn.n, bn.c, bn.plane
@@ -665,7 +709,13 @@ func gradBatchNormChannels(nd *node, c0, c1 int) {
 		mdy, mdyx := float32(sdy)/m, float32(sdyx)/m
 		for i := 0; i < n; i++ {
 			o := (i*c + ch) * plane
-			kern.bnGradApply(gx[o:o+plane], gy[o:o+plane], xd[o:o+plane], k, mu, is, mdy, mdyx, sc, sh, relu)
+			g := gy[o : o+plane]
+			if nd.alias {
+				g = nd.scratch[part*plane : (part+1)*plane]
+				copy(g, gy[o:o+plane])
+				clear(gx[o : o+plane])
+			}
+			kern.bnGradApply(gx[o:o+plane], g, xd[o:o+plane], k, mu, is, mdy, mdyx, sc, sh, relu)
 		}
 	}
 }

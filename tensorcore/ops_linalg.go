@@ -50,7 +50,7 @@ func (tp *Tape) Linear(x, w, b *Var) *Var {
 	if len(xs) != 2 || len(ws) != 2 || xs[1] != ws[1] {
 		panic(fmt.Sprintf("tensorcore: Linear: input %v and weight %v do not fit", xs, ws))
 	}
-	if b != nil && (len(b.Value.Data) != ws[0]) {
+	if b != nil && (shapeLen(b.Value.Shape) != ws[0]) {
 		panic(fmt.Sprintf("tensorcore: Linear: weight %v and bias %v do not fit", ws, b.Value.Shape))
 	}
 	n, in, out := xs[0], xs[1], ws[0]
@@ -82,7 +82,7 @@ func shape4(name string, s []int) [4]int {
 // (N, O, OH, OW).
 func (tp *Tape) Conv2D(x, w, b *Var, cp ConvParams) *Var {
 	g := NewConvGeom(shape4("Conv2D input", x.Value.Shape), shape4("Conv2D weight", w.Value.Shape), cp)
-	if b != nil && len(b.Value.Data) != g.O {
+	if b != nil && shapeLen(b.Value.Shape) != g.O {
 		panic(fmt.Sprintf("tensorcore: Conv2D: weight %v and bias %v do not fit", w.Value.Shape, b.Value.Shape))
 	}
 	shape := [4]int{g.N, g.O, g.OH, g.OW}
@@ -120,7 +120,7 @@ func (tp *Tape) ConvTranspose2D(x, w, b *Var, cp ConvParams, outPadH, outPadW in
 	if g.OH != xs[2] || g.OW != xs[3] {
 		panic(fmt.Sprintf("tensorcore: ConvTranspose2D: input %v and weight %v do not fit with %+v", xs, ws, c))
 	}
-	if b != nil && len(b.Value.Data) != outC {
+	if b != nil && shapeLen(b.Value.Shape) != outC {
 		panic(fmt.Sprintf("tensorcore: ConvTranspose2D: weight %v and bias %v do not fit", ws, b.Value.Shape))
 	}
 	shape := [4]int{xs[0], outC, oh, ow}

@@ -39,7 +39,7 @@ func (tp *Tape) batchNorm(x, gamma, beta *Var, runMean, runVar *Tensor, momentum
 		plane = xs[2] * xs[3]
 	}
 	for _, t := range [...]*Var{gamma, beta} {
-		if t != nil && len(t.Value.Data) != c {
+		if t != nil && shapeLen(t.Value.Shape) != c {
 			panic(fmt.Sprintf("tensorcore: BatchNorm: input %v and affine parameter %v do not fit", xs, t.Value.Shape))
 		}
 	}

@@ -26,14 +26,14 @@ const (
 // range [lo, hi). Handing the node itself (a pointer) to the pool keeps the
 // parallel ops allocation-free. The ranges write disjoint outputs, so the
 // results do not depend on the number of workers.
-func (nd *node) run(_, lo, hi int) {
+func (nd *node) run(part, lo, hi int) {
 	switch nd.phase {
 	case parUnary:
 		unaryForward(nd.kind, nd.out.Value.Data[lo:hi], nd.a.Value.Data[lo:hi], nd.scalar)
 	case parUnaryGrad:
 		gradUnary(nd.kind, nd.gx[lo:hi], nd.out.Grad.Data[lo:hi], nd.a.Value.Data[lo:hi], nd.out.Value.Data[lo:hi], nd.scalar)
 	case parReLUGrad:
-		vecReluGrad(nd.gx[lo:hi], nd.out.Grad.Data[lo:hi], nd.a.Value.Data[lo:hi])
+		vecReluGrad(nd.gx[lo:hi], nd.out.Grad.Data[lo:hi], nd.out.Value.Data[lo:hi]) // y > 0 exactly where x > 0
 	case parMaxPool:
 		xs, ys := nd.a.Value.Shape, nd.out.Value.Shape
 		maxPoolForward(nd.a.Value.Data, nd.out.Value.Data, nd.iaux, lo, hi, xs[2], xs[3], ys[2], ys[3], nd.pool.k, nd.pool.stride, nd.pool.pad)
@@ -52,7 +52,7 @@ func (nd *node) run(_, lo, hi int) {
 	case parBatchNorm:
 		batchNormForward(nd, lo, hi)
 	case parBatchNormGrad:
-		gradBatchNormChannels(nd, lo, hi)
+		gradBatchNormChannels(nd, part, lo, hi)
 	default:
 		panic("tensorcore: node run with no parallel phase")
 	}

@@ -11,7 +11,7 @@ func (tp *Tape) Reshape(x *Var, shape ...int) *Var {
 	}
 	s := sb[:len(shape)]
 	copy(s, shape)
-	inferShape(s, len(x.Value.Data), x.Value.Shape)
+	inferShape(s, shapeLen(x.Value.Shape), x.Value.Shape) // Data is nil while lent back (see Seal)
 	nd := tp.push(opReshape, x, nil, nil, s, true)
 	nd.out.Value.Data = x.Value.Data
 	return nd.out
@@ -88,6 +88,9 @@ func (tp *Tape) Concat(dim int, xs ...*Var) *Var {
 	nd := tp.push(opConcat, nil, nil, nil, shape[:len(s0)], false)
 	nd.out.needGrad = need
 	nd.xs = append(nd.xs[:0], xs...)
+	for _, v := range xs {
+		tp.useInput(v, readsInputs(opConcat))
+	}
 	outer, _, inner := splitAt(shape[:len(s0)], dim)
 	nd.concat = concatArgs{dim: dim, outer: outer, inner: inner, total: total}
 	y := nd.out.Value.Data
