@@ -1,0 +1,7 @@
+package jpegdec
+
+// bestIDCT is the IDCT Decode uses.
+var bestIDCT = idctGo
+
+// idctImpls lists the IDCTs this build can run, for the tests.
+var idctImpls = map[string]func(dst []uint8, stride int, blk *[64]int32){"go": idctGo}
