@@ -1,6 +1,8 @@
+//go:build !amd64 || noasm
+
 package jpegdec
 
-// bestIDCT is the IDCT Decode uses.
+// bestIDCT is the plain-Go IDCT: this build has no assembly.
 var bestIDCT = idctGo
 
 // idctImpls lists the IDCTs this build can run, for the tests.
