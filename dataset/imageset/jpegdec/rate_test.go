@@ -76,3 +76,34 @@ func TestDecodeRate(t *testing.T) {
 	}
 	t.Logf("ratio jpegdec/image/jpeg: %.2f", rates[1][rounds/2]/rates[0][rounds/2])
 }
+
+// BenchmarkDecodeDir decodes the JPEGs under $JPEGDEC_RATE_DIR in turn
+// (skipped without it).
+func BenchmarkDecodeDir(b *testing.B) {
+	dir := os.Getenv("JPEGDEC_RATE_DIR")
+	if dir == "" {
+		b.Skip("JPEGDEC_RATE_DIR not set")
+	}
+	var files [][]byte
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			if d, err := os.ReadFile(p); err == nil && len(d) > 2 && d[0] == 0xff && d[1] == 0xd8 {
+				files = append(files, d)
+			}
+		}
+		return nil
+	})
+	var ru syscall.Rusage
+	cpu := func() time.Duration {
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	b.ResetTimer()
+	c0 := cpu()
+	for i := 0; b.Loop(); i++ {
+		if _, err := Decode(files[i%len(files)], 1<<30); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/(cpu()-c0).Seconds(), "images/cpu-s")
+}

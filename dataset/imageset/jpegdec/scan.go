@@ -170,8 +170,8 @@ func (br *bitReader) decodeBlock(blk *[64]int32, pred *int32, dct, act *huffTabl
 		n -= s
 	}
 	blk[0] = *pred * q[0]
-	last := 0
-	for k := 1; k < 64; k++ {
+	last := uint(0)
+	for k := uint(1); k < 64; k++ {
 		if n < 32 {
 			br.acc, br.n = acc, n
 			br.refill()
@@ -179,12 +179,12 @@ func (br *bitReader) decodeBlock(blk *[64]int32, pred *int32, dct, act *huffTabl
 		}
 		b := acc >> (64 - lookBits)
 		if f := act.fastAC[b]; f != 0 {
-			if r := k + int(f>>4&15); r < 64 {
+			if r := k + uint(f>>4&15); r < 64 {
 				k = r
 				l := uint(f & 15)
 				acc <<= l
 				n -= l
-				blk[unzig[k]] = (f >> 8) * q[k]
+				blk[unzig[k]&63] = (f >> 8) * q[k]
 				last = k
 				continue
 			}
@@ -200,7 +200,7 @@ func (br *bitReader) decodeBlock(blk *[64]int32, pred *int32, dct, act *huffTabl
 		}
 		acc <<= l
 		n -= l
-		r, s := int(rs>>4), uint(rs&15)
+		r, s := uint(rs>>4), uint(rs&15)
 		if s == 0 {
 			if r != 15 {
 				// End of block. A run with no value (r ≠ 0) is invalid
@@ -219,11 +219,11 @@ func (br *bitReader) decodeBlock(blk *[64]int32, pred *int32, dct, act *huffTabl
 			br.warn = true
 			break
 		}
-		blk[unzig[k]] = extend(int32(acc>>(64-s)), int(s)) * q[k]
+		blk[unzig[k]&63] = extend(int32(acc>>(64-s)), int(s)) * q[k]
 		acc <<= s
 		n -= s
 		last = k
 	}
 	br.acc, br.n = acc, n
-	return last, nil
+	return int(last), nil
 }
