@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -326,4 +327,33 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("differs from image/jpeg by %v", d)
 		}
 	})
+}
+
+// TestMalformed: how the damaged streams of the fuzz corpus come out,
+// each as image/jpeg has them.
+func TestMalformed(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		ok   bool
+	}{
+		{"truncated-mid-scan", false},          // entropy data ends: no grey fill
+		{"no-eoi", false},                      // complete scan, no EOI marker
+		{"restart-marker-out-of-order", false}, // RST3 where RST1 is due
+		{"411-ac-run-without-value", true},     // decoded as libjpeg does, warned
+	} {
+		b, err := os.ReadFile("testdata/fuzz/FuzzDecode/" + c.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.SplitN(string(b), "\n", 3)
+		s, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Decode([]byte(s), 1<<20)
+		_, goErr := jpeg.Decode(strings.NewReader(s))
+		if (err == nil) != c.ok || (goErr == nil) != c.ok {
+			t.Errorf("%s: %v (image/jpeg: %v), want success %v", c.name, err, goErr, c.ok)
+		}
+	}
 }

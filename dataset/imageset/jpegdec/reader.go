@@ -24,7 +24,8 @@
 // entropy-coded data that ends (at a marker or the end of the input)
 // before the image is complete is an error, as in image/jpeg (libjpeg
 // would warn and fill the rest with grey instead). A file that lacks the
-// final EOI marker is an error too, as in image/jpeg.
+// final EOI marker, and a restart marker out of sequence, are errors too,
+// as in image/jpeg.
 //
 // The stages are kept apart as in image/jpeg: reader.go parses markers,
 // huffman.go builds the lookup tables and reads bits, scan.go decodes

@@ -102,9 +102,10 @@ func (d *decoder) checkBlock(blk *[64]int32) {
 }
 
 // restart moves br past the restart marker expected after a restart
-// interval and empties it. A marker elsewhere, or another restart marker,
-// is a desynchronized stream: image/jpeg searches on for the expected
-// one, and so do we.
+// interval and empties it. Data before the marker is skipped (with a
+// warning), as image/jpeg and libjpeg skip it; any other marker, another
+// restart marker included, is an error, as in image/jpeg (libjpeg tries
+// to resynchronize).
 func (d *decoder) restart(br *bitReader, want uint8) error {
 	p := br.pos
 	if br.n-br.fake >= 8 || p < len(br.data) && br.data[p] != 0xff {
@@ -128,11 +129,7 @@ func (d *decoder) restart(br *bitReader, want uint8) error {
 		if m == 0 {
 			continue
 		}
-		if rst0Marker <= m && m <= rst7Marker {
-			d.warn = true
-			continue
-		}
-		return formatError("missing restart marker")
+		return formatError("bad RST marker")
 	}
 	*br = bitReader{data: br.data, pos: p, warn: br.warn}
 	return nil
