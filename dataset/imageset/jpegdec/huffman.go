@@ -5,7 +5,7 @@ import "encoding/binary"
 // lookBits is the number of bits the Huffman lookup tables index: codes
 // of at most lookBits bits (nearly all of them in photographs) decode in
 // one lookup.
-const lookBits = 9
+const lookBits = 10
 
 // huffTable is one Huffman table (T.81 C and F.2.2.3), as libjpeg's
 // jdhuff.c derives it, plus lookup tables.
