@@ -35,64 +35,76 @@ func idctGo(dst []uint8, stride int, blk *[64]int32) {
 	// Pass 1: columns, into ws, scaled up by 2^pass1Bits.
 	for c := range 8 {
 		in := blk[c:]
-		if in[8] == 0 && in[16] == 0 && in[24] == 0 && in[32] == 0 && in[40] == 0 && in[48] == 0 && in[56] == 0 {
-			dc := in[0] << pass1Bits
+		i0, i1, i2, i3 := in[0], in[8], in[16], in[24]
+		i4, i5, i6, i7 := in[32], in[40], in[48], in[56]
+		if i1|i2|i3|i4|i5|i6|i7 == 0 {
+			dc := i0 << pass1Bits
 			for r := range 8 {
 				ws[8*r+c] = dc
 			}
 			continue
 		}
-		o := idct1D(in[0], in[8], in[16], in[24], in[32], in[40], in[48], in[56])
-		const sh = constBits - pass1Bits
-		for r := range 8 {
-			ws[8*r+c] = (o[r] + 1<<(sh-1)) >> sh
-		}
+		// Even part.
+		z1 := (i2 + i6) * fix_0_541196100
+		tmp2 := z1 - i6*fix_1_847759065
+		tmp3 := z1 + i2*fix_0_765366865
+		tmp0 := (i0 + i4) << constBits
+		tmp1 := (i0 - i4) << constBits
+		tmp10, tmp13 := tmp0+tmp3, tmp0-tmp3
+		tmp11, tmp12 := tmp1+tmp2, tmp1-tmp2
+		// Odd part (inputs 7, 5, 3, 1).
+		t0, t1, t2, t3 := i7, i5, i3, i1
+		z5 := (t0 + t1 + t2 + t3) * fix_1_175875602 // (z3 + z4)·c
+		z1 = (t0 + t3) * -fix_0_899976223
+		z2 := (t1 + t2) * -fix_2_562915447
+		z3 := (t0+t2)*-fix_1_961570560 + z5
+		z4 := (t1+t3)*-fix_0_390180644 + z5
+		t0 = t0*fix_0_298631336 + z1 + z3
+		t1 = t1*fix_2_053119869 + z2 + z4
+		t2 = t2*fix_3_072711026 + z2 + z3
+		t3 = t3*fix_1_501321110 + z1 + z4
+		const sh, rnd = constBits - pass1Bits, 1 << (constBits - pass1Bits - 1)
+		out := ws[c:]
+		out[0] = (tmp10 + t3 + rnd) >> sh
+		out[56] = (tmp10 - t3 + rnd) >> sh
+		out[8] = (tmp11 + t2 + rnd) >> sh
+		out[48] = (tmp11 - t2 + rnd) >> sh
+		out[16] = (tmp12 + t1 + rnd) >> sh
+		out[40] = (tmp12 - t1 + rnd) >> sh
+		out[24] = (tmp13 + t0 + rnd) >> sh
+		out[32] = (tmp13 - t0 + rnd) >> sh
 	}
 	// Pass 2: rows, descaled by 2^(constBits+pass1Bits+3).
 	for r := range 8 {
-		in := ws[8*r : 8*r+8]
-		o := idct1D(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7])
-		row := dst[r*stride : r*stride+8]
-		const sh = constBits + pass1Bits + 3
-		for x := range 8 {
-			row[x] = clamp((o[x]+1<<(sh-1))>>sh + 128)
-		}
-	}
-}
-
-// idct1D is one 8-point pass of jidctint.c before its descaling: the
-// outputs times 2^constBits (and the inputs' scale).
-func idct1D(i0, i1, i2, i3, i4, i5, i6, i7 int32) [8]int32 {
-	// Even part.
-	z1 := (i2 + i6) * fix_0_541196100
-	tmp2 := z1 - i6*fix_1_847759065
-	tmp3 := z1 + i2*fix_0_765366865
-	tmp0 := (i0 + i4) << constBits
-	tmp1 := (i0 - i4) << constBits
-	tmp10, tmp13 := tmp0+tmp3, tmp0-tmp3
-	tmp11, tmp12 := tmp1+tmp2, tmp1-tmp2
-	// Odd part.
-	t0, t1, t2, t3 := i7, i5, i3, i1
-	z1 = t0 + t3
-	z2 := t1 + t2
-	z3 := t0 + t2
-	z4 := t1 + t3
-	z5 := (z3 + z4) * fix_1_175875602
-	t0 *= fix_0_298631336
-	t1 *= fix_2_053119869
-	t2 *= fix_3_072711026
-	t3 *= fix_1_501321110
-	z1 *= -fix_0_899976223
-	z2 *= -fix_2_562915447
-	z3 = z3*-fix_1_961570560 + z5
-	z4 = z4*-fix_0_390180644 + z5
-	t0 += z1 + z3
-	t1 += z2 + z4
-	t2 += z2 + z3
-	t3 += z1 + z4
-	return [8]int32{
-		tmp10 + t3, tmp11 + t2, tmp12 + t1, tmp13 + t0,
-		tmp13 - t0, tmp12 - t1, tmp11 - t2, tmp10 - t3,
+		in := (*[8]int32)(ws[8*r:])
+		z1 := (in[2] + in[6]) * fix_0_541196100
+		tmp2 := z1 - in[6]*fix_1_847759065
+		tmp3 := z1 + in[2]*fix_0_765366865
+		tmp0 := (in[0] + in[4]) << constBits
+		tmp1 := (in[0] - in[4]) << constBits
+		tmp10, tmp13 := tmp0+tmp3, tmp0-tmp3
+		tmp11, tmp12 := tmp1+tmp2, tmp1-tmp2
+		// Odd part (inputs 7, 5, 3, 1).
+		t0, t1, t2, t3 := in[7], in[5], in[3], in[1]
+		z5 := (t0 + t1 + t2 + t3) * fix_1_175875602 // (z3 + z4)·c
+		z1 = (t0 + t3) * -fix_0_899976223
+		z2 := (t1 + t2) * -fix_2_562915447
+		z3 := (t0+t2)*-fix_1_961570560 + z5
+		z4 := (t1+t3)*-fix_0_390180644 + z5
+		t0 = t0*fix_0_298631336 + z1 + z3
+		t1 = t1*fix_2_053119869 + z2 + z4
+		t2 = t2*fix_3_072711026 + z2 + z3
+		t3 = t3*fix_1_501321110 + z1 + z4
+		const sh, rnd = constBits + pass1Bits + 3, 1 << (constBits + pass1Bits + 2)
+		row := (*[8]uint8)(dst[r*stride:])
+		row[0] = clamp((tmp10+t3+rnd)>>sh + 128)
+		row[7] = clamp((tmp10-t3+rnd)>>sh + 128)
+		row[1] = clamp((tmp11+t2+rnd)>>sh + 128)
+		row[6] = clamp((tmp11-t2+rnd)>>sh + 128)
+		row[2] = clamp((tmp12+t1+rnd)>>sh + 128)
+		row[5] = clamp((tmp12-t1+rnd)>>sh + 128)
+		row[3] = clamp((tmp13+t0+rnd)>>sh + 128)
+		row[4] = clamp((tmp13-t0+rnd)>>sh + 128)
 	}
 }
 
