@@ -110,13 +110,14 @@ func idctGo(dst []uint8, stride int, blk *[64]int32) {
 
 func clamp(v int32) uint8 { return uint8(min(max(v, 0), 255)) }
 
-// fillDC writes the block of a DC-only coefficient set (dequantized DC
-// dc): every sample is what idctGo gives, (dc·4 + 16)>>5 + 128, clamped.
-func fillDC(dst []uint8, stride int, dc int32) {
+// fillDC writes the bs×bs block of a DC-only coefficient set
+// (dequantized DC dc): every sample is what idctGo (and the reduced
+// IDCTs) give, (dc·4 + 16)>>5 + 128, clamped.
+func fillDC(dst []uint8, stride, bs int, dc int32) {
 	v := clamp((dc<<pass1Bits+1<<(pass1Bits+2))>>(pass1Bits+3) + 128)
-	_ = dst[7*stride+7]
-	for r := range 8 {
-		row := dst[r*stride : r*stride+8]
+	_ = dst[(bs-1)*stride+bs-1]
+	for r := range bs {
+		row := dst[r*stride : r*stride+bs]
 		for x := range row {
 			row[x] = v
 		}

@@ -4,6 +4,7 @@ package jpegdec
 
 import (
 	"bytes"
+	"fmt"
 	"image/jpeg"
 	"os"
 	"path/filepath"
@@ -78,7 +79,7 @@ func TestDecodeRate(t *testing.T) {
 }
 
 // BenchmarkDecodeDir decodes the JPEGs under $JPEGDEC_RATE_DIR in turn
-// (skipped without it).
+// (skipped without it), at full size and DCT-scaled.
 func BenchmarkDecodeDir(b *testing.B) {
 	dir := os.Getenv("JPEGDEC_RATE_DIR")
 	if dir == "" {
@@ -98,12 +99,15 @@ func BenchmarkDecodeDir(b *testing.B) {
 		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	b.ResetTimer()
-	c0 := cpu()
-	for i := 0; b.Loop(); i++ {
-		if _, err := Decode(files[i%len(files)], 1<<30); err != nil {
-			b.Fatal(err)
-		}
+	for _, denom := range []int{1, 2, 4, 8} {
+		b.Run(fmt.Sprintf("scale=1/%d", denom), func(b *testing.B) {
+			c0 := cpu()
+			for i := 0; b.Loop(); i++ {
+				if _, err := DecodeScaled(files[i%len(files)], 1<<30, denom); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/(cpu()-c0).Seconds(), "images/cpu-s")
+		})
 	}
-	b.ReportMetric(float64(b.N)/(cpu()-c0).Seconds(), "images/cpu-s")
 }

@@ -98,6 +98,9 @@ type decoder struct {
 	baseline      bool
 	decoded       bool // a scan has been decoded
 	idct          func(dst []uint8, stride int, blk *[64]int32)
+	// bs is the size of a decoded block: 8, or 4, 2, 1 when scaled
+	// (DecodeScaled); 0 means 8.
+	bs int
 	// check asks for the coefficients' range to be checked; warn says
 	// the data was malformed in a way decoders resolve differently (a
 	// run past a block's end, data before a restart marker) or had
@@ -316,13 +319,18 @@ func (d *decoder) processSOF(s []byte, maxPixels int) error {
 // makeImg allocates the image as image/jpeg does: whole MCUs, then a
 // sub-image of the frame's size.
 func (d *decoder) makeImg() {
+	if d.bs == 0 {
+		d.bs = 8
+	}
+	bs, denom := d.bs, 8/d.bs
+	w, h := (d.width+denom-1)/denom, (d.height+denom-1)/denom
 	h0, v0 := d.comp[0].h, d.comp[0].v
 	d.mxx = (d.width + 8*h0 - 1) / (8 * h0)
 	d.myy = (d.height + 8*v0 - 1) / (8 * v0)
 	if d.nComp == 1 {
-		m := image.NewGray(image.Rect(0, 0, 8*d.mxx, 8*d.myy))
+		m := image.NewGray(image.Rect(0, 0, bs*d.mxx, bs*d.myy))
 		d.comp[0].pix, d.comp[0].stride = m.Pix, m.Stride
-		d.img1 = m.SubImage(image.Rect(0, 0, d.width, d.height)).(*image.Gray)
+		d.img1 = m.SubImage(image.Rect(0, 0, w, h)).(*image.Gray)
 		return
 	}
 	var ratio image.YCbCrSubsampleRatio
@@ -340,11 +348,11 @@ func (d *decoder) makeImg() {
 	case 0x42:
 		ratio = image.YCbCrSubsampleRatio410
 	}
-	m := image.NewYCbCr(image.Rect(0, 0, 8*h0*d.mxx, 8*v0*d.myy), ratio)
+	m := image.NewYCbCr(image.Rect(0, 0, bs*h0*d.mxx, bs*v0*d.myy), ratio)
 	d.comp[0].pix, d.comp[0].stride = m.Y, m.YStride
 	d.comp[1].pix, d.comp[1].stride = m.Cb, m.CStride
 	d.comp[2].pix, d.comp[2].stride = m.Cr, m.CStride
-	d.img3 = m.SubImage(image.Rect(0, 0, d.width, d.height)).(*image.YCbCr)
+	d.img3 = m.SubImage(image.Rect(0, 0, w, h)).(*image.YCbCr)
 }
 
 // processDQT reads quantization tables (B.2.4.1), kept in zig-zag order.

@@ -44,7 +44,7 @@ func (d *decoder) decodeScan(sc *scan) error {
 	if d.nComp == 1 {
 		mxx = (d.width + 7) / 8
 	}
-	mcu := 0
+	mcu, bs := 0, d.bs
 	for my := range d.myy {
 		for mx := range mxx {
 			for i := range sc.n {
@@ -59,9 +59,9 @@ func (d *decoder) decodeScan(sc *scan) error {
 					if d.check {
 						d.checkBlock(&blk)
 					}
-					off := 8*by*c.stride + 8*bx
+					off := bs * (by*c.stride + bx)
 					if last == 0 {
-						fillDC(c.pix[off:], c.stride, blk[0])
+						fillDC(c.pix[off:], c.stride, bs, blk[0])
 						blk[0] = 0
 					} else {
 						d.idct(c.pix[off:], c.stride, &blk)

@@ -4,7 +4,9 @@ with its djpeg (Debian's libjpeg-turbo-progs 2.1.5): for each X.jpg,
 X.y.pgm is `djpeg -grayscale` (the Y plane, as djpeg decodes it) and,
 for colour files, X.planes.ppm is `djpeg -nosmooth` of a copy of X.jpg
 relabelled as RGB (its JFIF APP0 dropped, an Adobe APP14 with transform 0
-added): the three decoded planes, chroma replicated, not converted."""
+added): the three decoded planes, chroma replicated, not converted.
+X.sN.y.pgm and, for 4:4:4 files, X.sN.planes.ppm are the same with
+`-scale 1/N` (DCT-domain scaling, jidctred.c)."""
 import os, random, struct, subprocess
 
 def source(w, h, seed):
@@ -58,3 +60,10 @@ for i, (name, w, h, opts) in enumerate(cases):
         p = subprocess.run(["djpeg", "-dct", "int", "-nosmooth", "-pnm"], input=relabel_rgb(jpg), capture_output=True, check=True).stdout
         assert p.startswith(b"P6"), name
         open(name + ".planes.ppm", "wb").write(p)
+    for d in (2, 4, 8):
+        scale = ["-scale", "1/%d" % d]
+        y = subprocess.run(["djpeg", "-dct", "int", "-grayscale", "-pnm"] + scale, input=jpg, capture_output=True, check=True).stdout
+        open("%s.s%d.y.pgm" % (name, d), "wb").write(y)
+        if "1x1" in opts:
+            p = subprocess.run(["djpeg", "-dct", "int", "-nosmooth", "-pnm"] + scale, input=relabel_rgb(jpg), capture_output=True, check=True).stdout
+            open("%s.s%d.planes.ppm" % (name, d), "wb").write(p)
