@@ -300,6 +300,7 @@ func TestHostile(t *testing.T) {
 }
 
 // FuzzDecode: any input gives an image or an error, never a panic; when
+// it gives an image, DecodeScaled gives one of the scaled size; when
 // image/jpeg decodes it too, the images have the same layout and, for a
 // well-formed stream of an 8-bit image's coefficients (see decodeWith),
 // planes within imageJPEGTolerance.
@@ -317,6 +318,13 @@ func FuzzDecode(f *testing.F) {
 		}
 		if b := got.Bounds(); b.Empty() || b.Dx()*b.Dy() > bound {
 			t.Fatalf("decoded %v", b)
+		}
+		for _, denom := range []int{2, 8} {
+			s, err := DecodeScaled(data, bound, denom)
+			b, w := got.Bounds(), image.Rect(0, 0, (got.Bounds().Dx()+denom-1)/denom, (got.Bounds().Dy()+denom-1)/denom)
+			if err != nil || s.Bounds() != w {
+				t.Fatalf("1/%d of %v: %v, %v", denom, b, s, err)
+			}
 		}
 		want, err := jpeg.Decode(bytes.NewReader(data))
 		if err != nil {
@@ -355,5 +363,30 @@ func TestMalformed(t *testing.T) {
 		if (err == nil) != c.ok || (goErr == nil) != c.ok {
 			t.Errorf("%s: %v (image/jpeg: %v), want success %v", c.name, err, goErr, c.ok)
 		}
+	}
+}
+
+// TestAdobe: an Adobe APP14 segment without JFIF marks RGB components
+// (transform 0: left to image/jpeg) or YCbCr ones (transform 1: decoded,
+// as image/jpeg decodes them).
+func TestAdobe(t *testing.T) {
+	data, err := os.ReadFile("testdata/420.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := Decode(data, 1<<20)
+	rgb := relabelRGB(data) // transform 0
+	if _, err := Decode(rgb, 1<<20); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("transform 0: %v, want ErrUnsupported", err)
+	}
+	ycc := bytes.Clone(rgb)
+	ycc[2+4+11] = 1 // the transform byte of the segment relabelRGB puts first
+	img, err := Decode(ycc, 1<<20)
+	if err != nil || maxDiff(img, plain) != [3]int{} {
+		t.Errorf("transform 1: %v", err)
+	}
+	want, err := jpeg.Decode(bytes.NewReader(ycc))
+	if _, ok := want.(*image.YCbCr); !ok || err != nil {
+		t.Errorf("image/jpeg reads transform 1 as %T, %v", want, err)
 	}
 }

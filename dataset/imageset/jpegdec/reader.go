@@ -13,19 +13,21 @@
 // error that wraps ErrUnsupported, for the caller to fall back to
 // image/jpeg: progressive (SOF2), arithmetic coding, lossless and
 // hierarchical JPEGs, 12-bit samples, 4-component (CMYK, YCCK) images,
-// 3-component images that image/jpeg reads as RGB (an Adobe APP14 segment
-// with transform 0, or components named 'R', 'G', 'B' without JFIF),
-// images with an Adobe APP14 segment at all, and frames whose components
-// are coded in more than one scan.
+// 3-component images that image/jpeg reads as RGB (without a JFIF APP0
+// segment, an Adobe APP14 segment with transform 0 or components named
+// 'R', 'G', 'B'; found only once the file is decoded), and frames whose
+// components are coded in more than one scan. Adobe's YCbCr (transform 1)
+// is decoded.
 //
 // Hostile input gives an error, never a panic: the frame's size is checked
-// against the caller's pixel bound before anything is allocated, Huffman
-// tables are checked to be complete prefix codes of at most 16 bits, and
-// entropy-coded data that ends (at a marker or the end of the input)
-// before the image is complete is an error, as in image/jpeg (libjpeg
-// would warn and fill the rest with grey instead). A file that lacks the
-// final EOI marker, and a restart marker out of sequence, are errors too,
-// as in image/jpeg.
+// against the caller's pixel bound before anything is allocated (the
+// image's planes, about 1.5 bytes a pixel for 4:2:0, and 26 KiB of
+// tables at most); Huffman tables are checked to be prefix codes (not
+// over-subscribed, as libjpeg checks) of at most 16 bits; entropy-coded
+// data that ends (at a marker or the end of the input) before the image
+// is complete is an error, as in image/jpeg (libjpeg would warn and fill
+// the rest with grey instead). A file that lacks the final EOI marker,
+// and a restart marker out of sequence, are errors too, as in image/jpeg.
 //
 // The stages are kept apart as in image/jpeg: reader.go parses markers,
 // huffman.go builds the lookup tables and reads bits, scan.go decodes
@@ -87,17 +89,19 @@ type decoder struct {
 	data []byte
 	pos  int // the next byte of data to read
 
-	width, height int
-	nComp         int
-	comp          [3]component
-	quant         [4][64]int32 // in zig-zag order
-	quantSet      [4]bool
-	dc, ac        [4]*huffTable
-	ri            int // restart interval in MCUs, 0 for none
-	jfif          bool
-	baseline      bool
-	decoded       bool // a scan has been decoded
-	idct          func(dst []uint8, stride int, blk *[64]int32)
+	width, height  int
+	nComp          int
+	comp           [3]component
+	quant          [4][64]int32 // in zig-zag order
+	quantSet       [4]bool
+	dc, ac         [4]*huffTable
+	ri             int // restart interval in MCUs, 0 for none
+	jfif           bool
+	adobe          bool  // an Adobe APP14 segment was read
+	adobeTransform uint8 // its transform
+	baseline       bool
+	decoded        bool // a scan has been decoded
+	idct           func(dst []uint8, stride int, blk *[64]int32)
 	// bs is the size of a decoded block: 8, or 4, 2, 1 when scaled
 	// (DecodeScaled); 0 means 8.
 	bs int
@@ -179,10 +183,10 @@ func (d *decoder) decode(maxPixels int) (image.Image, error) {
 				d.jfif = true
 			}
 		case marker == app14:
-			// image/jpeg reads an Adobe segment's transform (RGB or
-			// YCbCr, or CMYK/YCCK); leave those files to it.
+			// An Adobe segment's transform: 0 for RGB (or CMYK), 1
+			// for YCbCr (or YCCK), as image/jpeg reads it.
 			if len(seg) >= 12 && string(seg[:5]) == "Adobe" {
-				return nil, unsupported("Adobe APP14 segment")
+				d.adobe, d.adobeTransform = true, seg[11]
 			}
 		case app0Marker <= marker && marker <= app15 || marker == comMarker:
 		case marker == dnlMarker:
@@ -205,7 +209,9 @@ func (d *decoder) decode(maxPixels int) (image.Image, error) {
 	if d.img1 != nil {
 		return d.img1, nil
 	}
-	if !d.jfif && d.comp[0].id == 'R' && d.comp[1].id == 'G' && d.comp[2].id == 'B' {
+	// image/jpeg's rule for RGB, applied once the whole file is read as
+	// it applies it.
+	if !d.jfif && (d.adobe && d.adobeTransform == 0 || d.comp[0].id == 'R' && d.comp[1].id == 'G' && d.comp[2].id == 'B') {
 		return nil, unsupported("RGB components")
 	}
 	return d.img3, nil
