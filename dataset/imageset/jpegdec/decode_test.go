@@ -256,8 +256,18 @@ func TestUnsupported(t *testing.T) {
 			t.Errorf("%s: %v, want ErrUnsupported", f, err)
 		}
 	}
+	// Two scans of the whole frame.
+	data, err := os.ReadFile("testdata/420.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sos, eoi := bytes.Index(data, []byte{0xff, sosMarker}), len(data)-2
+	twice := append(bytes.Clone(data[:eoi]), data[sos:]...)
+	if _, err := Decode(twice, 1<<20); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("two scans: %v, want ErrUnsupported", err)
+	}
 	// A 12-bit frame header.
-	data := []byte{0xff, 0xd8, 0xff, 0xc1, 0, 11, 12, 0, 8, 0, 8, 1, 1, 0x11, 0}
+	data = []byte{0xff, 0xd8, 0xff, 0xc1, 0, 11, 12, 0, 8, 0, 8, 1, 1, 0x11, 0}
 	if _, err := Decode(data, 1<<20); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("12-bit: %v, want ErrUnsupported", err)
 	}

@@ -26,11 +26,12 @@ type huffTable struct {
 	vals      [256]uint8
 }
 
-// newHuffTable builds a table from a DHT segment's 16 code counts and its
-// values. The counts must describe a prefix code (libjpeg's check: no
-// length overflows the code space); the all-ones codes may be unused.
-func newHuffTable(counts *[16]uint8, vals []uint8, ac bool) (*huffTable, error) {
-	t := new(huffTable)
+// build (re)builds t from a DHT segment's 16 code counts and its values.
+// The counts must describe a prefix code (libjpeg's check: no length
+// overflows the code space); the all-ones codes may be unused.
+func (t *huffTable) build(counts *[16]uint8, vals []uint8, ac bool) error {
+	clear(t.look[:])
+	clear(t.fastAC[:])
 	copy(t.vals[:], vals)
 	var codes [256]int32
 	code, p := int32(0), 0
@@ -45,7 +46,7 @@ func newHuffTable(counts *[16]uint8, vals []uint8, ac bool) (*huffTable, error) 
 			code++
 		}
 		if code > 1<<l {
-			return nil, formatError("bad Huffman table")
+			return formatError("bad Huffman table")
 		}
 		if counts[l-1] > 0 {
 			t.maxcode[l] = code - 1
@@ -73,7 +74,7 @@ func newHuffTable(counts *[16]uint8, vals []uint8, ac bool) (*huffTable, error) 
 			p++
 		}
 	}
-	return t, nil
+	return nil
 }
 
 // extend is T.81's EXTEND (F.2.2.1): the s-bit field v as a signed value.

@@ -15,14 +15,14 @@
 // hierarchical JPEGs, 12-bit samples, 4-component (CMYK, YCCK) images,
 // 3-component images that image/jpeg reads as RGB (without a JFIF APP0
 // segment, an Adobe APP14 segment with transform 0 or components named
-// 'R', 'G', 'B'; found only once the file is decoded), and frames whose
-// components are coded in more than one scan. Adobe's YCbCr (transform 1)
+// 'R', 'G', 'B'; found only once the file is decoded), and frames coded
+// in more than one scan. Adobe's YCbCr (transform 1)
 // is decoded.
 //
 // Hostile input gives an error, never a panic: the frame's size is checked
 // against the caller's pixel bound before anything is allocated (the
-// image's planes, about 1.5 bytes a pixel for 4:2:0, and 26 KiB of
-// tables at most); Huffman tables are checked to be prefix codes (not
+// image's planes, about 1.5 bytes a pixel for 4:2:0, and 52 KiB of
+// Huffman tables at most); Huffman tables are checked to be prefix codes (not
 // over-subscribed, as libjpeg checks) of at most 16 bits; entropy-coded
 // data that ends (at a marker or the end of the input) before the image
 // is complete is an error, as in image/jpeg (libjpeg would warn and fill
@@ -415,16 +415,19 @@ func (d *decoder) processDHT(s []byte) error {
 		if total == 0 || total > 256 || len(s) < total {
 			return formatError("DHT has wrong length")
 		}
-		t, err := newHuffTable(&counts, s[:total], tc == 1)
-		if err != nil {
+		// A table redefined is rebuilt in place: at most 8 tables'
+		// memory whatever the number of DHT segments.
+		slot := &d.dc[th]
+		if tc == 1 {
+			slot = &d.ac[th]
+		}
+		if *slot == nil {
+			*slot = new(huffTable)
+		}
+		if err := (*slot).build(&counts, s[:total], tc == 1); err != nil {
 			return err
 		}
 		s = s[total:]
-		if tc == 0 {
-			d.dc[th] = t
-		} else {
-			d.ac[th] = t
-		}
 	}
 	return nil
 }
@@ -441,6 +444,11 @@ func (d *decoder) processSOS(s []byte) error {
 	n := int(s[0])
 	if n != d.nComp {
 		return unsupported("components in separate scans")
+	}
+	if d.decoded {
+		// Legal, but never written: a second scan of the whole frame
+		// would decode it again (image/jpeg's business, then).
+		return unsupported("a second scan")
 	}
 	var sc scan
 	sc.n = n
