@@ -107,8 +107,9 @@ type decoder struct {
 	bs int
 	// check asks for the coefficients' range to be checked; warn says
 	// the data was malformed in a way decoders resolve differently (a
-	// run past a block's end, data before a restart marker) or had
-	// coefficients beyond an 8-bit image's range (see decodeChecked).
+	// run past a block's end or without a value, data before a restart
+	// marker) or had coefficients beyond an 8-bit image's range (see
+	// decodeWith in the tests).
 	check, warn bool
 
 	img1 *image.Gray
@@ -121,7 +122,8 @@ type decoder struct {
 // components) or an *image.Gray (one), laid out as image/jpeg lays them
 // out. A frame of more than maxPixels pixels is an error, found before
 // anything is allocated. A JPEG that this package does not decode gives
-// an error wrapping ErrUnsupported.
+// an error wrapping ErrUnsupported. The image is newly allocated; data is
+// only read. Decode is safe for concurrent use.
 func Decode(data []byte, maxPixels int) (image.Image, error) {
 	d := decoder{data: data, idct: bestIDCT}
 	return d.decode(maxPixels)

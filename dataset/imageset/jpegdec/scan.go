@@ -92,7 +92,8 @@ func (d *decoder) decodeScan(sc *scan) error {
 
 // checkBlock notes in d.warn a block whose dequantized coefficients are
 // outside what an 8-bit image's DCT gives (±2048), where two correct
-// IDCTs may disagree by more than their rounding (see decodeChecked).
+// IDCTs may disagree by more than their rounding (see decodeWith in the
+// tests).
 func (d *decoder) checkBlock(blk *[64]int32) {
 	for _, c := range blk {
 		if c < -2048 || c > 2048 {
