@@ -8,6 +8,8 @@ import (
 	"image/color"
 	"image/jpeg"
 	"image/png"
+
+	"github.com/ringtrain/ringtrain/dataset/imageset/jpegdec"
 )
 
 // MaxPixels is the largest image, in pixels (width·height), that Decode
@@ -87,7 +89,9 @@ func DecodeConfig(data []byte, maxPixels int) (Format, image.Config, error) {
 // Decode decodes a JPEG or PNG (sniffed, not guessed from a name) of at
 // most maxPixels pixels. The header is checked before any pixel is
 // decoded (see MaxPixels). Errors say what is wrong, not which file: the
-// caller names it.
+// caller names it. Baseline JPEGs are decoded by jpegdec (libjpeg's
+// integer IDCT, so djpeg's planes to the bit), the others (progressive,
+// CMYK, …: see jpegdec) by image/jpeg.
 func Decode(data []byte, maxPixels int) (image.Image, error) {
 	f, cfg, err := DecodeConfig(data, maxPixels)
 	if err != nil {
@@ -95,7 +99,12 @@ func Decode(data []byte, maxPixels int) (image.Image, error) {
 	}
 	var img image.Image
 	if f == JPEG {
-		img, err = jpeg.Decode(bytes.NewReader(data))
+		// Baseline JPEGs with jpegdec; the rest (progressive, CMYK, …)
+		// with image/jpeg.
+		img, err = jpegdec.Decode(data, maxPixels)
+		if errors.Is(err, jpegdec.ErrUnsupported) {
+			img, err = jpeg.Decode(bytes.NewReader(data))
+		}
 	} else {
 		img, err = png.Decode(bytes.NewReader(data))
 	}

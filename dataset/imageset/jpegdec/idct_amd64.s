@@ -1,0 +1,357 @@
+//go:build amd64 && !noasm
+
+#include "textflag.h"
+
+DATA idct_c0541<>+0(SB)/4, $0x00001151
+DATA idct_c0541<>+4(SB)/4, $0x00001151
+DATA idct_c0541<>+8(SB)/4, $0x00001151
+DATA idct_c0541<>+12(SB)/4, $0x00001151
+DATA idct_c0541<>+16(SB)/4, $0x00001151
+DATA idct_c0541<>+20(SB)/4, $0x00001151
+DATA idct_c0541<>+24(SB)/4, $0x00001151
+DATA idct_c0541<>+28(SB)/4, $0x00001151
+GLOBL idct_c0541<>(SB), RODATA|NOPTR, $32
+
+DATA idct_c1847<>+0(SB)/4, $0x00003b21
+DATA idct_c1847<>+4(SB)/4, $0x00003b21
+DATA idct_c1847<>+8(SB)/4, $0x00003b21
+DATA idct_c1847<>+12(SB)/4, $0x00003b21
+DATA idct_c1847<>+16(SB)/4, $0x00003b21
+DATA idct_c1847<>+20(SB)/4, $0x00003b21
+DATA idct_c1847<>+24(SB)/4, $0x00003b21
+DATA idct_c1847<>+28(SB)/4, $0x00003b21
+GLOBL idct_c1847<>(SB), RODATA|NOPTR, $32
+
+DATA idct_c0765<>+0(SB)/4, $0x0000187e
+DATA idct_c0765<>+4(SB)/4, $0x0000187e
+DATA idct_c0765<>+8(SB)/4, $0x0000187e
+DATA idct_c0765<>+12(SB)/4, $0x0000187e
+DATA idct_c0765<>+16(SB)/4, $0x0000187e
+DATA idct_c0765<>+20(SB)/4, $0x0000187e
+DATA idct_c0765<>+24(SB)/4, $0x0000187e
+DATA idct_c0765<>+28(SB)/4, $0x0000187e
+GLOBL idct_c0765<>(SB), RODATA|NOPTR, $32
+
+DATA idct_c1175<>+0(SB)/4, $0x000025a1
+DATA idct_c1175<>+4(SB)/4, $0x000025a1
+DATA idct_c1175<>+8(SB)/4, $0x000025a1
+DATA idct_c1175<>+12(SB)/4, $0x000025a1
+DATA idct_c1175<>+16(SB)/4, $0x000025a1
+DATA idct_c1175<>+20(SB)/4, $0x000025a1
+DATA idct_c1175<>+24(SB)/4, $0x000025a1
+DATA idct_c1175<>+28(SB)/4, $0x000025a1
+GLOBL idct_c1175<>(SB), RODATA|NOPTR, $32
+
+DATA idct_c0298<>+0(SB)/4, $0x0000098e
+DATA idct_c0298<>+4(SB)/4, $0x0000098e
+DATA idct_c0298<>+8(SB)/4, $0x0000098e
+DATA idct_c0298<>+12(SB)/4, $0x0000098e
+DATA idct_c0298<>+16(SB)/4, $0x0000098e
+DATA idct_c0298<>+20(SB)/4, $0x0000098e
+DATA idct_c0298<>+24(SB)/4, $0x0000098e
+DATA idct_c0298<>+28(SB)/4, $0x0000098e
+GLOBL idct_c0298<>(SB), RODATA|NOPTR, $32
+
+DATA idct_c2053<>+0(SB)/4, $0x000041b3
+DATA idct_c2053<>+4(SB)/4, $0x000041b3
+DATA idct_c2053<>+8(SB)/4, $0x000041b3
+DATA idct_c2053<>+12(SB)/4, $0x000041b3
+DATA idct_c2053<>+16(SB)/4, $0x000041b3
+DATA idct_c2053<>+20(SB)/4, $0x000041b3
+DATA idct_c2053<>+24(SB)/4, $0x000041b3
+DATA idct_c2053<>+28(SB)/4, $0x000041b3
+GLOBL idct_c2053<>(SB), RODATA|NOPTR, $32
+
+DATA idct_c3072<>+0(SB)/4, $0x00006254
+DATA idct_c3072<>+4(SB)/4, $0x00006254
+DATA idct_c3072<>+8(SB)/4, $0x00006254
+DATA idct_c3072<>+12(SB)/4, $0x00006254
+DATA idct_c3072<>+16(SB)/4, $0x00006254
+DATA idct_c3072<>+20(SB)/4, $0x00006254
+DATA idct_c3072<>+24(SB)/4, $0x00006254
+DATA idct_c3072<>+28(SB)/4, $0x00006254
+GLOBL idct_c3072<>(SB), RODATA|NOPTR, $32
+
+DATA idct_c1501<>+0(SB)/4, $0x0000300b
+DATA idct_c1501<>+4(SB)/4, $0x0000300b
+DATA idct_c1501<>+8(SB)/4, $0x0000300b
+DATA idct_c1501<>+12(SB)/4, $0x0000300b
+DATA idct_c1501<>+16(SB)/4, $0x0000300b
+DATA idct_c1501<>+20(SB)/4, $0x0000300b
+DATA idct_c1501<>+24(SB)/4, $0x0000300b
+DATA idct_c1501<>+28(SB)/4, $0x0000300b
+GLOBL idct_c1501<>(SB), RODATA|NOPTR, $32
+
+DATA idct_cm0899<>+0(SB)/4, $0xffffe333
+DATA idct_cm0899<>+4(SB)/4, $0xffffe333
+DATA idct_cm0899<>+8(SB)/4, $0xffffe333
+DATA idct_cm0899<>+12(SB)/4, $0xffffe333
+DATA idct_cm0899<>+16(SB)/4, $0xffffe333
+DATA idct_cm0899<>+20(SB)/4, $0xffffe333
+DATA idct_cm0899<>+24(SB)/4, $0xffffe333
+DATA idct_cm0899<>+28(SB)/4, $0xffffe333
+GLOBL idct_cm0899<>(SB), RODATA|NOPTR, $32
+
+DATA idct_cm2562<>+0(SB)/4, $0xffffadfd
+DATA idct_cm2562<>+4(SB)/4, $0xffffadfd
+DATA idct_cm2562<>+8(SB)/4, $0xffffadfd
+DATA idct_cm2562<>+12(SB)/4, $0xffffadfd
+DATA idct_cm2562<>+16(SB)/4, $0xffffadfd
+DATA idct_cm2562<>+20(SB)/4, $0xffffadfd
+DATA idct_cm2562<>+24(SB)/4, $0xffffadfd
+DATA idct_cm2562<>+28(SB)/4, $0xffffadfd
+GLOBL idct_cm2562<>(SB), RODATA|NOPTR, $32
+
+DATA idct_cm1961<>+0(SB)/4, $0xffffc13b
+DATA idct_cm1961<>+4(SB)/4, $0xffffc13b
+DATA idct_cm1961<>+8(SB)/4, $0xffffc13b
+DATA idct_cm1961<>+12(SB)/4, $0xffffc13b
+DATA idct_cm1961<>+16(SB)/4, $0xffffc13b
+DATA idct_cm1961<>+20(SB)/4, $0xffffc13b
+DATA idct_cm1961<>+24(SB)/4, $0xffffc13b
+DATA idct_cm1961<>+28(SB)/4, $0xffffc13b
+GLOBL idct_cm1961<>(SB), RODATA|NOPTR, $32
+
+DATA idct_cm0390<>+0(SB)/4, $0xfffff384
+DATA idct_cm0390<>+4(SB)/4, $0xfffff384
+DATA idct_cm0390<>+8(SB)/4, $0xfffff384
+DATA idct_cm0390<>+12(SB)/4, $0xfffff384
+DATA idct_cm0390<>+16(SB)/4, $0xfffff384
+DATA idct_cm0390<>+20(SB)/4, $0xfffff384
+DATA idct_cm0390<>+24(SB)/4, $0xfffff384
+DATA idct_cm0390<>+28(SB)/4, $0xfffff384
+GLOBL idct_cm0390<>(SB), RODATA|NOPTR, $32
+
+DATA idct_r1<>+0(SB)/4, $0x00000400
+DATA idct_r1<>+4(SB)/4, $0x00000400
+DATA idct_r1<>+8(SB)/4, $0x00000400
+DATA idct_r1<>+12(SB)/4, $0x00000400
+DATA idct_r1<>+16(SB)/4, $0x00000400
+DATA idct_r1<>+20(SB)/4, $0x00000400
+DATA idct_r1<>+24(SB)/4, $0x00000400
+DATA idct_r1<>+28(SB)/4, $0x00000400
+GLOBL idct_r1<>(SB), RODATA|NOPTR, $32
+
+DATA idct_r2<>+0(SB)/4, $0x00020000
+DATA idct_r2<>+4(SB)/4, $0x00020000
+DATA idct_r2<>+8(SB)/4, $0x00020000
+DATA idct_r2<>+12(SB)/4, $0x00020000
+DATA idct_r2<>+16(SB)/4, $0x00020000
+DATA idct_r2<>+20(SB)/4, $0x00020000
+DATA idct_r2<>+24(SB)/4, $0x00020000
+DATA idct_r2<>+28(SB)/4, $0x00020000
+GLOBL idct_r2<>(SB), RODATA|NOPTR, $32
+
+DATA idct_c128<>+0(SB)/4, $0x00000080
+DATA idct_c128<>+4(SB)/4, $0x00000080
+DATA idct_c128<>+8(SB)/4, $0x00000080
+DATA idct_c128<>+12(SB)/4, $0x00000080
+DATA idct_c128<>+16(SB)/4, $0x00000080
+DATA idct_c128<>+20(SB)/4, $0x00000080
+DATA idct_c128<>+24(SB)/4, $0x00000080
+DATA idct_c128<>+28(SB)/4, $0x00000080
+GLOBL idct_c128<>(SB), RODATA|NOPTR, $32
+
+DATA idct_perm<>+0(SB)/4, $0
+DATA idct_perm<>+4(SB)/4, $4
+DATA idct_perm<>+8(SB)/4, $1
+DATA idct_perm<>+12(SB)/4, $5
+DATA idct_perm<>+16(SB)/4, $2
+DATA idct_perm<>+20(SB)/4, $6
+DATA idct_perm<>+24(SB)/4, $3
+DATA idct_perm<>+28(SB)/4, $7
+GLOBL idct_perm<>(SB), RODATA|NOPTR, $32
+
+// IDCT_PASS is one 8-point pass of jidctint.c on 8 lanes at once: Y0..Y7
+// hold inputs 0..7 (lane j of Yk: input k of the j-th transform) and are
+// replaced by outputs 0..7, before descaling. It uses Y8..Y12.
+#define IDCT_PASS \
+	VPADDD Y6, Y2, Y8; \
+	VPMULLD idct_c0541<>(SB), Y8, Y8; \
+	VPMULLD idct_c1847<>(SB), Y6, Y9; \
+	VPSUBD Y9, Y8, Y9; \
+	VPMULLD idct_c0765<>(SB), Y2, Y10; \
+	VPADDD Y8, Y10, Y10; \
+	VPADDD Y4, Y0, Y11; \
+	VPSLLD $13, Y11, Y11; \
+	VPSUBD Y4, Y0, Y12; \
+	VPSLLD $13, Y12, Y12; \
+	VPADDD Y10, Y11, Y8; \
+	VPSUBD Y10, Y11, Y11; \
+	VPADDD Y9, Y12, Y10; \
+	VPSUBD Y9, Y12, Y12; \
+	VPADDD Y1, Y7, Y0; \
+	VPADDD Y3, Y5, Y2; \
+	VPADDD Y3, Y7, Y4; \
+	VPADDD Y1, Y5, Y6; \
+	VPADDD Y6, Y4, Y9; \
+	VPMULLD idct_c1175<>(SB), Y9, Y9; \
+	VPMULLD idct_c0298<>(SB), Y7, Y7; \
+	VPMULLD idct_c2053<>(SB), Y5, Y5; \
+	VPMULLD idct_c3072<>(SB), Y3, Y3; \
+	VPMULLD idct_c1501<>(SB), Y1, Y1; \
+	VPMULLD idct_cm0899<>(SB), Y0, Y0; \
+	VPMULLD idct_cm2562<>(SB), Y2, Y2; \
+	VPMULLD idct_cm1961<>(SB), Y4, Y4; \
+	VPADDD Y9, Y4, Y4; \
+	VPMULLD idct_cm0390<>(SB), Y6, Y6; \
+	VPADDD Y9, Y6, Y6; \
+	VPADDD Y0, Y7, Y7; \
+	VPADDD Y4, Y7, Y7; \
+	VPADDD Y2, Y5, Y5; \
+	VPADDD Y6, Y5, Y5; \
+	VPADDD Y2, Y3, Y3; \
+	VPADDD Y4, Y3, Y3; \
+	VPADDD Y0, Y1, Y1; \
+	VPADDD Y6, Y1, Y1; \
+	VPADDD Y1, Y8, Y0; \
+	VPSUBD Y1, Y8, Y8; \
+	VPADDD Y3, Y10, Y1; \
+	VPSUBD Y3, Y10, Y6; \
+	VPADDD Y5, Y12, Y2; \
+	VPSUBD Y5, Y12, Y5; \
+	VPADDD Y7, Y11, Y3; \
+	VPSUBD Y7, Y11, Y4; \
+	VMOVDQA Y8, Y7
+
+// TRANSPOSE transposes the 8×8 int32 matrix in Y0..Y7 (rows) into
+// Y8..Y15, then moves it back to Y0..Y7.
+#define TRANSPOSE \
+	VPUNPCKLDQ Y1, Y0, Y8; \
+	VPUNPCKHDQ Y1, Y0, Y9; \
+	VPUNPCKLDQ Y3, Y2, Y10; \
+	VPUNPCKHDQ Y3, Y2, Y11; \
+	VPUNPCKLDQ Y5, Y4, Y12; \
+	VPUNPCKHDQ Y5, Y4, Y13; \
+	VPUNPCKLDQ Y7, Y6, Y14; \
+	VPUNPCKHDQ Y7, Y6, Y15; \
+	VPUNPCKLQDQ Y10, Y8, Y0; \
+	VPUNPCKHQDQ Y10, Y8, Y1; \
+	VPUNPCKLQDQ Y11, Y9, Y2; \
+	VPUNPCKHQDQ Y11, Y9, Y3; \
+	VPUNPCKLQDQ Y14, Y12, Y4; \
+	VPUNPCKHQDQ Y14, Y12, Y5; \
+	VPUNPCKLQDQ Y15, Y13, Y6; \
+	VPUNPCKHQDQ Y15, Y13, Y7; \
+	VPERM2I128 $0x20, Y4, Y0, Y8; \
+	VPERM2I128 $0x31, Y4, Y0, Y12; \
+	VPERM2I128 $0x20, Y5, Y1, Y9; \
+	VPERM2I128 $0x31, Y5, Y1, Y13; \
+	VPERM2I128 $0x20, Y6, Y2, Y10; \
+	VPERM2I128 $0x31, Y6, Y2, Y14; \
+	VPERM2I128 $0x20, Y7, Y3, Y11; \
+	VPERM2I128 $0x31, Y7, Y3, Y15; \
+	VMOVDQA Y8, Y0; \
+	VMOVDQA Y9, Y1; \
+	VMOVDQA Y10, Y2; \
+	VMOVDQA Y11, Y3; \
+	VMOVDQA Y12, Y4; \
+	VMOVDQA Y13, Y5; \
+	VMOVDQA Y14, Y6; \
+	VMOVDQA Y15, Y7
+
+// func idctAVX2(dst *uint8, stride int, blk *[64]int32)
+TEXT ·idctAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ stride+8(FP), SI
+	MOVQ blk+16(FP), AX
+	VMOVDQU 0(AX), Y0
+	VMOVDQU 32(AX), Y1
+	VMOVDQU 64(AX), Y2
+	VMOVDQU 96(AX), Y3
+	VMOVDQU 128(AX), Y4
+	VMOVDQU 160(AX), Y5
+	VMOVDQU 192(AX), Y6
+	VMOVDQU 224(AX), Y7
+	// Columns whose AC coefficients are all zero take jidctint.c's
+	// shortcut, DC<<2: Y13 is their mask, Y14 the value.
+	VPOR Y2, Y1, Y13
+	VPOR Y3, Y13, Y13
+	VPOR Y4, Y13, Y13
+	VPOR Y5, Y13, Y13
+	VPOR Y6, Y13, Y13
+	VPOR Y7, Y13, Y13
+	VPXOR Y15, Y15, Y15
+	VPCMPEQD Y15, Y13, Y13
+	VPSLLD $2, Y0, Y14
+	// Pass 1: the columns, all eight at once.
+	IDCT_PASS
+	VMOVDQU idct_r1<>(SB), Y15
+	VPADDD Y15, Y0, Y0
+	VPSRAD $11, Y0, Y0
+	VPBLENDVB Y13, Y14, Y0, Y0
+	VPADDD Y15, Y1, Y1
+	VPSRAD $11, Y1, Y1
+	VPBLENDVB Y13, Y14, Y1, Y1
+	VPADDD Y15, Y2, Y2
+	VPSRAD $11, Y2, Y2
+	VPBLENDVB Y13, Y14, Y2, Y2
+	VPADDD Y15, Y3, Y3
+	VPSRAD $11, Y3, Y3
+	VPBLENDVB Y13, Y14, Y3, Y3
+	VPADDD Y15, Y4, Y4
+	VPSRAD $11, Y4, Y4
+	VPBLENDVB Y13, Y14, Y4, Y4
+	VPADDD Y15, Y5, Y5
+	VPSRAD $11, Y5, Y5
+	VPBLENDVB Y13, Y14, Y5, Y5
+	VPADDD Y15, Y6, Y6
+	VPSRAD $11, Y6, Y6
+	VPBLENDVB Y13, Y14, Y6, Y6
+	VPADDD Y15, Y7, Y7
+	VPSRAD $11, Y7, Y7
+	VPBLENDVB Y13, Y14, Y7, Y7
+	// Pass 2: the rows, transposed into lanes.
+	TRANSPOSE
+	IDCT_PASS
+	VMOVDQU idct_r2<>(SB), Y14
+	VMOVDQU idct_c128<>(SB), Y15
+	VPADDD Y14, Y0, Y0
+	VPSRAD $18, Y0, Y0
+	VPADDD Y15, Y0, Y0
+	VPADDD Y14, Y1, Y1
+	VPSRAD $18, Y1, Y1
+	VPADDD Y15, Y1, Y1
+	VPADDD Y14, Y2, Y2
+	VPSRAD $18, Y2, Y2
+	VPADDD Y15, Y2, Y2
+	VPADDD Y14, Y3, Y3
+	VPSRAD $18, Y3, Y3
+	VPADDD Y15, Y3, Y3
+	VPADDD Y14, Y4, Y4
+	VPSRAD $18, Y4, Y4
+	VPADDD Y15, Y4, Y4
+	VPADDD Y14, Y5, Y5
+	VPSRAD $18, Y5, Y5
+	VPADDD Y15, Y5, Y5
+	VPADDD Y14, Y6, Y6
+	VPSRAD $18, Y6, Y6
+	VPADDD Y15, Y6, Y6
+	VPADDD Y14, Y7, Y7
+	VPSRAD $18, Y7, Y7
+	VPADDD Y15, Y7, Y7
+	TRANSPOSE
+	// Clamp to 0..255 by saturating packs; put each row's bytes together.
+	VPACKSSDW Y1, Y0, Y0
+	VPACKSSDW Y3, Y2, Y2
+	VPACKUSWB Y2, Y0, Y0
+	VPACKSSDW Y5, Y4, Y4
+	VPACKSSDW Y7, Y6, Y6
+	VPACKUSWB Y6, Y4, Y4
+	VMOVDQU idct_perm<>(SB), Y15
+	VPERMD Y0, Y15, Y0
+	VPERMD Y4, Y15, Y4
+	LEAQ (SI)(SI*2), BX
+	VEXTRACTI128 $1, Y0, X1
+	VMOVQ X0, (DI)
+	VPEXTRQ $1, X0, (DI)(SI*1)
+	VMOVQ X1, (DI)(SI*2)
+	VPEXTRQ $1, X1, (DI)(BX*1)
+	LEAQ (DI)(SI*4), DI
+	VEXTRACTI128 $1, Y4, X5
+	VMOVQ X4, (DI)
+	VPEXTRQ $1, X4, (DI)(SI*1)
+	VMOVQ X5, (DI)(SI*2)
+	VPEXTRQ $1, X5, (DI)(BX*1)
+	VZEROUPPER
+	RET
