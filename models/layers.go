@@ -204,12 +204,15 @@ func (l *BatchNorm) Forward(c Ctx, x *tensorcore.Var) *tensorcore.Var {
 		l.RunMean, l.RunVar, l.Momentum, l.Eps, c.Training)
 }
 
-// ForwardReLU is ReLU(Forward(x)), fused: one pass over memory, and no
-// normalized tensor kept for backward.
+// ForwardReLU is ReLU(Forward(x)). It records two ops, not the fused
+// Tape.BatchNormReLU: in a model's sealed forward pass (see
+// tensorcore.Tape.Seal) the BatchNorm's output is lent and given back as
+// soon as the ReLU has read it, which holds less than the fused op, whose
+// output is kept beside its input; at the same speed (ResNet-50 at batch
+// 32, 224×224, 2 threads: peak RSS 3.75 GB against 4.21 GB fused, 5.43
+// against 5.31 images/s, one run each).
 func (l *BatchNorm) ForwardReLU(c Ctx, x *tensorcore.Var) *tensorcore.Var {
-	tp := c.Tape
-	return tp.BatchNormReLU(x, tp.Param(l.Gamma, l.GGamma), tp.Param(l.Beta, l.GBeta),
-		l.RunMean, l.RunVar, l.Momentum, l.Eps, c.Training)
+	return c.Tape.ReLU(l.Forward(c, x))
 }
 
 // BatchNormReLU is a BatchNorm followed by a ReLU, as one module (see

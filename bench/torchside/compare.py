@@ -81,7 +81,7 @@ def ringtrain_rate(args, name, size, batch, threads, steps):
 
 
 def steps_for(name):
-    return {"resnet50": 2, "vgg16_bn": 2, "resnet18": 3}.get(name, 50)
+    return {"resnet50": 2, "vgg16_bn": 2, "resnet18": 3}.get(name, 300)
 
 
 def main():
