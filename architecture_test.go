@@ -29,7 +29,7 @@ var allowedImports = map[string][]string{
 	"job":         {"sigs.k8s.io/yaml"},
 	"runlog":      {"gonum.org/v1/plot", renameio, protowire},
 	"models":      {module + "tensorcore", module + "job"},
-	"dataset":     {module + "tensorcore", module + "dataset/", renameio},
+	"dataset":     {module + "tensorcore", module + "dataset/", renameio, "golang.org/x/sys/cpu"},
 	"allreduce":   {module + "allreduce", module + "internal/netlimit", "google.golang.org/grpc", "google.golang.org/protobuf", "github.com/klauspost/compress", "golang.org/x/sys/cpu", "gonum.org/v1/gonum"},
 	"checkpoint":  {module + "safetensors", "go.etcd.io/etcd/", renameio},
 	"etcdtest":    {module + "etcdlocal"},
