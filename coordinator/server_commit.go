@@ -116,13 +116,37 @@ func (s *Server) ReportCheckpoint(ctx context.Context, req *api.CheckpointReport
 		m.Metrics.TestAccuracy, m.Metrics.TestLoss = ev.Accuracy, ev.Loss
 	}
 	j := commitJob{gen: req.Generation, m: m, final: s.isFinal(m.Epoch, m.Position)}
-	select {
-	case t.commits <- j:
-	default:
-		s.metrics.commitFailures.Inc()
-		s.logf("coordinator: warning: dropping checkpoint %s: %d commits already queued", m.Name, commitQueue)
-	}
+	s.enqueueCommit(t, j)
 	return &api.CheckpointAck{}, nil
+}
+
+// enqueueCommit queues j for the committer. A mid-run checkpoint that
+// finds commitQueue commits already queued (etcd slow or away) is dropped:
+// a later one commits the progress. The job's final checkpoint is never
+// dropped, since the job ends only once it is committed: it supersedes
+// every checkpoint still queued, which are dropped for it instead.
+func (s *Server) enqueueCommit(t *term, j commitJob) {
+	for {
+		select {
+		case t.commits <- j:
+			return
+		default:
+		}
+		if !j.final {
+			s.metrics.commitFailures.Inc()
+			s.logf("coordinator: warning: dropping checkpoint %s: %d commits already queued", j.m.Name, commitQueue)
+			return
+		}
+		for drained := false; !drained; {
+			select {
+			case old := <-t.commits:
+				s.metrics.commitFailures.Inc()
+				s.logf("coordinator: warning: dropping checkpoint %s for the final one, %s", old.m.Name, j.m.Name)
+			default:
+				drained = true
+			}
+		}
+	}
 }
 
 // checkReport rejects malformed reports and callers admit refuses.
