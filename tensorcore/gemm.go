@@ -224,30 +224,7 @@ func (j *gemmJob) macro(s *scratch, ic, mc, jc, nc, kc int, beta float32) {
 			}
 			t := s.tile[:mr*nr]
 			kernel(kc, &ap[0], &bp[0], &t[0], nr, mm, 1, 0)
-			for r := 0; r < mm; r++ {
-				tr := t[r*nr : r*nr+nn]
-				rowBase := (row + r) * c.rs
-				for cc := 0; cc < nn; {
-					jj := col + cc
-					im, qq := jj/c.plane, jj%c.plane
-					seg := min(nn-cc, c.plane-qq)
-					dst := c.d[rowBase+im*c.img+qq:][:seg]
-					src := tr[cc : cc+seg]
-					switch {
-					case beta != 0:
-						for i, v := range src {
-							dst[i] = alpha*v + beta*dst[i]
-						}
-					case alpha == 1:
-						copy(dst, src)
-					default:
-						for i, v := range src {
-							dst[i] = alpha * v
-						}
-					}
-					cc += seg
-				}
-			}
+			c.addTile(t, nr, row, col, mm, nn, alpha, beta)
 		}
 	}
 }
