@@ -130,20 +130,21 @@ const dotChunk = 1024
 
 // dotWJob computes the weight gradient of one group as tiles of dot
 // products between rows of the gradient grid (gy) and shifted rows of the
-// padded input; parts own disjoint ranges of column tiles.
-type dotWJob struct {
-	ks                 *kernelSet
-	gyg                []float32 // (N, opad, planeP) gradient on the grid, zero off the image
-	xp                 []float32 // padded input from the group's first channel
+// padded input, in fp32 (T float32) or on bf16 copies of both (T uint16,
+// see gridBackwardWeightBF16); parts own disjoint ranges of column tiles.
+type dotWJob[T float32 | uint16] struct {
+	dtR, dtC           int // the tile's rows and columns (kernelSet.dtR, dtC)
+	dotTile            func(n int, a *T, lda int, b *T, boffs *int, out *float32, ldo int)
+	gyg                []T       // (N, opad, planeP) gradient on the grid, zero off the image
+	xp                 []T       // padded input from the group's first channel
 	offs               []int     // (kpad) im2col row offsets into xp
 	out                []float32 // (opad × kpad) result
 	n, opad, kpad, img int
 	planeP             int
 }
 
-func (t *dotWJob) run(_, lo, hi int) {
-	ks := t.ks
-	R, C := ks.dtR, ks.dtC
+func (t *dotWJob[T]) run(_, lo, hi int) {
+	R, C := t.dtR, t.dtC
 	for n := 0; n < t.n; n++ {
 		for j0 := 0; j0 < t.planeP; j0 += dotChunk {
 			jn := min(dotChunk, t.planeP-j0)
@@ -151,7 +152,7 @@ func (t *dotWJob) run(_, lo, hi int) {
 				a := t.gyg[(n*t.opad+ot)*t.planeP+j0:]
 				b := t.xp[n*t.img+j0:]
 				for kt := lo; kt < hi; kt++ {
-					ks.dotTile(jn, &a[0], t.planeP, &b[0], &t.offs[kt*C], &t.out[ot*t.kpad+kt*C], t.kpad)
+					t.dotTile(jn, &a[0], t.planeP, &b[0], &t.offs[kt*C], &t.out[ot*t.kpad+kt*C], t.kpad)
 				}
 			}
 		}
@@ -206,13 +207,13 @@ func gridBackwardWeight(ks *kernelSet, p *Pool, g ConvGeom, x, gy, gw []float32)
 			}
 		}
 		clear(out)
-		job := dotWJob{ks: ks, gyg: gyg, xp: xp[gi*cg*hp*wp:], offs: offs, out: out,
+		job := dotWJob[float32]{dtR: R, dtC: C, dotTile: ks.dotTile, gyg: gyg, xp: xp[gi*cg*hp*wp:], offs: offs, out: out,
 			n: g.N, opad: opad, kpad: kpad, img: g.C * hp * wp, planeP: planeP}
 		tiles := kpad / C
 		if p.Workers() > 1 && g.N*opad*kpad*planeP >= gemmSerialFlops {
 			p.dotw = job
 			p.forTask(tiles, 1, &p.dotw)
-			p.dotw = dotWJob{}
+			p.dotw = dotWJob[float32]{}
 		} else {
 			job.run(0, 0, tiles)
 		}

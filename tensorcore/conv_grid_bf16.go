@@ -17,35 +17,6 @@ func backwardWeightBF16(ks *bf16KernelSet, p *Pool, g ConvGeom, x, gy, gw []floa
 	gridBackwardWeightBF16(ks, p, g, x, gy, gw)
 }
 
-// dotWBF16Job is dotWJob on bf16 copies of the gradient grid and of the
-// padded input.
-type dotWBF16Job struct {
-	ks                 *bf16KernelSet
-	gyg                []uint16 // (N, opad, planeP) gradient on the grid, zero off the image
-	xp                 []uint16 // padded input from the group's first channel
-	offs               []int    // (kpad) im2col row offsets into xp
-	out                []float32
-	n, opad, kpad, img int
-	planeP             int
-}
-
-func (t *dotWBF16Job) run(_, lo, hi int) {
-	ks := t.ks
-	R, C := ks.dtR, ks.dtC
-	for n := 0; n < t.n; n++ {
-		for j0 := 0; j0 < t.planeP; j0 += dotChunk {
-			jn := min(dotChunk, t.planeP-j0)
-			for ot := 0; ot < t.opad; ot += R {
-				a := t.gyg[(n*t.opad+ot)*t.planeP+j0:]
-				b := t.xp[n*t.img+j0:]
-				for kt := lo; kt < hi; kt++ {
-					ks.dotTile(jn, &a[0], t.planeP, &b[0], &t.offs[kt*C], &t.out[ot*t.kpad+kt*C], t.kpad)
-				}
-			}
-		}
-	}
-}
-
 // gridBackwardWeightBF16 is gridBackwardWeight in BF16: the gradient grid
 // and the padded input are rounded to bf16 once (each element then serves
 // O/G or C/G·KH·KW dot products), the dot products summed in fp32 by
@@ -94,13 +65,13 @@ func gridBackwardWeightBF16(ks *bf16KernelSet, p *Pool, g ConvGeom, x, gy, gw []
 			ks.round(gyb[n*opad*planeP:(n+1)*opad*planeP], row)
 		}
 		clear(out)
-		job := dotWBF16Job{ks: ks, gyg: gyb, xp: xb[gi*cg*hp*wp:], offs: offs, out: out,
+		job := dotWJob[uint16]{dtR: R, dtC: C, dotTile: ks.dotTile, gyg: gyb, xp: xb[gi*cg*hp*wp:], offs: offs, out: out,
 			n: g.N, opad: opad, kpad: kpad, img: g.C * hp * wp, planeP: planeP}
 		tiles := kpad / C
 		if p.Workers() > 1 && g.N*opad*kpad*planeP >= gemmSerialFlops {
 			p.bf16.dotw = job
 			p.forTask(tiles, 1, &p.bf16.dotw)
-			p.bf16.dotw = dotWBF16Job{}
+			p.bf16.dotw = dotWJob[uint16]{}
 		} else {
 			job.run(0, 0, tiles)
 		}

@@ -141,7 +141,7 @@ type bf16KernelSet struct {
 type bf16State struct {
 	ks   *bf16KernelSet // nil: FP32
 	gemm bf16Job
-	dotw dotWBF16Job
+	dotw dotWJob[uint16]
 }
 
 // goBF16Kernels is the plain-Go reference set; it runs on any CPU but is

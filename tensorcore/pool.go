@@ -32,7 +32,7 @@ type Pool struct {
 	// gemm and dotw are the job descriptors of the product in flight;
 	// kept here so that handing them to the workers does not allocate.
 	gemm gemmJob
-	dotw dotWJob
+	dotw dotWJob[float32]
 
 	bf16 bf16State // products in BF16 when bf16.ks is set (SetPrecision)
 }
