@@ -159,6 +159,27 @@ func (t *dotWJob[T]) run(_, lo, hi int) {
 	}
 }
 
+// layGradGrid writes image n's gradient of group gi's output channels
+// into dst, opad rows of planeP: each output row at its place on the padded
+// grid (rows of wp), zeros in the grid's extra columns, past the plane and
+// in the rows beyond the group's channels.
+func layGradGrid(dst, gy []float32, g ConvGeom, gi, n, opad, wp, planeP int) {
+	og, P, plane := g.O/g.Groups, g.OH*g.OW, g.OH*wp
+	for o := 0; o < opad; o++ {
+		d := dst[o*planeP : (o+1)*planeP]
+		if o >= og {
+			clear(d)
+			continue
+		}
+		src := gy[(n*g.O+gi*og+o)*P:][:P]
+		for oh := 0; oh < g.OH; oh++ {
+			copy(d[oh*wp:oh*wp+g.OW], src[oh*g.OW:(oh+1)*g.OW])
+			clear(d[oh*wp+g.OW : (oh+1)*wp])
+		}
+		clear(d[plane:])
+	}
+}
+
 // gridBackwardWeight overwrites gw with dL/dw for a geometry that
 // gridFits: gW(O/G × C/G·KH·KW) = gY · im2col(x)ᵀ per group. Both operands
 // are contiguous along the pixels, so it runs as tiles of dot products
@@ -189,22 +210,9 @@ func gridBackwardWeight(ks *kernelSet, p *Pool, g ConvGeom, x, gy, gw []float32)
 	gyg := s.convY
 	s.conv = grow(s.conv, opad*kpad)
 	out := s.conv
-	P := g.OH * g.OW
 	for gi := 0; gi < g.Groups; gi++ {
 		for n := 0; n < g.N; n++ {
-			for o := 0; o < opad; o++ {
-				dst := gyg[(n*opad+o)*planeP : (n*opad+o+1)*planeP]
-				if o >= og {
-					clear(dst)
-					continue
-				}
-				src := gy[(n*g.O+gi*og+o)*P:][:P]
-				for oh := 0; oh < g.OH; oh++ {
-					copy(dst[oh*wp:oh*wp+g.OW], src[oh*g.OW:(oh+1)*g.OW])
-					clear(dst[oh*wp+g.OW : (oh+1)*wp])
-				}
-				clear(dst[plane:])
-			}
+			layGradGrid(gyg[n*opad*planeP:(n+1)*opad*planeP], gy, g, gi, n, opad, wp, planeP)
 		}
 		clear(out)
 		job := dotWJob[float32]{dtR: R, dtC: C, dotTile: ks.dotTile, gyg: gyg, xp: xp[gi*cg*hp*wp:], offs: offs, out: out,

@@ -46,22 +46,9 @@ func gridBackwardWeightBF16(ks *bf16KernelSet, p *Pool, g ConvGeom, x, gy, gw []
 	gyb := s.bf16.gy
 	s.conv = grow(s.conv, opad*kpad)
 	out := s.conv
-	P := g.OH * g.OW
 	for gi := 0; gi < g.Groups; gi++ {
 		for n := 0; n < g.N; n++ {
-			for o := 0; o < opad; o++ {
-				dst := row[o*planeP : (o+1)*planeP]
-				if o >= og {
-					clear(dst)
-					continue
-				}
-				src := gy[(n*g.O+gi*og+o)*P:][:P]
-				for oh := 0; oh < g.OH; oh++ {
-					copy(dst[oh*wp:oh*wp+g.OW], src[oh*g.OW:(oh+1)*g.OW])
-					clear(dst[oh*wp+g.OW : (oh+1)*wp])
-				}
-				clear(dst[plane:])
-			}
+			layGradGrid(row, gy, g, gi, n, opad, wp, planeP)
 			ks.round(gyb[n*opad*planeP:(n+1)*opad*planeP], row)
 		}
 		clear(out)
