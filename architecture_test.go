@@ -55,6 +55,11 @@ var allowedImports = map[string][]string{
 	// watches etcd; it reads the worker's final-parameters log line.
 	"faults": {module + "api", module + "checkpoint", module + "job", module + "worker", module + "etcdlocal", module + "localcluster",
 		"go.etcd.io/etcd/", "go.uber.org/zap"},
+	// The talk's reproductions are clients of the engine: training jobs
+	// (worker, or a local cluster) and the models and tensor core
+	// directly; never the coordinator or the wire.
+	"repro": {module + "tensorcore", module + "models", module + "dataset", module + "job", module + "runlog",
+		module + "worker", module + "localcluster", "gonum.org/v1/gonum", "gonum.org/v1/plot"},
 	"localcluster": {module + "internal/freeport", module + "coordinator", module + "worker", module + "etcdlocal", module + "job", module + "runlog",
 		module + "api", module + "checkpoint", module + "dataset", "go.etcd.io/etcd/", "go.uber.org/zap"},
 }
@@ -127,6 +132,9 @@ func TestRuleCatchesForbiddenImport(t *testing.T) {
 		{"localcluster", module + "coordinator", true},
 		{"localcluster", module + "worker", true},
 		{"localcluster", module + "models", false},
+		{"repro", module + "worker", true},
+		{"repro", module + "coordinator", false},
+		{"repro", module + "allreduce", false},
 		{"dashboard", module + "coordinator", false},
 		{"dashboard", module + "worker", false},
 		{"dashboard", module + "checkpoint", false},

@@ -76,6 +76,7 @@ func fixed(f func(b *Builder) (Module, []int)) func(*Builder, Config) (Module, e
 // zoo maps each model name to its entry.
 var zoo = map[string]spec{
 	"mlp":          {"784-300-100-10 ReLU multilayer perceptron (LeCun et al. 1998)", 10, digits, false, false, fixed(buildMLP)},
+	"mlp800":       {"784-800-10 ReLU multilayer perceptron (Simard et al. 2003; Hinton et al. 2006's baseline)", 10, digits, false, false, fixed(buildMLP800)},
 	"lenet1":       {"LeNet-1 (LeCun et al. 1998): 4 and 12 5×5 tanh maps with 2×2 average pooling, 28×28", 10, digits, false, false, fixed(buildLeNet1)},
 	"lenet5":       {"LeNet-5 with ReLU and max-pooling, PyTorch layer names c1 c2 f1 f2 f3, 28×28", 10, digits, false, false, fixed(buildLeNet5)},
 	"lenet5-1998":  {"LeNet-5 as in 1998: scaled tanh, average-pool subsampling, C5 as a 5×5 convolution, 28×28", 10, digits, false, false, fixed(buildLeNet51998)},
@@ -259,6 +260,16 @@ func buildMLP(b *Builder) (Module, []int) {
 		NewLinear(b, "f1", 784, 300, d), ReLU{},
 		NewLinear(b, "f2", 300, 100, d), ReLU{},
 		NewLinear(b, "f3", 100, 10, d),
+	}, []int{1, 28, 28}
+}
+
+// buildMLP800 is the wide one-hidden-layer net: 784-800-10, ReLU.
+func buildMLP800(b *Builder) (Module, []int) {
+	var d LayerInit
+	return Sequential{
+		Flatten{},
+		NewLinear(b, "f1", 784, 800, d), ReLU{},
+		NewLinear(b, "f2", 800, 10, d),
 	}, []int{1, 28, 28}
 }
 

@@ -12,6 +12,7 @@ import (
 // wantParams is the number of trainable scalars of each zoo model.
 var wantParams = map[string]int{
 	"mlp":         784*300 + 300 + 300*100 + 100 + 100*10 + 10, // 266,610
+	"mlp800":      784*800 + 800 + 800*10 + 10,                 // 636,010
 	"lenet1":      (4*25 + 4) + (12*4*25 + 12) + (192*10 + 10), // 3,246
 	"lenet5":      61706,
 	"lenet5-1998": 61706,

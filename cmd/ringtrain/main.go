@@ -48,6 +48,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newDataCmd())
 	root.AddCommand(newBenchCmd())
 	root.AddCommand(newChaosCmd())
+	root.AddCommand(newReproCmd())
 	root.InitDefaultCompletionCmd() // so that its parent command is one of them
 	forEachCommand(root, func(cmd *cobra.Command) {
 		if cmd.HasSubCommands() && !cmd.Runnable() {
