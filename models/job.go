@@ -105,6 +105,13 @@ func newSelectiveDecay(opt Optimizer, a *Arena, wd float32, decoupled bool) *sel
 	return o
 }
 
+// decayAdder is an optimizer whose own coupled decay computes g + wd·p in
+// a kernel of its own: selectiveDecay adds it the same way, so each weight
+// gets the same bits as under the optimizer's own decay.
+type decayAdder interface {
+	addDecay(wd float32, p, g []float32)
+}
+
 // Step decays the weights, then steps the inner optimizer.
 func (o *selectiveDecay) Step(lr float32) {
 	for _, r := range o.ranges {
@@ -114,6 +121,8 @@ func (o *selectiveDecay) Step(lr float32) {
 			for i := range p {
 				p[i] *= scale
 			}
+		} else if d, ok := o.Optimizer.(decayAdder); ok {
+			d.addDecay(o.wd, p, g)
 		} else {
 			for i := range p {
 				g[i] += o.wd * p[i]

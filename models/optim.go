@@ -170,45 +170,21 @@ func (o *SGD) Step(lr float32) {
 	o.steps++
 }
 
-// stepRange updates elements [lo, hi) with the step's o.lr.
+// stepRange updates elements [lo, hi) with the step's o.lr, on the
+// tensor core's vector kernel.
 func (o *SGD) stepRange(lo, hi int) {
-	p, g := o.params[lo:hi], o.grads[lo:hi]
-	p = p[:len(g)]
-	lr, wd, mom := o.lr, o.cfg.WeightDecay, o.cfg.Momentum
-	switch {
-	case o.buf == nil:
-		for i := range p {
-			d := g[i] + wd*p[i]
-			p[i] -= lr * d
-		}
-	case o.steps == 0:
-		buf := o.buf[lo:hi]
-		buf = buf[:len(p)]
-		for i := range p {
-			d := g[i] + wd*p[i]
-			buf[i] = d
-			if o.cfg.Nesterov {
-				d += mom * d
-			}
-			p[i] -= lr * d
-		}
-	default:
-		buf := o.buf[lo:hi]
-		buf = buf[:len(p)]
-		damp := 1 - o.cfg.Dampening
-		for i := range p {
-			d := g[i] + wd*p[i]
-			b := mom*buf[i] + damp*d
-			buf[i] = b
-			if o.cfg.Nesterov {
-				d += mom * b
-			} else {
-				d = b
-			}
-			p[i] -= lr * d
-		}
+	var buf []float32
+	if o.buf != nil {
+		buf = o.buf[lo:hi]
 	}
+	tensorcore.SGDStep(o.params[lo:hi], o.grads[lo:hi], buf, tensorcore.SGDArgs{
+		LR: o.lr, WeightDecay: o.cfg.WeightDecay, Momentum: o.cfg.Momentum, Dampening: o.cfg.Dampening,
+		Nesterov: o.cfg.Nesterov, First: o.steps == 0,
+	})
 }
+
+// addDecay adds wd·p to g as the SGD kernel's own decay does (fused).
+func (o *SGD) addDecay(wd float32, p, g []float32) { tensorcore.Axpy(wd, p, g) }
 
 // Steps returns the number of steps taken.
 func (o *SGD) Steps() int64 { return o.steps }

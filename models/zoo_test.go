@@ -177,7 +177,7 @@ func TestZooModels(t *testing.T) {
 			opt, _ := NewSGD(m.Arena.Data, m.Arena.Grad, SGDConfig{Momentum: 0.9})
 			lr := float32(0.05)
 			if Sized(name) && name != "alexnet" {
-				lr = 0.01 // deep nets with BatchNorm on a batch of 6
+				lr = 0.002 // deep nets with BatchNorm on a batch of 6 (0.01 sends ResNet-50 up and down chaotically)
 			}
 			var first, last float32
 			for step := 0; step < 8; step++ {

@@ -46,6 +46,11 @@ type kernelSet struct {
 	bnScaleShift func(y, x []float32, sc, sh float32, relu bool)
 	bnGradSums   func(gy, x []float32, mu, is, sc, sh float32, relu bool, sdy, sdyx float64) (float64, float64)
 	bnGradApply  func(gx, gy, x []float32, k, mu, is, mdy, mdyx, sc, sh float32, relu bool)
+
+	// sgd is SGDStep and axpyExact is Axpy (optim.go), slices of equal
+	// length: each element's result independent of where slices start.
+	sgd       func(p, g, buf []float32, a SGDArgs)
+	axpyExact func(alpha float32, x, y []float32)
 }
 
 // goKernels is the plain-Go kernel set, used when the CPU lacks AVX2 and FMA
@@ -76,6 +81,9 @@ var goKernels = &kernelSet{
 	bnScaleShift: bnScaleShiftRef,
 	bnGradSums:   bnGradSumsRef,
 	bnGradApply:  bnGradApplyRef,
+
+	sgd:       SGDStepRef,
+	axpyExact: vecAxpyRef,
 }
 
 // kern is the fastest kernel set this CPU supports, chosen once at start.

@@ -32,6 +32,9 @@ var avx2Kernels = &kernelSet{
 	bnScaleShift: bnScaleShiftKernAVX2,
 	bnGradSums:   bnGradSumsKernAVX2,
 	bnGradApply:  bnGradApplyKernAVX2,
+
+	sgd:       sgdKernAVX2,
+	axpyExact: axpyExactAVX2,
 }
 
 // avx512Kernels add a 12×32 SGEMM micro-kernel on ZMM registers (AVX-512F)

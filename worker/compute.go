@@ -252,18 +252,12 @@ func (c *compute) sumGradients(lo, hi int) {
 	first := c.replicas[0]
 	scale(g, float32(first.hi-first.lo)/float32(c.n))
 	for _, r := range c.replicas[1:] {
-		w := float32(r.hi-r.lo) / float32(c.n)
-		for i, v := range r.model.Arena.Grad[lo:hi] {
-			g[i] += w * v
-		}
+		tensorcore.Axpy(float32(r.hi-r.lo)/float32(c.n), r.model.Arena.Grad[lo:hi], g)
 	}
 }
 
-func scale(xs []float32, a float32) {
-	for i := range xs {
-		xs[i] *= a
-	}
-}
+// scale multiplies xs by a, in place.
+func scale(xs []float32, a float32) { tensorcore.Scale(xs, a, xs) }
 
 // run does forward and backward of the replica's slice of the batch.
 func (r *replica) run(c *compute) {
