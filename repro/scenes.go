@@ -114,10 +114,19 @@ func (s *scene) offCentre(cr, cc int, margin float64) bool {
 }
 
 // negativeCentre draws a window centre on the canvas more than margin
-// pixels from every digit's centre.
-func (s *scene) negativeCentre(rng *rand.Rand, margin float64) (int, int, error) {
+// pixels from every digit's centre. A near miss (near set) lies between
+// margin and 2·margin pixels from one digit's centre, so that the window
+// holds much of that digit; otherwise the centre is anywhere on the
+// canvas.
+func (s *scene) negativeCentre(rng *rand.Rand, margin float64, near bool) (int, int, error) {
 	for range 1000 {
 		r, c := rng.IntN(sceneSize), rng.IntN(sceneSize)
+		if near {
+			d := s.digits[rng.IntN(len(s.digits))]
+			dr, dc := d.centre()
+			a, rad := 2*math.Pi*rng.Float64(), margin*(1+rng.Float64())
+			r, c = dr+int(math.Round(rad*math.Sin(a))), dc+int(math.Round(rad*math.Cos(a)))
+		}
 		if s.offCentre(r, c, margin) {
 			return r, c, nil
 		}

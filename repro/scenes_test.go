@@ -73,14 +73,14 @@ func TestScenes(t *testing.T) {
 		t.Errorf("centred mask holds %v pixels, the digit %d", sum, ink)
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
-	for range 50 {
-		r, c, err := a.negativeCentre(rng, 8)
+	for i := range 50 {
+		r, c, err := a.negativeCentre(rng, 8, i%2 == 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, d := range a.digits {
 			dr, dc := d.centre()
-			if math.Hypot(float64(r-dr), float64(c-dc)) <= 8 {
+			if dist := math.Hypot(float64(r-dr), float64(c-dc)); dist <= 8 {
 				t.Fatalf("negative centre %d,%d lies within 8 of digit centre %d,%d", r, c, dr, dc)
 			}
 		}
