@@ -122,7 +122,7 @@ func runSpectralNet(ctx context.Context, env *Env) (*Result, error) {
 			fmt.Sprintf("Graphs: grid %d edges, smallest eigenvalues %.1e and %.3f, largest %.3f; correlation %d edges, smallest %.1e and %.3f, largest %.3f (a second eigenvalue > 0: one connected component).",
 				grid.edges, grid.vals[0], grid.vals[1], grid.vals[len(grid.vals)-1], corr.edges, corr.vals[0], corr.vals[1], corr.vals[len(corr.vals)-1]),
 			fmt.Sprintf("Training wall time: %.0f s (grid), %.0f s (correlation).", results[0].seconds, results[1].seconds),
-			"Deviations: the paper's subsampled MNIST and its exact training recipe are not specified to the pixel; ours draws its own 400 pixels and trains with Adam. The paper's spline interpolates over the eigenvalue index as here.",
+			"Deviations: the paper's subsampled MNIST and its training recipe are not given to the pixel; ours draws its own 400 pixels and trains with Adam and dropout. The multipliers here are cubic B-splines in the frequency index (eigenvectors sorted by eigenvalue), one reading of the paper's smooth spline-interpolated multipliers.",
 		},
 	}
 	epochs := make([]float64, cfg.epochs)
