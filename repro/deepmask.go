@@ -111,6 +111,11 @@ func runDeepMask(ctx context.Context, env *Env) (*Result, error) {
 	if !ok1 || !ok2 {
 		return nil, fmt.Errorf("mnist: unexpected set types %T, %T", trainSet, testSet)
 	}
+	for _, m := range []*dataset.MNIST{train, test} {
+		if m.N == 0 || m.Rows != digitSize || m.Cols != digitSize {
+			return nil, fmt.Errorf("mnist: %d images of %d×%d, want some of %d×%d", m.N, m.Rows, m.Cols, digitSize, digitSize)
+		}
+	}
 	pool := tensorcore.NewPool(env.Threads)
 	defer pool.Close()
 	net := newMaskNet(rand.New(rand.NewPCG(env.Seed, 0xdee9)))
