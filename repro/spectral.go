@@ -71,6 +71,10 @@ func runSpectralNet(ctx context.Context, env *Env) (*Result, error) {
 	if !ok1 || !ok2 {
 		return nil, fmt.Errorf("mnist: unexpected set types %T, %T", trainSet, testSet)
 	}
+	if train.N < cfg.batch || test.N == 0 || train.Rows != test.Rows || train.Cols != test.Cols {
+		return nil, fmt.Errorf("mnist: %d training and %d test images (%d×%d, %d×%d): too few or of different sizes",
+			train.N, test.N, train.Rows, train.Cols, test.Rows, test.Cols)
+	}
 	rng := rand.New(rand.NewPCG(env.Seed, 0x5ec7))
 	pixels, err := pickPixels(train, cfg.nodes, rng)
 	if err != nil {
