@@ -344,7 +344,7 @@ func runLossSurface(ctx context.Context, env *Env) (*Result, error) {
 			fmt.Sprintf("Setup: MNIST area-resampled to 10×10 (each output pixel the area-weighted mean of the normalized 28×28 pixels under it), nets 100-width-10 with one ReLU hidden layer and PyTorch's default initialization, %d seeds per width, each with its own initialization and shuffling. Each net is trained by SGD with momentum %g, batch %d, lr %g decayed along a cosine to 0 over %d epochs of the %d training digits; NLL is the mean cross-entropy over the whole training set and the %d test digits after training.",
 				seeds, cfg.Momentum, cfg.Batch, cfg.LR, cfg.Epochs, sets[0].N, sets[1].N),
 			table.String(),
-			"Deviations: the paper trained far more nets per size (its histograms pool hundreds of runs) with its own SGD settings and sizes from 25 hidden units up; here 30 seeds per width and a fixed budget of epochs, the same for every width. Spread is the sample standard deviation across seeds.",
+			"Deviations: the paper pooled far more nets per size in its histograms, trained with its own SGD settings and sizes from 25 hidden units up; here 30 seeds per width and a fixed budget of epochs, the same for every width. Spread is the sample standard deviation across seeds.",
 		},
 	}, nil
 }
