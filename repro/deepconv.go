@@ -108,7 +108,7 @@ func runDeepConvnets(ctx context.Context, env *Env) (*Result, error) {
 	const vggShare = 0.45
 	vggSpec := mnistJob(env, "vgg", 3, 0.05)
 	if env.Quick {
-		vggSpec.TrainLimit, vggSpec.TestLimit = 256, 100
+		vggSpec.TrainLimit, vggSpec.TestLimit = 128, 64
 	}
 	vgg, err := TrainJob(ctx, env, "vgg", vggSpec, 0, vggShare)
 	if err != nil {
