@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -57,5 +58,32 @@ func TestReproCommand(t *testing.T) {
 		if text, err := runCLI(t, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v (want %q)\n%s", c.args, err, c.want, text)
 		}
+	}
+}
+
+// TestReproOnWorkers runs the real binary's quick backprop-mlp on a local
+// cluster of two worker processes, then runs it again with the same --out:
+// the finished training jobs are not run twice.
+func TestReproOnWorkers(t *testing.T) {
+	bin, data := binary(t)
+	out := filepath.Join(t.TempDir(), "mlp")
+	run := func() string {
+		cmd := exec.Command(bin, "repro", "backprop-mlp", "--quick", "--workers", "2", "--out", out, "--data-dir", filepath.Join(data, "mnist"))
+		cmd.Env = append(os.Environ(), "RINGTRAIN_DATA="+t.TempDir())
+		text, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, text)
+		}
+		return string(text)
+	}
+	first := run()
+	for _, f := range []string{"worker-0.log", "worker-1.log", "summary.json"} {
+		if _, err := os.Stat(filepath.Join(out, "runs", "mlp-300-100", f)); err != nil {
+			t.Errorf("the cluster run left no %s: %v\n%s", f, err, first)
+		}
+	}
+	again := run()
+	if strings.Count(again, "finished earlier") != 2 {
+		t.Errorf("the second run trained again:\n%s", again)
 	}
 }
