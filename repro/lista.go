@@ -235,14 +235,15 @@ func codCurve(d *Dict, set codeSet, lambda float32, steps int) []float64 {
 
 func runListaLCoD(ctx context.Context, env *Env) (*Result, error) {
 	const side, atoms, nnz = 10, 100, 0.10
-	nTrain, nTest, dictRows, dictEpochs := 20000, 2000, 20000, 4
-	starIters := 500
+	nTrain, nTest, dictRows, dictEpochs := 50000, 2000, 20000, 4
+	starIters, tuneRows := 500, 500
 	listaLayers := []int{1, 2, 3, 5, 7}
 	lcodSteps := []int{1, 2, 5, 10, 20}
-	listaEpochs, lcodEpochs := 40, 15
+	listaEpochs, lcodEpochs := 24, 12
 	fistaIters, codSteps := 200, 200
+	const listaLR, lcodLR = 1e-3, 1e-3
 	if env.Quick {
-		nTrain, nTest, dictRows, dictEpochs, starIters = 600, 100, 600, 1, 50
+		nTrain, nTest, dictRows, dictEpochs, starIters, tuneRows = 600, 100, 600, 1, 50, 100
 		listaLayers, lcodSteps, listaEpochs, lcodEpochs = []int{1, 7}, []int{5}, 1, 1
 		fistaIters, codSteps = 50, 50
 	}
@@ -265,7 +266,7 @@ func runListaLCoD(ctx context.Context, env *Env) (*Result, error) {
 		return nil, err
 	}
 	m := side * side
-	d, lambda, err := learnDict(ctx, rng, xTrain, dictRows, m, atoms, dictEpochs, 100, 50, nnz, 0.5,
+	d, lambda, err := learnDict(ctx, rng, xTrain, dictRows, m, atoms, dictEpochs, 100, 50, nnz, 0.5, tuneRows, 100,
 		func(f float64) { env.progress(0.1 * f) })
 	if err != nil {
 		return nil, err
@@ -299,7 +300,7 @@ func runListaLCoD(ctx context.Context, env *Env) (*Result, error) {
 	for i, layers := range listaLayers {
 		l := newLISTA(d, lambda, layers)
 		base := 0.2 + 0.5*float64(i)/float64(len(listaLayers))
-		if err := trainLISTA(ctx, l, train, rng, listaEpochs, 100, 3e-3, func(f float64) {
+		if err := trainLISTA(ctx, l, train, rng, listaEpochs, 100, listaLR, func(f float64) {
 			env.progress(base + 0.5*f/float64(len(listaLayers)))
 		}); err != nil {
 			return nil, err
@@ -313,7 +314,7 @@ func runListaLCoD(ctx context.Context, env *Env) (*Result, error) {
 	for i, steps := range lcodSteps {
 		l := newLCoD(d, lambda, steps)
 		base := 0.7 + 0.3*float64(i)/float64(len(lcodSteps))
-		if err := trainLCoD(ctx, l, train, rng, lcodEpochs, 100, 1e-3, func(f float64) {
+		if err := trainLCoD(ctx, l, train, rng, lcodEpochs, 100, lcodLR, func(f float64) {
 			env.progress(base + 0.3*f/float64(len(lcodSteps)))
 		}); err != nil {
 			return nil, err
@@ -350,8 +351,8 @@ func runListaLCoD(ctx context.Context, env *Env) (*Result, error) {
 		"Relative code error is ‖Z − Z*‖²/‖Z*‖² per test digit, averaged. A LISTA with T layers applies the shrinkage T times: z₁ = h_θ(W_e x), z_{t+1} = h_θ(W_e x + S z_t), so its layers compare with FISTA's iterations one for one. "+
 			"CoD's and LCoD's step updates one coordinate (O(n) work against FISTA's O(n²) per iteration), and their code after T steps is h_θ(B) of the state, as in the paper's algorithm.",
 		fmt.Sprintf("Training: W_e, S and θ start at ISTA's values (LISTA) or CoD's (LCoD) and are fitted to Z* on the training digits, each digit's squared error weighted by 1/‖z*‖² (the measure reported), "+
-			"by Adam with a cosine-decaying step: LISTA on the tape (%d epochs, batches of 100, step 3e-3), LCoD by its hand-written backward pass (gradient-checked; %d epochs, batches of 100, step 1e-3). "+
-			"The paper trained by plain stochastic gradient descent.", listaEpochs, lcodEpochs),
+			"by Adam with a cosine-decaying step: LISTA on the tape (%d epochs, batches of 100, step %.0e), LCoD by its hand-written backward pass (gradient-checked; %d epochs, batches of 100, step %.0e). "+
+			"The paper trained by plain stochastic gradient descent.", listaEpochs, listaLR, lcodEpochs, lcodLR),
 		fmt.Sprintf("Measured (test set): FISTA after 1/2/3/5/7/10/50/%d iterations %.4f/%.4f/%.4f/%.4f/%.4f/%.4f/%.4f/%.4f; ISTA after 10/50 %.4f/%.4f; CoD after 5/10/20/50/%d steps %.4f/%.4f/%.4f/%.4f/%.4f.",
 			fistaIters, fistaAt(1), fistaAt(2), fistaAt(3), fistaAt(5), fistaAt(7), fistaAt(10), fistaAt(50), fistaAt(fistaIters),
 			ista[min(10, len(ista))-1], ista[min(50, len(ista))-1], codSteps, codAt(5), codAt(10), codAt(20), codAt(50), codAt(codSteps)),

@@ -281,7 +281,7 @@ func (d *Dict) tuneLambda(x []float32, rows int, target float64, iters int) floa
 		hi = max(hi, math.Abs(float64(v)))
 	}
 	lo := 1e-6 * hi
-	for range 20 {
+	for range 16 {
 		mid := math.Sqrt(lo * hi)
 		d.FISTA(z, x, rows, float32(mid), iters, nil)
 		if nonZeroFraction(z) > target {
@@ -297,9 +297,10 @@ func (d *Dict) tuneLambda(x []float32, rows int, target float64, iters int) floa
 // values) by alternating FISTA codes (codeIters iterations, batches of
 // batch rows) and a gradient step on the atoms, which are then rescaled to
 // unit norm. The first atoms are random rows of x. λ is re-tuned for the
-// fraction nnz of non-zeros after each epoch.
+// fraction nnz of non-zeros after each epoch, on the first tuneRows rows
+// with FISTA codes of tuneIters iterations.
 func learnDict(ctx context.Context, rng *rand.Rand, x []float32, rows, m, n, epochs, batch, codeIters int, nnz float64, lr float32,
-	progress func(float64)) (*Dict, float32, error) {
+	tuneRows, tuneIters int, progress func(float64)) (*Dict, float32, error) {
 	if rows < n || rows < batch {
 		return nil, 0, fmt.Errorf("repro: %d inputs to learn %d atoms", rows, n)
 	}
@@ -314,8 +315,8 @@ func learnDict(ctx context.Context, rng *rand.Rand, x []float32, rows, m, n, epo
 	if err != nil {
 		return nil, 0, err
 	}
-	tuneRows := min(rows, 500)
-	lambda := d.tuneLambda(x, tuneRows, nnz, 100)
+	tuneRows = min(rows, tuneRows)
+	lambda := d.tuneLambda(x, tuneRows, nnz, tuneIters)
 	z := make([]float32, batch*n)
 	xb := make([]float32, batch*m)
 	res := make([]float32, batch*m)
@@ -347,7 +348,7 @@ func learnDict(ctx context.Context, rng *rand.Rand, x []float32, rows, m, n, epo
 				progress((float64(ep) + float64(b+batch)/float64(rows)) / float64(epochs))
 			}
 		}
-		lambda = d.tuneLambda(x, tuneRows, nnz, 100)
+		lambda = d.tuneLambda(x, tuneRows, nnz, tuneIters)
 	}
 	return d, lambda, nil
 }
