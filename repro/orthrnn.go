@@ -348,18 +348,20 @@ func trainAdding(ctx context.Context, r *recurrent, rng *rand.Rand, name string,
 
 func runOrthogonalRNN(ctx context.Context, env *Env) (*Result, error) {
 	const delay, hidden, bar = 100, 80, 0.01
-	batch, trainSteps, evalEvery, evalBatch := 20, 5000, 100, 200
-	copyBudget, addBudget, lstmBudget := 170*time.Second, 110*time.Second, 120*time.Second
+	// The copy net trains past the claim's 5,000 steps, to show whether
+	// it leaves the baseline later.
+	batch, trainSteps, copySteps, evalEvery, evalBatch := 20, 5000, 12000, 100, 200
+	copyBudget, addBudget, lstmBudget := 200*time.Second, 90*time.Second, 120*time.Second
 	lr := 1e-3
 	if env.Quick {
-		trainSteps, evalEvery, evalBatch = 6, 3, 20
+		trainSteps, copySteps, evalEvery, evalBatch = 6, 6, 3, 20
 	}
 	rng := rand.New(rand.NewPCG(env.Seed, 0x0a7e))
 	copyBase := copyLen * math.Log(copySymbols) / float64(delay+2*copyLen)
 	addBase := 2.0 / 12
 
 	ortho := newLTRNN(rng, copyAlphabet, hidden, copyAlphabet, "orthogonal", 1/math.Sqrt(copyAlphabet))
-	orthoRun, err := trainCopy(ctx, ortho, rng, "LT-RNN, orthogonal W", delay, batch, trainSteps, evalEvery, evalBatch, lr, bar, copyBudget,
+	orthoRun, err := trainCopy(ctx, ortho, rng, "LT-RNN, orthogonal W", delay, batch, copySteps, 2*evalEvery, evalBatch, lr, bar, copyBudget,
 		func(f float64) { env.progress(0.4 * f) })
 	if err != nil {
 		return nil, err
@@ -386,11 +388,17 @@ func runOrthogonalRNN(ctx context.Context, env *Env) (*Result, error) {
 		}
 		return fmt.Sprintf("did not reach ≤ %.2f in %d steps", bar, r.trainedSteps)
 	}
+	at5k := math.NaN()
+	for i, s := range orthoRun.steps {
+		if s <= 5000 {
+			at5k = orthoRun.loss[i]
+		}
+	}
 	copyClaim := Claim{
-		What:   fmt.Sprintf("copy task T=%d, orthogonal LT-RNN (%d units): held-out cross-entropy per step after %d steps", delay, hidden, orthoRun.trainedSteps),
+		What:   fmt.Sprintf("copy task T=%d, orthogonal LT-RNN (%d units): held-out cross-entropy per step at 5000 steps (and at the end, %d steps)", delay, hidden, orthoRun.trainedSteps),
 		Paper:  fmt.Sprintf("solved (loss near 0) where the baseline is %.3f", copyBase),
 		Target: fmt.Sprintf("≤ %.2f nats/step within 5000 steps", bar),
-		Ours:   fmt.Sprintf("%.4f (best %.4f; %s)", orthoRun.final, minOf(orthoRun.loss), stepsNote(orthoRun)),
+		Ours:   fmt.Sprintf("%.4f at 5000 (%.4f at %d; best %.4f; %s)", at5k, orthoRun.final, orthoRun.trainedSteps, minOf(orthoRun.loss), stepsNote(orthoRun)),
 		Pass:   orthoRun.reached > 0 && orthoRun.reached <= 5000,
 	}
 	addClaim := Claim{
@@ -417,10 +425,11 @@ func runOrthogonalRNN(ctx context.Context, env *Env) (*Result, error) {
 		fmt.Sprintf("The linear-transition RNN (LT-RNN) keeps its recurrence linear and puts the nonlinearity on the input: h_t = W h_{t−1} + relu(U x_t + b), output V h_t + c "+
 			"(softmax for copy, linear for adding). The relu on the input is what lets the adding net form value×marker; the copy net needs no nonlinearity in the recurrence. "+
 			"This is our reading of the paper's LT-RNN; W is a uniformly random orthogonal matrix (QR of a Gaussian matrix, signs fixed) for copy and the identity for adding. "+
-			"The LSTM control has %d units, forget-gate bias 1 and the same output layer.", hidden),
-		fmt.Sprintf("Training: batches of %d fresh sequences, RMSProp (step %.0e, α 0.99), gradient norm clipped at 1, up to %d steps, each run also capped in wall time (copy %s, adding %s, LSTM %s) so the experiment fits its time; "+
-			"loss measured every %d steps on a fixed held-out batch of %d sequences. Steps trained: orthogonal copy %d (%s), identity adding %d (%s), LSTM copy %d (%s).",
-			batch, lr, trainSteps, copyBudget, addBudget, lstmBudget, evalEvery, evalBatch,
+			"The LSTM control has %d units, forget-gate bias 1 and the same output layer. "+
+			"In a side trial (not part of this run), the copy net without the relu on its input (h_t = W h_{t−1} + U x_t + b) also stayed at the baseline for 3,000 steps.", hidden),
+		fmt.Sprintf("Training: batches of %d fresh sequences, RMSProp (step %.0e, α 0.99), gradient norm clipped at 1, up to %d steps (the orthogonal copy net up to %d), each run also capped in wall time (copy %s, adding %s, LSTM %s) so the experiment fits its time; "+
+			"loss measured every %d steps (%d for the orthogonal copy net) on a fixed held-out batch of %d sequences. Steps trained: orthogonal copy %d (%s), identity adding %d (%s), LSTM copy %d (%s).",
+			batch, lr, trainSteps, copySteps, copyBudget, addBudget, lstmBudget, evalEvery, 2*evalEvery, evalBatch,
 			orthoRun.trainedSteps, orthoRun.wall.Round(time.Second), addRun.trainedSteps, addRun.wall.Round(time.Second), lstmRun.trainedSteps, lstmRun.wall.Round(time.Second)),
 	)
 	flat := func(n float64, v float64) Series {
