@@ -516,8 +516,23 @@ func runPSD(ctx context.Context, env *Env) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A second encoder form, the shrinkage encoder h_θ(W x) (a one-layer
+	// LISTA), fitted to the same codes: it can output exact zeros, which
+	// g ⊙ tanh(·) cannot.
+	shrinkEnc := newLISTA(d, lambda, 1)
+	trainSet2 := codeSet{rows: nTrain, x: xTrain[:nTrain*m], zStar: zTrain}
+	if err := trainLISTA(ctx, shrinkEnc, trainSet2, rng, 2*fitEpochs, 100, 3e-3, nil); err != nil {
+		return nil, err
+	}
+	shrinkErr := evalLISTA(shrinkEnc, codeSet{rows: nTest, x: xTest, zStar: zTest})
+	sTrain, sTest := shrinkCodes(shrinkEnc, xTrain[:nTrain*m], nTrain), shrinkCodes(shrinkEnc, xTest, nTest)
+	accShrink, err := logisticAccuracy(ctx, rng, sTrain, yTrain, sTest, yTest, atoms, logEpochs, 3e-3)
+	if err != nil {
+		return nil, err
+	}
 	psdTime := time.Since(t1)
-	env.Logf("psd: logistic regression accuracy: pixels %.4f, FISTA codes %.4f, encoder codes %.4f", accRaw, accExact, accEnc)
+	env.Logf("psd: shrinkage encoder code error %.4f", shrinkErr)
+	env.Logf("psd: logistic regression accuracy: pixels %.4f, FISTA codes %.4f, encoder codes %.4f, shrinkage encoder codes %.4f", accRaw, accExact, accEnc, accShrink)
 
 	pct := func(v float64) string { return fmt.Sprintf("%.2f%%", 100*v) }
 	res.Claims = []Claim{
@@ -527,6 +542,8 @@ func runPSD(ctx context.Context, env *Env) (*Result, error) {
 			Target: "within 1.0 point of FISTA codes (" + pct(accExact) + ")", Ours: pct(accEnc), Pass: math.Abs(accEnc-accExact) <= 0.01},
 		{What: "logistic regression test accuracy, codes against raw pixels", Paper: "sparse codes beat raw pixels for a linear classifier",
 			Target: "both codes > pixels (" + pct(accRaw) + ")", Ours: fmt.Sprintf("encoder %s, FISTA %s", pct(accEnc), pct(accExact)), Pass: accEnc > accRaw && accExact > accRaw},
+		{What: "variant: shrinkage encoder h_θ(W x) fitted to the same codes: code error; logistic regression accuracy on its codes", Paper: "(not in the 2008 paper: its encoder is g ⊙ tanh)",
+			Target: "≤ 0.30; within 1.0 point of FISTA codes", Ours: fmt.Sprintf("%.4f; %s", shrinkErr, pct(accShrink)), Pass: shrinkErr <= 0.3 && math.Abs(accShrink-accExact) <= 0.01, Stretch: true},
 		{What: "PCA of 28×28 MNIST training digits: components for 95% of the variance", Paper: "about 154",
 			Target: "149–159", Ours: fmt.Sprintf("%d", pcs), Pass: pcs >= 149 && pcs <= 159},
 		{What: "k-means (k = 10, k-means++) clustering accuracy on 28×28 MNIST training digits, best one-to-one label map", Paper: "about 50–58%",
@@ -538,8 +555,10 @@ func runPSD(ctx context.Context, env *Env) (*Result, error) {
 			"the atoms take a gradient step and are rescaled to unit norm, the encoder an Adam step towards the codes. λ = %.4f (re-tuned for the final atoms).",
 			side, side, m, atoms, dictEpochs, dictRows, 100*nnz, psdEpochs, alpha, lambda),
 		fmt.Sprintf("Optimal codes z*: FISTA, %d iterations, from zero, on the first %d training and %d test digits (%.1f%% non-zeros on test). "+
-			"The encoder's code error is %.4f after the joint training; it was then regressed onto z* of the training digits for %d more epochs (the prediction term alone, the codes held at z*), giving %.4f, the figure claimed.",
-			starIters, nTrain, nTest, 100*nonZeroFraction(zTest), jointErr, fitEpochs, encErr),
+			"The encoder's code error is %.4f after the joint training; it was then regressed onto z* of the training digits for %d more epochs (the prediction term alone, the codes held at z*), giving %.4f, the figure claimed. "+
+			"Longer fitting does not help: this encoder form plateaus near this error on these codes (in a side trial, not part of this run, with a dictionary learned on 10,000 digits, fitting for four rounds of 10 epochs at steps 3e-3 and at 1e-2 stayed at 0.59–0.60). "+
+			"As a variant, a shrinkage encoder h_θ(W x) (one LISTA layer, W and θ started from ISTA's values) was fitted to the same z* for %d epochs (Adam, step 3e-3): code error %.4f.",
+			starIters, nTrain, nTest, 100*nonZeroFraction(zTest), jointErr, fitEpochs, encErr, 2*fitEpochs, shrinkErr),
 		fmt.Sprintf("Logistic regression: multinomial, on standardized features, Adam (step 3e-3, cosine decay), %d epochs of batches of 100 on the %d training digits, accuracy on the %d test digits; the pixel baseline uses the same %d×%d unit-norm digits the codes are made from.",
 			logEpochs, nTrain, nTest, side, side),
 		fmt.Sprintf("Side checks on 28×28 digits with pixels in [0, 1]: PCA from the SVD of the covariance of the first %d training digits (%d components for 95%%, %d for 90%%, %d for 99%%). "+
@@ -567,6 +586,20 @@ func runPSD(ctx context.Context, env *Env) (*Result, error) {
 	}
 	res.Figures = append(res.Figures, fig)
 	return res, nil
+}
+
+// shrinkCodes returns the codes a one-layer LISTA gives the rows of x.
+func shrinkCodes(l *listaNet, x []float32, rows int) []float32 {
+	z := make([]float32, rows*l.n)
+	tp := tensorcore.NewTape(nil)
+	const batch = 1000
+	for b := 0; b < rows; b += batch {
+		r := min(batch, rows-b)
+		tp.Reset()
+		out := l.forward(tp, tp.Const(tensorcore.FromSlice(x[b*l.m:(b+r)*l.m], r, l.m)))
+		copy(z[b*l.n:], out.Value.Data)
+	}
+	return z
 }
 
 func fmtPcts(v []float64) string {
