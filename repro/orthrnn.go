@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"gonum.org/v1/gonum/mat"
@@ -219,6 +220,15 @@ func (r *recurrent) forward(tp *tensorcore.Tape, x *tensorcore.Var, steps, batch
 	return h, v, c
 }
 
+// newSeqOptimizer returns the optimizer of the sequence nets: Adam
+// (bias-corrected, so its first steps are no larger than its step size;
+// RMSProp's first steps are 1/√(1−α) = 10 times larger, enough to push an
+// identity W's spectral radius well above 1 and blow the 100-step adding
+// net up).
+func newSeqOptimizer(r *recurrent) (models.Optimizer, error) {
+	return models.NewAdam(r.params, r.grad, models.DefaultAdam())
+}
+
 // clipGrad scales g to global norm at most maxNorm.
 func clipGrad(g []float32, maxNorm float64) {
 	var s float64
@@ -249,7 +259,7 @@ type seqRun struct {
 // batch every evalEvery steps.
 func trainCopy(ctx context.Context, r *recurrent, rng *rand.Rand, name string, delay, batch, trainSteps, evalEvery, evalBatch int, lr, bar float64, budget time.Duration, progress func(float64)) (*seqRun, error) {
 	steps := delay + 2*copyLen
-	opt, err := models.NewRMSProp(r.params, r.grad, models.DefaultRMSProp())
+	opt, err := newSeqOptimizer(r)
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +309,7 @@ func trainCopy(ctx context.Context, r *recurrent, rng *rand.Rand, name string, d
 // trainAdding trains r (one output) on the adding task of length steps,
 // evaluating the mean squared error on a fixed held-out batch.
 func trainAdding(ctx context.Context, r *recurrent, rng *rand.Rand, name string, seqLen, batch, trainSteps, evalEvery, evalBatch int, lr, bar float64, budget time.Duration, progress func(float64)) (*seqRun, error) {
-	opt, err := models.NewRMSProp(r.params, r.grad, models.DefaultRMSProp())
+	opt, err := newSeqOptimizer(r)
 	if err != nil {
 		return nil, err
 	}
@@ -351,11 +361,14 @@ func runOrthogonalRNN(ctx context.Context, env *Env) (*Result, error) {
 	// The copy net trains past the claim's 5,000 steps, to show whether
 	// it leaves the baseline later.
 	batch, trainSteps, copySteps, evalEvery, evalBatch := 20, 5000, 12000, 100, 200
-	copyBudget, addBudget, lstmBudget := 200*time.Second, 90*time.Second, 120*time.Second
+	copyBudget, addBudget, lstmBudget := 160*time.Second, 45*time.Second, 110*time.Second
+	const addSeeds = 3
 	lr := 1e-3
 	if env.Quick {
 		trainSteps, copySteps, evalEvery, evalBatch = 6, 6, 3, 20
 	}
+	// Each net has its own random stream, so one run's length does not
+	// change another's start.
 	rng := rand.New(rand.NewPCG(env.Seed, 0x0a7e))
 	copyBase := copyLen * math.Log(copySymbols) / float64(delay+2*copyLen)
 	addBase := 2.0 / 12
@@ -367,15 +380,27 @@ func runOrthogonalRNN(ctx context.Context, env *Env) (*Result, error) {
 		return nil, err
 	}
 	env.Logf("orthogonal-rnn: copy, orthogonal LT-RNN: %.4f after %d steps (%s)", orthoRun.final, orthoRun.trainedSteps, orthoRun.wall.Round(time.Second))
-	ident := newLTRNN(rng, 2, hidden, 1, "identity", 0.01)
-	addRun, err := trainAdding(ctx, ident, rng, "LT-RNN, identity W", delay, batch, trainSteps, evalEvery, evalBatch, lr, bar, addBudget,
-		func(f float64) { env.progress(0.4 + 0.3*f) })
-	if err != nil {
-		return nil, err
+	// The adding net from three seeds: one run says little about an
+	// optimization that may or may not leave its plateau.
+	var addRuns []*seqRun
+	addReached := 0
+	for i := range addSeeds {
+		arng := rand.New(rand.NewPCG(env.Seed, 0xadd0+uint64(i)))
+		ident := newLTRNN(arng, 2, hidden, 1, "identity", 0.01)
+		addRun, err := trainAdding(ctx, ident, arng, fmt.Sprintf("LT-RNN, identity W, seed %d", i+1), delay, batch, trainSteps, evalEvery, evalBatch, lr, bar, addBudget,
+			func(f float64) { env.progress(0.4 + 0.3*(float64(i)+f)/float64(addSeeds)) })
+		if err != nil {
+			return nil, err
+		}
+		env.Logf("orthogonal-rnn: adding, identity LT-RNN %d: %.4f after %d steps (%s)", i+1, addRun.final, addRun.trainedSteps, addRun.wall.Round(time.Second))
+		addRuns = append(addRuns, addRun)
+		if addRun.reached > 0 {
+			addReached++
+		}
 	}
-	env.Logf("orthogonal-rnn: adding, identity LT-RNN: %.4f after %d steps (%s)", addRun.final, addRun.trainedSteps, addRun.wall.Round(time.Second))
-	lstm := newLSTM(rng, copyAlphabet, hidden, copyAlphabet)
-	lstmRun, err := trainCopy(ctx, lstm, rng, "LSTM", delay, batch, trainSteps, evalEvery, evalBatch, lr, bar, lstmBudget,
+	lrng := rand.New(rand.NewPCG(env.Seed, 0x157))
+	lstm := newLSTM(lrng, copyAlphabet, hidden, copyAlphabet)
+	lstmRun, err := trainCopy(ctx, lstm, lrng, "LSTM", delay, batch, trainSteps, evalEvery, evalBatch, lr, bar, lstmBudget,
 		func(f float64) { env.progress(0.7 + 0.3*f) })
 	if err != nil {
 		return nil, err
@@ -401,12 +426,16 @@ func runOrthogonalRNN(ctx context.Context, env *Env) (*Result, error) {
 		Ours:   fmt.Sprintf("%.4f at 5000 (%.4f at %d; best %.4f; %s)", at5k, orthoRun.final, orthoRun.trainedSteps, minOf(orthoRun.loss), stepsNote(orthoRun)),
 		Pass:   orthoRun.reached > 0 && orthoRun.reached <= 5000,
 	}
+	addOurs := fmt.Sprintf("%d of %d seeds:", addReached, addSeeds)
+	for i, r := range addRuns {
+		addOurs += fmt.Sprintf(" %d: %.4f (best %.4f; %s);", i+1, r.final, minOf(r.loss), stepsNote(r))
+	}
 	addClaim := Claim{
-		What:   fmt.Sprintf("adding task T=%d, identity LT-RNN (%d units): held-out MSE after %d steps", delay, hidden, addRun.trainedSteps),
+		What:   fmt.Sprintf("adding task T=%d, identity LT-RNN (%d units): held-out MSE within %d steps", delay, hidden, trainSteps),
 		Paper:  fmt.Sprintf("solved (MSE near 0) where the baseline is %.3f", addBase),
-		Target: fmt.Sprintf("≤ %.2f", bar),
-		Ours:   fmt.Sprintf("%.4f (best %.4f; %s)", addRun.final, minOf(addRun.loss), stepsNote(addRun)),
-		Pass:   addRun.reached > 0,
+		Target: fmt.Sprintf("≤ %.2f in at least 2 of %d seeds", bar, addSeeds),
+		Ours:   strings.TrimSuffix(addOurs, ";"),
+		Pass:   2*addReached > addSeeds,
 	}
 	lstmClaim := Claim{
 		What:    fmt.Sprintf("control: copy task T=%d, LSTM (%d units), held-out cross-entropy per step after %d steps", delay, hidden, lstmRun.trainedSteps),
@@ -427,10 +456,10 @@ func runOrthogonalRNN(ctx context.Context, env *Env) (*Result, error) {
 			"This is our reading of the paper's LT-RNN; W is a uniformly random orthogonal matrix (QR of a Gaussian matrix, signs fixed) for copy and the identity for adding. "+
 			"The LSTM control has %d units, forget-gate bias 1 and the same output layer. "+
 			"In a side trial (not part of this run), the copy net without the relu on its input (h_t = W h_{t−1} + U x_t + b) also stayed at the baseline for 3,000 steps.", hidden),
-		fmt.Sprintf("Training: batches of %d fresh sequences, RMSProp (step %.0e, α 0.99), gradient norm clipped at 1, up to %d steps (the orthogonal copy net up to %d), each run also capped in wall time (copy %s, adding %s, LSTM %s) so the experiment fits its time; "+
-			"loss measured every %d steps (%d for the orthogonal copy net) on a fixed held-out batch of %d sequences. Steps trained: orthogonal copy %d (%s), identity adding %d (%s), LSTM copy %d (%s).",
+		fmt.Sprintf("Training: batches of %d fresh sequences, Adam (step %.0e, β 0.9, 0.999), gradient norm clipped at 1, up to %d steps (the orthogonal copy net up to %d), each run also capped in wall time (copy %s, adding %s, LSTM %s) so the experiment fits its time; "+
+			"loss measured every %d steps (%d for the orthogonal copy net) on a fixed held-out batch of %d sequences. Steps trained: orthogonal copy %d (%s), identity adding %s, LSTM copy %d (%s).",
 			batch, lr, trainSteps, copySteps, copyBudget, addBudget, lstmBudget, evalEvery, 2*evalEvery, evalBatch,
-			orthoRun.trainedSteps, orthoRun.wall.Round(time.Second), addRun.trainedSteps, addRun.wall.Round(time.Second), lstmRun.trainedSteps, lstmRun.wall.Round(time.Second)),
+			orthoRun.trainedSteps, orthoRun.wall.Round(time.Second), addSteps(addRuns), lstmRun.trainedSteps, lstmRun.wall.Round(time.Second)),
 	)
 	flat := func(n float64, v float64) Series {
 		return Series{Name: "baseline", X: []float64{0, n}, Y: []float64{v, v}}
@@ -449,16 +478,29 @@ func runOrthogonalRNN(ctx context.Context, env *Env) (*Result, error) {
 	res.Figures = append(res.Figures, fig)
 	fig, err = LinePlot{
 		Title: fmt.Sprintf("Adding task, T = %d", delay), XLabel: "training step", YLabel: "held-out MSE", LogY: true,
-		Series: []Series{
-			{Name: addRun.name, X: addRun.steps, Y: addRun.loss},
-			flat(float64(addRun.trainedSteps), addBase),
-		},
-	}.Write(env, "adding.png", "adding task: held-out MSE of the identity LT-RNN against steps")
+		Series: append(addSeries(addRuns), flat(float64(trainSteps), addBase)),
+	}.Write(env, "adding.png", "adding task: held-out MSE of the identity LT-RNN against steps, three seeds")
 	if err != nil {
 		return nil, err
 	}
 	res.Figures = append(res.Figures, fig)
 	return res, nil
+}
+
+func addSteps(runs []*seqRun) string {
+	var parts []string
+	for _, r := range runs {
+		parts = append(parts, fmt.Sprintf("%d (%s)", r.trainedSteps, r.wall.Round(time.Second)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func addSeries(runs []*seqRun) []Series {
+	var s []Series
+	for _, r := range runs {
+		s = append(s, Series{Name: r.name, X: r.steps, Y: r.loss})
+	}
+	return s
 }
 
 func minOf(v []float64) float64 {
