@@ -455,7 +455,7 @@ func runOrthogonalRNN(ctx context.Context, env *Env) (*Result, error) {
 			"(softmax for copy, linear for adding). The relu on the input is what lets the adding net form value×marker; the copy net needs no nonlinearity in the recurrence. "+
 			"This is our reading of the paper's LT-RNN; W is a uniformly random orthogonal matrix (QR of a Gaussian matrix, signs fixed) for copy and the identity for adding. "+
 			"The LSTM control has %d units, forget-gate bias 1 and the same output layer. "+
-			"In side trials with RMSProp (step 1e-3; not part of this run), the copy net stayed at the baseline for 12,000 steps, with or without the relu on its input.", hidden),
+			"In side trials with RMSProp (step 1e-3; not part of this run), the copy net stayed at the baseline for 12,000 steps (and for 3,000 without the relu on its input).", hidden),
 		fmt.Sprintf("Training: batches of %d fresh sequences, Adam (step %.0e, β 0.9, 0.999), gradient norm clipped at 1, up to %d steps (the orthogonal copy net up to %d), each run also capped in wall time (copy %s, adding %s, LSTM %s) so the experiment fits its time; "+
 			"loss measured every %d steps (%d for the orthogonal copy net) on a fixed held-out batch of %d sequences. Steps trained: orthogonal copy %d (%s), identity adding %s, LSTM copy %d (%s).",
 			batch, lr, trainSteps, copySteps, copyBudget, addBudget, lstmBudget, evalEvery, 2*evalEvery, evalBatch,
