@@ -45,6 +45,8 @@ func copyBatch(rng *rand.Rand, in []float32, out []int, batch, delay int) {
 	for b := range batch {
 		for t := range steps {
 			out[t*batch+b] = copyBlank
+		}
+		for t := range steps {
 			switch {
 			case t < copyLen:
 				s := 1 + rng.IntN(copySymbols)
@@ -54,17 +56,6 @@ func copyBatch(rng *rand.Rand, in []float32, out []int, batch, delay int) {
 				set(t, b, copyDelimiter)
 			default:
 				set(t, b, copyBlank)
-			}
-		}
-	}
-	// The answers written ahead were overwritten by the loop's blanks:
-	// write them again.
-	for b := range batch {
-		for t := range copyLen {
-			for c := 1; c <= copySymbols; c++ {
-				if in[(t*batch+b)*copyAlphabet+c] == 1 {
-					out[(t+delay+copyLen)*batch+b] = c
-				}
 			}
 		}
 	}
