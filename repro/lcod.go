@@ -90,7 +90,6 @@ func (l *lcod) forward(z []float64, x []float32) {
 	for j := range n {
 		z[j] = shrink64(l.b[j], th[j])
 	}
-	_ = m
 }
 
 // backward adds to l.grad the gradient of ½·w·‖z − target‖² through the
