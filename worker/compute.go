@@ -19,6 +19,18 @@ func defaultThreads() int { return runtime.GOMAXPROCS(0) }
 // Below it, the step runs on one tape with the kernels split across cores.
 const minReplicaBatch = 8
 
+// minReplicaFLOPPerParam is the least GEMM arithmetic a replica's slice
+// must do per parameter for replicas to pay. Each replica repeats work in
+// proportion to the parameters, whatever its slice: it packs every weight
+// matrix, writes a whole weight gradient, and the replicas' gradients are
+// summed after. Nets whose every weight serves one multiply-add per image
+// (multilayer perceptrons: about 4 FLOP per parameter and image) stay
+// under it at the usual batches and run faster on one tape with split
+// kernels (the MLP at batch 64 on 2 cores: 1.25× a replica pair); ConvNets
+// reuse each weight across an image's positions and clear it by far
+// (LeNet-5 about 37 FLOP per parameter and image, ResNet-20 about 900).
+const minReplicaFLOPPerParam = 600
+
 // compute runs forward and backward of training batches and leaves the
 // batch-mean gradient in the model's arena.
 //
@@ -86,7 +98,7 @@ func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch, accu
 	c.paramOf = gradIndex(model.Arena)
 	c.seen = make([]bool, len(model.Arena.Params))
 	c.rngs = []*rand.PCG{useStream(model)}
-	if threads < 2 || (batch+accum-1)/accum < threads*minReplicaBatch {
+	if micro := (batch + accum - 1) / accum; threads < 2 || micro < threads*minReplicaBatch || !replicasPay(model, in, micro/threads) {
 		c.tape = tensorcore.NewTape(pool)
 		return c, nil
 	}
@@ -116,6 +128,29 @@ func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch, accu
 	}
 	c.sumPart = c.sumGradients
 	return c, nil
+}
+
+// replicasPay reports whether per-core replicas of model, each running
+// perReplica images of shape in, do enough arithmetic per parameter (see
+// minReplicaFLOPPerParam). It depends only on the model, the shape and the
+// batch, so a job computes the same way every run.
+func replicasPay(model *models.Model, in dataset.Shape, perReplica int) bool {
+	return trainFLOP(model, in)*float64(perReplica) >= minReplicaFLOPPerParam*float64(len(model.Arena.Data))
+}
+
+// trainFLOP is the GEMM arithmetic of one image's training step of model
+// (forward and backward), read from a profiled forward pass of one blank
+// image of shape in in evaluation mode (which changes no state).
+func trainFLOP(model *models.Model, in dataset.Shape) float64 {
+	var prof tensorcore.Profile
+	tp := tensorcore.NewTape(nil)
+	tp.SetProfile(&prof)
+	tp.SumAll(model.Forward(tp, tp.Const(tensorcore.New(1, in.C, in.H, in.W)), false))
+	var flop float64
+	for _, op := range prof.Ops {
+		flop += op.FwdFLOP + op.BwdFLOP
+	}
+	return flop
 }
 
 // firstTape is the tape of the single-tape way, or the first replica's

@@ -9,6 +9,7 @@ count and against its equal one (2).
 
 Usage: compare.py --ringtrain BIN [--cases resnet18:224:32,...] [--rounds 3]
 A case is model:image size:batch (image size 0 for the digit nets).
+--ringtrain-threads 1,2 also times ringtrain on one thread.
 """
 import argparse
 import json
@@ -90,15 +91,20 @@ def main():
     ap.add_argument("--cases", default=DEFAULT_CASES)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true", help="print one JSON line per case")
+    ap.add_argument("--ringtrain-threads", default="2",
+                    help="comma-separated thread counts ringtrain runs at (e.g. 1,2); the ratios use 2")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}", flush=True)
     for case in args.cases.split(","):
         name, size, batch = case.split(":")
         size, batch = int(size), int(batch)
         steps = steps_for(name)
-        rates = {"ringtrain-2": [], "torch-1": [], "torch-2": []}
+        rt_threads = sorted({int(t) for t in args.ringtrain_threads.split(",")} | {2})
+        rates = {f"ringtrain-{t}": [] for t in rt_threads}
+        rates.update({"torch-1": [], "torch-2": []})
         for r in range(args.rounds):
-            rates["ringtrain-2"].append(ringtrain_rate(args, name, size, batch, 2, steps))
+            for t in rt_threads:
+                rates[f"ringtrain-{t}"].append(ringtrain_rate(args, name, size, batch, t, steps))
             rates["torch-1"].append(torch_rate(name, size, batch, 1, steps))
             rates["torch-2"].append(torch_rate(name, size, batch, 2, steps))
             print(f"  {name} round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} img/s" for k, v in rates.items()), flush=True)
@@ -109,7 +115,8 @@ def main():
                "ratio_vs_torch_best": med["ringtrain-2"] / best, "ratio_vs_torch_2_threads": med["ringtrain-2"] / med["torch-2"]}
         if args.json:
             print(json.dumps(res), flush=True)
-        print(f"{name} {size or 28}px batch {batch}: ringtrain (2 threads) {med['ringtrain-2']:.2f} img/s, "
+        others = "".join(f", {t} thread{'s' if t > 1 else ''} {med[f'ringtrain-{t}']:.2f}" for t in rt_threads if t != 2)
+        print(f"{name} {size or 28}px batch {batch}: ringtrain (2 threads) {med['ringtrain-2']:.2f} img/s{others}, "
               f"torch 1 thread {med['torch-1']:.2f}, 2 threads {med['torch-2']:.2f}; "
               f"ratio {res['ratio_vs_torch_best']:.2f}× PyTorch's best, {res['ratio_vs_torch_2_threads']:.2f}× at 2 threads", flush=True)
 
