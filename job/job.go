@@ -61,6 +61,10 @@ type Spec struct {
 	// mean squared error of the outputs against +1 at the label and −1
 	// elsewhere, for nets with squashed outputs such as convnet1989).
 	Loss string `json:"loss,omitempty"`
+	// Distort distorts the training digits at random, anew each epoch,
+	// with small planar affine maps (translation, scaling, squeezing,
+	// shearing: LeCun et al. 1998's distortions; the digit sets only).
+	Distort bool `json:"distort,omitempty"`
 
 	Epochs    int    `json:"epochs"`
 	BatchSize int    `json:"batch_size"`
@@ -322,8 +326,9 @@ func (s Spec) Hash() string {
 		InitFrom         string  `json:",omitempty"`
 		Precision        string  `json:",omitempty"`
 		Loss             string  `json:",omitempty"`
+		Distort          bool    `json:",omitempty"`
 	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule, s.TrainLimit, s.TestLimit,
-		s.ImageSize, s.ZeroInitResidual, s.Shortcut, s.LabelSmoothing, s.InitFrom, s.Precision, lossKey(s.Loss)}
+		s.ImageSize, s.ZeroInitResidual, s.Shortcut, s.LabelSmoothing, s.InitFrom, s.Precision, lossKey(s.Loss), s.Distort}
 	b, _ := json.Marshal(key) // a struct of plain values always marshals
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])

@@ -97,6 +97,10 @@ func TestHash(t *testing.T) {
 	if a.Hash() != e.Hash() {
 		t.Fatal("naming the default loss changed the hash")
 	}
+	e.Distort = true
+	if a.Hash() == e.Hash() {
+		t.Fatal("distorting the training digits kept the hash")
+	}
 	// Checkpoints record the hash: it must not change under existing jobs.
 	if got := Default().Hash(); got != "9e8bec48e6b39813" {
 		t.Fatalf("the default job's hash changed to %s: checkpoints of earlier runs would no longer resume", got)

@@ -88,6 +88,9 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 		return nil, err
 	}
 	e.train, e.test = dataset.Head(e.train, spec.TrainLimit), dataset.Head(e.test, spec.TestLimit)
+	if spec.Distort && !slices.Contains(dataset.Names(), spec.Dataset) {
+		return nil, fmt.Errorf("worker: distort applies to the digit sets (%s), not %s", strings.Join(dataset.Names(), ", "), spec.Dataset)
+	}
 	if e.model, err = models.BuildFor(spec.Model, spec.Seed, modelConfig(spec, e.train)); err != nil {
 		return nil, err
 	}
@@ -316,7 +319,11 @@ func (e *engine) ensureOrder() error {
 }
 
 func (e *engine) trainTransform(epoch int) dataset.Transform {
-	return dataset.Transform{Out: e.in, Train: true, Seed: e.spec.Seed, Epoch: epoch}
+	tf := dataset.Transform{Out: e.in, Train: true, Seed: e.spec.Seed, Epoch: epoch}
+	if e.spec.Distort {
+		tf.Distort = dataset.PaperDistortion
+	}
+	return tf
 }
 
 // trainStep runs one step: this rank's share of the batch forward and
