@@ -233,7 +233,7 @@ func TestZooTrainingDeterministic(t *testing.T) {
 // Once warm, a whole training step (forward, loss, backward, optimizer)
 // allocates nothing.
 func TestTrainingStepAllocatesNothing(t *testing.T) {
-	for _, name := range []string{"lenet5", "vgg"} {
+	for _, name := range []string{"lenet5", "vgg", "lenet5-paper", "convnet1989"} {
 		m, err := Build(name, 1)
 		if err != nil {
 			t.Fatal(err)
