@@ -309,7 +309,8 @@ func buildLeNet5(b *Builder) (Module, []int) {
 // left out); C3 connects every S2 map (not the paper's table of 60
 // connections); the output layer is a linear layer giving logits for
 // cross-entropy (not Euclidean RBF units). Units use 1.7159·tanh(2x/3) and
-// LeCun-uniform initialization. Names: c1, c3, c5, f6, out.
+// LeCun-uniform initialization. Names: c1, c3, c5, f6, out. lenet5-paper
+// (partial.go) keeps the paper's C3 table, subsampling and 32×32 input.
 func buildLeNet51998(b *Builder) (Module, []int) {
 	init := LayerInit{Weight: LeCunUniform()}
 	return Sequential{
