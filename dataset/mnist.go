@@ -88,7 +88,9 @@ func (m *MNIST) Shape() Shape { return Shape{C: 1, H: m.Rows, W: m.Cols} }
 
 // Fill implements Set. Images of the stored size are the normalized pixels,
 // exactly what Batch writes; smaller ones are area-resampled from them.
-// There is no augmentation: tf.Train, Seed and Epoch change nothing. Only
+// With tf.Train and a non-zero tf.Distort, each image is first distorted
+// (drawn from tf.Seed, tf.Epoch and the sample's index; the background
+// fills what moves in); otherwise tf.Train, Seed and Epoch change nothing. Only
 // x[:len(idx)·tf.Out.Size()] and y[:len(idx)] are written, and nothing is
 // written when an argument is bad. It allocates nothing for images of up
 // to 1,024 pixels.
@@ -99,21 +101,22 @@ func (m *MNIST) Fill(x []float32, y []int, idx []int, tf Transform) error {
 	norm := m.normalization()
 	img, out := m.Rows*m.Cols, tf.Out.Size()
 	same := tf.Out.H == m.Rows && tf.Out.W == m.Cols
-	// A resampled image is normalized whole first, into a buffer on the
-	// stack when it fits (a digit set's 784 pixels do).
-	var stack [1024]float32
-	var full []float32
-	if !same {
+	distort := tf.Train && tf.Distort != (Distortion{})
+	// A resampled or distorted image is normalized whole first, into a
+	// buffer on the stack when it fits (a digit set's 784 pixels do).
+	var stack, stack2 [1024]float32
+	var full, warped []float32
+	if !same || distort {
 		if img <= len(stack) {
-			full = stack[:img]
+			full, warped = stack[:img], stack2[:img]
 		} else {
-			full = make([]float32, img)
+			full, warped = make([]float32, img), make([]float32, img)
 		}
 	}
 	for b, i := range idx {
 		src := m.Pixels[i*img : (i+1)*img]
 		dst := x[b*out : (b+1)*out]
-		if same {
+		if same && !distort {
 			for j, p := range src {
 				dst[j] = norm[p]
 			}
@@ -121,7 +124,15 @@ func (m *MNIST) Fill(x []float32, y []int, idx []int, tf Transform) error {
 			for j, p := range src {
 				full[j] = norm[p]
 			}
-			resampleArea(dst, tf.Out.H, tf.Out.W, full, m.Rows, m.Cols)
+			if distort {
+				tf.Distort.draw(tf.Seed, tf.Epoch, i).warp(warped, full, m.Rows, m.Cols, norm[0])
+				full, warped = warped, full
+			}
+			if same {
+				copy(dst, full)
+			} else {
+				resampleArea(dst, tf.Out.H, tf.Out.W, full, m.Rows, m.Cols)
+			}
 		}
 		y[b] = int(m.Labels[i])
 	}

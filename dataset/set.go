@@ -28,6 +28,9 @@ type Transform struct {
 	// inputs.
 	Seed  uint64
 	Epoch int
+	// Distort, with Train, distorts each digit at random (the digit sets
+	// only; other sets ignore it). Its zero value distorts nothing.
+	Distort Distortion
 }
 
 // Set is one split of a labelled data set, the seam the training engine

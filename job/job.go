@@ -56,6 +56,15 @@ type Spec struct {
 	// training targets of the cross-entropy (PyTorch's label_smoothing;
 	// 0.1 is ImageNet's usual). Evaluation loss is plain cross-entropy.
 	LabelSmoothing float64 `json:"label_smoothing,omitempty"`
+	// Loss is the training and evaluation loss: cross_entropy (the
+	// default: softmax cross-entropy of the model's outputs) or mse (the
+	// mean squared error of the outputs against +1 at the label and −1
+	// elsewhere, for nets with squashed outputs such as convnet1989).
+	Loss string `json:"loss,omitempty"`
+	// Distort distorts the training digits at random, anew each epoch,
+	// with small planar affine maps (translation, scaling, squeezing,
+	// shearing: LeCun et al. 1998's distortions; the digit sets only).
+	Distort bool `json:"distort,omitempty"`
 
 	Epochs    int    `json:"epochs"`
 	BatchSize int    `json:"batch_size"`
@@ -251,6 +260,11 @@ func (s Spec) Validate() error {
 	if !(s.LabelSmoothing >= 0 && s.LabelSmoothing < 1) {
 		bad("label_smoothing must be in [0, 1), got %g", s.LabelSmoothing)
 	}
+	if s.Loss != "" && s.Loss != "cross_entropy" && s.Loss != "mse" {
+		bad("loss %q is unknown (cross_entropy, mse)", s.Loss)
+	} else if s.Loss == "mse" && s.LabelSmoothing != 0 {
+		bad("label_smoothing applies to cross_entropy, not loss mse")
+	}
 	if s.Threads < 0 {
 		bad("threads must not be negative, got %d", s.Threads)
 	}
@@ -311,11 +325,22 @@ func (s Spec) Hash() string {
 		LabelSmoothing   float64 `json:",omitempty"`
 		InitFrom         string  `json:",omitempty"`
 		Precision        string  `json:",omitempty"`
+		Loss             string  `json:",omitempty"`
+		Distort          bool    `json:",omitempty"`
 	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule, s.TrainLimit, s.TestLimit,
-		s.ImageSize, s.ZeroInitResidual, s.Shortcut, s.LabelSmoothing, s.InitFrom, s.Precision}
+		s.ImageSize, s.ZeroInitResidual, s.Shortcut, s.LabelSmoothing, s.InitFrom, s.Precision, lossKey(s.Loss), s.Distort}
 	b, _ := json.Marshal(key) // a struct of plain values always marshals
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
+}
+
+// lossKey is the loss as the hash sees it: cross_entropy is the default,
+// so naming it keeps the hash of the jobs that do not.
+func lossKey(loss string) string {
+	if loss == "cross_entropy" {
+		return ""
+	}
+	return loss
 }
 
 // LR is the learning rate the run starts its schedule from: optimizer.lr,

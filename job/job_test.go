@@ -44,6 +44,8 @@ func TestValidate(t *testing.T) {
 		{func(s *Spec) { s.BatchSize = -1 }, "batch_size"},
 		{func(s *Spec) { s.ImageSize = -1 }, "image_size"},
 		{func(s *Spec) { s.LabelSmoothing = 1 }, "label_smoothing"},
+		{func(s *Spec) { s.Loss = "hinge" }, "loss"},
+		{func(s *Spec) { s.Loss, s.LabelSmoothing = "mse", 0.1 }, "label_smoothing"},
 		{func(s *Spec) { s.Accumulate = -2 }, "accumulate"},
 		{func(s *Spec) { s.Precision = "fp16" }, "precision"},
 		{func(s *Spec) { s.Optimizer.LR = 0 }, "optimizer.lr"},
@@ -84,6 +86,20 @@ func TestHash(t *testing.T) {
 	d.Codec = "bf16"
 	if a.Hash() != d.Hash() {
 		t.Fatal("the gradient codec changed the hash")
+	}
+	// The loss changes the mathematics; naming the default does not.
+	e := Default()
+	e.Loss = "mse"
+	if a.Hash() == e.Hash() {
+		t.Fatal("loss mse kept the hash")
+	}
+	e.Loss = "cross_entropy"
+	if a.Hash() != e.Hash() {
+		t.Fatal("naming the default loss changed the hash")
+	}
+	e.Distort = true
+	if a.Hash() == e.Hash() {
+		t.Fatal("distorting the training digits kept the hash")
 	}
 	// Checkpoints record the hash: it must not change under existing jobs.
 	if got := Default().Hash(); got != "9e8bec48e6b39813" {

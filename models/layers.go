@@ -100,14 +100,33 @@ func NewConv2d(b *Builder, name string, in, out, k int, cp tensorcore.ConvParams
 	return c
 }
 
-// Forward convolves x (N, in, H, W).
+// Forward convolves x (N, in, H, W). A kernel that covers the whole
+// unpadded input (LeNet-5's C5: 5×5 on 5×5 maps) has one output position,
+// and the convolution is a fully connected layer on the flattened input:
+// it runs as one, which is far faster than the convolution's backward on
+// a 1×1 output, and gives the same values up to summation order.
 func (l *Conv2d) Forward(c Ctx, x *tensorcore.Var) *tensorcore.Var {
 	tp := c.Tape
 	var bias *tensorcore.Var
 	if l.B != nil {
 		bias = tp.Param(l.B, l.GB)
 	}
-	return tp.Conv2D(x, tp.Param(l.W, l.GW), bias, l.P)
+	w := tp.Param(l.W, l.GW)
+	if xs, ws := x.Value.Shape, l.W.Shape; l.coversInput(xs) {
+		n, out := xs[0], ws[0]
+		flat := ws[1] * ws[2] * ws[3]
+		y := tp.Linear(tp.Reshape(x, n, flat), tp.Reshape(w, out, flat), bias)
+		return tp.Reshape(y, n, out, 1, 1)
+	}
+	return tp.Conv2D(x, w, bias, l.P)
+}
+
+// coversInput reports whether the kernel spans an input of shape xs (N,
+// C, H, W) exactly, without padding, dilation or groups.
+func (l *Conv2d) coversInput(xs []int) bool {
+	p, ws := l.P, l.W.Shape
+	return len(xs) == 4 && xs[0] > 0 && xs[1] == ws[1] && xs[2] == ws[2] && xs[3] == ws[3] &&
+		p.PadH == 0 && p.PadW == 0 && max(p.Groups, 1) == 1 && max(p.DilH, 1) == 1 && max(p.DilW, 1) == 1
 }
 
 // ConvTranspose2d is the transposed 2-D convolution (the gradient of Conv2d

@@ -83,3 +83,43 @@ func CountCorrect(logits *tensorcore.Tensor, labels []int) int {
 	}
 	return correct
 }
+
+// MSETargets is the mean over all elements of (out − t)² for outputs (N,
+// C), with targets t of +1 at each row's label and −1 elsewhere: the
+// objective of nets whose output units are squashed (LeCun et al. 1989).
+// It is computed as mean((out+1)²) − (4/C)·mean over rows of out[label],
+// which needs no target tensor.
+func MSETargets(tp *tensorcore.Tape, out *tensorcore.Var, labels []int) *tensorcore.Var {
+	s := out.Value.Shape
+	if len(s) != 2 || s[1] == 0 {
+		panic(fmt.Sprintf("models: MSETargets: outputs have shape %v, want (N, C)", s))
+	}
+	sq := tp.MeanAll(tp.Square(tp.AddScalar(out, 1)))
+	picked := tp.MeanAll(tp.Gather(out, 1, labels))
+	return tp.Sub(sq, tp.MulScalar(picked, 4/float32(s[1])))
+}
+
+// Loss is a training objective: the batch's mean loss of outputs (N, C)
+// against labels, a one-element Var ready for Tape.Backward.
+type Loss func(tp *tensorcore.Tape, out *tensorcore.Var, labels []int) *tensorcore.Var
+
+// LossNames are the names NewLoss knows; "" is cross_entropy.
+var LossNames = []string{"cross_entropy", "mse"}
+
+// NewLoss returns the named training loss: cross_entropy (or "": softmax
+// cross-entropy, with label smoothing) or mse (MSETargets, for nets with
+// squashed outputs; smoothing must be 0).
+func NewLoss(name string, smoothing float32) (Loss, error) {
+	switch name {
+	case "", "cross_entropy":
+		return func(tp *tensorcore.Tape, out *tensorcore.Var, labels []int) *tensorcore.Var {
+			return tp.CrossEntropySmoothed(out, labels, smoothing)
+		}, nil
+	case "mse":
+		if smoothing != 0 {
+			return nil, fmt.Errorf("models: loss mse takes no label smoothing")
+		}
+		return MSETargets, nil
+	}
+	return nil, fmt.Errorf("models: unknown loss %q (known: cross_entropy, mse)", name)
+}

@@ -80,6 +80,8 @@ var zoo = map[string]spec{
 	"lenet1":       {"LeNet-1 (LeCun et al. 1998): 4 and 12 5×5 tanh maps with 2×2 average pooling, 28×28", 10, digits, false, false, fixed(buildLeNet1)},
 	"lenet5":       {"LeNet-5 with ReLU and max-pooling, PyTorch layer names c1 c2 f1 f2 f3, 28×28", 10, digits, false, false, fixed(buildLeNet5)},
 	"lenet5-1998":  {"LeNet-5 as in 1998: scaled tanh, average-pool subsampling, C5 as a 5×5 convolution, 28×28", 10, digits, false, false, fixed(buildLeNet51998)},
+	"convnet1989":  {"1989 zip-code net (LeCun et al.): H1 12@8×8 5×5/2, H2 12@4×4 5×5/2 on 8 of 12 maps, 30, 10 tanh outputs (train with loss mse), 16×16", 10, []int{1, 16, 16}, false, false, fixed(buildConvNet1989)},
+	"lenet5-paper": {"LeNet-5 as in the 1998 paper: 32×32 (padded with background), scaled tanh, trainable subsampling, C3 through Table I's 60 connections, C5, F6, linear output, 28×28", 10, digits, false, false, fixed(buildLeNet5Paper)},
 	"convnet1990":  {"1990 ConvNet: filters-tanh → pooling → filters-tanh → pooling → filters, 16×16", 10, []int{1, 16, 16}, false, false, fixed(buildConvNet1990)},
 	"vgg":          {"small VGG-style net: [32,32,M,64,64,M] 3×3 conv+BN+ReLU, FC 128 with dropout 0.3, 28×28", 10, digits, false, false, fixed(buildVGG)},
 	"resnet8":      {"small ResNet: 3×3 stem of 16, three basic residual blocks (16, 32/2, 64/2), global average pool, 28×28", 10, digits, false, false, fixed(buildResNet8)},
@@ -307,7 +309,8 @@ func buildLeNet5(b *Builder) (Module, []int) {
 // left out); C3 connects every S2 map (not the paper's table of 60
 // connections); the output layer is a linear layer giving logits for
 // cross-entropy (not Euclidean RBF units). Units use 1.7159·tanh(2x/3) and
-// LeCun-uniform initialization. Names: c1, c3, c5, f6, out.
+// LeCun-uniform initialization. Names: c1, c3, c5, f6, out. lenet5-paper
+// (partial.go) keeps the paper's C3 table, subsampling and 32×32 input.
 func buildLeNet51998(b *Builder) (Module, []int) {
 	init := LayerInit{Weight: LeCunUniform()}
 	return Sequential{

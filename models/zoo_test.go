@@ -17,7 +17,12 @@ var wantParams = map[string]int{
 	"lenet5":      61706,
 	"lenet5-1998": 61706,
 	"convnet1990": (4*25 + 4) + (12*4*25 + 12) + (10*12*16 + 10), // 3,246
-	"vgg":         9*(32+32*32+32*64+64*64) + 2*(32+32+64+64) + (3136*128 + 128) + (128*10 + 10),
+	// The 1989 paper's 9,760 free parameters: per-unit biases in H1, H2.
+	"convnet1989": (12*25 + 12*8*8) + (12*8*25 + 12*4*4) + (192*30 + 30) + (30*10 + 10),
+	// The 1998 paper's counts (C1 156, S2 12, C3 1,516, S4 32, C5 48,120,
+	// F6 10,164) and a linear output for the RBF layer: 60,850.
+	"lenet5-paper": 156 + 12 + 1516 + 32 + 48120 + 10164 + 850,
+	"vgg":          9*(32+32*32+32*64+64*64) + 2*(32+32+64+64) + (3136*128 + 128) + (128*10 + 10),
 	"resnet8": 16*9 + 32 + // stem
 		2*(16*16*9+32) + // layer1
 		(16*32*9 + 64 + 32*32*9 + 64 + 16*32 + 64) + // layer2
@@ -228,7 +233,7 @@ func TestZooTrainingDeterministic(t *testing.T) {
 // Once warm, a whole training step (forward, loss, backward, optimizer)
 // allocates nothing.
 func TestTrainingStepAllocatesNothing(t *testing.T) {
-	for _, name := range []string{"lenet5", "vgg"} {
+	for _, name := range []string{"lenet5", "vgg", "lenet5-paper", "convnet1989"} {
 		m, err := Build(name, 1)
 		if err != nil {
 			t.Fatal(err)

@@ -525,9 +525,7 @@ func gradUnary(kind opKind, gx, gy, x, y []float32, s float32) {
 			gx[i] += gy[i] * (s + (1-s)*float32(pos))
 		}
 	case opTanh: // 1 - y²
-		for i, v := range y {
-			gx[i] += gy[i] * (1 - v*v)
-		}
+		vecTanhGrad(gx, gy, y)
 	case opSigmoid: // y(1-y)
 		for i, v := range y {
 			gx[i] += gy[i] * v * (1 - v)

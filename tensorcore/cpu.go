@@ -32,6 +32,8 @@ type kernelSet struct {
 	max      func(x []float32) float32
 	relu     func(dst, x []float32)
 	reluGrad func(dst, gy, x []float32)
+	tanh     func(dst, x []float32)
+	tanhGrad func(gx, gy, y []float32)
 
 	// maxPoolS2 and maxPool2x2Grad are max pooling's stride-2 row kernels:
 	// see maxPoolS2Ref and maxPool2x2GradRef.
@@ -72,6 +74,8 @@ var goKernels = &kernelSet{
 	max:      vecMaxRef,
 	relu:     vecReluRef,
 	reluGrad: vecReluGradRef,
+	tanh:     vecTanhRef,
+	tanhGrad: vecTanhGradRef,
 
 	maxPoolS2:      maxPoolS2Ref,
 	maxPool2x2Grad: maxPool2x2GradRef,

@@ -23,6 +23,8 @@ var avx2Kernels = &kernelSet{
 	max:      vecMaxAVX2,
 	relu:     vecReluAVX2,
 	reluGrad: vecReluGradAVX2,
+	tanh:     vecTanhAVX2,
+	tanhGrad: vecTanhGradAVX2,
 
 	maxPoolS2:      maxPoolS2KernAVX2,
 	maxPool2x2Grad: maxPool2x2GradKernAVX2,

@@ -188,9 +188,7 @@ func unaryForward(kind opKind, y, x []float32, s float32) {
 			}
 		}
 	case opTanh:
-		for i, v := range x {
-			y[i] = float32(math.Tanh(float64(v)))
-		}
+		vecTanh(y, x)
 	case opSigmoid:
 		for i, v := range x {
 			y[i] = sigmoid32(v)

@@ -128,7 +128,11 @@ func BenchModel(ctx context.Context, spec job.Spec, cfg models.Config, o BenchOp
 	}
 	usePrecision(pool, spec.Precision, logf)
 	in := dataset.Shape{C: m.InputShape[0], H: m.InputShape[1], W: m.InputShape[2]}
-	c, err := newCompute(m, pool, threads, spec.BatchSize, spec.Accumulate, spec.Seed, float32(spec.LabelSmoothing), in)
+	loss, err := models.NewLoss(spec.Loss, float32(spec.LabelSmoothing))
+	if err != nil {
+		return BenchResult{}, err
+	}
+	c, err := newCompute(m, pool, threads, spec.BatchSize, spec.Accumulate, spec.Seed, loss, in)
 	if err != nil {
 		return BenchResult{}, err
 	}

@@ -57,20 +57,20 @@ const minReplicaFLOPPerParam = 600
 // gradient as soon as the batch's gradient of it is complete in the
 // model's arena (summed over the replicas), while backward goes on.
 type compute struct {
-	seed      uint64
-	smoothing float32     // the training loss's label smoothing
-	accum     int         // micro-batches per tape and step (at least 1)
-	rngs      []*rand.PCG // the dropout streams of model (index 0) and the replicas
-	model     *models.Model
-	pool      *tensorcore.Pool
-	tape      *tensorcore.Tape // the single-tape way
-	replicas  []*replica       // the split way; replicas[0] runs on model
-	in        dataset.Shape
-	size      int              // floats per image
-	paramOf   map[*float32]int // the model's gradient buffers → parameter index
-	seen      []bool           // parameters reported this step (one tape)
-	count     []atomic.Int32   // replicas done with each parameter this step
-	final     func(p int)      // the step's final, nil for none
+	seed     uint64
+	loss     models.Loss // the training loss
+	accum    int         // micro-batches per tape and step (at least 1)
+	rngs     []*rand.PCG // the dropout streams of model (index 0) and the replicas
+	model    *models.Model
+	pool     *tensorcore.Pool
+	tape     *tensorcore.Tape // the single-tape way
+	replicas []*replica       // the split way; replicas[0] runs on model
+	in       dataset.Shape
+	size     int              // floats per image
+	paramOf  map[*float32]int // the model's gradient buffers → parameter index
+	seen     []bool           // parameters reported this step (one tape)
+	count    []atomic.Int32   // replicas done with each parameter this step
+	final    func(p int)      // the step's final, nil for none
 
 	// the batch of the step in progress, read by runPart
 	x       []float32
@@ -92,9 +92,13 @@ type replica struct {
 	fwdEnd  time.Time // when its forward (and loss) ended this step
 }
 
-func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch, accum int, seed uint64, smoothing float32, in dataset.Shape) (*compute, error) {
+// newCompute prepares the steps of model; a nil loss is cross-entropy.
+func newCompute(model *models.Model, pool *tensorcore.Pool, threads, batch, accum int, seed uint64, loss models.Loss, in dataset.Shape) (*compute, error) {
 	accum = max(accum, 1)
-	c := &compute{seed: seed, smoothing: smoothing, accum: accum, model: model, pool: pool, in: in, size: in.Size()}
+	if loss == nil {
+		loss = models.CrossEntropy
+	}
+	c := &compute{seed: seed, loss: loss, accum: accum, model: model, pool: pool, in: in, size: in.Size()}
 	c.paramOf = gradIndex(model.Arena)
 	c.seen = make([]bool, len(model.Arena.Params))
 	c.rngs = []*rand.PCG{useStream(model)}
@@ -330,7 +334,7 @@ func (c *compute) run(tp *tensorcore.Tape, model *models.Model, x []float32, y [
 		my := y[mlo:mhi]
 		xv := tp.Const(tensorcore.FromSlice(x[mlo*c.size:mhi*c.size], len(my), c.in.C, c.in.H, c.in.W))
 		logits := model.Forward(tp, xv, true)
-		lv := models.CrossEntropySmoothed(tp, logits, my, c.smoothing)
+		lv := c.loss(tp, logits, my)
 		fwdEnd = time.Now()
 		if k > 1 { // the slice's mean is the micro-batches' weighted sum
 			lv = tp.MulScalar(lv, float32(len(my))/float32(n))

@@ -79,7 +79,7 @@ func TestSplitBatchGradientEqualsWholeBatch(t *testing.T) {
 			}
 			in := dataset.Shape{C: m.InputShape[0], H: m.InputShape[1], W: m.InputShape[2]}
 			pool := tensorcore.NewPool(threads)
-			c, err := newCompute(m, pool, threads, batch, w.accum, 5, 0, in)
+			c, err := newCompute(m, pool, threads, batch, w.accum, 5, nil, in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -139,7 +139,7 @@ func TestStepReportsEachGradientOnceFinal(t *testing.T) {
 				in := dataset.Shape{C: m.InputShape[0], H: m.InputShape[1], W: m.InputShape[2]}
 				pool := tensorcore.NewPool(threads)
 				defer pool.Close()
-				c, err := newCompute(m, pool, threads, batch, w.accum, 5, 0, in)
+				c, err := newCompute(m, pool, threads, batch, w.accum, 5, nil, in)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -260,7 +260,7 @@ func TestComputeInBF16(t *testing.T) {
 		if precision == "bf16" && !tensorcore.HasBF16() && (len(notes) != 1 || !strings.Contains(notes[0], "training in fp32")) {
 			t.Fatalf("bf16 without the instructions: notes %q", notes)
 		}
-		c, err := newCompute(m, pool, 2, batch, 1, 5, 0, in)
+		c, err := newCompute(m, pool, 2, batch, 1, 5, nil, in)
 		if err != nil {
 			t.Fatal(err)
 		}

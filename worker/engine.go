@@ -44,6 +44,8 @@ type engine struct {
 	train, test   dataset.Set
 	in            dataset.Shape // the model's input
 	compute       *compute
+	loss          models.Loss // training: with the job's label smoothing
+	evalLoss      models.Loss // evaluation: without it
 	pool          *tensorcore.Pool
 	threads       int
 	evalTape      *tensorcore.Tape
@@ -86,6 +88,9 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 		return nil, err
 	}
 	e.train, e.test = dataset.Head(e.train, spec.TrainLimit), dataset.Head(e.test, spec.TestLimit)
+	if spec.Distort && !slices.Contains(dataset.Names(), spec.Dataset) {
+		return nil, fmt.Errorf("worker: distort applies to the digit sets (%s), not %s", strings.Join(dataset.Names(), ", "), spec.Dataset)
+	}
 	if e.model, err = models.BuildFor(spec.Model, spec.Seed, modelConfig(spec, e.train)); err != nil {
 		return nil, err
 	}
@@ -115,7 +120,15 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 	e.pool = tensorcore.NewPool(e.threads)
 	models.UsePool(e.opt, e.pool)
 	usePrecision(e.pool, spec.Precision, logf)
-	if e.compute, err = newCompute(e.model, e.pool, e.threads, perRank, spec.Accumulate, spec.Seed, float32(spec.LabelSmoothing), e.in); err != nil {
+	if e.loss, err = models.NewLoss(spec.Loss, float32(spec.LabelSmoothing)); err != nil {
+		e.pool.Close()
+		return nil, err
+	}
+	if e.evalLoss, err = models.NewLoss(spec.Loss, 0); err != nil {
+		e.pool.Close()
+		return nil, err
+	}
+	if e.compute, err = newCompute(e.model, e.pool, e.threads, perRank, spec.Accumulate, spec.Seed, e.loss, e.in); err != nil {
 		e.pool.Close()
 		return nil, err
 	}
@@ -306,7 +319,11 @@ func (e *engine) ensureOrder() error {
 }
 
 func (e *engine) trainTransform(epoch int) dataset.Transform {
-	return dataset.Transform{Out: e.in, Train: true, Seed: e.spec.Seed, Epoch: epoch}
+	tf := dataset.Transform{Out: e.in, Train: true, Seed: e.spec.Seed, Epoch: epoch}
+	if e.spec.Distort {
+		tf.Distort = dataset.PaperDistortion
+	}
+	return tf
 }
 
 // trainStep runs one step: this rank's share of the batch forward and
@@ -472,7 +489,7 @@ func (e *engine) evalRange(lo, hi int) (lossSum float64, correct int, err error)
 		tp.Reset()
 		xv := tp.Const(tensorcore.FromSlice(x[:n*e.in.Size()], n, e.in.C, e.in.H, e.in.W))
 		logits := e.model.Forward(tp, xv, false)
-		loss := tp.CrossEntropy(logits, y[:n])
+		loss := e.evalLoss(tp, logits, y[:n])
 		lossSum += float64(loss.Value.Data[0]) * float64(n)
 		correct += models.CountCorrect(logits.Value, y[:n])
 	}

@@ -158,6 +158,8 @@ machine sees it. Name a host to open it to others, e.g. --ui 0.0.0.0:8080.`,
 	f.IntVar(&spec.ImageSize, "image-size", 0, "side of the images an ImageNet or CIFAR net is built for (0: the model's default)")
 	f.StringVar(&spec.Precision, "precision", "", "products of convolutions and matrix multiplications in fp32 (default) or bf16 (where the CPU has AVX512_BF16; elsewhere fp32, said at start)")
 	f.Float64Var(&spec.LabelSmoothing, "label-smoothing", 0, "label smoothing of the training loss (e.g. 0.1)")
+	f.BoolVar(&spec.Distort, "distort", false, "distort the training digits with random affine maps, anew each epoch (LeCun et al. 1998)")
+	f.StringVar(&spec.Loss, "loss", "", "training loss: cross_entropy (default) or mse (±1 targets, for convnet1989)")
 	f.StringVar(&spec.InitFrom, "init-from", "", "start from the weights of this safetensors file (a PyTorch state_dict, a checkpoint's or an export's model file); a head for another class count is started afresh")
 	return cmd
 }
@@ -198,6 +200,8 @@ func overrideChanged(cmd *cobra.Command, file, flags job.Spec) job.Spec {
 	set("image-size", func() { file.ImageSize = flags.ImageSize })
 	set("accumulate", func() { file.Accumulate = flags.Accumulate })
 	set("label-smoothing", func() { file.LabelSmoothing = flags.LabelSmoothing })
+	set("loss", func() { file.Loss = flags.Loss })
+	set("distort", func() { file.Distort = flags.Distort })
 	set("precision", func() { file.Precision = flags.Precision })
 	set("init-from", func() { file.InitFrom = flags.InitFrom })
 	return file
