@@ -38,7 +38,7 @@ func TestReplicasWhereTheyPay(t *testing.T) {
 		}
 		in := dataset.Shape{C: m.InputShape[0], H: m.InputShape[1], W: m.InputShape[2]}
 		pool := tensorcore.NewPool(c.threads)
-		comp, err := newCompute(m, pool, c.threads, c.batch, 1, 5, 0, in)
+		comp, err := newCompute(m, pool, c.threads, c.batch, 1, 5, nil, in)
 		if err != nil {
 			t.Fatal(err)
 		}
