@@ -98,18 +98,9 @@ func runDeepMask(ctx context.Context, env *Env) (*Result, error) {
 	if env.Quick {
 		cfg.steps, cfg.testScenes = 20, 50
 	}
-	trainSet, err := dataset.Open(ctx, "mnist", env.DataDir, "train", env.Logf)
+	train, test, err := mnistImages(ctx, env)
 	if err != nil {
 		return nil, err
-	}
-	testSet, err := dataset.Open(ctx, "mnist", env.DataDir, "test", env.Logf)
-	if err != nil {
-		return nil, err
-	}
-	train, ok1 := trainSet.(*dataset.MNIST)
-	test, ok2 := testSet.(*dataset.MNIST)
-	if !ok1 || !ok2 {
-		return nil, fmt.Errorf("mnist: unexpected set types %T, %T", trainSet, testSet)
 	}
 	for _, m := range []*dataset.MNIST{train, test} {
 		if m.N == 0 || m.Rows != digitSize || m.Cols != digitSize {

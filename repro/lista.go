@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/tensorcore"
 )
@@ -249,11 +248,7 @@ func runListaLCoD(ctx context.Context, env *Env) (*Result, error) {
 	}
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(env.Seed, 0x5ca1ab1e))
-	trainSet, err := dataset.Open(ctx, "mnist", env.DataDir, "train", env.Logf)
-	if err != nil {
-		return nil, err
-	}
-	testSet, err := dataset.Open(ctx, "mnist", env.DataDir, "test", env.Logf)
+	trainSet, testSet, err := mnistSplits(ctx, env)
 	if err != nil {
 		return nil, err
 	}

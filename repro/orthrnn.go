@@ -245,78 +245,56 @@ type seqRun struct {
 	wall         time.Duration
 }
 
-// trainCopy trains r on the copy task with delay `delay` for trainSteps
-// steps and evaluates the mean cross-entropy per step on a fixed held-out
-// batch every evalEvery steps.
-func trainCopy(ctx context.Context, r *recurrent, rng *rand.Rand, name string, delay, batch, trainSteps, evalEvery, evalBatch int, lr, bar float64, budget time.Duration, progress func(float64)) (*seqRun, error) {
-	steps := delay + 2*copyLen
-	opt, err := newSeqOptimizer(r)
-	if err != nil {
-		return nil, err
-	}
-	in, out := make([]float32, steps*batch*copyAlphabet), make([]int, steps*batch)
-	evIn, evOut := make([]float32, steps*evalBatch*copyAlphabet), make([]int, steps*evalBatch)
-	copyBatch(rng, evIn, evOut, evalBatch, delay)
-	tp, ev := tensorcore.NewTape(nil), tensorcore.NewTape(nil)
-	loss := func(tp *tensorcore.Tape, in []float32, out []int, batch int) *tensorcore.Var {
-		h, v, c := r.forward(tp, tp.Const(tensorcore.FromSlice(in, steps*batch, copyAlphabet)), steps, batch, true)
-		return tp.CrossEntropy(tp.Add(tp.MatMul(h, v, false, true), c), out)
-	}
-	run := &seqRun{name: name}
-	start := time.Now()
-	evaluate := func(step int) {
-		ev.Reset()
-		l := float64(loss(ev, evIn, evOut, evalBatch).Value.Data[0])
-		run.steps, run.loss = append(run.steps, float64(step)), append(run.loss, l)
-		if run.reached == 0 && l <= bar {
-			run.reached = step
-		}
-		run.final = l
-	}
-	evaluate(0)
-	for step := 1; step <= trainSteps; step++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		copyBatch(rng, in, out, batch, delay)
-		tp.Reset()
-		clear(r.grad)
-		tp.Backward(loss(tp, in, out, batch))
-		clipGrad(r.grad, 1)
-		opt.Step(float32(lr))
-		run.trainedSteps = step
-		if step%evalEvery == 0 || step == trainSteps {
-			evaluate(step)
-			progress(float64(step) / float64(trainSteps))
-			if time.Since(start) > budget {
-				break
-			}
-		}
-	}
-	run.wall = time.Since(start)
-	return run, nil
+// seqTask is a batch of sequences a recurrent net trains or is evaluated
+// on: fill draws the batch anew from rng into buffers of its own, and loss
+// records the net's loss on that batch on a tape.
+type seqTask struct {
+	fill func(rng *rand.Rand)
+	loss func(tp *tensorcore.Tape) *tensorcore.Var
 }
 
-// trainAdding trains r (one output) on the adding task of length steps,
-// evaluating the mean squared error on a fixed held-out batch.
-func trainAdding(ctx context.Context, r *recurrent, rng *rand.Rand, name string, seqLen, batch, trainSteps, evalEvery, evalBatch int, lr, bar float64, budget time.Duration, progress func(float64)) (*seqRun, error) {
+// copyTask is n sequences of the copy task with delay `delay` for r: the
+// mean cross-entropy per step.
+func copyTask(r *recurrent, delay, n int) seqTask {
+	steps := delay + 2*copyLen
+	in, out := make([]float32, steps*n*copyAlphabet), make([]int, steps*n)
+	return seqTask{
+		fill: func(rng *rand.Rand) { copyBatch(rng, in, out, n, delay) },
+		loss: func(tp *tensorcore.Tape) *tensorcore.Var {
+			h, v, c := r.forward(tp, tp.Const(tensorcore.FromSlice(in, steps*n, copyAlphabet)), steps, n, true)
+			return tp.CrossEntropy(tp.Add(tp.MatMul(h, v, false, true), c), out)
+		},
+	}
+}
+
+// addingTask is n sequences of the adding task of length seqLen for r (one
+// output): the mean squared error.
+func addingTask(r *recurrent, seqLen, n int) seqTask {
+	in, target := make([]float32, seqLen*n*2), make([]float32, n)
+	return seqTask{
+		fill: func(rng *rand.Rand) { addingBatch(rng, in, target, n, seqLen) },
+		loss: func(tp *tensorcore.Tape) *tensorcore.Var {
+			h, v, c := r.forward(tp, tp.Const(tensorcore.FromSlice(in, seqLen*n, 2)), seqLen, n, false)
+			return tp.MSE(tp.Add(tp.MatMul(h, v, false, true), c), tp.Const(tensorcore.FromSlice(target, n, 1)))
+		},
+	}
+}
+
+// trainSeq trains r on train's batches for trainSteps steps (or until
+// budget has passed), drawing eval's held-out batch first and evaluating
+// on it every evalEvery steps and at the end.
+func trainSeq(ctx context.Context, r *recurrent, rng *rand.Rand, name string, train, eval seqTask, trainSteps, evalEvery int, lr, bar float64, budget time.Duration, progress func(float64)) (*seqRun, error) {
 	opt, err := newSeqOptimizer(r)
 	if err != nil {
 		return nil, err
 	}
-	in, target := make([]float32, seqLen*batch*2), make([]float32, batch)
-	evIn, evTarget := make([]float32, seqLen*evalBatch*2), make([]float32, evalBatch)
-	addingBatch(rng, evIn, evTarget, evalBatch, seqLen)
+	eval.fill(rng)
 	tp, ev := tensorcore.NewTape(nil), tensorcore.NewTape(nil)
-	loss := func(tp *tensorcore.Tape, in, target []float32, batch int) *tensorcore.Var {
-		h, v, c := r.forward(tp, tp.Const(tensorcore.FromSlice(in, seqLen*batch, 2)), seqLen, batch, false)
-		return tp.MSE(tp.Add(tp.MatMul(h, v, false, true), c), tp.Const(tensorcore.FromSlice(target, batch, 1)))
-	}
 	run := &seqRun{name: name}
 	start := time.Now()
 	evaluate := func(step int) {
 		ev.Reset()
-		l := float64(loss(ev, evIn, evTarget, evalBatch).Value.Data[0])
+		l := float64(eval.loss(ev).Value.Data[0])
 		run.steps, run.loss = append(run.steps, float64(step)), append(run.loss, l)
 		if run.reached == 0 && l <= bar {
 			run.reached = step
@@ -328,10 +306,10 @@ func trainAdding(ctx context.Context, r *recurrent, rng *rand.Rand, name string,
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		addingBatch(rng, in, target, batch, seqLen)
+		train.fill(rng)
 		tp.Reset()
 		clear(r.grad)
-		tp.Backward(loss(tp, in, target, batch))
+		tp.Backward(train.loss(tp))
 		clipGrad(r.grad, 1)
 		opt.Step(float32(lr))
 		run.trainedSteps = step
@@ -365,7 +343,7 @@ func runOrthogonalRNN(ctx context.Context, env *Env) (*Result, error) {
 	addBase := 2.0 / 12
 
 	ortho := newLTRNN(rng, copyAlphabet, hidden, copyAlphabet, "orthogonal", 1/math.Sqrt(copyAlphabet))
-	orthoRun, err := trainCopy(ctx, ortho, rng, "LT-RNN, orthogonal W", delay, batch, copySteps, 2*evalEvery, evalBatch, lr, bar, copyBudget,
+	orthoRun, err := trainSeq(ctx, ortho, rng, "LT-RNN, orthogonal W", copyTask(ortho, delay, batch), copyTask(ortho, delay, evalBatch), copySteps, 2*evalEvery, lr, bar, copyBudget,
 		func(f float64) { env.progress(0.4 * f) })
 	if err != nil {
 		return nil, err
@@ -378,7 +356,7 @@ func runOrthogonalRNN(ctx context.Context, env *Env) (*Result, error) {
 	for i := range addSeeds {
 		arng := rand.New(rand.NewPCG(env.Seed, 0xadd0+uint64(i)))
 		ident := newLTRNN(arng, 2, hidden, 1, "identity", 0.01)
-		addRun, err := trainAdding(ctx, ident, arng, fmt.Sprintf("LT-RNN, identity W, seed %d", i+1), delay, batch, trainSteps, evalEvery, evalBatch, lr, bar, addBudget,
+		addRun, err := trainSeq(ctx, ident, arng, fmt.Sprintf("LT-RNN, identity W, seed %d", i+1), addingTask(ident, delay, batch), addingTask(ident, delay, evalBatch), trainSteps, evalEvery, lr, bar, addBudget,
 			func(f float64) { env.progress(0.4 + 0.3*(float64(i)+f)/float64(addSeeds)) })
 		if err != nil {
 			return nil, err
@@ -391,7 +369,7 @@ func runOrthogonalRNN(ctx context.Context, env *Env) (*Result, error) {
 	}
 	lrng := rand.New(rand.NewPCG(env.Seed, 0x157))
 	lstm := newLSTM(lrng, copyAlphabet, hidden, copyAlphabet)
-	lstmRun, err := trainCopy(ctx, lstm, lrng, "LSTM", delay, batch, trainSteps, evalEvery, evalBatch, lr, bar, lstmBudget,
+	lstmRun, err := trainSeq(ctx, lstm, lrng, "LSTM", copyTask(lstm, delay, batch), copyTask(lstm, delay, evalBatch), trainSteps, evalEvery, lr, bar, lstmBudget,
 		func(f float64) { env.progress(0.7 + 0.3*f) })
 	if err != nil {
 		return nil, err

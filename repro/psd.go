@@ -10,7 +10,6 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 
-	"github.com/ringtrain/ringtrain/dataset"
 	"github.com/ringtrain/ringtrain/models"
 	"github.com/ringtrain/ringtrain/tensorcore"
 )
@@ -52,14 +51,18 @@ func (e *psdEncoder) forward(tp *tensorcore.Tape, x *tensorcore.Var) *tensorcore
 }
 
 // encode writes the encoder's codes of the rows of x into z.
-func (e *psdEncoder) encode(z, x []float32, rows int) {
+func (e *psdEncoder) encode(z, x []float32, rows int) { forwardRows(e.forward, z, x, rows, e.m, e.n) }
+
+// forwardRows writes into z the outputs (n wide) that forward gives the
+// rows (m wide) of x, a thousand rows at a time.
+func forwardRows(forward func(*tensorcore.Tape, *tensorcore.Var) *tensorcore.Var, z, x []float32, rows, m, n int) {
 	tp := tensorcore.NewTape(nil)
 	const batch = 1000
 	for b := 0; b < rows; b += batch {
 		r := min(batch, rows-b)
 		tp.Reset()
-		out := e.forward(tp, tp.Const(tensorcore.FromSlice(x[b*e.m:(b+r)*e.m], r, e.m)))
-		copy(z[b*e.n:], out.Value.Data)
+		out := forward(tp, tp.Const(tensorcore.FromSlice(x[b*m:(b+r)*m], r, m)))
+		copy(z[b*n:], out.Value.Data)
 	}
 }
 
@@ -419,11 +422,7 @@ func runPSD(ctx context.Context, env *Env) (*Result, error) {
 		dictRows, dictEpochs, psdEpochs, fitEpochs, starIters, logEpochs = 600, 1, 1, 1, 30, 1
 	}
 	rng := rand.New(rand.NewPCG(env.Seed, 0x95d))
-	trainSet, err := dataset.Open(ctx, "mnist", env.DataDir, "train", env.Logf)
-	if err != nil {
-		return nil, err
-	}
-	testSet, err := dataset.Open(ctx, "mnist", env.DataDir, "test", env.Logf)
+	trainSet, testSet, err := mnistSplits(ctx, env)
 	if err != nil {
 		return nil, err
 	}
@@ -591,14 +590,7 @@ func runPSD(ctx context.Context, env *Env) (*Result, error) {
 // shrinkCodes returns the codes a one-layer LISTA gives the rows of x.
 func shrinkCodes(l *listaNet, x []float32, rows int) []float32 {
 	z := make([]float32, rows*l.n)
-	tp := tensorcore.NewTape(nil)
-	const batch = 1000
-	for b := 0; b < rows; b += batch {
-		r := min(batch, rows-b)
-		tp.Reset()
-		out := l.forward(tp, tp.Const(tensorcore.FromSlice(x[b*l.m:(b+r)*l.m], r, l.m)))
-		copy(z[b*l.n:], out.Value.Data)
-	}
+	forwardRows(l.forward, z, x, rows, l.m, l.n)
 	return z
 }
 

@@ -58,18 +58,9 @@ func runSpectralNet(ctx context.Context, env *Env) (*Result, error) {
 	if env.Quick {
 		cfg.epochs, cfg.train, cfg.test = 1, 1000, 500
 	}
-	trainSet, err := dataset.Open(ctx, "mnist", env.DataDir, "train", env.Logf)
+	train, test, err := mnistImages(ctx, env)
 	if err != nil {
 		return nil, err
-	}
-	testSet, err := dataset.Open(ctx, "mnist", env.DataDir, "test", env.Logf)
-	if err != nil {
-		return nil, err
-	}
-	train, ok1 := trainSet.(*dataset.MNIST)
-	test, ok2 := testSet.(*dataset.MNIST)
-	if !ok1 || !ok2 {
-		return nil, fmt.Errorf("mnist: unexpected set types %T, %T", trainSet, testSet)
 	}
 	if train.N < cfg.batch || test.N == 0 || train.Rows != test.Rows || train.Cols != test.Cols {
 		return nil, fmt.Errorf("mnist: %d training and %d test images (%d×%d, %d×%d): too few or of different sizes",
