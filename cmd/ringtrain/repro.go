@@ -142,7 +142,7 @@ func reproList(cmd *cobra.Command, lastDir string) error {
 			var ours []string
 			for _, c := range rec.Claims {
 				if !c.Stretch {
-					ours = append(ours, c.Ours)
+					ours = append(ours, brief(c.Ours))
 				}
 			}
 			last = rec.Verdict
@@ -155,4 +155,16 @@ func reproList(cmd *cobra.Command, lastDir string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Name, last, when, wall, e.Title)
 	}
 	return tw.Flush()
+}
+
+// brief is a claim's figure for the list: what comes before its first
+// parenthesis, at most 24 characters.
+func brief(ours string) string {
+	if i := strings.Index(ours, " ("); i > 0 {
+		ours = ours[:i]
+	}
+	if r := []rune(ours); len(r) > 24 {
+		ours = string(r[:23]) + "…"
+	}
+	return ours
 }
