@@ -48,8 +48,8 @@ type maskNet struct {
 	o1w, o1b, o2w, o2b           int // objectness: 2048 → 128 → 1
 }
 
-func newMaskNet(rng *rand.Rand) *maskNet {
-	s := &maskNet{}
+func newMaskNet(rng *rand.Rand) (*maskNet, error) {
+	s := &maskNet{store: newParamStore(rng)}
 	p := &s.store
 	kn := models.KaimingNormal(0, models.FanIn)
 	s.c1w, s.c1b = p.add(kn, 16, 1, 5, 5), p.add(models.Zeros(), 16)
@@ -61,8 +61,7 @@ func newMaskNet(rng *rand.Rand) *maskNet {
 	s.r2w, s.r2b = p.add(models.LeCunNormal(), 1, 16, 3, 3), p.add(models.Zeros(), 1)
 	s.o1w, s.o1b = p.add(kn, 128, 2048), p.add(models.Zeros(), 128)
 	s.o2w, s.o2b = p.add(models.LeCunNormal(), 1, 128), p.add(models.Zeros(), 1)
-	p.build(rng)
-	return s
+	return s, p.build()
 }
 
 // forward records the net on tp for windows x (N, 1, 32, 32) and returns
@@ -109,7 +108,10 @@ func runDeepMask(ctx context.Context, env *Env) (*Result, error) {
 	}
 	pool := tensorcore.NewPool(env.Threads)
 	defer pool.Close()
-	net := newMaskNet(rand.New(rand.NewPCG(env.Seed, 0xdee9)))
+	net, err := newMaskNet(rand.New(rand.NewPCG(env.Seed, 0xdee9)))
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	losses, err := trainMaskNet(ctx, env, pool, net, train, cfg)
 	if err != nil {

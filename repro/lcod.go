@@ -45,16 +45,6 @@ func (l *lcod) split(p []float64) (we, s, theta []float64) {
 	return p[:nm], p[nm : nm+nn], p[nm+nn:]
 }
 
-func shrink64(v, theta float64) float64 {
-	switch {
-	case v > theta:
-		return v - theta
-	case v < -theta:
-		return v + theta
-	}
-	return 0
-}
-
 // forward writes the code of x into z (N values) and keeps what backward
 // needs.
 func (l *lcod) forward(z []float64, x []float32) {
@@ -72,12 +62,12 @@ func (l *lcod) forward(z []float64, x []float32) {
 	for t := range l.steps {
 		k, best := 0, -1.0
 		for j := range n {
-			if dz := math.Abs(shrink64(l.b[j], th[j]) - l.held[j]); dz > best {
+			if dz := math.Abs(shrink(l.b[j], th[j]) - l.held[j]); dz > best {
 				k, best = j, dz
 			}
 		}
 		bk := l.b[k]
-		zk := shrink64(bk, th[k])
+		zk := shrink(bk, th[k])
 		d := zk - l.held[k]
 		l.ks[t], l.ds[t], l.bks[t] = k, d, bk
 		if d != 0 {
@@ -88,7 +78,7 @@ func (l *lcod) forward(z []float64, x []float32) {
 		l.held[k] = zk
 	}
 	for j := range n {
-		z[j] = shrink64(l.b[j], th[j])
+		z[j] = shrink(l.b[j], th[j])
 	}
 }
 

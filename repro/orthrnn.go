@@ -111,24 +111,17 @@ func orthogonal(rng *rand.Rand, w []float32, n int) {
 type recurrent struct {
 	kind         string
 	in, hid, out int
-	params, grad []float32
-	tensors      []*tensorcore.Tensor // values, in arena order
-	grads        []*tensorcore.Tensor
+	store        paramStore // its tensors, zeros until the constructor sets them
 }
 
-func (r *recurrent) alloc(shapes ...[]int) {
-	total := 0
+// alloc lays out the net's tensors, of the given (rows, cols) shapes, in
+// its store.
+func (r *recurrent) alloc(shapes ...[]int) error {
+	r.store = newParamStore(nil)
 	for _, s := range shapes {
-		total += s[0] * s[1]
+		r.store.add(nil, s...)
 	}
-	r.params, r.grad = make([]float32, total), make([]float32, total)
-	off := 0
-	for _, s := range shapes {
-		size := s[0] * s[1]
-		r.tensors = append(r.tensors, tensorcore.FromSlice(r.params[off:off+size], s...))
-		r.grads = append(r.grads, tensorcore.FromSlice(r.grad[off:off+size], s...))
-		off += size
-	}
+	return r.store.build()
 }
 
 func gaussian(rng *rand.Rand, w []float32, std float64) {
@@ -140,43 +133,49 @@ func gaussian(rng *rand.Rand, w []float32, std float64) {
 // newLTRNN returns the linear-transition RNN with W orthogonal
 // (init "orthogonal") or the identity ("identity"), U Gaussian with
 // standard deviation uStd.
-func newLTRNN(rng *rand.Rand, in, hid, out int, init string, uStd float64) *recurrent {
+func newLTRNN(rng *rand.Rand, in, hid, out int, init string, uStd float64) (*recurrent, error) {
 	r := &recurrent{kind: "lt", in: in, hid: hid, out: out}
 	// W (hid, hid), U (hid, in), b (1, hid), V (out, hid), c (1, out).
-	r.alloc([]int{hid, hid}, []int{hid, in}, []int{1, hid}, []int{out, hid}, []int{1, out})
+	if err := r.alloc([]int{hid, hid}, []int{hid, in}, []int{1, hid}, []int{out, hid}, []int{1, out}); err != nil {
+		return nil, err
+	}
+	t := r.store.vals
 	if init == "identity" {
 		for i := range hid {
-			r.tensors[0].Data[i*hid+i] = 1
+			t[0].Data[i*hid+i] = 1
 		}
 	} else {
-		orthogonal(rng, r.tensors[0].Data, hid)
+		orthogonal(rng, t[0].Data, hid)
 	}
-	gaussian(rng, r.tensors[1].Data, uStd)
-	gaussian(rng, r.tensors[3].Data, 1/math.Sqrt(float64(hid)))
-	return r
+	gaussian(rng, t[1].Data, uStd)
+	gaussian(rng, t[3].Data, 1/math.Sqrt(float64(hid)))
+	return r, nil
 }
 
 // newLSTM returns an LSTM whose four gates (input, forget, cell, output)
 // come from one linear map of [x_t, h_{t−1}], forget bias 1.
-func newLSTM(rng *rand.Rand, in, hid, out int) *recurrent {
+func newLSTM(rng *rand.Rand, in, hid, out int) (*recurrent, error) {
 	r := &recurrent{kind: "lstm", in: in, hid: hid, out: out}
 	// G (4·hid, in+hid), g (1, 4·hid), V (out, hid), c (1, out).
-	r.alloc([]int{4 * hid, in + hid}, []int{1, 4 * hid}, []int{out, hid}, []int{1, out})
-	gaussian(rng, r.tensors[0].Data, 1/math.Sqrt(float64(in+hid)))
-	for i := hid; i < 2*hid; i++ {
-		r.tensors[1].Data[i] = 1
+	if err := r.alloc([]int{4 * hid, in + hid}, []int{1, 4 * hid}, []int{out, hid}, []int{1, out}); err != nil {
+		return nil, err
 	}
-	gaussian(rng, r.tensors[2].Data, 1/math.Sqrt(float64(hid)))
-	return r
+	t := r.store.vals
+	gaussian(rng, t[0].Data, 1/math.Sqrt(float64(in+hid)))
+	for i := hid; i < 2*hid; i++ {
+		t[1].Data[i] = 1
+	}
+	gaussian(rng, t[2].Data, 1/math.Sqrt(float64(hid)))
+	return r, nil
 }
 
 // forward records the net on x (steps·batch, in), time-major, and returns
 // the hidden states of every step stacked (steps·batch, hid) when all is
 // set, else the last one (batch, hid); and the output layer's V and c.
 func (r *recurrent) forward(tp *tensorcore.Tape, x *tensorcore.Var, steps, batch int, all bool) (h, v, c *tensorcore.Var) {
-	ps := make([]*tensorcore.Var, len(r.tensors))
-	for i := range r.tensors {
-		ps[i] = tp.Param(r.tensors[i], r.grads[i])
+	ps := make([]*tensorcore.Var, len(r.store.vals))
+	for i := range ps {
+		ps[i] = r.store.param(tp, i)
 	}
 	hs := make([]*tensorcore.Var, 0, steps)
 	h = tp.Const(tensorcore.New(batch, r.hid))
@@ -217,7 +216,7 @@ func (r *recurrent) forward(tp *tensorcore.Tape, x *tensorcore.Var, steps, batch
 // identity W's spectral radius well above 1 and blow the 100-step adding
 // net up).
 func newSeqOptimizer(r *recurrent) (models.Optimizer, error) {
-	return models.NewAdam(r.params, r.grad, models.DefaultAdam())
+	return models.NewAdam(r.store.data, r.store.grad, models.DefaultAdam())
 }
 
 // clipGrad scales g to global norm at most maxNorm.
@@ -308,9 +307,9 @@ func trainSeq(ctx context.Context, r *recurrent, rng *rand.Rand, name string, tr
 		}
 		train.fill(rng)
 		tp.Reset()
-		clear(r.grad)
+		clear(r.store.grad)
 		tp.Backward(train.loss(tp))
-		clipGrad(r.grad, 1)
+		clipGrad(r.store.grad, 1)
 		opt.Step(float32(lr))
 		run.trainedSteps = step
 		if step%evalEvery == 0 || step == trainSteps {
@@ -342,7 +341,10 @@ func runOrthogonalRNN(ctx context.Context, env *Env) (*Result, error) {
 	copyBase := copyLen * math.Log(copySymbols) / float64(delay+2*copyLen)
 	addBase := 2.0 / 12
 
-	ortho := newLTRNN(rng, copyAlphabet, hidden, copyAlphabet, "orthogonal", 1/math.Sqrt(copyAlphabet))
+	ortho, err := newLTRNN(rng, copyAlphabet, hidden, copyAlphabet, "orthogonal", 1/math.Sqrt(copyAlphabet))
+	if err != nil {
+		return nil, err
+	}
 	orthoRun, err := trainSeq(ctx, ortho, rng, "LT-RNN, orthogonal W", copyTask(ortho, delay, batch), copyTask(ortho, delay, evalBatch), copySteps, 2*evalEvery, lr, bar, copyBudget,
 		func(f float64) { env.progress(0.4 * f) })
 	if err != nil {
@@ -355,7 +357,10 @@ func runOrthogonalRNN(ctx context.Context, env *Env) (*Result, error) {
 	addReached := 0
 	for i := range addSeeds {
 		arng := rand.New(rand.NewPCG(env.Seed, 0xadd0+uint64(i)))
-		ident := newLTRNN(arng, 2, hidden, 1, "identity", 0.01)
+		ident, err := newLTRNN(arng, 2, hidden, 1, "identity", 0.01)
+		if err != nil {
+			return nil, err
+		}
 		addRun, err := trainSeq(ctx, ident, arng, fmt.Sprintf("LT-RNN, identity W, seed %d", i+1), addingTask(ident, delay, batch), addingTask(ident, delay, evalBatch), trainSteps, evalEvery, lr, bar, addBudget,
 			func(f float64) { env.progress(0.4 + 0.3*(float64(i)+f)/float64(addSeeds)) })
 		if err != nil {
@@ -368,7 +373,10 @@ func runOrthogonalRNN(ctx context.Context, env *Env) (*Result, error) {
 		}
 	}
 	lrng := rand.New(rand.NewPCG(env.Seed, 0x157))
-	lstm := newLSTM(lrng, copyAlphabet, hidden, copyAlphabet)
+	lstm, err := newLSTM(lrng, copyAlphabet, hidden, copyAlphabet)
+	if err != nil {
+		return nil, err
+	}
 	lstmRun, err := trainSeq(ctx, lstm, lrng, "LSTM", copyTask(lstm, delay, batch), copyTask(lstm, delay, evalBatch), trainSteps, evalEvery, lr, bar, lstmBudget,
 		func(f float64) { env.progress(0.7 + 0.3*f) })
 	if err != nil {

@@ -102,8 +102,9 @@ func maxEigenSym(a []float32, n int) float64 {
 	return lambda
 }
 
-// shrink is the soft threshold h_θ(v) = sign(v)·max(|v| − θ, 0).
-func shrink(v, theta float32) float32 {
+// shrink is the soft threshold h_θ(v) = sign(v)·max(|v| − θ, 0), in the
+// float32 of the solvers and the float64 of LCoD's hand backward.
+func shrink[T float32 | float64](v, theta T) T {
 	switch {
 	case v > theta:
 		return v - theta

@@ -316,9 +316,9 @@ type spectralNet struct {
 	nodes, features, nspl int
 }
 
-func newSpectralNet(g spectralGraph, cfg spectralConfig, spline []float64, rng *rand.Rand) *spectralNet {
+func newSpectralNet(g spectralGraph, cfg spectralConfig, spline []float64, rng *rand.Rand) (*spectralNet, error) {
 	n := len(g.vals)
-	net := &spectralNet{nodes: n, features: cfg.features, nspl: cfg.knots}
+	net := &spectralNet{nodes: n, features: cfg.features, nspl: cfg.knots, store: newParamStore(rng)}
 	net.u = tensorcore.FromSlice(g.u, n, n)
 	s32 := make([]float32, len(spline))
 	for i, v := range spline {
@@ -330,8 +330,7 @@ func newSpectralNet(g spectralGraph, cfg spectralConfig, spline []float64, rng *
 	net.bias = s.add(models.Zeros(), cfg.features, 1)              // (F, 1)
 	net.fcW = s.add(models.LeCunNormal(), 10, cfg.features*n)      // (10, F·n)
 	net.fcB = s.add(models.Zeros(), 10)                            // (10)
-	s.build(rng)
-	return net
+	return net, s.build()
 }
 
 // forward records the net on tp for x (N, nodes) and returns the logits
@@ -377,7 +376,10 @@ func trainSpectral(ctx context.Context, env *Env, pool *tensorcore.Pool, g spect
 		return spectralResult{}, err
 	}
 	rng := rand.New(rand.NewPCG(env.Seed, 0x5ec8))
-	net := newSpectralNet(g, cfg, spline, rng)
+	net, err := newSpectralNet(g, cfg, spline, rng)
+	if err != nil {
+		return spectralResult{}, err
+	}
 	ac := models.DefaultAdam()
 	if cfg.decay > 0 {
 		ac = models.DefaultAdamW()

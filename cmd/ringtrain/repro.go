@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -137,7 +136,7 @@ func reproList(cmd *cobra.Command, lastDir string) error {
 		switch {
 		case err != nil:
 			last = "unreadable record"
-			fmt.Fprintf(os.Stderr, "warning: %v\n", err)
+			fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", err)
 		case rec != nil:
 			var ours []string
 			for _, c := range rec.Claims {
