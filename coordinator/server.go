@@ -350,7 +350,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("coordinator: server: %w", err)
 	}
 	if cfg.Samples == 0 {
-		n, err := dataset.TrainSamples(cfg.Spec.Dataset, cfg.Spec.TrainLimit)
+		n, err := dataset.TrainSamples(cfg.Spec.Dataset, cfg.Spec.Validation, cfg.Spec.TrainLimit)
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: server: %w", err)
 		}

@@ -37,10 +37,10 @@ func TestOpenImageFolder(t *testing.T) {
 	if train.Name() != name || train.Len() != 12 || test.Len() != 6 || train.Classes() != 3 || train.Shape() != (Shape{C: 3}) {
 		t.Fatalf("train %s: %d samples, %d classes, shape %v; test %d samples", train.Name(), train.Len(), train.Classes(), train.Shape(), test.Len())
 	}
-	if n, err := TrainSamples(name, 0); n != 12 || err != nil {
+	if n, err := TrainSamples(name, 0, 0); n != 12 || err != nil {
 		t.Fatalf("TrainSamples = %d, %v; want 12", n, err)
 	}
-	if n, err := TrainSamples(name, 5); n != 5 || err != nil {
+	if n, err := TrainSamples(name, 0, 5); n != 5 || err != nil {
 		t.Fatalf("TrainSamples with limit 5 = %d, %v", n, err)
 	}
 	// Images of any size are made, larger than stored too; the channel
@@ -103,7 +103,7 @@ func TestImageSetNames(t *testing.T) {
 	if _, err := Open(context.Background(), ShardsPrefix+dir, "", "train", nil); err == nil || !strings.Contains(err.Error(), "no train-*.tar shards") {
 		t.Fatalf("no shards: %v", err)
 	}
-	if _, err := TrainSamples(ShardsPrefix+dir, 0); err == nil {
+	if _, err := TrainSamples(ShardsPrefix+dir, 0, 0); err == nil {
 		t.Fatal("TrainSamples of an empty shard set: no error")
 	}
 }

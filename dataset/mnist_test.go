@@ -167,7 +167,7 @@ func TestRealMNIST(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n, err := TrainSamples("mnist", 0); err != nil || train.N != n || n != MNISTTrainSize {
+		if n, err := TrainSamples("mnist", 0, 0); err != nil || train.N != n || n != MNISTTrainSize {
 			t.Fatalf("train split: N=%d; TrainSamples says %d (%v), want 60000", train.N, n, err)
 		}
 		var hist [10]int
@@ -260,19 +260,25 @@ func TestRealMNISTViaProxy(t *testing.T) {
 
 func TestTrainSamples(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		limit int
-		want  int
+		name           string
+		holdout, limit int
+		want           int
 	}{
-		{"mnist", 0, 60000}, {"mnist", 1000, 1000}, {"mnist", 90000, 60000},
-		{"fashion-mnist", 0, 60000}, {"fashion-mnist", 500, 500},
-		{"synthetic", 0, SyntheticTrainSize},
+		{"mnist", 0, 0, 60000}, {"mnist", 0, 1000, 1000}, {"mnist", 0, 90000, 60000},
+		{"mnist", 5000, 0, 55000}, {"mnist", 5000, 58000, 55000}, {"mnist", 5000, 1000, 1000},
+		{"fashion-mnist", 0, 0, 60000}, {"fashion-mnist", 0, 500, 500},
+		{"synthetic", 0, 0, SyntheticTrainSize},
 	} {
-		if got, err := TrainSamples(tc.name, tc.limit); err != nil || got != tc.want {
-			t.Errorf("TrainSamples(%s, %d) = %d, %v; want %d", tc.name, tc.limit, got, err, tc.want)
+		if got, err := TrainSamples(tc.name, tc.holdout, tc.limit); err != nil || got != tc.want {
+			t.Errorf("TrainSamples(%s, %d, %d) = %d, %v; want %d", tc.name, tc.holdout, tc.limit, got, err, tc.want)
 		}
 	}
-	if _, err := TrainSamples("imagenet", 0); err == nil || !strings.Contains(err.Error(), `unknown data set "imagenet" (known: fashion-mnist, mnist, synthetic, imagefolder:DIR, shards:DIR)`) {
+	if _, err := TrainSamples("imagenet", 0, 0); err == nil || !strings.Contains(err.Error(), `unknown data set "imagenet" (known: fashion-mnist, mnist, synthetic, imagefolder:DIR, shards:DIR)`) {
 		t.Errorf("unknown data set: %v", err)
+	}
+	for _, h := range []int{60000, 70000, -1} {
+		if _, err := TrainSamples("mnist", h, 0); err == nil || !strings.Contains(err.Error(), "cannot hold out") {
+			t.Errorf("holding out %d of 60000: %v", h, err)
+		}
 	}
 }

@@ -103,23 +103,52 @@ func Head(s Set, n int) Set {
 	if n <= 0 || n >= s.Len() {
 		return s
 	}
-	if h, ok := s.(head); ok {
-		s = h.Set
+	return Span(s, 0, n)
+}
+
+// Holdout splits off the last n samples of s: rest is the first
+// s.Len() − n, held the last n, each numbered from 0. It is how a job holds
+// out a validation set from its training split. n must be in [1, s.Len()).
+func Holdout(s Set, n int) (rest, held Set, err error) {
+	if n < 1 || n >= s.Len() {
+		return nil, nil, fmt.Errorf("dataset: %s: cannot hold out %d of %d samples (want 1 to %d)", s.Name(), n, s.Len(), s.Len()-1)
 	}
-	return head{Set: s, n: n}
+	return Span(s, 0, s.Len()-n), Span(s, s.Len()-n, s.Len()), nil
 }
 
-// head is the first n samples of a Set.
-type head struct {
+// Span returns samples [lo, hi) of s, numbered from 0; the range is
+// clipped to s. A span of a span is one span of the underlying set, so
+// sample identity (which seeds augmentation) is that of the stored set.
+func Span(s Set, lo, hi int) Set {
+	lo, hi = max(lo, 0), min(hi, s.Len())
+	hi = max(hi, lo)
+	if lo == 0 && hi == s.Len() {
+		return s
+	}
+	if sp, ok := s.(subset); ok {
+		s, lo, hi = sp.Set, sp.lo+lo, sp.lo+hi
+	}
+	return subset{Set: s, lo: lo, n: hi - lo}
+}
+
+// subset is samples [lo, lo+n) of a Set.
+type subset struct {
 	Set
-	n int
+	lo, n int
 }
 
-func (h head) Len() int { return h.n }
+func (h subset) Len() int { return h.n }
 
-func (h head) Fill(x []float32, y []int, idx []int, tf Transform) error {
+func (h subset) Fill(x []float32, y []int, idx []int, tf Transform) error {
 	if err := checkIndices(h.Name(), idx, h.n); err != nil {
 		return err
+	}
+	if h.lo != 0 {
+		shifted := make([]int, len(idx))
+		for k, i := range idx {
+			shifted[k] = h.lo + i
+		}
+		idx = shifted
 	}
 	return h.Set.Fill(x, y, idx, tf)
 }
@@ -154,10 +183,12 @@ const (
 )
 
 // TrainSamples returns the number of training samples of the named data
-// set, limited to limit when limit is positive: what a coordinator shards
-// without loading the data. An image set's samples are counted from its
-// folders or its shards' indexes (indexing any shard that has none).
-func TrainSamples(name string, limit int) (int, error) {
+// set that a job trains on: the training split less its last holdout
+// samples (held out for validation), then limited to limit when limit is
+// positive. It is what a coordinator shards without loading the data. An
+// image set's samples are counted from its folders or its shards' indexes
+// (indexing any shard that has none).
+func TrainSamples(name string, holdout, limit int) (int, error) {
 	var n int
 	if prefix, dir, ok := imageSetDir(name); ok && dir != "" {
 		s, err := openImages(context.Background(), name, prefix, dir, "train", nil)
@@ -165,21 +196,22 @@ func TrainSamples(name string, limit int) (int, error) {
 			return 0, err
 		}
 		n = s.Len()
-		if limit > 0 {
-			n = min(n, limit)
+	} else {
+		switch name {
+		case "mnist":
+			n = MNISTTrainSize
+		case "fashion-mnist":
+			n = FashionMNISTTrainSize
+		case "synthetic":
+			n = SyntheticTrainSize
+		default:
+			return 0, CheckName(name)
 		}
-		return n, nil
 	}
-	switch name {
-	case "mnist":
-		n = MNISTTrainSize
-	case "fashion-mnist":
-		n = FashionMNISTTrainSize
-	case "synthetic":
-		n = SyntheticTrainSize
-	default:
-		return 0, CheckName(name)
+	if holdout < 0 || (holdout > 0 && holdout >= n) {
+		return 0, fmt.Errorf("dataset: %s: cannot hold out %d of %d training samples (want 1 to %d)", name, holdout, n, n-1)
 	}
+	n -= holdout
 	if limit > 0 {
 		n = min(n, limit)
 	}

@@ -454,3 +454,53 @@ func TestSynthetic(t *testing.T) {
 		t.Errorf("normalized synthetic pixels: mean %.4f, std %.4f; want 0 and 1", mean, std)
 	}
 }
+
+func TestHoldout(t *testing.T) {
+	var s Set = NewSynthetic(3, 50)
+	rest, held, err := Holdout(s, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rest.Len() != 42 || held.Len() != 8 || held.Name() != "synthetic" || held.Classes() != 10 {
+		t.Fatalf("Holdout(s, 8): %d and %d samples, %s, %d classes", rest.Len(), held.Len(), held.Name(), held.Classes())
+	}
+	tf := Transform{Out: Shape{1, 28, 28}}
+	fill := func(set Set, idx ...int) ([]float32, []int) {
+		t.Helper()
+		x, y := make([]float32, len(idx)*784), make([]int, len(idx))
+		if err := set.Fill(x, y, idx, tf); err != nil {
+			t.Fatal(err)
+		}
+		return x, y
+	}
+	// The held samples are the set's last, in order; the rest its first.
+	for _, c := range []struct {
+		set      Set
+		idx, src []int
+	}{
+		{held, []int{0, 7, 3}, []int{42, 49, 45}},
+		{rest, []int{41, 0}, []int{41, 0}},
+		{Span(held, 2, 6), []int{0, 3}, []int{44, 47}}, // a span of a span
+		{Head(held, 2), []int{1}, []int{43}},
+	} {
+		x, y := fill(c.set, c.idx...)
+		wx, wy := fill(s, c.src...)
+		if _, ok := sameBits(x, wx); !ok || !slices.Equal(y, wy) {
+			t.Errorf("samples %v of a %d-sample part differ from the set's %v", c.idx, c.set.Len(), c.src)
+		}
+	}
+	if err := held.Fill(make([]float32, 784), make([]int, 1), []int{8}, tf); err == nil || !strings.Contains(err.Error(), "index 8 (position 0 of 1) outside [0, 8)") {
+		t.Errorf("index past the held-out part: %v", err)
+	}
+	for _, n := range []int{0, -2, 50, 60} {
+		if _, _, err := Holdout(s, n); err == nil || !strings.Contains(err.Error(), "cannot hold out") {
+			t.Errorf("Holdout(s, %d): %v", n, err)
+		}
+	}
+	if sp := Span(s, -5, 99); sp != s {
+		t.Error("a span covering the set is not the set")
+	}
+	if sp := Span(s, 30, 10); sp.Len() != 0 {
+		t.Errorf("an inverted span has %d samples", sp.Len())
+	}
+}

@@ -110,10 +110,26 @@ type Spec struct {
 	MinWorkers int `json:"min_workers,omitempty"`
 	MaxWorkers int `json:"max_workers,omitempty"`
 
+	// Validation, when positive, holds out the last that many samples of
+	// the training split: the job trains on the rest and evaluates on
+	// them in place of the test split, which it never reads (choosing a
+	// recipe without looking at the test set).
+	Validation int `json:"validation,omitempty"`
+
 	// TrainLimit and TestLimit, when positive, use only the first that
-	// many samples of the training and test sets (quick trials).
+	// many samples of the training set (after any validation hold-out)
+	// and of the evaluated set (quick trials).
 	TrainLimit int `json:"train_limit,omitempty"`
 	TestLimit  int `json:"test_limit,omitempty"`
+}
+
+// Evaluated names the split a job evaluates on: "validation" when it holds
+// one out of the training split, else "test".
+func (s Spec) Evaluated() string {
+	if s.Validation > 0 {
+		return "validation"
+	}
+	return "test"
 }
 
 // Optimizer names the optimizer and its hyper-parameters.
@@ -286,6 +302,9 @@ func (s Spec) Validate() error {
 	if s.TrainLimit < 0 || s.TestLimit < 0 {
 		bad("train_limit and test_limit must not be negative")
 	}
+	if s.Validation < 0 {
+		bad("validation must not be negative, got %d", s.Validation)
+	}
 	if s.Workers < 1 {
 		bad("workers must be at least 1, got %d", s.Workers)
 	}
@@ -318,6 +337,7 @@ func (s Spec) Hash() string {
 		// hashes of jobs without them stay what they were.
 		TrainLimit int `json:",omitempty"`
 		TestLimit  int `json:",omitempty"`
+		Validation int `json:",omitempty"`
 		// The model's shape and the loss, omitted when unset likewise.
 		ImageSize        int     `json:",omitempty"`
 		ZeroInitResidual bool    `json:",omitempty"`
@@ -327,7 +347,7 @@ func (s Spec) Hash() string {
 		Precision        string  `json:",omitempty"`
 		Loss             string  `json:",omitempty"`
 		Distort          bool    `json:",omitempty"`
-	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule, s.TrainLimit, s.TestLimit,
+	}{s.Model, s.Dataset, s.Epochs, s.BatchSize, s.Seed, s.Optimizer, s.Schedule, s.TrainLimit, s.TestLimit, s.Validation,
 		s.ImageSize, s.ZeroInitResidual, s.Shortcut, s.LabelSmoothing, s.InitFrom, s.Precision, lossKey(s.Loss), s.Distort}
 	b, _ := json.Marshal(key) // a struct of plain values always marshals
 	sum := sha256.Sum256(b)

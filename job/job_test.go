@@ -53,6 +53,7 @@ func TestValidate(t *testing.T) {
 		{func(s *Spec) { s.Schedule.Name = "zigzag" }, "zigzag"},
 		{func(s *Spec) { s.Schedule = Schedule{Name: "step"} }, "step_epochs"},
 		{func(s *Spec) { s.MinWorkers, s.MaxWorkers = 4, 2 }, "min_workers"},
+		{func(s *Spec) { s.Validation = -1 }, "validation"},
 	} {
 		s := Default()
 		tc.edit(&s)
@@ -80,6 +81,11 @@ func TestHash(t *testing.T) {
 	c.TrainLimit = 1000
 	if a.Hash() == c.Hash() {
 		t.Fatal("a training-set limit kept the hash")
+	}
+	c = Default()
+	c.Validation = 5000
+	if a.Hash() == c.Hash() || c.Evaluated() != "validation" || a.Evaluated() != "test" {
+		t.Fatal("holding out validation digits kept the hash, or the evaluated split's name")
 	}
 	// A run may resume under another gradient codec.
 	d := Default()

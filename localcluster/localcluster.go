@@ -366,7 +366,7 @@ func (c *cluster) reap(grace time.Duration) {
 // carries on without it while it has min_workers.
 func (c *cluster) watch(ctx context.Context, srv *coordinator.Server, coordDone chan error) error {
 	spec := c.Spec
-	samples, _ := dataset.TrainSamples(spec.Dataset, spec.TrainLimit)
+	samples, _ := dataset.TrainSamples(spec.Dataset, spec.Validation, spec.TrainLimit)
 	perStep := spec.BatchSize
 	steps := (samples + perStep - 1) / perStep
 	tick := time.NewTicker(250 * time.Millisecond)

@@ -84,7 +84,11 @@ func newEngine(ctx context.Context, spec job.Spec, perRank int, logf func(string
 	if e.train, err = dataset.Open(ctx, spec.Dataset, spec.DataDir, "train", logf); err != nil {
 		return nil, err
 	}
-	if e.test, err = dataset.Open(ctx, spec.Dataset, spec.DataDir, "test", logf); err != nil {
+	if spec.Validation > 0 {
+		if e.train, e.test, err = dataset.Holdout(e.train, spec.Validation); err != nil {
+			return nil, fmt.Errorf("worker: validation: %w", err)
+		}
+	} else if e.test, err = dataset.Open(ctx, spec.Dataset, spec.DataDir, "test", logf); err != nil {
 		return nil, err
 	}
 	e.train, e.test = dataset.Head(e.train, spec.TrainLimit), dataset.Head(e.test, spec.TestLimit)

@@ -392,3 +392,42 @@ func TestBenchModelLayers(t *testing.T) {
 		t.Errorf("training arithmetic %v an image, want %v", res.TrainFLOP, want)
 	}
 }
+
+// TestValidationHoldsOutTrainingDigits checks that validation: N trains
+// on the training split less its last N digits and evaluates on those N,
+// and that holding out the whole split is refused.
+func TestValidationHoldsOutTrainingDigits(t *testing.T) {
+	spec := smallSpec(t, "lenet5")
+	spec.TrainLimit, spec.TestLimit, spec.Validation = 0, 0, 5000
+	e, err := newEngine(context.Background(), spec, spec.BatchSize, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if e.train.Len() != 55000 || e.test.Len() != 5000 {
+		t.Fatalf("validation 5000: %d training and %d evaluated digits, want 55000 and 5000", e.train.Len(), e.test.Len())
+	}
+	all, err := dataset.Open(context.Background(), "mnist", spec.DataDir, "train", t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tf := dataset.Transform{Out: all.Shape()}
+	x, y := make([]float32, 2*tf.Out.Size()), make([]int, 2)
+	wx, wy := make([]float32, len(x)), make([]int, 2)
+	if err := e.test.Fill(x, y, []int{0, 4999}, tf); err != nil {
+		t.Fatal(err)
+	}
+	if err := all.Fill(wx, wy, []int{55000, 59999}, tf); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(x, wx) || !slices.Equal(y, wy) {
+		t.Error("the evaluated digits are not the training split's last")
+	}
+	if n, err := dataset.TrainSamples("mnist", spec.Validation, 0); err != nil || n != e.train.Len() {
+		t.Errorf("TrainSamples with the hold-out = %d, %v; the engine trains on %d", n, err, e.train.Len())
+	}
+	spec.Validation = 60000
+	if _, err := newEngine(context.Background(), spec, spec.BatchSize, t.Logf); err == nil || !strings.Contains(err.Error(), "cannot hold out 60000 of 60000") {
+		t.Errorf("holding out every training digit: %v", err)
+	}
+}

@@ -77,7 +77,7 @@ machine sees it. Name a host to open it to others, e.g. --ui 0.0.0.0:8080.`,
 				out = filepath.Join("runs", s.Model)
 			}
 			stdout := cmd.OutOrStdout()
-			progress := newProgress(stdout)
+			progress := newProgress(stdout, s.Evaluated())
 			logf := func(f string, a ...any) { progress.notice(fmt.Sprintf(f, a...)) }
 			bind := ""
 			if ui != "" {
@@ -121,8 +121,8 @@ machine sees it. Name a host to open it to others, e.g. --ui 0.0.0.0:8080.`,
 				}
 				return err
 			}
-			fmt.Fprintf(stdout, "done: test accuracy %.2f%%, test loss %.4f, %.0f images/s, %.1f s; run in %s\n",
-				100*sum.TestAccuracy, sum.TestLoss, sum.ImagesPerSecond, sum.WallSeconds, out)
+			fmt.Fprintf(stdout, "done: %[1]s accuracy %.2[2]f%%, %[1]s loss %.4[3]f, %.0[4]f images/s, %.1[5]f s; run in %[6]s\n",
+				s.Evaluated(), 100*sum.TestAccuracy, sum.TestLoss, sum.ImagesPerSecond, sum.WallSeconds, out)
 			return nil
 		},
 	}
@@ -152,6 +152,7 @@ machine sees it. Name a host to open it to others, e.g. --ui 0.0.0.0:8080.`,
 	f.StringVar(&spec.Codec, "codec", "", "gradient codec between workers: fp32 (default), bf16 or fp16 (optionally +zstd or +s2), or powersgd-rN (rank N, e.g. powersgd-r4)")
 	f.IntVar(&spec.CheckpointEvery, "checkpoint-every", 0, "steps between checkpoints (0: every epoch)")
 	f.IntVar(&spec.KeepCheckpoints, "keep-checkpoints", spec.KeepCheckpoints, "committed checkpoints to keep")
+	f.IntVar(&spec.Validation, "validation", 0, "hold out the last N training samples and evaluate on them instead of the test set (choosing a recipe)")
 	f.IntVar(&spec.TrainLimit, "train-limit", 0, "use only the first N training samples (0: all)")
 	f.IntVar(&spec.TestLimit, "test-limit", 0, "use only the first N test samples (0: all)")
 	f.IntVar(&spec.Accumulate, "accumulate", 0, "compute each worker's share of a step in this many micro-batches, their gradients summed (a larger batch than memory holds at once)")
@@ -195,6 +196,7 @@ func overrideChanged(cmd *cobra.Command, file, flags job.Spec) job.Spec {
 	set("codec", func() { file.Codec = flags.Codec })
 	set("checkpoint-every", func() { file.CheckpointEvery = flags.CheckpointEvery })
 	set("keep-checkpoints", func() { file.KeepCheckpoints = flags.KeepCheckpoints })
+	set("validation", func() { file.Validation = flags.Validation })
 	set("train-limit", func() { file.TrainLimit = flags.TrainLimit })
 	set("test-limit", func() { file.TestLimit = flags.TestLimit })
 	set("image-size", func() { file.ImageSize = flags.ImageSize })
@@ -217,10 +219,12 @@ type progress struct {
 	lastLine time.Time
 	epoch    int
 	epochs   int
+	// evaluated names the split evaluated each epoch ("test", "validation").
+	evaluated string
 }
 
-func newProgress(w io.Writer) *progress {
-	p := &progress{w: w}
+func newProgress(w io.Writer, evaluated string) *progress {
+	p := &progress{w: w, evaluated: evaluated}
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		p.tty = true
 	}
@@ -266,7 +270,7 @@ func (p *progress) EpochEnd(e worker.EvalStats) {
 	if e.Seconds > 0 {
 		took = fmt.Sprintf(" (%.1f s)", e.Seconds)
 	}
-	fmt.Fprintf(p.w, "epoch %d/%d: test accuracy %.2f%%, test loss %.4f%s\n", e.Epoch+1, p.epochs, 100*e.Accuracy, e.Loss, took)
+	fmt.Fprintf(p.w, "epoch %d/%d: %[3]s accuracy %.2[4]f%%, %[3]s loss %.4[5]f%[6]s\n", e.Epoch+1, p.epochs, p.evaluated, 100*e.Accuracy, e.Loss, took)
 }
 
 func (p *progress) notice(msg string) {
