@@ -1,6 +1,9 @@
 package repro
 
-import "math"
+import (
+	"math"
+	"sync"
+)
 
 // lcod is Learned Coordinate Descent: CoD with its three matrices, the
 // filter We (N, M), the mutual inhibition S (N, N) and the thresholds θ
@@ -13,16 +16,17 @@ type lcod struct {
 	grad        []float64
 
 	// per-call scratch
-	b, held []float64
-	ks      []int
-	ds, bks []float64
+	b, held   []float64
+	ks        []int
+	ds, bks   []float64
+	z, target []float64
+	gb, gheld []float64
 }
 
 func newLCoD(d *Dict, lambda float32, steps int) *lcod {
 	n, m := d.N, d.M
 	l := &lcod{n: n, m: m, steps: steps}
 	l.params = make([]float64, n*m+n*n+n)
-	l.grad = make([]float64, len(l.params))
 	we, s, th := l.split(l.params)
 	for i, v := range d.Atoms {
 		we[i] = float64(v)
@@ -34,9 +38,27 @@ func newLCoD(d *Dict, lambda float32, steps int) *lcod {
 		s[i*n+i]++
 		th[i] = float64(lambda)
 	}
+	l.alloc()
+	return l
+}
+
+// alloc gives l its own gradient and scratch.
+func (l *lcod) alloc() {
+	n, steps := l.n, l.steps
+	l.grad = make([]float64, len(l.params))
 	l.b, l.held = make([]float64, n), make([]float64, n)
 	l.ks, l.ds, l.bks = make([]int, steps), make([]float64, steps), make([]float64, steps)
-	return l
+	l.z, l.target = make([]float64, n), make([]float64, n)
+	l.gb, l.gheld = make([]float64, n), make([]float64, n)
+}
+
+// worker returns a net that shares l's parameters and has its own
+// gradient and scratch, to compute part of a batch's gradient
+// concurrently with others.
+func (l *lcod) worker() *lcod {
+	w := &lcod{n: l.n, m: l.m, steps: l.steps, params: l.params}
+	w.alloc()
+	return w
 }
 
 // split returns the views We, S and θ of a parameter-shaped slice.
@@ -84,9 +106,10 @@ func (l *lcod) forward(z []float64, x []float32) {
 
 // backward adds to l.grad the gradient of ½·w·‖z − target‖² through the
 // last forward (z its output, x its input), the choice of coordinates held
-// fixed. It uses gz, gb and gheld (N values each) as scratch.
-func (l *lcod) backward(x []float32, z, target []float64, w float64, gb, gheld []float64) {
+// fixed.
+func (l *lcod) backward(x []float32, z, target []float64, w float64) {
 	n, m := l.n, l.m
+	gb, gheld := l.gb, l.gheld
 	_, s, th := l.split(l.params)
 	gwe, gs, gth := l.split(l.grad)
 	// z = h_θ(B) at the end; l.b holds that B.
@@ -125,6 +148,41 @@ func (l *lcod) backward(x []float32, z, target []float64, w float64, gb, gheld [
 			for j, v := range x {
 				row[j] += g * float64(v)
 			}
+		}
+	}
+}
+
+// lcodShards is how many parts a batch's gradient is split into. The parts
+// are computed concurrently and summed in order, so that the result does
+// not depend on the number of cores.
+const lcodShards = 4
+
+// batchGradient sets l.grad to the gradient of the weighted squared error
+// ½·Σ w[r]²·‖z_r − z*_r‖²/len(rows) over the given rows of set, computed in
+// one part per worker of ws (see worker), lcodShards of them in training.
+func (l *lcod) batchGradient(ws []*lcod, set codeSet, rows []int, w []float32) {
+	scale := 1 / float64(len(rows))
+	var wg sync.WaitGroup
+	for s, lw := range ws {
+		part := rows[s*len(rows)/len(ws) : (s+1)*len(rows)/len(ws)]
+		wg.Go(func() {
+			clear(lw.grad)
+			n, m := lw.n, lw.m
+			for _, r := range part {
+				x := set.x[r*m : (r+1)*m]
+				for j := range n {
+					lw.target[j] = float64(set.zStar[r*n+j])
+				}
+				lw.forward(lw.z, x)
+				lw.backward(x, lw.z, lw.target, float64(w[r])*float64(w[r])*scale)
+			}
+		})
+	}
+	wg.Wait()
+	copy(l.grad, ws[0].grad)
+	for _, lw := range ws[1:] {
+		for i, g := range lw.grad {
+			l.grad[i] += g
 		}
 	}
 }

@@ -153,11 +153,12 @@ func evalLISTA(l *listaNet, set codeSet) float64 {
 
 // trainLCoD fits l like trainLISTA, by Adam over batches of batch rows.
 func trainLCoD(ctx context.Context, l *lcod, train codeSet, rng *rand.Rand, epochs, batch int, lr float64, progress func(float64)) error {
-	n, m := l.n, l.m
 	var opt adam64
-	z, target := make([]float64, n), make([]float64, n)
-	gb, gh := make([]float64, n), make([]float64, n)
-	w := rowWeights(train.zStar, train.rows, n)
+	w := rowWeights(train.zStar, train.rows, l.n)
+	ws := make([]*lcod, lcodShards)
+	for i := range ws {
+		ws[i] = l.worker()
+	}
 	steps := epochs * (train.rows / batch)
 	step := 0
 	for range epochs {
@@ -166,15 +167,7 @@ func trainLCoD(ctx context.Context, l *lcod, train codeSet, rng *rand.Rand, epoc
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			clear(l.grad)
-			for _, r := range perm[b : b+batch] {
-				x := train.x[r*m : (r+1)*m]
-				for j := range n {
-					target[j] = float64(train.zStar[r*n+j])
-				}
-				l.forward(z, x)
-				l.backward(x, z, target, float64(w[r])*float64(w[r])/float64(batch), gb, gh)
-			}
+			l.batchGradient(ws, train, perm[b:b+batch], w)
 			frac := float64(step) / float64(steps)
 			opt.step(l.params, l.grad, lr*0.5*(1+math.Cos(math.Pi*frac)))
 			step++
@@ -238,12 +231,14 @@ func runListaLCoD(ctx context.Context, env *Env) (*Result, error) {
 	starIters, tuneRows := 500, 500
 	listaLayers := []int{1, 2, 3, 5, 7}
 	lcodSteps := []int{1, 2, 5, 10, 20}
-	listaEpochs, lcodEpochs := 24, 10
+	// The 5-step net, the claim's, trains longest (chosen on validation
+	// digits: see lcodSelection).
+	listaEpochs, lcodEpochs, lcodClaimEpochs := 24, 10, 60
 	fistaIters, codSteps := 200, 200
-	const listaLR, lcodLR = 1e-3, 1e-3
+	const listaLR, lcodLR, lcodClaimSteps = 1e-3, 3e-3, 5
 	if env.Quick {
 		nTrain, nTest, dictRows, dictEpochs, starIters, tuneRows = 600, 100, 600, 1, 50, 100
-		listaLayers, lcodSteps, listaEpochs, lcodEpochs = []int{1, 7}, []int{5}, 1, 1
+		listaLayers, lcodSteps, listaEpochs, lcodEpochs, lcodClaimEpochs = []int{1, 7}, []int{5}, 1, 1, 1
 		fistaIters, codSteps = 50, 50
 	}
 	start := time.Now()
@@ -290,45 +285,45 @@ func runListaLCoD(ctx context.Context, env *Env) (*Result, error) {
 	cod := codCurve(d, test, lambda, codSteps)
 	env.progress(0.2)
 
-	listaErr := make([]float64, len(listaLayers))
-	listaStart := time.Now()
 	// Each depth starts from the parameters the previous depth learned
 	// (they are shared by every layer, so any depth can use them); the
-	// first from ISTA's.
-	var prevLISTA []float32
-	for i, layers := range listaLayers {
+	// first from ISTA's or CoD's.
+	listaStart := time.Now()
+	listaErr, err := trainDepths(listaLayers, 0.2, 0.5, env, func(layers int, prev []float32, progress func(float64)) ([]float32, float64, error) {
 		l := newLISTA(d, lambda, layers)
-		if prevLISTA != nil {
-			copy(l.params, prevLISTA)
+		if prev != nil {
+			copy(l.params, prev)
 		}
-		base := 0.2 + 0.5*float64(i)/float64(len(listaLayers))
-		if err := trainLISTA(ctx, l, train, rng, listaEpochs, 100, listaLR, func(f float64) {
-			env.progress(base + 0.5*f/float64(len(listaLayers)))
-		}); err != nil {
-			return nil, err
+		if err := trainLISTA(ctx, l, train, rng, listaEpochs, 100, listaLR, progress); err != nil {
+			return nil, 0, err
 		}
-		listaErr[i] = evalLISTA(l, test)
-		prevLISTA = l.params
-		env.Logf("lista-lcod: LISTA %d layers: %.4f (FISTA %d: %.4f)", layers, listaErr[i], layers, fista[layers-1])
+		e := evalLISTA(l, test)
+		env.Logf("lista-lcod: LISTA %d layers: %.4f (FISTA %d: %.4f)", layers, e, layers, fista[layers-1])
+		return l.params, e, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	listaTime := time.Since(listaStart)
-	lcodErr := make([]float64, len(lcodSteps))
 	lcodStart := time.Now()
-	var prevLCoD []float64
-	for i, steps := range lcodSteps {
+	lcodErr, err := trainDepths(lcodSteps, 0.7, 0.3, env, func(steps int, prev []float64, progress func(float64)) ([]float64, float64, error) {
 		l := newLCoD(d, lambda, steps)
-		if prevLCoD != nil {
-			copy(l.params, prevLCoD)
+		if prev != nil {
+			copy(l.params, prev)
 		}
-		base := 0.7 + 0.3*float64(i)/float64(len(lcodSteps))
-		if err := trainLCoD(ctx, l, train, rng, lcodEpochs, 100, lcodLR, func(f float64) {
-			env.progress(base + 0.3*f/float64(len(lcodSteps)))
-		}); err != nil {
-			return nil, err
+		epochs := lcodEpochs
+		if steps == lcodClaimSteps {
+			epochs = lcodClaimEpochs
 		}
-		lcodErr[i] = evalLCoD(l, test)
-		prevLCoD = l.params
-		env.Logf("lista-lcod: LCoD %d steps: %.4f (CoD %d: %.4f)", steps, lcodErr[i], steps, cod[steps-1])
+		if err := trainLCoD(ctx, l, train, rng, epochs, 100, lcodLR, progress); err != nil {
+			return nil, 0, err
+		}
+		e := evalLCoD(l, test)
+		env.Logf("lista-lcod: LCoD %d steps: %.4f (CoD %d: %.4f)", steps, e, steps, cod[steps-1])
+		return l.params, e, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	lcodTime := time.Since(lcodStart)
 
@@ -348,7 +343,7 @@ func runListaLCoD(ctx context.Context, env *Env) (*Result, error) {
 	res := &Result{Claims: []Claim{
 		le("relative code error, LISTA 1 layer", "LISTA with 1 layer matches FISTA with about 10 iterations", at(listaLayers, listaErr, 1), fistaAt(10), "FISTA 10 iterations"),
 		le("relative code error, LISTA 7 layers", "LISTA with 7 layers matches FISTA with about 50 iterations", at(listaLayers, listaErr, 7), fistaAt(50), "FISTA 50 iterations"),
-		le("relative code error, LCoD 5 steps", "LCoD reaches CoD's error with about 10× fewer steps", at(lcodSteps, lcodErr, 5), codAt(50), "CoD 50 steps"),
+		le("relative code error, LCoD 5 steps", "LCoD reaches CoD's error with about 10× fewer steps", at(lcodSteps, lcodErr, lcodClaimSteps), codAt(50), "CoD 50 steps"),
 	}}
 	res.Notes = append(res.Notes,
 		fmt.Sprintf("Setup: the first %d MNIST training digits and the first %d test digits, area-downsampled to 10×10 and each scaled to unit norm. "+
@@ -360,8 +355,9 @@ func runListaLCoD(ctx context.Context, env *Env) (*Result, error) {
 			"CoD's and LCoD's step updates one coordinate (O(n) work against FISTA's O(n²) per iteration), and their code after T steps is h_θ(B) of the state, as in the paper's algorithm.",
 		fmt.Sprintf("Training: W_e, S and θ start at ISTA's values (LISTA) or CoD's (LCoD) and are fitted to Z* on the training digits, each digit's squared error weighted by 1/‖z*‖² (the measure reported); "+
 			"the depths are trained in increasing order, each starting from the parameters the previous depth learned (W_e, S and θ are shared by all layers, so any depth can run them), "+
-			"by Adam with a cosine-decaying step: LISTA on the tape (%d epochs, batches of 100, step %.0e), LCoD by its hand-written backward pass (gradient-checked; %d epochs, batches of 100, step %.0e). "+
-			"The paper trained by plain stochastic gradient descent.", listaEpochs, listaLR, lcodEpochs, lcodLR),
+			"by Adam with a cosine-decaying step: LISTA on the tape (%d epochs, batches of 100, step %.0e), LCoD by its hand-written backward pass (gradient-checked; %d epochs, the %d-step net %d, batches of 100, step %.0e). "+
+			"The paper trained by plain stochastic gradient descent.", listaEpochs, listaLR, lcodEpochs, lcodClaimSteps, lcodClaimEpochs, lcodLR),
+		lcodSelection,
 		fmt.Sprintf("Measured (test set): FISTA after 1/2/3/5/7/10/50/%d iterations %.4f/%.4f/%.4f/%.4f/%.4f/%.4f/%.4f/%.4f; ISTA after 10/50 %.4f/%.4f; CoD after 5/10/20/50/%d steps %.4f/%.4f/%.4f/%.4f/%.4f.",
 			fistaIters, fistaAt(1), fistaAt(2), fistaAt(3), fistaAt(5), fistaAt(7), fistaAt(10), fistaAt(50), fistaAt(fistaIters),
 			ista[min(10, len(ista))-1], ista[min(50, len(ista))-1], codSteps, codAt(5), codAt(10), codAt(20), codAt(50), codAt(codSteps)),
@@ -398,6 +394,37 @@ func runListaLCoD(ctx context.Context, env *Env) (*Result, error) {
 	}
 	res.Figures = append(res.Figures, fig)
 	return res, nil
+}
+
+// lcodSelection says how LCoD's training was chosen, on the last 5,000 of
+// the 50,000 training digits held out from the first 45,000, and what the
+// 5-step net's errors there show.
+const lcodSelection = "LCoD's training was chosen on validation digits (the last 5,000 of the 50,000 training digits, the nets trained on the first 45,000; " +
+	"CoD 50 steps there: 0.0316). LCoD 5 steps on them: the earlier recipe (warm-started, step 1e-3, 10 epochs) 0.0689; " +
+	"from CoD's values, step 1e-3 for 30 epochs 0.0747, 3e-3 for 30/60/150 epochs 0.0536/0.0456/0.0439, 1e-2 for 30/60 epochs 0.0505/0.0504; " +
+	"warm-started from 1 and 2 steps trained at 3e-3, then 60 epochs at 3e-3: 0.0444, the recipe used. " +
+	"At 150 epochs the training digits' own error is 0.035, above the bar, and falls by about 0.001 per 20 epochs; " +
+	"fitted to 5,000 training digits only, the net reaches 0.031 on them and 0.090 on the validation digits. " +
+	"The 5 coordinates chosen are in Z*'s support 99% of the time; the median digit's error is 0.029 against CoD 50's 0.006 " +
+	"(CoD 50's mean is carried by its worst tenth of digits, 63% of its error; LCoD 5's worst tenth carry 36%)."
+
+// trainDepths trains one net per depth, in order, by fit, which is given
+// the parameters the previous depth learned (nil for the first) and a
+// progress report for its share [base + span·i/len, base + span·(i+1)/len)
+// of the experiment, and returns the net's parameters and its error. It
+// returns the errors.
+func trainDepths[P any](depths []int, base, span float64, env *Env, fit func(depth int, prev []P, progress func(float64)) ([]P, float64, error)) ([]float64, error) {
+	errs := make([]float64, len(depths))
+	var prev []P
+	for i, depth := range depths {
+		from := base + span*float64(i)/float64(len(depths))
+		p, e, err := fit(depth, prev, func(f float64) { env.progress(from + span*f/float64(len(depths))) })
+		if err != nil {
+			return nil, err
+		}
+		errs[i], prev = e, p
+	}
+	return errs, nil
 }
 
 // pairs formats k: v pairs.

@@ -193,7 +193,7 @@ func TestLCoDGradient(t *testing.T) {
 	}
 	loss()
 	clear(l.grad)
-	l.backward(x, z, target, w, make([]float64, n), make([]float64, n))
+	l.backward(x, z, target, w)
 	const eps = 1e-6
 	checked := 0
 	for i := range l.params {
@@ -213,5 +213,55 @@ func TestLCoDGradient(t *testing.T) {
 	}
 	if checked < len(l.params)/4 {
 		t.Errorf("only %d of %d gradients non-zero: a degenerate test", checked, len(l.params))
+	}
+}
+
+// A batch's gradient, computed in parts by workers, is the finite-difference
+// gradient of the batch's weighted loss, every row counted once.
+func TestLCoDBatchGradient(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	const n, m, rows = 6, 4, 7
+	d := randomDict(t, rng, n, m)
+	l := newLCoD(d, 0.1, 3)
+	for i := range l.params {
+		l.params[i] += 0.05 * rng.NormFloat64()
+	}
+	set := codeSet{rows: rows, x: make([]float32, rows*m), zStar: make([]float32, rows*n)}
+	for i := range set.x {
+		set.x[i] = float32(rng.NormFloat64())
+	}
+	for i := range set.zStar {
+		set.zStar[i] = float32(rng.NormFloat64())
+	}
+	w := rowWeights(set.zStar, rows, n)
+	order := rng.Perm(rows)
+	ws := make([]*lcod, lcodShards)
+	for i := range ws {
+		ws[i] = l.worker()
+	}
+	l.batchGradient(ws, set, order, w)
+	z := make([]float64, n)
+	loss := func() float64 {
+		var s float64
+		for r := range rows {
+			l.forward(z, set.x[r*m:(r+1)*m])
+			for j := range z {
+				e := z[j] - float64(set.zStar[r*n+j])
+				s += 0.5 * float64(w[r]) * float64(w[r]) * e * e / rows
+			}
+		}
+		return s
+	}
+	const eps = 1e-6
+	for i := range l.params {
+		p := l.params[i]
+		l.params[i] = p + eps
+		up := loss()
+		l.params[i] = p - eps
+		down := loss()
+		l.params[i] = p
+		if num := (up - down) / (2 * eps); math.Abs(num-l.grad[i]) > 1e-5*max(1, math.Abs(num)) {
+			t.Errorf("parameter %d: gradient %v, finite difference %v", i, l.grad[i], num)
+		}
 	}
 }
