@@ -5,7 +5,114 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/ringtrain/ringtrain/tensorcore"
 )
+
+// The shrinkage encoder starts as ISTA's first step from zero, and gives
+// exact zeros.
+func TestPSDShrinkEncoderStartsAsISTA(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	const n, m, rows, lambda = 12, 8, 5, 0.3
+	d := randomDict(t, rng, n, m)
+	x := make([]float32, rows*m)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	want := make([]float32, rows*n)
+	d.ISTA(want, x, rows, lambda, 1, nil)
+	got := newPSDEncoder(d, lambda, psdShrink).encode(x, rows)
+	zeros := 0
+	for i := range want {
+		if math.Abs(float64(got[i]-want[i])) > 1e-5 {
+			t.Fatalf("code %d: %v, ISTA's first step %v", i, got[i], want[i])
+		}
+		if got[i] == 0 {
+			zeros++
+		}
+	}
+	if zeros == 0 {
+		t.Error("no exact zeros")
+	}
+}
+
+// The tape's gradient of the prediction loss ‖F(x) − z‖² (mean) in the
+// encoder's parameters matches central differences, for both forms.
+func TestPSDEncoderGradient(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	const n, m, rows = 6, 5, 4
+	d := randomDict(t, rng, n, m)
+	x, target := make([]float32, rows*m), make([]float32, rows*n)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	for i := range target {
+		target[i] = float32(rng.NormFloat64())
+	}
+	for _, form := range []psdForm{psdShrink, psdTanh} {
+		e := newPSDEncoder(d, 0.2, form)
+		for i := range e.params { // away from ISTA's start, so that the gradients of all parameters matter
+			e.params[i] += float32(0.1 * rng.NormFloat64())
+		}
+		loss := func() float64 {
+			var s float64
+			for i, v := range e.encode(x, rows) {
+				r := float64(v - target[i])
+				s += r * r
+			}
+			return s / float64(rows*n)
+		}
+		tp := tensorcore.NewTape(nil)
+		clear(e.grad)
+		tp.Backward(tp.MSE(e.forward(tp, tp.Const(tensorcore.FromSlice(x, rows, m))), tp.Const(tensorcore.FromSlice(target, rows, n))))
+		const h = 1e-3
+		for i := range e.params {
+			p := e.params[i]
+			e.params[i] = p + h
+			up := loss()
+			e.params[i] = p - h
+			down := loss()
+			e.params[i] = p
+			num := (up - down) / (2 * h)
+			if g := float64(e.grad[i]); math.Abs(g-num) > 1e-3+0.02*math.Abs(num) {
+				t.Errorf("%v: parameter %d: gradient %v, central difference %v", form, i, g, num)
+			}
+		}
+	}
+}
+
+// fistaPredicted's codes satisfy the optimality conditions of PSD's
+// energy ½‖x − Dᵀz‖² + λ‖z‖₁ + ½α‖z − f‖²: with g its smooth part's
+// gradient, g = −λ·sign(z) where z ≠ 0 and |g| ≤ λ where z = 0.
+func TestFISTAPredictedOptimal(t *testing.T) {
+	rng := rand.New(rand.NewPCG(25, 26))
+	const n, m, rows = 10, 6, 3
+	const lambda, alpha = 0.2, 0.7
+	d := randomDict(t, rng, n, m)
+	x, f := make([]float32, rows*m), make([]float32, rows*n)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	for i := range f {
+		f[i] = float32(0.5 * rng.NormFloat64())
+	}
+	z := make([]float32, rows*n)
+	d.fistaPredicted(z, x, f, rows, lambda, alpha, 2000)
+	c := make([]float32, rows*n)
+	d.Correlate(c, x, rows)
+	for r := range rows {
+		for i := range n {
+			g := float64(alpha*(z[r*n+i]-f[r*n+i]) - c[r*n+i])
+			for j := range n {
+				g += float64(d.Gram[i*n+j] * z[r*n+j])
+			}
+			zi := float64(z[r*n+i])
+			if ok := (zi == 0 && math.Abs(g) <= lambda+1e-4) || (zi != 0 && math.Abs(g+lambda*math.Copysign(1, zi)) < 1e-4); !ok {
+				t.Errorf("row %d code %d: z = %v, gradient %v", r, i, zi, g)
+			}
+		}
+	}
+}
 
 // Points spread along three axes with standard deviations 3, 2 and 1:
 // the covariance's spectrum is 9, 4, 1 (up to sampling).
