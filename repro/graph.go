@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/ringtrain/ringtrain/tensorcore"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -17,33 +18,17 @@ import (
 // knnGraph returns the weight matrix W (n×n, row-major) of the symmetric
 // k-nearest-neighbour graph: node i links to the k other nodes j with the
 // smallest dist[i*n+j] (ties to the lower index), with weight
-// weight(dist[i*n+j]), and W = max(W, Wᵀ) so that an edge either end
+// weight(i, j, dist[i*n+j]), and W = max(W, Wᵀ) so that an edge either end
 // chose is kept. dist need not be symmetric; its diagonal is ignored.
-func knnGraph(n, k int, dist []float64, weight func(d float64) float64) ([]float64, error) {
+func knnGraph(n, k int, dist []float64, weight func(i, j int, d float64) float64) ([]float64, error) {
 	if n < 2 || k < 1 || k >= n || len(dist) != n*n {
 		return nil, fmt.Errorf("repro: knn graph: %d nodes, k = %d, %d distances", n, k, len(dist))
 	}
 	w := make([]float64, n*n)
-	order := make([]int, 0, n-1)
 	for i := range n {
-		order = order[:0]
-		for j := range n {
-			if j != i {
-				order = append(order, j)
-			}
-		}
 		row := dist[i*n : (i+1)*n]
-		slices.SortStableFunc(order, func(a, b int) int {
-			switch {
-			case row[a] < row[b]:
-				return -1
-			case row[a] > row[b]:
-				return 1
-			}
-			return 0
-		})
-		for _, j := range order[:k] {
-			v := weight(row[j])
+		for _, j := range nearest(i, k, row) {
+			v := weight(i, j, row[j])
 			if math.IsNaN(v) || v < 0 {
 				return nil, fmt.Errorf("repro: knn graph: weight %v between nodes %d and %d", v, i, j)
 			}
@@ -52,6 +37,91 @@ func knnGraph(n, k int, dist []float64, weight func(d float64) float64) ([]float
 		}
 	}
 	return w, nil
+}
+
+// nearest returns the k nodes other than i with the smallest row[j],
+// nearest first (ties to the lower index).
+func nearest(i, k int, row []float64) []int {
+	order := make([]int, 0, len(row)-1)
+	for j := range row {
+		if j != i {
+			order = append(order, j)
+		}
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		switch {
+		case row[a] < row[b]:
+			return -1
+		case row[a] > row[b]:
+			return 1
+		}
+		return 0
+	})
+	return order[:k]
+}
+
+// selfTuningGraph returns the weight matrix of the k-nearest-neighbour
+// graph (as knnGraph) of n nodes at distances dist (n×n, symmetric) with
+// the self-tuning Gaussian kernel w_ij = exp(−d_ij²/(σ_i σ_j)), σ_i the
+// distance from node i to its k-th nearest neighbour: each node's kernel
+// width adapts to how close its neighbours are (Zelnik-Manor and Perona
+// 2004; Henaff, Bruna and LeCun 2015 estimate graphs with it).
+func selfTuningGraph(n, k int, dist []float64) ([]float64, error) {
+	if n < 2 || k < 1 || k >= n || len(dist) != n*n {
+		return nil, fmt.Errorf("repro: self-tuning graph: %d nodes, k = %d, %d distances", n, k, len(dist))
+	}
+	sigma := make([]float64, n)
+	for i := range n {
+		row := dist[i*n : (i+1)*n]
+		nn := nearest(i, k, row)
+		// A node whose k nearest sit at distance 0 gets a tiny width
+		// rather than a division by zero.
+		sigma[i] = max(row[nn[k-1]], 1e-12)
+	}
+	return knnGraph(n, k, dist, func(i, j int, d float64) float64 {
+		return math.Exp(-d * d / (sigma[i] * sigma[j]))
+	})
+}
+
+// columnDistances returns the Euclidean distances between the standardized
+// columns of x (n rows of d features), each scaled by 1/√n: for two
+// features that vary, d_ij = √(2(1 − corr_ij)), so features that rise and
+// fall together are close and features that move against each other are
+// far. A feature constant over the rows is a column of zeros.
+func columnDistances(x []float32, n, d int) []float64 {
+	mean := make([]float64, d)
+	for i := range n {
+		for j, v := range x[i*d : (i+1)*d] {
+			mean[j] += float64(v)
+		}
+	}
+	for j := range mean {
+		mean[j] /= float64(n)
+	}
+	xc := make([]float32, n*d)
+	for i := range n {
+		for j, v := range x[i*d : (i+1)*d] {
+			xc[i*d+j] = v - float32(mean[j])
+		}
+	}
+	cov := make([]float32, d*d)
+	tensorcore.Sgemm(nil, true, false, d, d, n, 1, xc, d, xc, d, 0, cov, d)
+	// corr(i, j) between the columns; corr(i, i) is 0 for a
+	// constant feature (its standardized column is zeros).
+	corr := func(i, j int) float64 {
+		v := float64(cov[i*d+i]) * float64(cov[j*d+j])
+		if v <= 0 {
+			return 0
+		}
+		return max(-1, min(1, float64(cov[i*d+j])/math.Sqrt(v)))
+	}
+	dist := make([]float64, d*d)
+	for i := range d {
+		for j := range d {
+			dist[i*d+j] = math.Sqrt(max(corr(i, i)+corr(j, j)-2*corr(i, j), 0))
+		}
+	}
+	return dist
 }
 
 // normalizedLaplacian returns L = I − D^-1/2 W D^-1/2 for the symmetric

@@ -57,7 +57,7 @@ func TestKNNGraphLaplacian(t *testing.T) {
 			dist[i*n+j] = dx*dx + dy*dy
 		}
 	}
-	w, err := knnGraph(n, k, dist, func(d float64) float64 { return math.Exp(-d / 4) })
+	w, err := knnGraph(n, k, dist, func(_, _ int, d float64) float64 { return math.Exp(-d / 4) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,5 +172,96 @@ func TestSplineBasis(t *testing.T) {
 	}
 	if _, err := splineBasis(10, 3); err == nil {
 		t.Error("3 cubic splines gave no error")
+	}
+}
+
+// columnDistances against standardizing the columns by hand: a column and
+// a positive multiple of it are at distance 0, a column and its negative
+// at 2 (= √(2(1 − (−1)))), a constant column at 1 from any other, and the
+// rest at the Euclidean distance of the standardized columns over √n.
+func TestColumnDistances(t *testing.T) {
+	const n, d = 50, 5
+	rng := rand.New(rand.NewPCG(3, 4))
+	x := make([]float32, n*d)
+	for i := range n {
+		a, b := rng.NormFloat64(), rng.NormFloat64()
+		x[i*d+0] = float32(a)
+		x[i*d+1] = float32(3*a + 1) // ∝ column 0
+		x[i*d+2] = float32(-a)      // column 0 negated
+		x[i*d+3] = float32(a + b)
+		x[i*d+4] = 7 // constant
+	}
+	dist := columnDistances(x, n, d)
+	// Standardize by hand (population variance), in float64.
+	z := make([][]float64, d)
+	for j := range d {
+		var mean, sq float64
+		for i := range n {
+			mean += float64(x[i*d+j])
+		}
+		mean /= n
+		for i := range n {
+			sq += (float64(x[i*d+j]) - mean) * (float64(x[i*d+j]) - mean)
+		}
+		z[j] = make([]float64, n)
+		for i := range n {
+			if sq > 0 {
+				z[j][i] = (float64(x[i*d+j]) - mean) / math.Sqrt(sq/n)
+			}
+		}
+	}
+	for i := range d {
+		for j := range d {
+			var s float64
+			for r := range n {
+				s += (z[i][r] - z[j][r]) * (z[i][r] - z[j][r])
+			}
+			want := math.Sqrt(s / n)
+			if math.Abs(dist[i*d+j]-want) > 1e-3 {
+				t.Errorf("d(%d, %d) = %v, want %v", i, j, dist[i*d+j], want)
+			}
+		}
+	}
+	for _, c := range []struct {
+		i, j int
+		want float64
+	}{{0, 1, 0}, {0, 2, 2}, {0, 4, 1}, {3, 4, 1}, {4, 4, 0}} {
+		if math.Abs(dist[c.i*d+c.j]-c.want) > 1e-3 {
+			t.Errorf("d(%d, %d) = %v, want %v", c.i, c.j, dist[c.i*d+c.j], c.want)
+		}
+	}
+}
+
+// selfTuningGraph on points of a line: every node keeps its k nearest,
+// σ_i is the distance to the k-th of them, and an edge weighs
+// exp(−d²/(σ_i σ_j)), the same from either end.
+func TestSelfTuningGraph(t *testing.T) {
+	pos := []float64{0, 1, 3, 7, 15} // gaps double: widths differ by node
+	const n, k = 5, 2
+	dist := make([]float64, n*n)
+	for i := range n {
+		for j := range n {
+			dist[i*n+j] = math.Abs(pos[i] - pos[j])
+		}
+	}
+	w, err := selfTuningGraph(n, k, dist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigma := []float64{3, 2, 3, 6, 12} // distance to the 2nd nearest
+	edges := [][2]int{{0, 1}, {0, 2}, {1, 2}, {1, 3}, {2, 3}, {3, 4}, {2, 4}}
+	want := make([]float64, n*n)
+	for _, e := range edges {
+		i, j := e[0], e[1]
+		v := math.Exp(-dist[i*n+j] * dist[i*n+j] / (sigma[i] * sigma[j]))
+		want[i*n+j], want[j*n+i] = v, v
+	}
+	for i := range n * n {
+		if math.Abs(w[i]-want[i]) > 1e-12 {
+			t.Errorf("w[%d][%d] = %v, want %v", i/n, i%n, w[i], want[i])
+		}
+	}
+	if _, err := selfTuningGraph(n, n, dist); err == nil {
+		t.Error("k = n gave no error")
 	}
 }
