@@ -133,7 +133,7 @@ token. /healthz, /readyz and /metrics are always open.`,
 				Listen: p.listen, Gossip: p.gossip, HTTP: p.http, Advertise: host, TLS: serverTLS,
 			})
 			if err != nil {
-				return err
+				return volumeHint(err) // the job's store under --store, on a volume it may not write
 			}
 			logf("coordinator %s: control %s, gossip %s, job %s (%s), run directory %s",
 				p.name, proc.ControlAddr(), proc.GossipAddr(), coordinator.JobName(spec), spec.Hash(), out)
