@@ -210,6 +210,8 @@ func TestManifests(t *testing.T) {
 			t.Run("security", func(t *testing.T) { checkSecurity(t, r) })
 			t.Run("resources", func(t *testing.T) { checkResources(t, r) })
 			t.Run("storage", func(t *testing.T) { checkStorage(t, r) })
+			t.Run("complete", func(t *testing.T) { checkComplete(t, r) })
+			t.Run("join", func(t *testing.T) { checkJoinSecret(t, r) })
 		})
 	}
 }
@@ -1320,6 +1322,57 @@ func checkStorage(t *testing.T, r *rendered) {
 			}
 			if w.replicas > 1 && !slices.Contains(p.Spec.AccessModes, corev1.ReadWriteMany) {
 				t.Errorf("PVC %s is shared by %d pods of %s/%s but is not ReadWriteMany", p.Name, w.replicas, w.kind, w.name)
+			}
+		}
+	}
+}
+
+// checkComplete: a Deployment or StatefulSet restarts a container that
+// exits, whatever its status, so its ringtrain processes stay up once the
+// job is complete: workers with --on-complete=wait, coordinators without
+// --exit-when-done. (A Job's pods run to completion.)
+func checkComplete(t *testing.T, r *rendered) {
+	for _, w := range r.workloads() {
+		if w.kind == "Job" {
+			continue
+		}
+		for i := range w.template.Spec.Containers {
+			c := &w.template.Spec.Containers[i]
+			if !isRingtrain(c) {
+				continue
+			}
+			args, _ := expandArgs(c)
+			where := fmt.Sprintf("%s/%s container %s", w.kind, w.name, c.Name)
+			switch subcommand(c) {
+			case "worker":
+				if v, _ := flagValue(args, "on-complete"); v != onCompleteWait {
+					t.Errorf("%s: --on-complete=%q: the worker exits once the job is complete and the %s restarts it forever; want --on-complete=%s", where, v, w.kind, onCompleteWait)
+				}
+			case "coordinator":
+				if hasFlag(args, "exit-when-done") && !slices.Contains(args, "--exit-when-done=false") {
+					t.Errorf("%s runs with --exit-when-done: the %s restarts it forever once the job is complete", where, w.kind)
+				}
+			}
+		}
+	}
+}
+
+// checkJoinSecret: the join token's Secret keeps its name, ringtrain-join,
+// with no kustomize hash: applying a rotated token changes it in place
+// and does not restart the pods, which read the token when they start;
+// deploy/README.md ("Rotate the join token") says to delete them.
+func checkJoinSecret(t *testing.T, r *rendered) {
+	found := false
+	for _, s := range r.secrets {
+		found = found || s.Name == "ringtrain-join"
+	}
+	if !found {
+		t.Errorf("no Secret ringtrain-join: deploy/README.md's rotation of the join token is wrong for a generated, hash-suffixed name")
+	}
+	for _, w := range r.workloads() {
+		for _, v := range w.template.Spec.Volumes {
+			if v.Secret != nil && strings.HasPrefix(v.Secret.SecretName, "ringtrain-join") && v.Secret.SecretName != "ringtrain-join" {
+				t.Errorf("%s/%s mounts the join token from Secret %s; deploy/README.md says ringtrain-join", w.kind, w.name, v.Secret.SecretName)
 			}
 		}
 	}
