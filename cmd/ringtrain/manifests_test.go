@@ -251,6 +251,89 @@ func TestManifestsTLSPlaceholder(t *testing.T) {
 	}
 }
 
+// TestManifestsPrepareVolume: deploy/k8s/prepare-volume, the one-off Job
+// that makes the shared volume writable for the pods' user, renders and
+// decodes strictly; it mounts the claim the pods share, where they mount
+// it, creates the store and the run directory the coordinators and
+// workers write (--store, and run/ beside it) and hands them to the UID
+// and GID the pods run as. No overlay holds it: it runs as root, which
+// their "restricted" namespaces refuse.
+func TestManifestsPrepareVolume(t *testing.T) {
+	prep, err := render(filepath.Join(k8sDir, "prepare-volume"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prep.jobs) != 1 || len(prep.workloads()) != 1 {
+		t.Fatalf("want one Job and nothing else that runs, got %d Jobs, %d workloads", len(prep.jobs), len(prep.workloads()))
+	}
+	job := prep.jobs[0]
+	spec := job.Spec.Template.Spec
+	if len(spec.Containers) != 1 || spec.SecurityContext == nil {
+		t.Fatalf("Job %s: want one container and a pod security context", job.Name)
+	}
+	script := strings.Join(spec.Containers[0].Command, " ")
+	base, err := render(filepath.Join(k8sDir, "base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, w := range base.workloads() {
+		if sub := role(w); sub != "coordinator" && sub != "worker" {
+			continue
+		}
+		n++
+		sc := w.template.Spec.SecurityContext
+		owner := fmt.Sprintf("%d:%d", ptrValue(sc.RunAsUser), ptrValue(sc.RunAsGroup))
+		if !strings.Contains(script, "chown -R "+owner+" ") {
+			t.Errorf("Job %s does not hand the volume to %s, the user and group %s/%s runs as: %q", job.Name, owner, w.kind, w.name, script)
+		}
+		for i := range w.template.Spec.Containers {
+			c := &w.template.Spec.Containers[i]
+			args, _ := expandArgs(c)
+			store, ok := flagValue(args, "store")
+			if !isRingtrain(c) || !ok {
+				continue
+			}
+			v, m, _, err := mountedFile(&w.template.Spec, c, store)
+			if err != nil || v.PersistentVolumeClaim == nil {
+				t.Fatalf("%s/%s: --store=%s is not on a claim (%v)", w.kind, w.name, store, err)
+			}
+			claim := v.PersistentVolumeClaim.ClaimName
+			var mount string
+			for _, pv := range spec.Volumes {
+				for _, pm := range spec.Containers[0].VolumeMounts {
+					if pv.PersistentVolumeClaim != nil && pv.PersistentVolumeClaim.ClaimName == claim && pm.Name == pv.Name {
+						mount = pm.MountPath
+					}
+				}
+			}
+			if mount != m.MountPath {
+				t.Errorf("Job %s mounts claim %s at %q; %s/%s at %q", job.Name, claim, mount, w.kind, w.name, m.MountPath)
+			}
+			// The coordinators' run directory (--out) is run/ beside --store.
+			rel, _ := filepath.Rel(m.MountPath, store)
+			want := "mkdir -p " + rel + " run"
+			if !strings.Contains(script, want) {
+				t.Errorf("Job %s does not create %s/%s (--store) and its run directory: want %q in %q", job.Name, m.MountPath, rel, want, script)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("the base has no coordinator or worker")
+	}
+	for _, name := range overlays(t) {
+		r, err := render(filepath.Join(k8sDir, "overlays", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range r.jobs {
+			if j.Name == job.Name {
+				t.Errorf("overlay %s holds the Job %s, which its restricted namespace refuses", name, j.Name)
+			}
+		}
+	}
+}
+
 // TestManifestsStrictDecode checks that the strict decoding the manifest
 // tests rely on rejects what it must.
 func TestManifestsStrictDecode(t *testing.T) {
