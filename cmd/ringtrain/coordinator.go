@@ -178,7 +178,7 @@ func runCoordinator(ctx context.Context, proc *coordinator.Process, exitWhenDone
 			st := srv.StatusReply()
 			sum := runlog.Summary{WallSeconds: time.Since(launch).Seconds(), ImagesPerSecond: st.ImagesPerSecond, Checkpoint: st.LastCheckpoint}
 			if _, err := srv.WriteRunProducts(sum, time.Time{}); err != nil {
-				logf("coordinator: warning: run products: %v", err)
+				logf("coordinator: warning: run products: %v", volumeHint(err))
 			} else {
 				logf("coordinator: the job is complete; its run products are in %s", srv.RunDir())
 			}
