@@ -126,6 +126,7 @@ type ClusterWorker struct {
 	changed    chan struct{}       // closed and replaced when reply changes
 	prog       progress
 	gossipAddr string // this worker's memberlist address, as others reach it
+	storeDir   string // the job's checkpoint store, once opened
 
 	data *allreduce.RingListener // the all-reduce listener, bound for the worker's life
 
@@ -259,6 +260,9 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 	if w.o.storeFilter != nil {
 		store = store.WithWriteFilter(w.o.storeFilter)
 	}
+	w.mu.Lock()
+	w.storeDir = store.Dir()
+	w.mu.Unlock()
 
 	if err := gossip.Join(rep.Gossip); err != nil {
 		w.logf("warning: %v (membership will rely on heartbeats)", err)
@@ -294,6 +298,14 @@ func (w *ClusterWorker) Run(ctx context.Context) error {
 		cancel()
 		gossip.Leave(time.Second)
 	})
+}
+
+// StoreDir is the directory of the job's checkpoint store, as this worker
+// mounts it, once Run has opened it ("" before).
+func (w *ClusterWorker) StoreDir() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.storeDir
 }
 
 // openStore opens the job's checkpoint store: the job's store under

@@ -321,12 +321,15 @@ func (c *testCluster) coordinatorAddrs() string {
 	return strings.Join(addrs, ",")
 }
 
-func (c *testCluster) startWorker(name string) *proc {
+// startWorker starts the worker name, with the flags extra besides the
+// cluster's.
+func (c *testCluster) startWorker(name string, extra ...string) *proc {
 	c.t.Helper()
 	addr := c.addrFor(c.workerAt, name)
-	p := c.start(name, c.bin, []string{tokenEnv + "=" + c.token}, append([]string{"worker",
+	args := append([]string{"worker",
 		"--coordinator", c.coordinatorAddrs(), "--name", name, "--listen", addr, "--gossip", "127.0.0.1:0",
-		"--http", c.addrFor(c.httpAt, name), "--advertise", "127.0.0.1", "--data-dir", c.data, "--threads", "1"}, c.tlsFlags(pki.Worker, name)...)...)
+		"--http", c.addrFor(c.httpAt, name), "--advertise", "127.0.0.1", "--data-dir", c.data, "--threads", "1"}, c.tlsFlags(pki.Worker, name)...)
+	p := c.start(name, c.bin, []string{tokenEnv + "=" + c.token}, append(args, extra...)...)
 	c.mu.Lock()
 	c.workers[name] = p
 	c.mu.Unlock()

@@ -133,7 +133,7 @@ token. /healthz, /readyz and /metrics are always open.`,
 				Listen: p.listen, Gossip: p.gossip, HTTP: p.http, Advertise: host, TLS: serverTLS,
 			})
 			if err != nil {
-				return err
+				return volumeHint(err) // the job's store under --store, on a volume it may not write
 			}
 			logf("coordinator %s: control %s, gossip %s, job %s (%s), run directory %s",
 				p.name, proc.ControlAddr(), proc.GossipAddr(), coordinator.JobName(spec), spec.Hash(), out)
@@ -178,7 +178,7 @@ func runCoordinator(ctx context.Context, proc *coordinator.Process, exitWhenDone
 			st := srv.StatusReply()
 			sum := runlog.Summary{WallSeconds: time.Since(launch).Seconds(), ImagesPerSecond: st.ImagesPerSecond, Checkpoint: st.LastCheckpoint}
 			if _, err := srv.WriteRunProducts(sum, time.Time{}); err != nil {
-				logf("coordinator: warning: run products: %v", err)
+				logf("coordinator: warning: run products: %v", volumeHint(err))
 			} else {
 				logf("coordinator: the job is complete; its run products are in %s", srv.RunDir())
 			}

@@ -210,6 +210,8 @@ func TestManifests(t *testing.T) {
 			t.Run("security", func(t *testing.T) { checkSecurity(t, r) })
 			t.Run("resources", func(t *testing.T) { checkResources(t, r) })
 			t.Run("storage", func(t *testing.T) { checkStorage(t, r) })
+			t.Run("complete", func(t *testing.T) { checkComplete(t, r) })
+			t.Run("join", func(t *testing.T) { checkJoinSecret(t, r) })
 		})
 	}
 }
@@ -246,6 +248,89 @@ func TestManifestsTLSPlaceholder(t *testing.T) {
 	}
 	if _, err := pki.Load(f, f, f); err == nil || !strings.Contains(err.Error(), "placeholder") {
 		t.Errorf("pki.Load of the placeholder: %v", err)
+	}
+}
+
+// TestManifestsPrepareVolume: deploy/k8s/prepare-volume, the one-off Job
+// that makes the shared volume writable for the pods' user, renders and
+// decodes strictly; it mounts the claim the pods share, where they mount
+// it, creates the store and the run directory the coordinators and
+// workers write (--store, and run/ beside it) and hands them to the UID
+// and GID the pods run as. No overlay holds it: it runs as root, which
+// their "restricted" namespaces refuse.
+func TestManifestsPrepareVolume(t *testing.T) {
+	prep, err := render(filepath.Join(k8sDir, "prepare-volume"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prep.jobs) != 1 || len(prep.workloads()) != 1 {
+		t.Fatalf("want one Job and nothing else that runs, got %d Jobs, %d workloads", len(prep.jobs), len(prep.workloads()))
+	}
+	job := prep.jobs[0]
+	spec := job.Spec.Template.Spec
+	if len(spec.Containers) != 1 || spec.SecurityContext == nil {
+		t.Fatalf("Job %s: want one container and a pod security context", job.Name)
+	}
+	script := strings.Join(spec.Containers[0].Command, " ")
+	base, err := render(filepath.Join(k8sDir, "base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, w := range base.workloads() {
+		if sub := role(w); sub != "coordinator" && sub != "worker" {
+			continue
+		}
+		n++
+		sc := w.template.Spec.SecurityContext
+		owner := fmt.Sprintf("%d:%d", ptrValue(sc.RunAsUser), ptrValue(sc.RunAsGroup))
+		if !strings.Contains(script, "chown -R "+owner+" ") {
+			t.Errorf("Job %s does not hand the volume to %s, the user and group %s/%s runs as: %q", job.Name, owner, w.kind, w.name, script)
+		}
+		for i := range w.template.Spec.Containers {
+			c := &w.template.Spec.Containers[i]
+			args, _ := expandArgs(c)
+			store, ok := flagValue(args, "store")
+			if !isRingtrain(c) || !ok {
+				continue
+			}
+			v, m, _, err := mountedFile(&w.template.Spec, c, store)
+			if err != nil || v.PersistentVolumeClaim == nil {
+				t.Fatalf("%s/%s: --store=%s is not on a claim (%v)", w.kind, w.name, store, err)
+			}
+			claim := v.PersistentVolumeClaim.ClaimName
+			var mount string
+			for _, pv := range spec.Volumes {
+				for _, pm := range spec.Containers[0].VolumeMounts {
+					if pv.PersistentVolumeClaim != nil && pv.PersistentVolumeClaim.ClaimName == claim && pm.Name == pv.Name {
+						mount = pm.MountPath
+					}
+				}
+			}
+			if mount != m.MountPath {
+				t.Errorf("Job %s mounts claim %s at %q; %s/%s at %q", job.Name, claim, mount, w.kind, w.name, m.MountPath)
+			}
+			// The coordinators' run directory (--out) is run/ beside --store.
+			rel, _ := filepath.Rel(m.MountPath, store)
+			want := "mkdir -p " + rel + " run"
+			if !strings.Contains(script, want) {
+				t.Errorf("Job %s does not create %s/%s (--store) and its run directory: want %q in %q", job.Name, m.MountPath, rel, want, script)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("the base has no coordinator or worker")
+	}
+	for _, name := range overlays(t) {
+		r, err := render(filepath.Join(k8sDir, "overlays", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range r.jobs {
+			if j.Name == job.Name {
+				t.Errorf("overlay %s holds the Job %s, which its restricted namespace refuses", name, j.Name)
+			}
+		}
 	}
 }
 
@@ -1320,6 +1405,57 @@ func checkStorage(t *testing.T, r *rendered) {
 			}
 			if w.replicas > 1 && !slices.Contains(p.Spec.AccessModes, corev1.ReadWriteMany) {
 				t.Errorf("PVC %s is shared by %d pods of %s/%s but is not ReadWriteMany", p.Name, w.replicas, w.kind, w.name)
+			}
+		}
+	}
+}
+
+// checkComplete: a Deployment or StatefulSet restarts a container that
+// exits, whatever its status, so its ringtrain processes stay up once the
+// job is complete: workers with --on-complete=wait, coordinators without
+// --exit-when-done. (A Job's pods run to completion.)
+func checkComplete(t *testing.T, r *rendered) {
+	for _, w := range r.workloads() {
+		if w.kind == "Job" {
+			continue
+		}
+		for i := range w.template.Spec.Containers {
+			c := &w.template.Spec.Containers[i]
+			if !isRingtrain(c) {
+				continue
+			}
+			args, _ := expandArgs(c)
+			where := fmt.Sprintf("%s/%s container %s", w.kind, w.name, c.Name)
+			switch subcommand(c) {
+			case "worker":
+				if v, _ := flagValue(args, "on-complete"); v != onCompleteWait {
+					t.Errorf("%s: --on-complete=%q: the worker exits once the job is complete and the %s restarts it forever; want --on-complete=%s", where, v, w.kind, onCompleteWait)
+				}
+			case "coordinator":
+				if hasFlag(args, "exit-when-done") && !slices.Contains(args, "--exit-when-done=false") {
+					t.Errorf("%s runs with --exit-when-done: the %s restarts it forever once the job is complete", where, w.kind)
+				}
+			}
+		}
+	}
+}
+
+// checkJoinSecret: the join token's Secret keeps its name, ringtrain-join,
+// with no kustomize hash: applying a rotated token changes it in place
+// and does not restart the pods, which read the token when they start;
+// deploy/README.md ("Rotate the join token") says to delete them.
+func checkJoinSecret(t *testing.T, r *rendered) {
+	found := false
+	for _, s := range r.secrets {
+		found = found || s.Name == "ringtrain-join"
+	}
+	if !found {
+		t.Errorf("no Secret ringtrain-join: deploy/README.md's rotation of the join token is wrong for a generated, hash-suffixed name")
+	}
+	for _, w := range r.workloads() {
+		for _, v := range w.template.Spec.Volumes {
+			if v.Secret != nil && strings.HasPrefix(v.Secret.SecretName, "ringtrain-join") && v.Secret.SecretName != "ringtrain-join" {
+				t.Errorf("%s/%s mounts the join token from Secret %s; deploy/README.md says ringtrain-join", w.kind, w.name, v.Secret.SecretName)
 			}
 		}
 	}
