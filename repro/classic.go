@@ -73,8 +73,13 @@ func runConvNet1989(ctx context.Context, env *Env) (*Result, error) {
 	return res, nil
 }
 
+// lenet5WeightDecay is lenet5-1998's weight decay, chosen on digits held
+// out from the training split (see the report's notes).
+const lenet5WeightDecay = 5e-4
+
 func runLeNet51998(ctx context.Context, env *Env) (*Result, error) {
 	spec := mnistJob(env, "lenet5-paper", 20, 0.02)
+	spec.Optimizer.WeightDecay = lenet5WeightDecay
 	plain, err := TrainJob(ctx, env, "lenet5-paper", spec, 0, 0.5)
 	if err != nil {
 		return nil, err
@@ -96,7 +101,8 @@ func runLeNet51998(ctx context.Context, env *Env) (*Result, error) {
 		Claims: []Claim{main, dist},
 		Notes: []string{
 			"The net (`lenet5-paper`): the 28×28 digit padded with its background to 32×32; C1 6 maps 28×28; S2 2×2 averages times a trainable coefficient plus a trainable bias per map, squashed; C3 16 maps 10×10 through the 60 connections of the paper's Table I; S4 like S2; C5 120 maps 1×1; F6 84 units; every squashing 1.7159·tanh(2x/3); LeCun-uniform initialization: 60,850 parameters.",
-			"Deviations: the output layer is a linear layer with softmax cross-entropy, not the paper's Euclidean RBF units with fixed 7×12 bitmaps and its MAP criterion; training is SGD with momentum 0.9, lr 0.02, batch 64 and cosine decay, not the paper's per-sample stochastic diagonal Levenberg-Marquardt with a step schedule.",
+			fmt.Sprintf("Deviations: the output layer is a linear layer with softmax cross-entropy, not the paper's Euclidean RBF units with fixed 7×12 bitmaps and its MAP criterion; training is SGD with momentum 0.9, lr 0.02, batch 64, weight decay %g and cosine decay, not the paper's per-sample stochastic diagonal Levenberg-Marquardt with a step schedule.", lenet5WeightDecay),
+			"The weight decay was chosen without the test set: three 20-epoch runs trained on the first 55,000 training digits and were evaluated on the last 5,000 (`ringtrain train --model lenet5-paper --epochs 20 --validation 5000 --weight-decay W`): W = 0 gave 99.16% (validation loss 0.0426), 1e-4 99.18% (0.0386), 5e-4 99.22% (0.0320). The accuracies differ by less than their sampling spread (about ±0.13 points on 5,000 digits); the loss ordering is clearer. 5e-4 is also the value of Caffe's LeNet solver.",
 			fmt.Sprintf("The paper's 0.95%% is a single run; the band this reproduction counts as faithful is 0.85%%–1.10%%, and ours (%.2f%%) is %s it.", e, band),
 			"Distortions (`distort: true`): each training digit, anew each epoch, is warped by a random planar affine map (bilinear sampling, background filling what moves in): a translation of up to ±2 pixels on each axis, a scaling by 0.9–1.1, a squeeze (width ×s, height ÷s, s in 0.9–1.1) and a horizontal shear of up to ±0.2, all uniform. The paper names these four kinds but not their bounds, and trained on 10 fixed distorted copies of each digit (540,000 extra) rather than fresh distortions each pass.",
 			fmt.Sprintf("Wall time of training: %.0f s (%.0f images/s) plain, %.0f s (%.0f images/s) distorted; final training loss %.4f and %.4f.", plain.WallSeconds, plain.ImagesPerSecond, distorted.WallSeconds, distorted.ImagesPerSecond, plain.TrainLoss, distorted.TrainLoss),
