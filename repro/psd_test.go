@@ -67,13 +67,7 @@ func TestPSDEncoderGradient(t *testing.T) {
 		tp.Backward(tp.MSE(e.forward(tp, tp.Const(tensorcore.FromSlice(x, rows, m))), tp.Const(tensorcore.FromSlice(target, rows, n))))
 		const h = 1e-3
 		for i := range e.params {
-			p := e.params[i]
-			e.params[i] = p + h
-			up := loss()
-			e.params[i] = p - h
-			down := loss()
-			e.params[i] = p
-			num := (up - down) / (2 * h)
+			num := centralDifference(e.params, i, h, loss)
 			if g := float64(e.grad[i]); math.Abs(g-num) > 1e-3+0.02*math.Abs(num) {
 				t.Errorf("%v: parameter %d: gradient %v, central difference %v", form, i, g, num)
 			}

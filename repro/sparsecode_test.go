@@ -197,13 +197,7 @@ func TestLCoDGradient(t *testing.T) {
 	const eps = 1e-6
 	checked := 0
 	for i := range l.params {
-		p := l.params[i]
-		l.params[i] = p + eps
-		up := loss()
-		l.params[i] = p - eps
-		down := loss()
-		l.params[i] = p
-		num := (up - down) / (2 * eps)
+		num := centralDifference(l.params, i, eps, loss)
 		if math.Abs(num-l.grad[i]) > 1e-5*max(1, math.Abs(num)) {
 			t.Errorf("parameter %d: gradient %v, finite difference %v", i, l.grad[i], num)
 		}
@@ -254,14 +248,20 @@ func TestLCoDBatchGradient(t *testing.T) {
 	}
 	const eps = 1e-6
 	for i := range l.params {
-		p := l.params[i]
-		l.params[i] = p + eps
-		up := loss()
-		l.params[i] = p - eps
-		down := loss()
-		l.params[i] = p
-		if num := (up - down) / (2 * eps); math.Abs(num-l.grad[i]) > 1e-5*max(1, math.Abs(num)) {
+		if num := centralDifference(l.params, i, eps, loss); math.Abs(num-l.grad[i]) > 1e-5*max(1, math.Abs(num)) {
 			t.Errorf("parameter %d: gradient %v, finite difference %v", i, l.grad[i], num)
 		}
 	}
+}
+
+// centralDifference returns (loss(p_i + h) − loss(p_i − h))/2h, p_i being
+// p[i], which it restores.
+func centralDifference[T float32 | float64](p []T, i int, h T, loss func() float64) float64 {
+	v := p[i]
+	p[i] = v + h
+	up := loss()
+	p[i] = v - h
+	down := loss()
+	p[i] = v
+	return (up - down) / (2 * float64(h))
 }
