@@ -89,23 +89,7 @@ func selfTuningGraph(n, k int, dist []float64) ([]float64, error) {
 // fall together are close and features that move against each other are
 // far. A feature constant over the rows is a column of zeros.
 func columnDistances(x []float32, n, d int) []float64 {
-	mean := make([]float64, d)
-	for i := range n {
-		for j, v := range x[i*d : (i+1)*d] {
-			mean[j] += float64(v)
-		}
-	}
-	for j := range mean {
-		mean[j] /= float64(n)
-	}
-	xc := make([]float32, n*d)
-	for i := range n {
-		for j, v := range x[i*d : (i+1)*d] {
-			xc[i*d+j] = v - float32(mean[j])
-		}
-	}
-	cov := make([]float32, d*d)
-	tensorcore.Sgemm(nil, true, false, d, d, n, 1, xc, d, xc, d, 0, cov, d)
+	cov := centeredGram(x, n, d)
 	// corr(i, j) between the columns; corr(i, i) is 0 for a
 	// constant feature (its standardized column is zeros).
 	corr := func(i, j int) float64 {
@@ -122,6 +106,29 @@ func columnDistances(x []float32, n, d int) []float64 {
 		}
 	}
 	return dist
+}
+
+// centeredGram returns XcᵀXc (d×d, row-major) for the columns of x (n
+// rows of d features) less their means: n − 1 times their covariance.
+func centeredGram(x []float32, n, d int) []float32 {
+	mean := make([]float64, d)
+	for i := range n {
+		for j, v := range x[i*d : (i+1)*d] {
+			mean[j] += float64(v)
+		}
+	}
+	for j := range mean {
+		mean[j] /= float64(n)
+	}
+	xc := make([]float32, n*d)
+	for i := range n {
+		for j, v := range x[i*d : (i+1)*d] {
+			xc[i*d+j] = v - float32(mean[j])
+		}
+	}
+	g := make([]float32, d*d)
+	tensorcore.Sgemm(nil, true, false, d, d, n, 1, xc, d, xc, d, 0, g, d)
+	return g
 }
 
 // normalizedLaplacian returns L = I − D^-1/2 W D^-1/2 for the symmetric

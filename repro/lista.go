@@ -22,37 +22,51 @@ func init() {
 
 // listaNet is LISTA unrolled for layers layers: with B = We·x,
 // z₁ = h_θ(B) and z_{t+1} = h_θ(B + S·z_t), We (N, M), S (N, N), θ (N) in
-// one flat arena.
+// one arena (params and grad are its flat values and gradients).
 type listaNet struct {
 	n, m, layers int
+	store        paramStore
+	we, s, theta int // indices in store
 	params, grad []float32
-	we, s, theta *tensorcore.Tensor
-	gwe, gs, gth *tensorcore.Tensor
 }
 
-func newLISTA(d *Dict, lambda float32, layers int) *listaNet {
+func newLISTA(d *Dict, lambda float32, layers int) (*listaNet, error) {
 	n, m := d.N, d.M
-	l := &listaNet{n: n, m: m, layers: layers}
-	l.params = make([]float32, n*m+n*n+n)
-	l.grad = make([]float32, len(l.params))
-	view := func(p []float32, off, size int, shape ...int) *tensorcore.Tensor {
-		return tensorcore.FromSlice(p[off:off+size], shape...)
-	}
-	l.we, l.s, l.theta = view(l.params, 0, n*m, n, m), view(l.params, n*m, n*n, n, n), view(l.params, n*m+n*n, n, n)
-	l.gwe, l.gs, l.gth = view(l.grad, 0, n*m, n, m), view(l.grad, n*m, n*n, n, n), view(l.grad, n*m+n*n, n, n)
+	l := &listaNet{n: n, m: m, layers: layers, store: newParamStore(nil)}
 	// ISTA's values: We = D/L, S = I − Gram/L, θ = λ/L.
+	l.we, l.theta = istaStart(&l.store, d, lambda)
 	inv := 1 / d.L
-	for i, v := range d.Atoms {
-		l.we.Data[i] = v * inv
+	l.s = l.store.add(func(dst []float32, _ []int, _ *rand.Rand) {
+		for i, v := range d.Gram {
+			dst[i] = -v * inv
+		}
+		for i := range n {
+			dst[i*n+i]++
+		}
+	}, n, n)
+	if err := l.store.build(); err != nil {
+		return nil, err
 	}
-	for i, v := range d.Gram {
-		l.s.Data[i] = -v * inv
-	}
-	for i := range n {
-		l.s.Data[i*n+i]++
-		l.theta.Data[i] = lambda * inv
-	}
-	return l
+	l.params, l.grad = l.store.data, l.store.grad
+	return l, nil
+}
+
+// istaStart adds to s the filter W = D/L (N, M) and the thresholds θ = λ/L
+// (N) of ISTA's first step from zero, h_θ(W x), the start of LISTA and of
+// PSD's shrinkage encoder, and returns their indices.
+func istaStart(s *paramStore, d *Dict, lambda float32) (w, theta int) {
+	inv := 1 / d.L
+	w = s.add(func(dst []float32, _ []int, _ *rand.Rand) {
+		for i, v := range d.Atoms {
+			dst[i] = v * inv
+		}
+	}, d.N, d.M)
+	theta = s.add(func(dst []float32, _ []int, _ *rand.Rand) {
+		for i := range dst {
+			dst[i] = lambda * inv
+		}
+	}, d.N)
+	return w, theta
 }
 
 // softThreshold records h_θ(u) = relu(u − θ) − relu(−u − θ).
@@ -62,7 +76,7 @@ func softThreshold(tp *tensorcore.Tape, u, theta *tensorcore.Var) *tensorcore.Va
 
 // forward records the codes of x (rows, M) on tp.
 func (l *listaNet) forward(tp *tensorcore.Tape, x *tensorcore.Var) *tensorcore.Var {
-	we, s, th := tp.Param(l.we, l.gwe), tp.Param(l.s, l.gs), tp.Param(l.theta, l.gth)
+	we, s, th := l.store.param(tp, l.we), l.store.param(tp, l.s), l.store.param(tp, l.theta)
 	b := tp.Linear(x, we, nil)
 	z := softThreshold(tp, b, th)
 	for range l.layers - 1 {
@@ -139,15 +153,8 @@ func trainLISTA(ctx context.Context, l *listaNet, train codeSet, rng *rand.Rand,
 
 // evalLISTA returns the relative code error of l on set.
 func evalLISTA(l *listaNet, set codeSet) float64 {
-	const batch = 500
 	z := make([]float32, set.rows*l.n)
-	tp := tensorcore.NewTape(nil)
-	for b := 0; b < set.rows; b += batch {
-		rows := min(batch, set.rows-b)
-		tp.Reset()
-		out := l.forward(tp, tp.Const(tensorcore.FromSlice(set.x[b*l.m:(b+rows)*l.m], rows, l.m)))
-		copy(z[b*l.n:], out.Value.Data)
-	}
+	forwardRows(l.forward, z, set.x, set.rows, l.m, l.n)
 	return relCodeError(z, set.zStar, set.rows, l.n)
 }
 
@@ -290,7 +297,10 @@ func runListaLCoD(ctx context.Context, env *Env) (*Result, error) {
 	// first from ISTA's or CoD's.
 	listaStart := time.Now()
 	listaErr, err := trainDepths(listaLayers, 0.2, 0.5, env, func(layers int, prev []float32, progress func(float64)) ([]float32, float64, error) {
-		l := newLISTA(d, lambda, layers)
+		l, err := newLISTA(d, lambda, layers)
+		if err != nil {
+			return nil, 0, err
+		}
 		if prev != nil {
 			copy(l.params, prev)
 		}

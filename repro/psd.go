@@ -45,53 +45,43 @@ func (f psdForm) String() string {
 }
 
 // psdEncoder predicts codes in one of the psdForm forms: W (N, M) and b
-// (N) (θ for psdShrink), and for psdTanh a gain g (N), in one flat arena.
+// (N) (θ for psdShrink), and for psdTanh a gain g (N), in one arena
+// (params and grad are its flat values and gradients).
 type psdEncoder struct {
 	n, m         int
 	form         psdForm
+	store        paramStore
+	w, b, g      int // indices in store
 	params, grad []float32
-	w, b, g      *tensorcore.Tensor
-	gw, gb, gg   *tensorcore.Tensor
 }
 
 // newPSDEncoder returns an encoder of the given form for the dictionary
 // d. The shrinkage encoder starts as ISTA's first step from zero
 // (W = D/L, θ = λ/L); the tanh encoder from the atoms as filters and a
 // small gain.
-func newPSDEncoder(d *Dict, lambda float32, form psdForm) *psdEncoder {
-	n, m := d.N, d.M
-	size := n*m + n
-	if form == psdTanh {
-		size += n
-	}
-	e := &psdEncoder{n: n, m: m, form: form, params: make([]float32, size), grad: make([]float32, size)}
-	e.w, e.b = tensorcore.FromSlice(e.params[:n*m], n, m), tensorcore.FromSlice(e.params[n*m:n*m+n], n)
-	e.gw, e.gb = tensorcore.FromSlice(e.grad[:n*m], n, m), tensorcore.FromSlice(e.grad[n*m:n*m+n], n)
+func newPSDEncoder(d *Dict, lambda float32, form psdForm) (*psdEncoder, error) {
+	e := &psdEncoder{n: d.N, m: d.M, form: form, store: newParamStore(nil)}
 	if form == psdShrink {
-		inv := 1 / d.L
-		for i, v := range d.Atoms {
-			e.w.Data[i] = v * inv
-		}
-		for i := range e.b.Data {
-			e.b.Data[i] = lambda * inv
-		}
-		return e
+		e.w, e.b = istaStart(&e.store, d, lambda)
+	} else {
+		e.w = e.store.add(func(dst []float32, _ []int, _ *rand.Rand) { copy(dst, d.Atoms) }, d.N, d.M)
+		e.b = e.store.add(models.Zeros(), d.N)
+		e.g = e.store.add(models.Constant(0.1), d.N)
 	}
-	e.g, e.gg = tensorcore.FromSlice(e.params[n*m+n:], n), tensorcore.FromSlice(e.grad[n*m+n:], n)
-	copy(e.w.Data, d.Atoms)
-	for i := range e.g.Data {
-		e.g.Data[i] = 0.1
+	if err := e.store.build(); err != nil {
+		return nil, err
 	}
-	return e
+	e.params, e.grad = e.store.data, e.store.grad
+	return e, nil
 }
 
 // forward records the encoder's codes of x (rows, M) on tp.
 func (e *psdEncoder) forward(tp *tensorcore.Tape, x *tensorcore.Var) *tensorcore.Var {
-	w, b := tp.Param(e.w, e.gw), tp.Param(e.b, e.gb)
+	w, b := e.store.param(tp, e.w), e.store.param(tp, e.b)
 	if e.form == psdShrink {
 		return softThreshold(tp, tp.Linear(x, w, nil), b)
 	}
-	return tp.Mul(tp.Tanh(tp.Linear(x, w, b)), tp.Param(e.g, e.gg))
+	return tp.Mul(tp.Tanh(tp.Linear(x, w, b)), e.store.param(tp, e.g))
 }
 
 // encode returns the encoder's codes of the rows of x.
@@ -271,7 +261,10 @@ func psdRun(ctx context.Context, rng *rand.Rand, d0 *Dict, lambda float32, data 
 		return out, err
 	}
 	m, n := data.m, d.N
-	enc := newPSDEncoder(d, lambda, cfg.form)
+	enc, err := newPSDEncoder(d, lambda, cfg.form)
+	if err != nil {
+		return out, err
+	}
 	if err := trainPSD(ctx, d, enc, data.x, data.dictRows, rng, lambda, cfg.alpha, cfg.epochs, 100, cfg.iters, 0.5, cfg.encLR,
 		func(f float64) { progress(0.7 * f) }); err != nil {
 		return out, err
@@ -283,19 +276,21 @@ func psdRun(ctx context.Context, rng *rand.Rand, d0 *Dict, lambda float32, data 
 	d.FISTA(zEval, data.eval, data.evalRows, out.lambda, cfg.starIters, nil)
 	out.evalNNZ = nonZeroFraction(zEval)
 	progress(0.8)
-	out.jointErr = relCodeError(enc.encode(data.eval, data.evalRows), zEval, data.evalRows, n)
+	fEval := enc.encode(data.eval, data.evalRows)
+	out.jointErr = relCodeError(fEval, zEval, data.evalRows, n)
 	out.encErr = out.jointErr
 	if cfg.fitEpochs > 0 {
 		if err := fitEncoder(ctx, enc, xTrain, zTrain, data.nTrain, rng, cfg.fitEpochs, 100, 1e-3); err != nil {
 			return out, err
 		}
-		out.encErr = relCodeError(enc.encode(data.eval, data.evalRows), zEval, data.evalRows, n)
+		fEval = enc.encode(data.eval, data.evalRows)
+		out.encErr = relCodeError(fEval, zEval, data.evalRows, n)
 	}
 	progress(0.9)
 	if out.accExact, err = logisticAccuracy(ctx, rng, zTrain, data.y[:data.nTrain], zEval, data.evalY, n, cfg.logEpochs, 3e-3); err != nil {
 		return out, err
 	}
-	out.accEnc, err = logisticAccuracy(ctx, rng, enc.encode(xTrain, data.nTrain), data.y[:data.nTrain], enc.encode(data.eval, data.evalRows), data.evalY, n, cfg.logEpochs, 3e-3)
+	out.accEnc, err = logisticAccuracy(ctx, rng, enc.encode(xTrain, data.nTrain), data.y[:data.nTrain], fEval, data.evalY, n, cfg.logEpochs, 3e-3)
 	return out, err
 }
 
@@ -387,20 +382,7 @@ func pcaSpectrum(x []float32, rows, d int) ([]float64, error) {
 	if rows < 2 || len(x) != rows*d {
 		return nil, fmt.Errorf("repro: PCA of %d values as %d rows of %d", len(x), rows, d)
 	}
-	mean := make([]float64, d)
-	for i := range rows {
-		for j := range d {
-			mean[j] += float64(x[i*d+j])
-		}
-	}
-	xc := make([]float32, len(x))
-	for i := range rows {
-		for j := range d {
-			xc[i*d+j] = float32(float64(x[i*d+j]) - mean[j]/float64(rows))
-		}
-	}
-	cov32 := make([]float32, d*d)
-	tensorcore.Sgemm(nil, true, false, d, d, rows, 1, xc, d, xc, d, 0, cov32, d)
+	cov32 := centeredGram(x, rows, d)
 	cov := mat.NewDense(d, d, nil)
 	for i := range d {
 		for j := range d {

@@ -21,7 +21,11 @@ func TestPSDShrinkEncoderStartsAsISTA(t *testing.T) {
 	}
 	want := make([]float32, rows*n)
 	d.ISTA(want, x, rows, lambda, 1, nil)
-	got := newPSDEncoder(d, lambda, psdShrink).encode(x, rows)
+	e, err := newPSDEncoder(d, lambda, psdShrink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := e.encode(x, rows)
 	zeros := 0
 	for i := range want {
 		if math.Abs(float64(got[i]-want[i])) > 1e-5 {
@@ -50,7 +54,10 @@ func TestPSDEncoderGradient(t *testing.T) {
 		target[i] = float32(rng.NormFloat64())
 	}
 	for _, form := range []psdForm{psdShrink, psdTanh} {
-		e := newPSDEncoder(d, 0.2, form)
+		e, err := newPSDEncoder(d, 0.2, form)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for i := range e.params { // away from ISTA's start, so that the gradients of all parameters matter
 			e.params[i] += float32(0.1 * rng.NormFloat64())
 		}
